@@ -1,0 +1,9 @@
+"""`python -m hubbub` is the `hubbub` command."""
+
+from __future__ import annotations
+
+import sys
+
+from hubbub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Backends of the broker, presence and history contracts."""

@@ -1,0 +1,66 @@
+"""The Broker contract: how a published message reaches every node with members.
+
+The broker delivers to *nodes*, not to clients: each node subscribes to the
+rooms it has local members in, and the hub fans a delivery out locally. The
+broker also assigns each message its offset, so that every node sees a room's
+messages in one order with consecutive offsets.
+
+Guarantee: at most once, live. A node that was not subscribed (or not
+connected) when a message went out does not get it from the broker; history
+and resume-by-offset are how clients recover what they missed.
+
+Backends: `hubbub.backends.memory` (the default; one process, one node) and,
+for several nodes, the Redis and NATS backends.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+Sink = Callable[[str, int, bytes], None]
+"""Called on the event loop for each delivery: `(room, offset, event_json)`.
+
+`event_json` is the complete encoded `new_message` event, the same bytes for
+every recipient; the sink must not block or await.
+"""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached; the publish did not happen."""
+
+
+class Broker(abc.ABC):
+    """Publish/subscribe between nodes, with per-room offsets."""
+
+    @abc.abstractmethod
+    async def start(self, sink: Sink) -> None:
+        """Connect, and deliver every message of a subscribed room to `sink`."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Disconnect; idempotent."""
+
+    @abc.abstractmethod
+    async def publish(self, room: str, head: bytes, tail: bytes) -> int:
+        """Assign the room's next offset, deliver `head + offset + tail`, return the offset.
+
+        Raises `BrokerUnavailable` when the message could not be published.
+        """
+
+    @abc.abstractmethod
+    async def subscribe(self, room: str) -> None:
+        """Start delivering `room` to this node; returns once deliveries flow."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, room: str) -> None:
+        """Stop delivering `room` to this node."""
+
+    @abc.abstractmethod
+    async def last_offset(self, room: str) -> int:
+        """The offset of the latest message published to `room` (0 for none)."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while the broker cannot be reached (`/healthz` answers 503)."""
+        return True

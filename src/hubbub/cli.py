@@ -1,0 +1,132 @@
+"""The `hubbub` command: `serve` (and more subcommands as they come).
+
+Every flag of `serve` can also be set by an environment variable named
+`HUBBUB_<FLAG>` (`--send-queue-bytes` is `HUBBUB_SEND_QUEUE_BYTES`); a flag on
+the command line wins. Bad values get a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hubbub import __version__, logs
+from hubbub.config import Settings
+from hubbub.errors import ConfigError
+
+log = logging.getLogger("hubbub.cli")
+
+
+def _env(flag: str) -> str | None:
+    return os.environ.get("HUBBUB_" + flag.lstrip("-").replace("-", "_").upper())
+
+
+class _Parser(argparse.ArgumentParser):
+    def add_env_argument(self, flag: str, **kwargs: Any) -> None:
+        """`add_argument` whose default comes from `HUBBUB_<FLAG>` when set."""
+        env = _env(flag)
+        if env is not None:
+            if kwargs.get("action") == "store_true":
+                kwargs["default"] = env.lower() in ("1", "true", "yes", "on")
+            elif kwargs.get("action") == "append":
+                kwargs["default"] = [v for v in env.split(",") if v]
+            else:
+                kind = kwargs.get("type", str)
+                try:
+                    kwargs["default"] = kind(env)
+                except ValueError:
+                    self.error(f"HUBBUB_{flag.lstrip('-').replace('-', '_').upper()}: invalid value {env!r}")
+        self.add_argument(flag, **kwargs)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _add_serve(sub: Any) -> None:
+    p: _Parser = sub.add_parser("serve", help="run the hub server", description="Run the hub server.")
+    p.add_env_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_env_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
+    p.add_env_argument("--max-message-size", type=_positive_int, default=65536, metavar="BYTES",
+                       help="largest frame or message accepted; larger closes with 1009 (default %(default)s)")
+    p.add_env_argument("--ping-interval", type=float, default=20.0, metavar="S",
+                       help="ping a peer silent this long (default %(default)s)")
+    p.add_env_argument("--ping-timeout", type=float, default=20.0, metavar="S",
+                       help="drop a peer whose pong is this late (default %(default)s)")
+    p.add_env_argument("--send-queue-bytes", type=_positive_int, default=1_048_576, metavar="N",
+                       help="per-connection outbox bound in bytes (default %(default)s)")
+    p.add_env_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                       help="accept this exact Origin (repeatable); default: same host only")
+    p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
+    p.add_env_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                       help="(default %(default)s)")
+    p.add_env_argument("--log-format", default="text", choices=["text", "json"], help="(default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hubbub", description="A real-time event hub over WebSockets.")
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_serve(sub)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        host=args.host,
+        port=args.port,
+        max_message_size=args.max_message_size,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        send_queue_bytes=args.send_queue_bytes,
+        allowed_origins=tuple(args.allowed_origin),
+        echo=args.echo,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+
+
+def run_async(main: Any) -> Any:
+    """Run a coroutine on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+async def _serve(settings: Settings) -> None:
+    from hubbub.hub import Hub
+    from hubbub.server import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(Hub(settings), stop=stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            settings = _settings(args)
+        except ConfigError as exc:
+            parser.error(str(exc))
+        logs.configure(settings.log_level, settings.log_format)
+        try:
+            run_async(_serve(settings))
+        except OSError as exc:
+            print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+            return 1
+    return 0

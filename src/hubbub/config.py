@@ -1,0 +1,54 @@
+"""Settings of a hubbub server, with the defaults the CLI documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hubbub.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `hubbub serve` can be told; each field maps to one flag."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_message_size: int = 65536
+    """A larger frame or reassembled message closes the connection with 1009."""
+    ping_interval: float = 20.0
+    """Seconds of silence from a peer before the server pings it."""
+    ping_timeout: float = 20.0
+    """Seconds a pinged peer has to answer before it is dropped."""
+    send_queue_bytes: int = 1_048_576
+    """Per-connection outbox bound; a connection that would exceed it is dropped (1013)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Exact `Origin` values accepted; empty means same-host origins only."""
+    echo: bool = False
+    """Serve `/echo` for protocol conformance runs."""
+    close_timeout: float = 2.0
+    """How long a polite close waits for the peer's close frame before aborting."""
+    slow_close_grace: float = 0.25
+    """How long a dropped slow consumer gets to take its 1013 before the RST."""
+    shutdown_timeout: float = 3.0
+    """How long shutdown waits for connections to close before aborting the rest."""
+    inbox_high_water: int = 64
+    """Received messages queued per connection before the server stops reading from it."""
+    broker: str = "memory"
+    log_level: str = "info"
+    log_format: str = "text"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
+        if self.max_message_size < 125:
+            raise ConfigError("--max-message-size must be at least 125 bytes")
+        if self.ping_interval <= 0 or self.ping_timeout <= 0:
+            raise ConfigError("--ping-interval and --ping-timeout must be positive")
+        if self.send_queue_bytes < self.max_message_size:
+            raise ConfigError("--send-queue-bytes must be at least --max-message-size")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("--log-format must be text or json")
+        for origin in self.allowed_origins:
+            if "://" not in origin:
+                raise ConfigError(f"--allowed-origin needs a scheme, like https://example.com: {origin!r}")

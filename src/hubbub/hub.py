@@ -1,0 +1,245 @@
+"""The hub: every live connection, the rooms they are in, and local fan-out.
+
+A connection enters the hub when its WebSocket opens and leaves it when it is
+no longer usable (`Connection._detach`), never after a message. Rooms map to
+their local members; the broker is subscribed to a room while it has at least
+one. A published message comes back from the broker to `_deliver`, which is
+the hot path of the whole server:
+
+    one frame built per message  ->  for each member: append to its outbox
+
+and once per event-loop turn `_flush` lets each connection that got something
+write it all in one call. See docs/performance.md for the measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from hubbub import handlers
+from hubbub.backends.memory import MemoryBroker
+from hubbub.broker import Broker, BrokerUnavailable
+from hubbub.codes import CloseCode, ErrorCode
+from hubbub.config import Settings
+from hubbub.connection import Connection, State
+from hubbub.errors import EventError
+from hubbub.events import Empty
+from hubbub.frames import text_frame
+from hubbub.heartbeat import Beat, decide, sweep_period
+from hubbub.metrics import Metrics
+from hubbub.protocol import (
+    decode_envelope,
+    encode_ack,
+    encode_error,
+    new_message_parts,
+    utc_timestamp,
+)
+from hubbub.router import Router
+
+log = logging.getLogger("hubbub.hub")
+P = TypeVar("P")
+
+
+class Hub:
+    """Live connections, rooms, the event router and the broker of one node."""
+
+    def __init__(self, settings: Settings | None = None, broker: Broker | None = None) -> None:
+        self.settings = settings or Settings()
+        self.broker = broker or MemoryBroker()
+        self.router = Router()
+        self.connections: set[Connection] = set()
+        self.rooms: dict[str, set[Connection]] = {}
+        self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.rooms))
+        self._writers: list[Connection] = []
+        self._flush_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        handlers.install(self.router)
+
+    def on(
+        self, type_: str, schema: type[P] = Empty  # type: ignore[assignment]
+    ) -> Callable[[Callable[[P, Connection], Awaitable[Any]]], Callable[[P, Connection], Awaitable[Any]]]:
+        """Register a handler for a custom event type: `@hub.on("typing", Typing)`."""
+        return self.router.on(type_, schema)
+
+    # ---- life of the hub ----------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the broker and start the heartbeat sweep."""
+        self._loop = asyncio.get_running_loop()
+        await self.broker.start(self._deliver)
+        self._heartbeat = self._loop.create_task(self._sweep())
+
+    async def shutdown(self) -> None:
+        """Close every connection with 1001, wait briefly for them, then abort the rest."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        everyone = list(self.connections)
+        for conn in everyone:
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        while any(c.state is not State.CLOSED for c in everyone) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in everyone:
+            conn.abort()
+        for task in list(self._background):
+            task.cancel()
+        await self.broker.close()
+
+    # ---- membership -----------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        log.debug("conn.opened", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
+
+    def unregister(self, conn: Connection) -> None:
+        """Remove `conn` from the hub and its rooms. Called once, by `_detach`."""
+        self.connections.discard(conn)
+        for room in conn.rooms:
+            self._drop_member(room, conn)
+        conn.rooms.clear()
+        code = conn.close_code or CloseCode.ABNORMAL_CLOSURE
+        self.metrics.closes.labels(str(code)).inc()
+        level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
+        log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
+
+    async def join(self, conn: Connection, room: str) -> int:
+        """Add `conn` to `room` (idempotent); return the room's latest offset."""
+        members = self.rooms.get(room)
+        if members is None:
+            members = self.rooms[room] = set()
+            await self.broker.subscribe(room)
+        if conn.state is State.OPEN:
+            members.add(conn)
+            conn.rooms.add(room)
+        elif not members:
+            self._drop_room(room)
+        return await self.broker.last_offset(room)
+
+    def leave(self, conn: Connection, room: str) -> bool:
+        """Remove `conn` from `room`; False if it was not a member."""
+        if room not in conn.rooms:
+            return False
+        conn.rooms.discard(room)
+        self._drop_member(room, conn)
+        return True
+
+    def _drop_member(self, room: str, conn: Connection) -> None:
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                self._drop_room(room)
+
+    def _drop_room(self, room: str) -> None:
+        del self.rooms[room]
+        self.spawn(self.broker.unsubscribe(room))
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        """Run background work owned by the hub (cancelled at shutdown)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- publishing and fan-out (the hot path) -------------------------------
+
+    async def publish(self, room: str, message: Any, sender: str) -> int:
+        """Publish a `new_message` to `room` through the broker; return its offset."""
+        head, tail = new_message_parts(room, message, sender, utc_timestamp())
+        try:
+            offset = await self.broker.publish(room, head, tail)
+        except BrokerUnavailable as exc:
+            raise EventError(ErrorCode.UNAVAILABLE, f"the message was not published: {exc}") from None
+        self.metrics.published.inc()
+        return offset
+
+    def _deliver(self, room: str, offset: int, event: bytes) -> None:
+        """The broker's sink: one frame for the message, appended to each member's outbox."""
+        members = self.rooms.get(room)
+        if not members:
+            return
+        frame = text_frame(event)
+        # A copy, because an outbox that overflows removes its connection from `members`.
+        for conn in tuple(members):
+            conn.send_frame(frame)
+        self.metrics.delivered.inc(len(members))
+
+    def want_write(self, conn: Connection) -> None:
+        """Called once per loop turn per connection that has queued frames."""
+        self._writers.append(conn)
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop = self._loop or asyncio.get_running_loop()
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Once per loop turn: every connection with pending frames writes them at once."""
+        self._flush_pending = False
+        writers = self._writers
+        self._writers = []
+        for conn in writers:
+            conn._write()
+
+    @staticmethod
+    def frame(event: bytes) -> bytes:
+        """The WebSocket frame for one encoded event."""
+        return text_frame(event)
+
+    # ---- dispatch of client events -----------------------------------------
+
+    async def dispatch(self, conn: Connection, text: str) -> None:
+        """Route one client message to its handler and answer with ack or error."""
+        self.metrics.received.inc()
+        event_id = None
+        try:
+            envelope = decode_envelope(text.encode())
+            event_id = envelope.id
+            route, payload = self.router.resolve(envelope)
+            conn._current_id = event_id
+            conn._replied = False
+            result = await route.handler(payload, conn)
+            if event_id is not None and not conn._replied:
+                conn._replied = True
+                conn.send_frame(text_frame(encode_ack(result, event_id)))
+        except EventError as exc:
+            self.metrics.errors.labels(exc.code.value).inc()
+            event_id = exc.event_id if exc.event_id is not None else event_id
+            conn.send_frame(text_frame(encode_error(exc.code, exc.message, event_id)))
+        except Exception:
+            log.exception("handler.failed", extra={"conn": conn.id, "event_id": event_id})
+            self.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
+            conn.send_frame(text_frame(encode_error(ErrorCode.INTERNAL, "the handler failed", event_id)))
+        finally:
+            conn._current_id = None
+
+    # ---- heartbeats -----------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Ping silent peers; drop those whose pong is late (see hubbub.heartbeat)."""
+        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
+        period = sweep_period(interval, timeout)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for conn in tuple(self.connections):
+                beat = decide(now, conn.last_seen, conn.ping_sent, interval, timeout)
+                if beat is Beat.PING:
+                    conn.ping_sent = now
+                    conn.ping()
+                elif beat is Beat.DROP:
+                    log.info("conn.ping_timeout", extra={"conn": conn.id, "user": conn.identity})
+                    conn.close_code = CloseCode.ABNORMAL_CLOSURE
+                    conn.abort()
+
+
+_QUIET_CLOSES = frozenset({1000, 1001, 1005, 1006})
+

@@ -1,0 +1,59 @@
+"""Prometheus collectors of one hub, served at `GET /metrics`.
+
+Each hub owns its registry, so two hubs in one process (tests, embedding)
+never share counters. Gauges read live state through callbacks, which keeps
+them exact at every scrape without bookkeeping on the hot path. Counters on
+the fan-out path are bumped once per publish with the recipient count, never
+once per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from hubbub.codes import CloseCode, ErrorCode
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The collectors named in the README, bound to one registry."""
+
+    def __init__(self, connections: Callable[[], int], rooms: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("hubbub_connections", "Open WebSocket connections.", registry=r)
+        self.connections.set_function(lambda: float(connections()))
+        self.rooms = Gauge("hubbub_rooms", "Rooms with at least one local member.", registry=r)
+        self.rooms.set_function(lambda: float(rooms()))
+        self.received = Counter(
+            "hubbub_messages_received", "Client events received.", registry=r
+        )
+        self.published = Counter(
+            "hubbub_messages_published", "Messages published to rooms by this node.", registry=r
+        )
+        self.delivered = Counter(
+            "hubbub_messages_delivered", "Frames queued to local recipients by fan-out.", registry=r
+        )
+        self.slow_dropped = Counter(
+            "hubbub_slow_consumers_dropped",
+            "Connections dropped because their outbox overflowed.",
+            registry=r,
+        )
+        self.errors = Counter(
+            "hubbub_errors", "Error events sent to clients, by code.", ["code"], registry=r
+        )
+        self.closes = Counter(
+            "hubbub_closes", "Connections ended, by close code.", ["code"], registry=r
+        )
+        for code in ErrorCode:
+            self.errors.labels(code.value)
+        for close in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.ABNORMAL_CLOSURE):
+            self.closes.labels(str(int(close)))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,124 @@
+"""The envelope of PROTOCOL.md: decoding client frames, encoding server events.
+
+Pure functions over bytes and plain values, no I/O, so every rule of the wire
+format is unit-tested without a socket. JSON goes through msgspec: it decodes
+and validates in one pass, and its encoder is among the fastest for Python.
+
+A client frame decodes in two steps. `decode_envelope` checks the envelope
+(`type`, `payload`, `id`) and keeps the payload as raw JSON; the router later
+decodes that raw payload straight into the schema its handler declared. Errors
+carry the `ErrorCode` the client will see.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Final
+
+import msgspec
+
+from hubbub.codes import ErrorCode
+from hubbub.errors import EventError
+
+EventId = str | int
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """A decoded client frame; `payload` is still raw JSON, checked to be an object."""
+
+    type: str
+    payload: msgspec.Raw
+    id: EventId | None = None
+
+
+_envelope_decoder: Final = msgspec.json.Decoder(Envelope)
+_any_decoder: Final = msgspec.json.Decoder()
+_encoder: Final = msgspec.json.Encoder()
+
+
+def _first_byte(data: bytes) -> int:
+    """The first non-whitespace byte of a JSON text, or -1 for blank input."""
+    stripped = data.lstrip(b" \t\r\n")
+    return stripped[0] if stripped else -1
+
+
+def _salvage_id(data: bytes) -> EventId | None:
+    """The `id` of a frame whose envelope failed, so the error can still carry it."""
+    try:
+        raw = _any_decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(raw, dict):
+        value = raw.get("id")
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode one client frame; raise `EventError` with the PROTOCOL.md code."""
+    if _first_byte(data) != ord("{"):
+        raise EventError(ErrorCode.BAD_JSON, "the frame is not a JSON object")
+    try:
+        envelope = _envelope_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise EventError(ErrorCode.BAD_ENVELOPE, str(exc), _salvage_id(data)) from None
+    except msgspec.DecodeError as exc:
+        raise EventError(ErrorCode.BAD_JSON, f"the frame is not valid JSON: {exc}") from None
+    if _first_byte(bytes(envelope.payload)) != ord("{"):
+        raise EventError(ErrorCode.BAD_ENVELOPE, "`payload` must be an object", envelope.id)
+    return envelope
+
+
+def decode_payload(raw: msgspec.Raw, schema: type[Any], event_id: EventId | None = None) -> Any:
+    """Decode a raw payload into `schema`; a mismatch is `bad_payload`."""
+    try:
+        return msgspec.json.decode(raw, type=schema)
+    except msgspec.DecodeError as exc:
+        raise EventError(ErrorCode.BAD_PAYLOAD, str(exc), event_id) from None
+
+
+def encode_event(type_: str, payload: Any, event_id: EventId | None = None) -> bytes:
+    """Encode a server event `{type, payload[, id]}` as compact UTF-8 JSON."""
+    if event_id is None:
+        return _encoder.encode({"type": type_, "payload": payload})
+    return _encoder.encode({"type": type_, "payload": payload, "id": event_id})
+
+
+def encode_error(code: ErrorCode, message: str, event_id: EventId | None = None) -> bytes:
+    """Encode an `error` event."""
+    return encode_event("error", {"code": code.value, "message": message}, event_id)
+
+
+def encode_ack(payload: Any, event_id: EventId) -> bytes:
+    """Encode the `ack` of an event that carried an `id`."""
+    return encode_event("ack", {} if payload is None else payload, event_id)
+
+
+def utc_timestamp(now: _dt.datetime | None = None) -> str:
+    """The server's UTC time in RFC 3339 with a `Z` suffix, as `sent` requires."""
+    moment = now or _dt.datetime.now(_dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def new_message_parts(room: str, message: Any, sender: str, sent: str) -> tuple[bytes, bytes]:
+    """A `new_message` event split around its offset: `head + str(offset) + tail`.
+
+    The broker assigns the offset, possibly in another process (a Redis script
+    splices it in), so the event is encoded once by the publisher with a hole
+    where the number goes. `offset` is the payload's last field for that reason.
+    """
+    body = _encoder.encode(
+        {
+            "type": "new_message",
+            "payload": {"room": room, "message": message, "from": sender, "sent": sent, "offset": 0},
+        }
+    )
+    marker = b'"offset":0}}'
+    assert body.endswith(marker)
+    return body[: -len(marker) + len(b'"offset":')], b"}}"
+
+
+def splice_offset(head: bytes, offset: int, tail: bytes) -> bytes:
+    """Join the parts of `new_message_parts` around an assigned offset."""
+    return b"%b%d%b" % (head, offset, tail)

@@ -1,0 +1,154 @@
+"""The listening socket: HTTP routes, the WebSocket handshake, origin checks, shutdown.
+
+One port serves everything. picows parses each request and asks `_route`
+what to do with it: a plain HTTP answer (the chat page, `/healthz`,
+`/metrics`, a 4xx) or a `Connection` to upgrade to. Rejections happen here,
+before the upgrade, with an HTTP status (PROTOCOL.md: 403 for a foreign
+origin, 404 for an unknown path, 400 for a bad name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from importlib import resources
+from urllib.parse import parse_qs, urlsplit
+
+from picows import (
+    WSListener,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from hubbub.connection import Connection
+from hubbub.events import NAME_MAX
+from hubbub.frames import binary_frame, text_frame
+from hubbub.hub import Hub
+from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+log = logging.getLogger("hubbub.server")
+
+Routed = WSListener | WSUpgradeResponseWithListener | None
+
+
+class EchoConnection(Connection):
+    """`/echo`: every message comes back through the same outbox and writer.
+
+    For protocol conformance runs (Autobahn): text and binary are both echoed,
+    fragmented messages reassembled, and every close rule is the hub's own.
+    """
+
+    def _receive(self, text: str) -> None:
+        self.send_frame(text_frame(text.encode()))
+
+    def _receive_binary(self, data: bytes) -> None:
+        self.send_frame(binary_frame(data))
+
+
+def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> Routed:
+    if status == HTTPStatus.OK:
+        response = WSUpgradeResponse.create_ok_response(body, {"Content-Type": content_type})
+    else:
+        response = WSUpgradeResponse.create_error_response(status, body, {"Content-Type": content_type})
+    response.headers["Cache-Control"] = "no-store"
+    return WSUpgradeResponseWithListener(response, None)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """The origin rule: no `Origin` (not a browser) passes; else the allowlist, or same host."""
+    if origin is None:
+        return True
+    if allowed:
+        return origin in allowed
+    if host is None or origin == "null":
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+class Server:
+    """A hub behind a listening socket; `start`, then `stop` (idempotent)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = hub.settings
+        self._server: asyncio.Server | None = None
+        self._page = resources.files("hubbub").joinpath("static/index.html").read_bytes()
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started with port 0)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        await self.hub.start()
+        self._server = await ws_create_server(
+            self._route,
+            self.settings.host,
+            self.settings.port,
+            max_frame_size=self.settings.max_message_size,
+            websocket_handshake_timeout=10,
+            enable_auto_ping=False,
+            enable_auto_pong=False,
+            logger_name="server",
+        )
+        log.info("server.listening", extra={"host": self.settings.host, "port": self.port})
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection with 1001, release the port."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._server is not None:
+            self._server.close()
+        await self.hub.shutdown()
+        log.info("server.stopped")
+
+    def _route(self, request: WSUpgradeRequest) -> Routed:
+        url = urlsplit(request.path.decode("latin-1"))
+        path = url.path
+        if path == "/ws":
+            return self._upgrade(request, parse_qs(url.query))
+        if path == "/echo" and self.settings.echo:
+            if not self._origin_ok(request):
+                return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
+            return EchoConnection(self.hub, None)
+        if path == "/":
+            return _response(HTTPStatus.OK, self._page, "text/html; charset=utf-8")
+        if path == "/healthz":
+            if self.hub.broker.healthy:
+                return _response(HTTPStatus.OK, b"ok\n")
+            return _response(HTTPStatus.SERVICE_UNAVAILABLE, b"broker unreachable\n")
+        if path == "/metrics":
+            return _response(HTTPStatus.OK, self.hub.metrics.render(), METRICS_CONTENT_TYPE)
+        return _response(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    def _origin_ok(self, request: WSUpgradeRequest) -> bool:
+        headers = request.headers
+        return origin_allowed(headers.get("Origin"), headers.get("Host"), self.settings.allowed_origins)
+
+    def _upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed:
+        if not self._origin_ok(request):
+            log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
+            return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
+        name = query.get("name", [None])[0]
+        if name is not None and not 1 <= len(name) <= NAME_MAX:
+            return _response(HTTPStatus.BAD_REQUEST, f"name must be 1 to {NAME_MAX} characters\n".encode())
+        return Connection(self.hub, name)
+
+
+async def serve(hub: Hub, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run a server until `stop` is set, then shut down politely."""
+    server = Server(hub)
+    await server.start()
+    if ready is not None:
+        ready.set()
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await server.stop()
+

@@ -1,0 +1,111 @@
+"""`hubbub` as a user runs it: a real process, signals, flags, env variables, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.helpers import EventClient
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise AssertionError("server did not start")
+
+
+def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hubbub", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_everyone_with_1001_and_exits_0(sig: signal.Signals) -> None:
+    port = _free_port()
+    proc = _spawn("serve", "--port", str(port))
+    await _wait_listening(port, proc)
+    clients = [await EventClient.open(f"ws://127.0.0.1:{port}/ws") for _ in range(3)]
+    for c in clients:
+        await c.join("lobby")
+    started = time.monotonic()
+    proc.send_signal(sig)
+    for c in clients:
+        await asyncio.wait_for(c.ws.wait_closed(), 5)
+        assert c.ws.close_code == 1001
+    code = await asyncio.to_thread(proc.wait, 5)
+    assert code == 0 and time.monotonic() - started < 5
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert "Traceback" not in stderr and "server.stopped" in stderr
+
+
+async def test_env_variables_set_flags() -> None:
+    port = _free_port()
+    proc = _spawn("serve", env={"HUBBUB_PORT": str(port), "HUBBUB_ECHO": "1", "HUBBUB_LOG_FORMAT": "json"})
+    try:
+        await _wait_listening(port, proc)
+        async with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            await ws.send("ping?")
+            assert await ws.recv() == "ping?"
+    finally:
+        proc.terminate()
+        assert await asyncio.to_thread(proc.wait, 5) == 0
+    first = (proc.stderr.read() if proc.stderr else b"").decode().splitlines()[0]
+    assert first.startswith("{") and '"event": "server.listening"' in first
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "hubbub", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("hubbub ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--port", "70000"], "--port must be between 0 and 65535"),
+        (["serve", "--send-queue-bytes", "-5"], "must be a positive integer"),
+        (["serve", "--ping-interval", "0"], "must be positive"),
+        (["serve", "--allowed-origin", "example.com"], "needs a scheme"),
+        (["serve", "--log-format", "xml"], "invalid choice"),
+    ],
+)
+def test_bad_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "hubbub", *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "hubbub", "serve", "--port", str(port)], capture_output=True, text=True, timeout=10
+        )
+    assert out.returncode == 1
+    assert "cannot listen" in out.stderr and "Traceback" not in out.stderr

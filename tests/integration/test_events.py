@@ -1,0 +1,137 @@
+"""Typed events over real sockets: routing, acks, coded errors, custom handlers.
+
+Proves lifecycle rule 7 (docs/lifecycle.md): bad input gets an `error` event
+with the PROTOCOL.md code and the request's `id`, and the connection lives on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+import pytest
+
+from hubbub.config import Settings
+from hubbub.hub import Hub
+from hubbub.server import Server
+from tests.conftest import ServerFactory
+from tests.helpers import EventClient, ws_url
+
+
+async def test_join_send_and_receive(server: Server) -> None:
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    bob = await EventClient.open(ws_url(server, query="name=bob"))
+    assert (await alice.join("lobby"))["payload"] == {"room": "lobby", "offset": 0}
+    await bob.join("lobby")
+    reply = await alice.request("send_message", {"room": "lobby", "message": "hi"})
+    assert reply == {"type": "ack", "payload": {"room": "lobby", "offset": 1}, "id": reply["id"]}
+    for client in (alice, bob):
+        event = await client.recv_type("new_message")
+        payload = event["payload"]
+        assert payload["room"] == "lobby" and payload["message"] == "hi"
+        assert payload["from"] == "alice" and payload["offset"] == 1
+        assert payload["sent"].endswith("Z")
+    await alice.close()
+    await bob.close()
+
+
+async def test_identity_falls_back_to_payload_then_anonymous(server: Server) -> None:
+    client = await EventClient.open(ws_url(server))
+    await client.join("r")
+    await client.request("send_message", {"room": "r", "message": 1, "from": "carol"})
+    assert (await client.recv_type("new_message"))["payload"]["from"] == "carol"
+    await client.request("send_message", {"room": "r", "message": {"any": "json"}})
+    event = await client.recv_type("new_message")
+    assert event["payload"]["from"] == "anonymous"
+    assert event["payload"]["message"] == {"any": "json"}
+    await client.close()
+
+
+async def test_leave_room_stops_delivery_and_keeps_connection(server: Server) -> None:
+    a = await EventClient.open(ws_url(server))
+    b = await EventClient.open(ws_url(server))
+    await a.join("r")
+    await b.join("r")
+    assert (await b.request("leave_room", {"room": "r"}))["type"] == "ack"
+    await a.request("send_message", {"room": "r", "message": "after"})
+    not_in = await b.request("send_message", {"room": "r", "message": "x"})
+    assert not_in["payload"]["code"] == "not_in_room"
+    again = await b.request("leave_room", {"room": "r"})
+    assert again["payload"]["code"] == "not_in_room"
+    await a.close()
+    await b.close()
+
+
+BAD_INPUTS = [
+    ("not json", "bad_json", None),
+    ("[1, 2]", "bad_json", None),
+    ('{"type": "join_room", "payload": {}', "bad_json", None),
+    ('{"payload": {}, "id": "a"}', "bad_envelope", "a"),
+    ('{"type": 5, "payload": {}, "id": 7}', "bad_envelope", 7),
+    ('{"type": "join_room", "payload": [], "id": "b"}', "bad_envelope", "b"),
+    ('{"type": "join_room", "id": "c"}', "bad_envelope", "c"),
+    ('{"type": "join_room", "payload": {"room": "x"}, "id": [1]}', "bad_envelope", None),
+    ('{"type": "fly", "payload": {}, "id": "d"}', "unknown_type", "d"),
+    ('{"type": "join_room", "payload": {"room": ""}, "id": "e"}', "bad_payload", "e"),
+    ('{"type": "join_room", "payload": {"room": "a b"}, "id": "f"}', "bad_payload", "f"),
+    ('{"type": "join_room", "payload": {"room": "' + "x" * 129 + '"}, "id": "g"}', "bad_payload", "g"),
+    ('{"type": "join_room", "payload": {"room": 3}, "id": "h"}', "bad_payload", "h"),
+    ('{"type": "send_message", "payload": {"room": "r"}, "id": "i"}', "bad_payload", "i"),
+    ('{"type": "send_message", "payload": {"room": "r", "message": "m"}, "id": "j"}', "not_in_room", "j"),
+]
+
+
+@pytest.mark.parametrize(("frame", "code", "event_id"), BAD_INPUTS)
+async def test_bad_input_gets_coded_error_and_connection_lives(
+    server: Server, frame: str, code: str, event_id: object
+) -> None:
+    client = await EventClient.open(ws_url(server))
+    await client.ws.send(frame)
+    error = await client.recv()
+    assert error["type"] == "error"
+    assert error["payload"]["code"] == code
+    assert error.get("id") == event_id
+    assert isinstance(error["payload"]["message"], str) and error["payload"]["message"]
+    assert (await client.join("still-alive"))["type"] == "ack"
+    await client.close()
+
+
+async def test_event_without_id_gets_no_ack(server: Server) -> None:
+    client = await EventClient.open(ws_url(server))
+    await client.send("join_room", {"room": "quiet"})
+    await client.send("send_message", {"room": "quiet", "message": "m"})
+    assert (await client.recv())["type"] == "new_message"
+    await client.close()
+
+
+class Typing(msgspec.Struct):
+    room: str
+    active: bool
+
+
+async def test_custom_event_type_and_failing_handler(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = Hub(Settings(port=0))
+
+    @hub.on("typing", Typing)
+    async def typing(payload: Typing, client: object) -> dict[str, object]:
+        return {"room": payload.room, "active": payload.active}
+
+    @hub.on("explode")
+    async def explode(payload: object, client: object) -> None:
+        raise RuntimeError("kaboom")
+
+    server = await make_server(hub)
+    client = await EventClient.open(ws_url(server))
+    reply = await client.request("typing", {"room": "r", "active": True})
+    assert reply["payload"] == {"room": "r", "active": True}
+    bad = await client.request("typing", {"room": "r", "active": "yes"})
+    assert bad["payload"]["code"] == "bad_payload"
+    with caplog.at_level(logging.ERROR, logger="hubbub"):
+        failed = await client.request("explode", {})
+    assert failed["type"] == "error" and failed["payload"]["code"] == "internal"
+    logged = [r for r in caplog.records if r.name.startswith("hubbub") and r.levelno >= logging.ERROR]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert (await client.join("after-failure"))["type"] == "ack"
+    await client.close()

@@ -1,0 +1,162 @@
+"""The lifecycle rules of docs/lifecycle.md, each proven on real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+from hubbub.server import Server
+from tests.conftest import ServerFactory
+from tests.helpers import PONG, EventClient, RawPeer, eventually, ws_url
+
+
+def _tasks() -> int:
+    return len(asyncio.all_tasks())
+
+
+async def test_abrupt_disconnects_leave_nothing_behind(server: Server) -> None:
+    """Rule 3: hundreds of peers vanish (RST and FIN); counts, tasks and rooms return to baseline."""
+    hub = server.hub
+    baseline_tasks = _tasks()
+    peers = [await RawPeer.open(server.port) for _ in range(300)]
+    for i, peer in enumerate(peers):
+        peer.send_event("join_room", {"room": f"room-{i % 7}"}, i)
+    for peer in peers:
+        await peer.read_frame()
+    assert len(hub.connections) == 300 and len(hub.rooms) == 7
+    assert _tasks() == baseline_tasks + 300
+    for i, peer in enumerate(peers):
+        peer.reset() if i % 2 else peer.fin()
+    await eventually(lambda: not hub.connections and not hub.rooms)
+    await eventually(lambda: _tasks() == baseline_tasks)
+    assert hub.metrics.closes.labels("1006")._value.get() == 300
+    gc.collect()
+
+
+async def test_slow_consumer_is_dropped_and_others_get_everything(make_server: ServerFactory) -> None:
+    """Rule 4: a member that stops reading is dropped with an RST; the others miss nothing."""
+    limit = 256 * 1024
+    server = await make_server(send_queue_bytes=limit)
+    hub = server.hub
+    stalled = await RawPeer.open(server.port, limit=1024)
+    stalled.shrink_receive_buffer()
+    stalled.send_event("join_room", {"room": "busy"}, 1)
+    await stalled.read_frame()
+    fast = [await EventClient.open(ws_url(server)) for _ in range(3)]
+    publisher = fast[0]
+    for c in fast:
+        await c.join("busy")
+    stalled_conn = min(hub.connections, key=lambda c: c.id)
+    message = "m" * 4000
+    total = 3000
+    got = [0] * len(fast)
+    high_water = 0
+
+    async def drain(i: int) -> None:
+        while got[i] < total:
+            event = await fast[i].recv_type("new_message", timeout=10)
+            assert event["payload"]["offset"] == got[i] + 1
+            got[i] += 1
+
+    readers = [asyncio.create_task(drain(i)) for i in range(len(fast))]
+    for n in range(total):
+        while n - got[0] >= 16:  # a window of messages in flight, as wsload keeps
+            await asyncio.sleep(0.001)
+        await publisher.send("send_message", {"room": "busy", "message": message})
+        high_water = max(high_water, stalled_conn._out_bytes)
+    await asyncio.wait_for(asyncio.gather(*readers), 20)
+    assert got == [total] * len(fast)
+    assert hub.metrics.slow_dropped._value.get() == 1
+    assert stalled_conn not in hub.connections
+    assert high_water <= limit
+    dropped_at = time.monotonic()
+    # The kernel's backlog is discarded with an RST within a second.
+    async with asyncio.timeout(2):
+        while True:
+            try:
+                if not await stalled.reader.read(65536):
+                    raise AssertionError("expected an RST, got a FIN")
+            except ConnectionResetError:
+                break
+    assert time.monotonic() - dropped_at < 1.5
+    for c in fast:
+        await c.close()
+
+
+async def test_half_open_peer_is_dropped_by_heartbeat(make_server: ServerFactory) -> None:
+    """A peer that stops answering pings goes within interval + timeout + 1 s, no close handshake."""
+    server = await make_server(ping_interval=0.4, ping_timeout=0.4)
+    hub = server.hub
+    alive = await EventClient.open(ws_url(server))  # answers pings by itself
+    silent = await RawPeer.open(server.port)  # never answers
+    await eventually(lambda: len(hub.connections) == 2)
+    start = time.monotonic()
+    await eventually(lambda: len(hub.connections) == 1, timeout=4)
+    assert time.monotonic() - start <= 0.4 + 0.4 + 1
+    await asyncio.sleep(1.2)
+    assert len(hub.connections) == 1
+    assert (await alive.join("still-here"))["type"] == "ack"
+    del silent
+    await alive.close()
+
+
+async def test_pong_keeps_a_quiet_peer(make_server: ServerFactory) -> None:
+    server = await make_server(ping_interval=0.2, ping_timeout=0.3)
+    peer = await RawPeer.open(server.port)
+    for _ in range(5):
+        opcode, payload = await peer.read_frame(timeout=2)
+        assert opcode == 0x9
+        peer.send_frame(PONG, payload)
+    assert len(server.hub.connections) == 1
+
+
+async def test_concurrent_publishers_one_order_exactly_once(server: Server) -> None:
+    """Rule 6: every member gets every message once, all in the same order, offsets consecutive."""
+    members = [await EventClient.open(ws_url(server, query=f"name=m{i}")) for i in range(8)]
+    for m in members:
+        await m.join("race")
+    per_sender = 100
+    total = per_sender * len(members)
+
+    async def publish(client: EventClient, n: int) -> None:
+        for k in range(n):
+            await client.send("send_message", {"room": "race", "message": f"{k}"})
+
+    async def collect(client: EventClient) -> list[tuple[int, str, str]]:
+        seen = []
+        while len(seen) < total:
+            event = await client.recv_type("new_message", timeout=10)
+            p = event["payload"]
+            seen.append((p["offset"], p["from"], p["message"]))
+        return seen
+
+    collectors = [asyncio.create_task(collect(m)) for m in members]
+    await asyncio.gather(*(publish(m, per_sender) for m in members))
+    results = await asyncio.wait_for(asyncio.gather(*collectors), 20)
+    first = results[0]
+    assert [o for o, _, _ in first] == list(range(1, total + 1))
+    assert all(r == first for r in results)
+    for i in range(len(members)):
+        mine = [int(msg) for _, sender, msg in first if sender == f"m{i}"]
+        assert mine == list(range(per_sender))
+    for m in members:
+        await m.close()
+
+
+async def test_flooding_client_is_throttled_not_buffered(server: Server) -> None:
+    """A client that sends faster than handlers run stops being read: its inbox stays bounded."""
+    peer = await RawPeer.open(server.port)
+    peer.send_event("join_room", {"room": "flood"}, 0)
+    for i in range(5000):
+        peer.send_event("send_message", {"room": "flood", "message": "x"}, i + 1)
+    conn = next(iter(server.hub.connections))
+    longest = 0
+    received = 0
+    while received < 5001 * 2 - 1:
+        await peer.read_frame()
+        received += 1
+        longest = max(longest, sum(map(len, conn._inbox)))
+    # Reading stops at the high-water mark; what one socket read (256 KiB at most)
+    # already holds is the only excess.
+    assert longest <= 256 * 1024 + server.hub.settings.inbox_high_water * 100

@@ -102,12 +102,19 @@ class RawPeer:
         self.writer = writer
 
     @classmethod
-    async def open(cls, port: int, path: str = "/ws", headers: dict[str, str] | None = None,
-                   limit: int = 2**16) -> RawPeer:
+    async def open(
+        cls, port: int, path: str = "/ws", headers: dict[str, str] | None = None, limit: int = 2**16
+    ) -> RawPeer:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=limit)
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         status = await reader.readuntil(b"\r\n\r\n")

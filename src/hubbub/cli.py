@@ -56,19 +56,45 @@ def _add_serve(sub: Any) -> None:
     p: _Parser = sub.add_parser("serve", help="run the hub server", description="Run the hub server.")
     p.add_env_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     p.add_env_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
-    p.add_env_argument("--max-message-size", type=_positive_int, default=65536, metavar="BYTES",
-                       help="largest frame or message accepted; larger closes with 1009 (default %(default)s)")
-    p.add_env_argument("--ping-interval", type=float, default=20.0, metavar="S",
-                       help="ping a peer silent this long (default %(default)s)")
-    p.add_env_argument("--ping-timeout", type=float, default=20.0, metavar="S",
-                       help="drop a peer whose pong is this late (default %(default)s)")
-    p.add_env_argument("--send-queue-bytes", type=_positive_int, default=1_048_576, metavar="N",
-                       help="per-connection outbox bound in bytes (default %(default)s)")
-    p.add_env_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
-                       help="accept this exact Origin (repeatable); default: same host only")
+    p.add_env_argument(
+        "--max-message-size",
+        type=_positive_int,
+        default=65536,
+        metavar="BYTES",
+        help="largest frame or message accepted; larger closes with 1009 (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="ping a peer silent this long (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--ping-timeout",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="drop a peer whose pong is this late (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--send-queue-bytes",
+        type=_positive_int,
+        default=1_048_576,
+        metavar="N",
+        help="per-connection outbox bound in bytes (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="accept this exact Origin (repeatable); default: same host only",
+    )
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
-    p.add_env_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                       help="(default %(default)s)")
+    p.add_env_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default %(default)s)"
+    )
     p.add_env_argument("--log-format", default="text", choices=["text", "json"], help="(default %(default)s)")
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import enum
 import logging
 import socket
@@ -68,7 +69,7 @@ class State(enum.Enum):
     """The transport is gone."""
 
 
-class Connection(WSListener):  # type: ignore[misc]
+class Connection(WSListener):
     """A client as handlers see it: `identity`, `rooms`, `send`, `ack`, `close`."""
 
     _ids = 0
@@ -136,9 +137,8 @@ class Connection(WSListener):  # type: ignore[misc]
             self._on_fragment(frame)
         elif kind is _CLOSE:
             self._on_peer_close(frame)
-        elif kind is _PING:
-            if self._transport is not None and self.state is State.OPEN:
-                self._transport.send_pong(frame.get_payload_as_bytes())
+        elif kind is _PING and self._transport is not None and self.state is State.OPEN:
+            self._transport.send_pong(frame.get_payload_as_bytes())
 
     def _on_fragment(self, frame: WSFrame) -> None:
         """Reassemble a fragmented message, failing fast on size and UTF-8."""
@@ -191,7 +191,7 @@ class Connection(WSListener):  # type: ignore[misc]
             self._raw.pause_reading()
 
     def _on_peer_close(self, frame: WSFrame) -> None:
-        code = int(frame.get_close_code())
+        code = _as_int(frame.get_close_code())
         if frame.payload_size >= 2 and not valid_peer_close_code(code):
             self.close(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
             return
@@ -211,7 +211,7 @@ class Connection(WSListener):  # type: ignore[misc]
         if self.close_code is None:
             handshake = transport.close_handshake
             sent = handshake.sent if handshake is not None else None
-            self.close_code = int(sent.code) if sent is not None else CloseCode.ABNORMAL_CLOSURE
+            self.close_code = _as_int(sent.code) if sent is not None else CloseCode.ABNORMAL_CLOSURE
         self._detach()
         self.state = State.CLOSED
         if self._abort_handle is not None:
@@ -327,10 +327,8 @@ class Connection(WSListener):  # type: ignore[misc]
             return
         sock = raw.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-            except OSError:
-                pass
         raw.abort()
 
     def _detach(self) -> None:
@@ -351,8 +349,20 @@ class Connection(WSListener):  # type: ignore[misc]
         elif self._inbox_waiter is not None and not self._inbox_waiter.done():
             self._inbox_waiter.set_result(None)
 
+    async def wait_closed(self) -> None:
+        """Return once the transport is gone (immediately if it never opened)."""
+        if self._transport is not None:
+            await self._transport.wait_disconnected()
+
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.identity or 'anonymous'} {self.state.value}>"
+
+
+def _as_int(code: object) -> int:
+    """A close code as an int: picows hands out enum members, or ints outside its enum."""
+    value = code.value if isinstance(code, WSCloseCode) else code
+    assert isinstance(value, int)
+    return value
 
 
 def valid_peer_close_code(code: int) -> bool:

@@ -28,7 +28,6 @@ def text_frame(payload: bytes) -> bytes:
     return _header(_FIN_TEXT, len(payload)) + payload
 
 
-
 def binary_frame(payload: bytes) -> bytes:
     """A complete, unfragmented, unmasked binary frame (used by `/echo` only)."""
     return _header(_FIN_BINARY, len(payload)) + payload

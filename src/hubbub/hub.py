@@ -63,7 +63,9 @@ class Hub:
         handlers.install(self.router)
 
     def on(
-        self, type_: str, schema: type[P] = Empty  # type: ignore[assignment]
+        self,
+        type_: str,
+        schema: type[P] = Empty,  # type: ignore[assignment]
     ) -> Callable[[Callable[[P, Connection], Awaitable[Any]]], Callable[[P, Connection], Awaitable[Any]]]:
         """Register a handler for a custom event type: `@hub.on("typing", Typing)`."""
         return self.router.on(type_, schema)
@@ -86,9 +88,10 @@ class Hub:
         everyone = list(self.connections)
         for conn in everyone:
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
-        deadline = time.monotonic() + self.settings.shutdown_timeout
-        while any(c.state is not State.CLOSED for c in everyone) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        if everyone:
+            await asyncio.wait(
+                [asyncio.ensure_future(c.wait_closed()) for c in everyone], timeout=self.settings.shutdown_timeout
+            )
         for conn in everyone:
             conn.abort()
         for task in list(self._background):
@@ -242,4 +245,3 @@ class Hub:
 
 
 _QUIET_CLOSES = frozenset({1000, 1001, 1005, 1006})
-

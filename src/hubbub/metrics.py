@@ -29,12 +29,8 @@ class Metrics:
         self.connections.set_function(lambda: float(connections()))
         self.rooms = Gauge("hubbub_rooms", "Rooms with at least one local member.", registry=r)
         self.rooms.set_function(lambda: float(rooms()))
-        self.received = Counter(
-            "hubbub_messages_received", "Client events received.", registry=r
-        )
-        self.published = Counter(
-            "hubbub_messages_published", "Messages published to rooms by this node.", registry=r
-        )
+        self.received = Counter("hubbub_messages_received", "Client events received.", registry=r)
+        self.published = Counter("hubbub_messages_published", "Messages published to rooms by this node.", registry=r)
         self.delivered = Counter(
             "hubbub_messages_delivered", "Frames queued to local recipients by fan-out.", registry=r
         )
@@ -43,12 +39,8 @@ class Metrics:
             "Connections dropped because their outbox overflowed.",
             registry=r,
         )
-        self.errors = Counter(
-            "hubbub_errors", "Error events sent to clients, by code.", ["code"], registry=r
-        )
-        self.closes = Counter(
-            "hubbub_closes", "Connections ended, by close code.", ["code"], registry=r
-        )
+        self.errors = Counter("hubbub_errors", "Error events sent to clients, by code.", ["code"], registry=r)
+        self.closes = Counter("hubbub_closes", "Connections ended, by close code.", ["code"], registry=r)
         for code in ErrorCode:
             self.errors.labels(code.value)
         for close in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.ABNORMAL_CLOSURE):

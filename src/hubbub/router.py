@@ -28,7 +28,7 @@ Handler = Callable[[Any, Any], Awaitable[Any]]
 class Route(Generic[P]):
     """One registered event type: its payload schema and its handler."""
 
-    type: str
+    name: str
     schema: type[P]
     handler: Callable[[P, Any], Awaitable[Any]]
 
@@ -46,7 +46,9 @@ class Router:
         self._routes[type_] = Route(type_, schema, handler)
 
     def on(
-        self, type_: str, schema: type[P] = Empty  # type: ignore[assignment]
+        self,
+        type_: str,
+        schema: type[P] = Empty,  # type: ignore[assignment]
     ) -> Callable[[Callable[[P, C], Awaitable[Any]]], Callable[[P, C], Awaitable[Any]]]:
         """Decorator form of `add`: `@router.on("ping", PingPayload)`."""
 
@@ -60,9 +62,7 @@ class Router:
         """The route for `envelope` and its decoded payload, or `EventError`."""
         route = self._routes.get(envelope.type)
         if route is None:
-            raise EventError(
-                ErrorCode.UNKNOWN_TYPE, f"no handler for type {envelope.type!r}", envelope.id
-            )
+            raise EventError(ErrorCode.UNKNOWN_TYPE, f"no handler for type {envelope.type!r}", envelope.id)
         return route, decode_payload(envelope.payload, route.schema, envelope.id)
 
     def __contains__(self, type_: object) -> bool:

@@ -151,4 +151,3 @@ async def serve(hub: Hub, ready: asyncio.Event | None = None, stop: asyncio.Even
         await (stop or asyncio.Event()).wait()
     finally:
         await server.stop()
-

@@ -87,9 +87,7 @@ async def test_shutdown_sends_1001_and_empties_hub(
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
 
 
-async def test_normal_life_is_logged_without_tracebacks(
-    server: Server, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_normal_life_is_logged_without_tracebacks(server: Server, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         polite = await EventClient.open(ws_url(server))
         await polite.close()

@@ -124,7 +124,7 @@ async def test_concurrent_publishers_one_order_exactly_once(server: Server) -> N
             await client.send("send_message", {"room": "race", "message": f"{k}"})
 
     async def collect(client: EventClient) -> list[tuple[int, str, str]]:
-        seen = []
+        seen: list[tuple[int, str, str]] = []
         while len(seen) < total:
             event = await client.recv_type("new_message", timeout=10)
             p = event["payload"]

@@ -1,0 +1,98 @@
+"""The envelope rules of PROTOCOL.md, on plain values (no sockets, no loop)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import msgspec
+import pytest
+
+from hubbub.codes import CloseCode, ErrorCode
+from hubbub.errors import EventError
+from hubbub.events import JoinRoom, SendMessage
+from hubbub.protocol import (
+    decode_envelope,
+    decode_payload,
+    encode_ack,
+    encode_error,
+    encode_event,
+    new_message_parts,
+    splice_offset,
+    utc_timestamp,
+)
+
+
+def _code(data: bytes) -> tuple[ErrorCode, object]:
+    with pytest.raises(EventError) as caught:
+        decode_envelope(data)
+    return caught.value.code, caught.value.event_id
+
+
+def test_valid_envelope() -> None:
+    env = decode_envelope(b' {"type": "join_room", "payload": {"room": "a"}, "id": 3}')
+    assert env.type == "join_room" and env.id == 3
+    assert decode_payload(env.payload, JoinRoom) == JoinRoom(room="a")
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "event_id"),
+    [
+        (b"", ErrorCode.BAD_JSON, None),
+        (b"hello", ErrorCode.BAD_JSON, None),
+        (b'"string"', ErrorCode.BAD_JSON, None),
+        (b"[]", ErrorCode.BAD_JSON, None),
+        (b'{"type": "x", ', ErrorCode.BAD_JSON, None),
+        (b'{"payload": {}, "id": "q"}', ErrorCode.BAD_ENVELOPE, "q"),
+        (b'{"type": null, "payload": {}}', ErrorCode.BAD_ENVELOPE, None),
+        (b'{"type": "x", "payload": 1, "id": 2}', ErrorCode.BAD_ENVELOPE, 2),
+        (b'{"type": "x", "payload": {}, "id": true}', ErrorCode.BAD_ENVELOPE, None),
+        (b'{"type": "x", "payload": {}, "id": 1.5}', ErrorCode.BAD_ENVELOPE, None),
+    ],
+)
+def test_bad_envelopes(data: bytes, code: ErrorCode, event_id: object) -> None:
+    assert _code(data) == (code, event_id)
+
+
+def test_payload_schema_errors_are_bad_payload() -> None:
+    env = decode_envelope(b'{"type": "send_message", "payload": {"room": "a b", "message": 1}, "id": "z"}')
+    with pytest.raises(EventError) as caught:
+        decode_payload(env.payload, SendMessage, env.id)
+    assert caught.value.code is ErrorCode.BAD_PAYLOAD and caught.value.event_id == "z"
+    assert "$.room" in caught.value.message
+
+
+def test_send_message_keeps_message_raw_and_reads_from() -> None:
+    env = decode_envelope(b'{"type": "s", "payload": {"room": "r", "message": {"k": [1]}, "from": "al"}}')
+    payload = decode_payload(env.payload, SendMessage)
+    assert bytes(payload.message) == b'{"k": [1]}' and payload.sender == "al"
+
+
+def test_encoders_are_compact_json() -> None:
+    assert encode_event("t", {"a": "é"}) == '{"type":"t","payload":{"a":"é"}}'.encode()
+    assert json.loads(encode_ack(None, "x")) == {"type": "ack", "payload": {}, "id": "x"}
+    assert json.loads(encode_error(ErrorCode.BAD_JSON, "m", 4)) == {
+        "type": "error",
+        "payload": {"code": "bad_json", "message": "m"},
+        "id": 4,
+    }
+
+
+def test_new_message_is_encoded_once_with_a_hole_for_the_offset() -> None:
+    head, tail = new_message_parts("r", msgspec.Raw(b'"hi"'), "al", "2026-01-01T00:00:00.000Z")
+    event = json.loads(splice_offset(head, 42, tail))
+    assert event == {
+        "type": "new_message",
+        "payload": {"room": "r", "message": "hi", "from": "al", "sent": "2026-01-01T00:00:00.000Z", "offset": 42},
+    }
+
+
+def test_timestamp_is_rfc3339_utc_with_z() -> None:
+    moment = dt.datetime(2026, 11, 25, 8, 5, 3, 120999, tzinfo=dt.UTC)
+    assert utc_timestamp(moment) == "2026-11-25T08:05:03.120Z"
+    assert utc_timestamp().endswith("Z")
+
+
+def test_normal_life_close_codes() -> None:
+    assert CloseCode.NORMAL_CLOSURE.is_normal_life and CloseCode.ABNORMAL_CLOSURE.is_normal_life
+    assert not CloseCode.TRY_AGAIN_LATER.is_normal_life

@@ -28,7 +28,7 @@ async def make_server() -> AsyncIterator[ServerFactory]:
 
     async def start(hub: Hub | None = None, **overrides: Any) -> Server:
         if hub is None:
-            hub = Hub(Settings(port=0, **overrides))
+            hub = Hub(Settings(**{"port": 0, **overrides}))
         server = Server(hub)
         await server.start()
         started.append(server)

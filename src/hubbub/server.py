@@ -95,6 +95,9 @@ class Server:
             enable_auto_ping=False,
             enable_auto_pong=False,
             logger_name="server",
+            # picows grows the buffer when a larger frame comes; 16 KiB per idle
+            # connection would be most of its memory.
+            read_buffer_init_size=2048,
         )
         log.info("server.listening", extra={"host": self.settings.host, "port": self.port})
 

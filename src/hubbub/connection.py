@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from hubbub.codes import CloseCode
+from hubbub.frames import text_frame
 from hubbub.protocol import EventId, encode_ack, encode_event
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ class Connection(WSListener):
 
     def send(self, type_: str, payload: Any) -> None:
         """Send one event to this client alone."""
-        self.send_frame(self.hub.frame(encode_event(type_, payload)))
+        self.send_frame(text_frame(encode_event(type_, payload)))
 
     def ack(self, payload: Any = None) -> None:
         """Answer the event being handled now, before the handler returns.
@@ -294,7 +295,7 @@ class Connection(WSListener):
         """
         if self._current_id is not None and not self._replied:
             self._replied = True
-            self.send_frame(self.hub.frame(encode_ack(payload, self._current_id)))
+            self.send_frame(text_frame(encode_ack(payload, self._current_id)))
 
     def ping(self) -> None:
         """Send a WebSocket ping (the hub's heartbeat sweep decides when)."""

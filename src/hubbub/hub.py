@@ -192,11 +192,6 @@ class Hub:
         for conn in writers:
             conn._write()
 
-    @staticmethod
-    def frame(event: bytes) -> bytes:
-        """The WebSocket frame for one encoded event."""
-        return text_frame(event)
-
     # ---- dispatch of client events -----------------------------------------
 
     async def dispatch(self, conn: Connection, text: str) -> None:
@@ -204,7 +199,7 @@ class Hub:
         self.metrics.received.inc()
         event_id = None
         try:
-            envelope = decode_envelope(text.encode())
+            envelope = decode_envelope(text)
             event_id = envelope.id
             route, payload = self.router.resolve(envelope)
             conn._current_id = event_id

@@ -36,13 +36,14 @@ _any_decoder: Final = msgspec.json.Decoder()
 _encoder: Final = msgspec.json.Encoder()
 
 
-def _first_byte(data: bytes) -> int:
-    """The first non-whitespace byte of a JSON text, or -1 for blank input."""
-    stripped = data.lstrip(b" \t\r\n")
-    return stripped[0] if stripped else -1
+def _is_object(data: str | bytes) -> bool:
+    """Whether a JSON text starts (after whitespace) with `{`; cheap, no parse."""
+    if isinstance(data, str):
+        return data.lstrip(" \t\r\n")[:1] == "{"
+    return data.lstrip(b" \t\r\n")[:1] == b"{"
 
 
-def _salvage_id(data: bytes) -> EventId | None:
+def _salvage_id(data: str | bytes) -> EventId | None:
     """The `id` of a frame whose envelope failed, so the error can still carry it."""
     try:
         raw = _any_decoder.decode(data)
@@ -55,9 +56,9 @@ def _salvage_id(data: bytes) -> EventId | None:
     return None
 
 
-def decode_envelope(data: bytes) -> Envelope:
-    """Decode one client frame; raise `EventError` with the PROTOCOL.md code."""
-    if _first_byte(data) != ord("{"):
+def decode_envelope(data: str | bytes) -> Envelope:
+    """Decode one client frame (text as received, or its bytes); raise `EventError` with the PROTOCOL.md code."""
+    if not _is_object(data):
         raise EventError(ErrorCode.BAD_JSON, "the frame is not a JSON object")
     try:
         envelope = _envelope_decoder.decode(data)
@@ -65,7 +66,8 @@ def decode_envelope(data: bytes) -> Envelope:
         raise EventError(ErrorCode.BAD_ENVELOPE, str(exc), _salvage_id(data)) from None
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_JSON, f"the frame is not valid JSON: {exc}") from None
-    if _first_byte(bytes(envelope.payload)) != ord("{"):
+    # msgspec strips the whitespace around a Raw value, so its first byte tells the JSON type.
+    if memoryview(envelope.payload)[:1].tobytes() != b"{":
         raise EventError(ErrorCode.BAD_ENVELOPE, "`payload` must be an object", envelope.id)
     return envelope
 

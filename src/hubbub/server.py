@@ -16,20 +16,23 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 from picows import (
+    WSAutoPingStrategy,
     WSListener,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
 from hubbub.connection import Connection
 from hubbub.events import NAME_MAX
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
 from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hubbub.pacer import FramePacer
 
 log = logging.getLogger("hubbub.server")
+_PICOWS_LOG = logging.getLogger("picows.server")
 
 Routed = WSListener | WSUpgradeResponseWithListener | None
 
@@ -86,18 +89,8 @@ class Server:
 
     async def start(self) -> None:
         await self.hub.start()
-        self._server = await ws_create_server(
-            self._route,
-            self.settings.host,
-            self.settings.port,
-            max_frame_size=self.settings.max_message_size,
-            websocket_handshake_timeout=10,
-            enable_auto_ping=False,
-            enable_auto_pong=False,
-            logger_name="server",
-            # picows grows the buffer when a larger frame comes; 16 KiB per idle
-            # connection would be most of its memory.
-            read_buffer_init_size=2048,
+        self._server = await asyncio.get_running_loop().create_server(
+            self._protocol, self.settings.host, self.settings.port, reuse_address=True
         )
         log.info("server.listening", extra={"host": self.settings.host, "port": self.port})
 
@@ -110,6 +103,30 @@ class Server:
             self._server.close()
         await self.hub.shutdown()
         log.info("server.stopped")
+
+    def _protocol(self) -> FramePacer:
+        """A picows server protocol for one accepted socket, behind the frame pacer."""
+        return FramePacer(
+            WSProtocol(
+                None,  # host and port: server side
+                None,  # path: server side
+                False,  # is_client_side
+                self._route,
+                _PICOWS_LOG,
+                True,  # disconnect_on_exception
+                10.0,  # websocket_handshake_timeout
+                False,  # enable_auto_ping: the hub's sweep pings
+                20.0,
+                20.0,
+                WSAutoPingStrategy.PING_WHEN_IDLE,
+                False,  # enable_auto_pong: Connection answers pings itself
+                self.settings.max_message_size,  # max_frame_size
+                None,  # extra_headers
+                # picows grows the buffer when a larger frame comes; 16 KiB per idle
+                # connection would be most of its memory.
+                2048,  # read_buffer_init_size
+            )
+        )
 
     def _route(self, request: WSUpgradeRequest) -> Routed:
         url = urlsplit(request.path.decode("latin-1"))

@@ -12,10 +12,9 @@ from kosoku import FailureError, run_fuzzingclient
 from tests.conftest import ServerFactory
 
 SECTIONS = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
-KNOWN_UPSTREAM = ["7.1.2"]
-"""picows parses one frame ahead: a second close frame arriving in the same read
-as the first is rejected (1002) before the first is delivered, so the server
-never gets to answer the first with 1000. Tracked in docs/lifecycle.md."""
+DOUBLE_CLOSE = "7.1.2"
+"""Two close frames in one read: answered with 1000. picows alone would answer 1002
+(it parses one frame ahead); hubbub.pacer is what makes this pass."""
 
 
 async def _run(make_server: ServerFactory, cases: list[str], exclude: list[str] | None = None) -> list[object]:
@@ -29,7 +28,7 @@ async def _run(make_server: ServerFactory, cases: list[str], exclude: list[str] 
 
 @pytest.mark.timeout(120)
 async def test_autobahn_sections_pass(make_server: ServerFactory) -> None:
-    results = await _run(make_server, SECTIONS, KNOWN_UPSTREAM)
+    results = await _run(make_server, SECTIONS)
     assert len(results) > 200
     bad = [
         (r.case_id, r.behavior.value, r.behavior_close.value, r.result)  # type: ignore[attr-defined]
@@ -41,7 +40,7 @@ async def test_autobahn_sections_pass(make_server: ServerFactory) -> None:
     assert bad == []
 
 
-@pytest.mark.xfail(reason="picows rejects a second close frame before delivering the first", strict=True)
-async def test_autobahn_double_close(make_server: ServerFactory) -> None:
-    results = await _run(make_server, KNOWN_UPSTREAM)
-    assert all(r.passed for r in results)  # type: ignore[attr-defined]
+async def test_double_close_is_answered_with_1000(make_server: ServerFactory) -> None:
+    (result,) = await _run(make_server, [DOUBLE_CLOSE])
+    assert result.passed  # type: ignore[attr-defined]
+    assert result.remote_close_code == 1000  # type: ignore[attr-defined]

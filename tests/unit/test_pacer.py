@@ -1,0 +1,84 @@
+"""The frame pacer hands picows at most one complete frame per call, and every byte once."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from hubbub.pacer import FramePacer, frame_size
+from tests.helpers import CLOSE, TEXT, mask_frame
+
+
+class Recorder:
+    """Stands in for picows' protocol: a buffer to write into, and a log of each update."""
+
+    def __init__(self, room: int = 1 << 20) -> None:
+        self.buffer = bytearray(room)
+        self.chunks: list[bytes] = []
+
+    def get_buffer(self, hint: int) -> memoryview:
+        return memoryview(self.buffer)
+
+    def buffer_updated(self, n: int) -> None:
+        self.chunks.append(bytes(self.buffer[:n]))
+
+
+def _push(pacer: FramePacer, data: bytes, cuts: list[int]) -> None:
+    """Deliver `data` to the pacer in reads split at `cuts`, as a transport would."""
+    edges = [0, *cuts, len(data)]
+    for a, b in itertools.pairwise(edges):
+        while a < b:
+            target = pacer.get_buffer(b - a)
+            n = min(len(target), b - a)
+            target[:n] = data[a : a + n]
+            pacer.buffer_updated(n)
+            a += n
+
+
+def _frames_completed(chunks: list[bytes], frames: list[bytes]) -> list[int]:
+    """How many frames each chunk completes."""
+    ends, total = set(), 0
+    for f in frames:
+        total += len(f)
+        ends.add(total)
+    out, pos = [], 0
+    for c in chunks:
+        out.append(sum(1 for e in ends if pos < e <= pos + len(c)))
+        pos += len(c)
+    return out
+
+
+def test_frame_size_reads_all_three_length_forms() -> None:
+    for n in (0, 125, 126, 65535, 65536):
+        frame = mask_frame(TEXT, b"x" * n)
+        assert frame_size(frame, 0) == len(frame)
+        assert frame_size(frame[:1], 0) is None
+    assert frame_size(mask_frame(TEXT, b"x" * 70000)[:5], 0) is None
+
+
+def test_one_read_with_handshake_and_two_closes_is_fed_one_frame_at_a_time() -> None:
+    handshake = b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"
+    frames = [mask_frame(TEXT, b"hello"), mask_frame(CLOSE, b"\x03\xe8"), mask_frame(CLOSE, b"")]
+    inner = Recorder()
+    pacer = FramePacer(inner)
+    _push(pacer, handshake + b"".join(frames), [])
+    assert inner.chunks[0] == handshake
+    assert inner.chunks[1:] == frames
+
+
+def test_random_reads_keep_every_byte_and_never_complete_two_frames_at_once() -> None:
+    rng = random.Random(7)
+    handshake = b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"
+    frames = [mask_frame(TEXT, b"y" * rng.choice([0, 5, 125, 126, 300, 70000])) for _ in range(60)]
+    data = handshake + b"".join(frames)
+    for _ in range(20):
+        inner = Recorder()
+        pacer = FramePacer(inner)
+        cuts = sorted(rng.sample(range(1, len(data)), 40))
+        _push(pacer, data, cuts)
+        assert b"".join(inner.chunks) == data
+        assert inner.chunks[0] == handshake
+        body = inner.chunks[1:]
+        stream = b"".join(body)
+        assert stream == b"".join(frames)
+        assert max(_frames_completed(body, frames)) <= 1

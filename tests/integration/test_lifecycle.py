@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import weakref
 
 from hubbub.server import Server
 from tests.conftest import ServerFactory
@@ -26,12 +27,14 @@ async def test_abrupt_disconnects_leave_nothing_behind(server: Server) -> None:
         await peer.read_frame()
     assert len(hub.connections) == 300 and len(hub.rooms) == 7
     assert _tasks() == baseline_tasks + 300
+    alive = [weakref.ref(conn) for conn in hub.connections]
     for i, peer in enumerate(peers):
         peer.reset() if i % 2 else peer.fin()
     await eventually(lambda: not hub.connections and not hub.rooms)
     await eventually(lambda: _tasks() == baseline_tasks)
     assert hub.metrics.closes.labels("1006")._value.get() == 300
     gc.collect()
+    assert [ref for ref in alive if ref() is not None] == []  # no connection object outlives its socket
 
 
 async def test_slow_consumer_is_dropped_and_others_get_everything(make_server: ServerFactory) -> None:

@@ -85,6 +85,13 @@ def _add_serve(sub: Any) -> None:
         help="per-connection outbox bound in bytes (default %(default)s)",
     )
     p.add_env_argument(
+        "--write-delay",
+        type=float,
+        default=0.002,
+        metavar="S",
+        help="gather frames this long into each write; 0 writes every loop turn (default %(default)s)",
+    )
+    p.add_env_argument(
         "--allowed-origin",
         action="append",
         default=[],
@@ -114,6 +121,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         send_queue_bytes=args.send_queue_bytes,
+        write_delay=args.write_delay,
         allowed_origins=tuple(args.allowed_origin),
         echo=args.echo,
         log_level=args.log_level,

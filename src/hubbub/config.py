@@ -21,6 +21,8 @@ class Settings:
     """Seconds a pinged peer has to answer before it is dropped."""
     send_queue_bytes: int = 1_048_576
     """Per-connection outbox bound; a connection that would exceed it is dropped (1013)."""
+    write_delay: float = 0.002
+    """Seconds fan-out waits to gather more frames into each write; 0 writes every loop turn."""
     allowed_origins: tuple[str, ...] = ()
     """Exact `Origin` values accepted; empty means same-host origins only."""
     echo: bool = False
@@ -47,6 +49,8 @@ class Settings:
             raise ConfigError("--ping-interval and --ping-timeout must be positive")
         if self.send_queue_bytes < self.max_message_size:
             raise ConfigError("--send-queue-bytes must be at least --max-message-size")
+        if not 0 <= self.write_delay <= 1:
+            raise ConfigError("--write-delay must be between 0 and 1 second")
         if self.log_format not in ("text", "json"):
             raise ConfigError("--log-format must be text or json")
         for origin in self.allowed_origins:

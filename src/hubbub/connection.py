@@ -252,7 +252,7 @@ class Connection(WSListener):
             self._overflow()
         elif not self._queued:
             self._queued = True
-            self.hub.want_write(self)
+            self.hub.fanout.want_write(self)
 
     def _write(self) -> None:
         """The writer: hand everything pending to the transport in one write."""
@@ -271,7 +271,7 @@ class Connection(WSListener):
         self._paused = False
         if self._out and not self._queued and self.state is State.OPEN:
             self._queued = True
-            self.hub.want_write(self)
+            self.hub.fanout.want_write(self)
 
     def _overflow(self) -> None:
         self.hub.metrics.slow_dropped.inc()

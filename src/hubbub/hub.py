@@ -3,13 +3,8 @@
 A connection enters the hub when its WebSocket opens and leaves it when it is
 no longer usable (`Connection._detach`), never after a message. Rooms map to
 their local members; the broker is subscribed to a room while it has at least
-one. A published message comes back from the broker to `_deliver`, which is
-the hot path of the whole server:
-
-    one frame built per message  ->  for each member: append to its outbox
-
-and once per event-loop turn `_flush` lets each connection that got something
-write it all in one call. See docs/performance.md for the measurements.
+one. A published message comes back from the broker to `_deliver`, which
+frames it once and hands it to `hubbub.fanout`, the hot path of the server.
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ from hubbub.config import Settings
 from hubbub.connection import Connection, State
 from hubbub.errors import EventError
 from hubbub.events import Empty
+from hubbub.fanout import Fanout
 from hubbub.frames import text_frame
 from hubbub.heartbeat import Beat, decide, sweep_period
 from hubbub.metrics import Metrics
@@ -55,9 +51,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self.rooms: dict[str, set[Connection]] = {}
         self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.rooms))
-        self._writers: list[Connection] = []
-        self._flush_pending = False
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.fanout = Fanout(self.metrics.delivered, self.settings.write_delay)
         self._heartbeat: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         handlers.install(self.router)
@@ -74,9 +68,8 @@ class Hub:
 
     async def start(self) -> None:
         """Connect the broker and start the heartbeat sweep."""
-        self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver)
-        self._heartbeat = self._loop.create_task(self._sweep())
+        self._heartbeat = asyncio.get_running_loop().create_task(self._sweep())
 
     async def shutdown(self) -> None:
         """Close every connection with 1001, wait briefly for them, then abort the rest."""
@@ -124,6 +117,7 @@ class Hub:
         if conn.state is State.OPEN:
             members.add(conn)
             conn.rooms.add(room)
+            self.fanout.seal(room)
         elif not members:
             self._drop_room(room)
         return await self.broker.last_offset(room)
@@ -140,6 +134,7 @@ class Hub:
         members = self.rooms.get(room)
         if members is not None:
             members.discard(conn)
+            self.fanout.seal(room)
             if not members:
                 self._drop_room(room)
 
@@ -166,31 +161,10 @@ class Hub:
         return offset
 
     def _deliver(self, room: str, offset: int, event: bytes) -> None:
-        """The broker's sink: one frame for the message, appended to each member's outbox."""
+        """The broker's sink: frame the message once and hand it to fan-out."""
         members = self.rooms.get(room)
-        if not members:
-            return
-        frame = text_frame(event)
-        # A copy, because an outbox that overflows removes its connection from `members`.
-        for conn in tuple(members):
-            conn.send_frame(frame)
-        self.metrics.delivered.inc(len(members))
-
-    def want_write(self, conn: Connection) -> None:
-        """Called once per loop turn per connection that has queued frames."""
-        self._writers.append(conn)
-        if not self._flush_pending:
-            self._flush_pending = True
-            loop = self._loop or asyncio.get_running_loop()
-            loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Once per loop turn: every connection with pending frames writes them at once."""
-        self._flush_pending = False
-        writers = self._writers
-        self._writers = []
-        for conn in writers:
-            conn._write()
+        if members:
+            self.fanout.room_frame(room, members, text_frame(event))
 
     # ---- dispatch of client events -----------------------------------------
 

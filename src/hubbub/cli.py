@@ -105,11 +105,60 @@ def _add_serve(sub: Any) -> None:
     p.add_env_argument("--log-format", default="text", choices=["text", "json"], help="(default %(default)s)")
 
 
+def _add_bench(sub: Any) -> None:
+    from hubbub.bench import SCENARIOS
+
+    p: _Parser = sub.add_parser(
+        "bench",
+        help="fan-out load generator",
+        description="Load a hub with publishers and subscribers; report throughput and latency.",
+    )
+    p.add_argument("scenario", nargs="?", default="F1", choices=sorted(SCENARIOS), help="preset (default F1)")
+    p.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="the hub's WebSocket URL (default %(default)s)")
+    for name in ("clients", "rooms", "msgs", "window", "size", "stalled"):
+        p.add_argument(f"--{name}", type=int, help=f"override the scenario's {name}")
+    p.add_argument("--procs", type=int, default=0, help="worker processes (default: up to 4)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for deliveries (default %(default)s)")
+    p.add_argument("--server-pid", type=int, default=0, help="report this process's CPU per delivery and RSS growth")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from hubbub.bench import SCENARIOS, Plan, run, to_json
+
+    preset = dict(SCENARIOS[args.scenario])
+    for name in ("clients", "rooms", "msgs", "window", "size", "stalled"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 0 or (value == 0 and name not in ("stalled",)):
+                print(f"hubbub bench: --{name} must be positive", file=sys.stderr)
+                return 2
+            preset[name] = value
+    plan = Plan(url=args.url, timeout=args.timeout)
+    for name, value in preset.items():
+        setattr(plan, name, value)
+    try:
+        result = run(
+            plan,
+            args.scenario,
+            args.procs,
+            args.server_pid,
+            progress=sys.stderr.isatty() and not args.no_progress and not args.json,
+        )
+    except (ConnectionError, OSError) as exc:
+        print(f"hubbub bench: {exc}", file=sys.stderr)
+        return 1
+    print(to_json(result) if args.json else result.table())
+    return 0 if result.lost == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hubbub", description="A real-time event hub over WebSockets.")
     parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_serve(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -163,4 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
             return 1
+    if args.command == "bench":
+        return _bench(args)
     return 0

@@ -1,0 +1,29 @@
+"""Print benchmarks/results/*.jsonl as a table (the last run of each scenario and server)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(path: str) -> None:
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for line in open(path, encoding="utf-8"):
+        doc = json.loads(line)
+        rows[(doc["scenario"], doc["server"])] = doc
+    print(f"{'scenario':8} {'server':11} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'us/deliv':>9} {'RSS/conn':>9} {'lost':>6}")
+    for (scenario, server), doc in sorted(rows.items()):
+        w = doc["wsload"]
+        assert isinstance(w, dict)
+        if "error" in w:
+            print(f"{scenario:8} {server:11} {'failed':>13}")
+            continue
+        print(
+            f"{scenario:8} {server:11} {w.get('deliveries_per_s', 0):13,.0f} {w.get('p50_ms', 0):8.1f} "
+            f"{w.get('p99_ms', 0):8.1f} {w.get('server_cpu_us_per_delivery', 0):9.3f} "
+            f"{w.get('server_rss_bytes_per_conn', 0):9,.0f} {w.get('lost', 0):6}"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

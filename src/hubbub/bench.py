@@ -1,0 +1,302 @@
+"""`hubbub bench`: a fan-out load generator in Python, spread over processes.
+
+It plays wsload's game in the events dialect: clients join rooms round-robin,
+each room's first member publishes messages carrying `ts=<unix ns>;`, keeps at
+most `window` of its own messages in flight (its own echo paces it), and every
+member measures the latency of each message it receives. The clients live in
+several worker processes (picows clients on uvloop), so the generator is not
+the bottleneck as easily; the parent process coordinates the phases, draws the
+progress bar and prints the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+SCENARIOS: dict[str, dict[str, int]] = {
+    "F1": {"clients": 1000, "rooms": 1, "msgs": 3000, "window": 32, "size": 64},
+    "F2": {"clients": 5000, "rooms": 500, "msgs": 200, "window": 8, "size": 64},
+    "F3": {"clients": 10000, "rooms": 100, "msgs": 1, "window": 1, "size": 64},
+    "F4": {"clients": 1000, "rooms": 1, "msgs": 3000, "window": 32, "size": 64, "stalled": 1},
+    "smoke": {"clients": 50, "rooms": 5, "msgs": 100, "window": 8, "size": 64},
+}
+"""The issue's scenarios (F4 is F1 plus a member that stops reading) and a quick one."""
+
+SAMPLES_PER_WORKER = 200_000
+
+
+@dataclass
+class Plan:
+    """One benchmark run, as the workers need it."""
+
+    url: str
+    clients: int = 1000
+    rooms: int = 1
+    msgs: int = 3000
+    window: int = 32
+    size: int = 64
+    stalled: int = 0
+    timeout: float = 120.0
+    room_prefix: str = "bench"
+
+    @property
+    def expected(self) -> int:
+        members = [0] * self.rooms
+        for i in range(self.clients):
+            members[i % self.rooms] += 1
+        return sum(m * self.msgs for m in members if m)
+
+
+@dataclass
+class Result:
+    """What a run measured; `table()` renders it for people, `asdict` for `--json`."""
+
+    scenario: str
+    clients: int
+    rooms: int
+    expected: int
+    received: int
+    seconds: float
+    deliveries_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    connect_s: float
+    server_cpu_us_per_delivery: float | None = None
+    server_rss_bytes_per_conn: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.received
+
+    def table(self) -> str:
+        rows = [
+            ("scenario", self.scenario),
+            ("clients / rooms", f"{self.clients} / {self.rooms}"),
+            ("delivered", f"{self.received:,} of {self.expected:,} ({self.lost:,} lost)"),
+            ("time", f"{self.seconds:.2f} s (connect {self.connect_s:.2f} s)"),
+            ("deliveries/s", f"{self.deliveries_per_s:,.0f}"),
+            (
+                "latency p50/p90/p99/max",
+                f"{self.p50_ms:.1f} / {self.p90_ms:.1f} / {self.p99_ms:.1f} / {self.max_ms:.1f} ms",
+            ),
+        ]
+        if self.server_cpu_us_per_delivery is not None:
+            rows.append(("server CPU per delivery", f"{self.server_cpu_us_per_delivery:.3f} us"))
+        if self.server_rss_bytes_per_conn is not None:
+            rows.append(("server RSS per connection", f"{self.server_rss_bytes_per_conn:,.0f} bytes"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def percentile(sorted_values: list[int], p: float) -> float:
+    """The p-quantile of nanosecond samples, in milliseconds (-1 when there are none)."""
+    if not sorted_values:
+        return -1.0
+    return sorted_values[int(p * (len(sorted_values) - 1))] / 1e6
+
+
+# ---- the worker process --------------------------------------------------------
+
+
+def _worker(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any) -> None:
+    import uvloop
+    from picows import WSError
+
+    try:
+        uvloop.run(_worker_main(plan, indexes, pipe, progress))
+    except (OSError, WSError) as exc:  # report it to the parent, which prints one line
+        pipe.send(f"error: {exc}")
+
+
+async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any) -> None:
+    from picows import WSListener, WSMsgType, ws_connect
+
+    loop = asyncio.get_running_loop()
+    samples: list[int] = []
+    counts = [0]
+    echoes: dict[int, asyncio.Queue[None]] = {}
+
+    class Sub(WSListener):
+        def __init__(self, room: int, publisher: bool) -> None:
+            self.room = room
+            self.publisher = publisher
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is not WSMsgType.TEXT:
+                return
+            data = frame.get_payload_as_bytes()
+            at = data.find(b"ts=")
+            if at < 0:
+                return
+            end = data.find(b";", at)
+            if len(samples) < SAMPLES_PER_WORKER:
+                samples.append(time.time_ns() - int(data[at + 3 : end]))
+            counts[0] += 1
+            if self.publisher:
+                echoes[self.room].put_nowait(None)
+
+    subs: list[tuple[Any, Sub]] = []
+    for i in indexes:
+        room = i % plan.rooms
+        listener = Sub(room, publisher=i < plan.rooms)
+        transport, _ = await ws_connect(lambda listener=listener: listener, plan.url)
+        subs.append((transport, listener))
+        if listener.publisher:
+            echoes[room] = asyncio.Queue()
+    for transport, listener in subs:
+        join = {"type": "join_room", "payload": {"room": f"{plan.room_prefix}-{listener.room}"}}
+        transport.send(WSMsgType.TEXT, json.dumps(join).encode())
+    stalled = []
+    if 0 in indexes:  # the worker with client 0 also holds the stalled members of F4
+        for _ in range(plan.stalled):
+            transport, _ = await ws_connect(WSListener, plan.url)
+            join = {"type": "join_room", "payload": {"room": f"{plan.room_prefix}-0"}}
+            transport.send(WSMsgType.TEXT, json.dumps(join).encode())
+            stalled.append(transport)
+    pipe.send("ready")
+    await loop.run_in_executor(None, pipe.recv)  # "go"
+    for transport in stalled:
+        transport.underlying_transport.pause_reading()
+
+    async def publish(transport: Any, room: int) -> None:
+        pad = "x" * max(0, plan.size - 40)
+        name = f"{plan.room_prefix}-{room}"
+        in_flight = 0
+        for m in range(plan.msgs):
+            while in_flight >= plan.window:
+                await echoes[room].get()
+                in_flight -= 1
+            text = f"ts={time.time_ns()};seq={m};{pad}"
+            event = {"type": "send_message", "payload": {"room": name, "message": text, "from": "bench"}}
+            transport.send(WSMsgType.TEXT, json.dumps(event).encode())
+            in_flight += 1
+
+    publishers = [asyncio.create_task(publish(t, s.room)) for t, s in subs if s.publisher]
+    mine = len(subs) * plan.msgs  # every member gets every message of its room
+    deadline = loop.time() + plan.timeout
+    while counts[0] < mine and loop.time() < deadline:
+        progress.value = counts[0]
+        await asyncio.sleep(0.05)
+    progress.value = counts[0]
+    for task in publishers:
+        task.cancel()
+    samples.sort()
+    pipe.send((counts[0], samples[:: max(1, len(samples) // 20000)]))
+    for transport, _ in subs:
+        transport.disconnect()
+    for transport in stalled:
+        transport.disconnect()
+
+
+# ---- the parent process --------------------------------------------------------
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _bar(done: int, total: int, started: float) -> str:
+    fraction = done / total if total else 1.0
+    rate = done / max(time.monotonic() - started, 1e-9)
+    filled = int(30 * fraction)
+    return f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:5.1f}%  {rate:,.0f}/s "
+
+
+def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 0, progress: bool = True) -> Result:
+    """Run `plan` with `procs` worker processes; return what was measured."""
+    procs = procs or max(1, min(4, (os.cpu_count() or 2), plan.clients // 50 or 1))
+    ctx = mp.get_context("spawn")
+    shares = [list(range(w, plan.clients, procs)) for w in range(procs)]
+    pipes, counters, workers = [], [], []
+    rss0 = _rss_bytes(server_pid) if server_pid else 0
+    t0 = time.monotonic()
+    for share in shares:
+        parent, child = ctx.Pipe()
+        counter = ctx.Value("q", 0, lock=False)
+        proc = ctx.Process(target=_worker, args=(plan, share, child, counter), daemon=True)
+        proc.start()
+        child.close()  # so that a worker that dies shows up as EOF here
+        pipes.append(parent)
+        counters.append(counter)
+        workers.append(proc)
+    for pipe in pipes:
+        try:
+            ready = pipe.recv()
+        except EOFError:
+            ready = None
+        if ready != "ready":
+            for proc in workers:
+                proc.kill()
+            detail = f" ({ready[7:]})" if isinstance(ready, str) and ready.startswith("error: ") else ""
+            raise ConnectionError(f"could not connect {plan.clients} clients to {plan.url}{detail}")
+    connect_s = time.monotonic() - t0
+    time.sleep(0.5 + plan.clients / 10000)  # let joins settle; joins are not acked
+    rss_per_conn = (_rss_bytes(server_pid) - rss0) / plan.clients if server_pid else None
+    cpu0 = _cpu_ticks(server_pid) if server_pid else 0
+    started = time.monotonic()
+    for pipe in pipes:
+        pipe.send("go")
+    expected = plan.expected
+    while any(not p.poll() for p in pipes):
+        if progress:
+            print(_bar(sum(c.value for c in counters), expected, started), end="", file=sys.stderr, flush=True)
+        time.sleep(0.1)
+    seconds = time.monotonic() - started
+    received, samples = 0, []
+    for pipe in pipes:
+        count, part = pipe.recv()
+        received += count
+        samples.extend(part)
+    if progress:
+        print(_bar(received, expected, started), file=sys.stderr)
+    for proc in workers:
+        proc.join(10)
+    samples.sort()
+    cpu_us = None
+    if server_pid and received:
+        ticks = _cpu_ticks(server_pid) - cpu0
+        cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / received
+    return Result(
+        scenario=scenario,
+        clients=plan.clients,
+        rooms=plan.rooms,
+        expected=expected,
+        received=received,
+        seconds=seconds,
+        deliveries_per_s=received / seconds if seconds else 0.0,
+        p50_ms=percentile(samples, 0.50),
+        p90_ms=percentile(samples, 0.90),
+        p99_ms=percentile(samples, 0.99),
+        max_ms=percentile(samples, 1.0),
+        connect_s=connect_s,
+        server_cpu_us_per_delivery=cpu_us,
+        server_rss_bytes_per_conn=rss_per_conn,
+        extra={"procs": procs, "window": plan.window, "size": plan.size, "msgs": plan.msgs, "stalled": plan.stalled},
+    )
+
+
+def to_json(result: Result) -> str:
+    doc = asdict(result)
+    doc["lost"] = result.lost
+    return json.dumps(doc)

@@ -7,6 +7,7 @@ Run next to wsload: python benchmarks/stall.py ws://127.0.0.1:8000/ws bench-0 30
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -18,7 +19,7 @@ def main(url: str, room: str, seconds: float) -> None:
     ws = connect(url, max_queue=1)
     sock = ws.socket
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    ws.send('{"type":"join_room","payload":{"room":"%s"}}' % room)
+    ws.send(json.dumps({"type": "join_room", "payload": {"room": room}}))
     time.sleep(seconds)  # read nothing
 
 

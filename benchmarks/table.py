@@ -8,10 +8,13 @@ import sys
 
 def main(path: str) -> None:
     rows: dict[tuple[str, str], dict[str, object]] = {}
-    for line in open(path, encoding="utf-8"):
-        doc = json.loads(line)
-        rows[(doc["scenario"], doc["server"])] = doc
-    print(f"{'scenario':8} {'server':11} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'us/deliv':>9} {'RSS/conn':>9} {'lost':>6}")
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            doc = json.loads(line)
+            rows[(doc["scenario"], doc["server"])] = doc
+    print(
+        f"{'scenario':8} {'server':11} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'us/deliv':>9} {'RSS/conn':>9} {'lost':>6}"
+    )
     for (scenario, server), doc in sorted(rows.items()):
         w = doc["wsload"]
         assert isinstance(w, dict)

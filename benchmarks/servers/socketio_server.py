@@ -30,8 +30,13 @@ async def send_message(sid: str, payload: dict[str, Any]) -> None:
     sent = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     await sio.emit(
         "new_message",
-        {"room": room, "message": payload["message"], "from": payload.get("from", "anonymous"), "sent": sent,
-         "offset": offset},
+        {
+            "room": room,
+            "message": payload["message"],
+            "from": payload.get("from", "anonymous"),
+            "sent": sent,
+            "offset": offset,
+        },
         room=room,
     )
 
@@ -39,5 +44,6 @@ async def send_message(sid: str, payload: dict[str, Any]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8002)
-    uvicorn.run(app, host="127.0.0.1", port=parser.parse_args().port, log_level="warning", loop="uvloop",
-                ws="websockets")
+    uvicorn.run(
+        app, host="127.0.0.1", port=parser.parse_args().port, log_level="warning", loop="uvloop", ws="websockets"
+    )

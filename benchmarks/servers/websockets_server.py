@@ -16,6 +16,7 @@ from typing import Any
 
 import uvloop
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 ROOMS: dict[str, set[asyncio.Queue[str]]] = {}
 OFFSETS: dict[str, int] = {}
@@ -31,27 +32,33 @@ async def handler(ws: ServerConnection) -> None:
     joined: set[str] = set()
     task = asyncio.create_task(writer(ws, queue))
     try:
-        async for raw in ws:
-            event: dict[str, Any] = json.loads(raw)
-            payload = event.get("payload", {})
-            room = payload.get("room")
-            if event.get("type") == "join_room":
-                ROOMS.setdefault(room, set()).add(queue)
-                joined.add(room)
-            elif event.get("type") == "send_message" and room in joined:
-                OFFSETS[room] = offset = OFFSETS.get(room, 0) + 1
-                sent = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-                body = {"room": room, "message": payload.get("message"), "from": payload.get("from", "anonymous")}
-                frame = json.dumps({"type": "new_message", "payload": {**body, "sent": sent, "offset": offset}})
-                for q in list(ROOMS.get(room, ())):
-                    try:
-                        q.put_nowait(frame)
-                    except asyncio.QueueFull:  # a slow client: drop it
-                        ROOMS[room].discard(q)
+        await _read(ws, queue, joined)
+    except ConnectionClosed:
+        pass  # a client that leaves is normal life
     finally:
         task.cancel()
         for room in joined:
             ROOMS.get(room, set()).discard(queue)
+
+
+async def _read(ws: ServerConnection, queue: asyncio.Queue[str], joined: set[str]) -> None:
+    async for raw in ws:
+        event: dict[str, Any] = json.loads(raw)
+        payload = event.get("payload", {})
+        room = payload.get("room")
+        if event.get("type") == "join_room":
+            ROOMS.setdefault(room, set()).add(queue)
+            joined.add(room)
+        elif event.get("type") == "send_message" and room in joined:
+            OFFSETS[room] = offset = OFFSETS.get(room, 0) + 1
+            sent = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            body = {"room": room, "message": payload.get("message"), "from": payload.get("from", "anonymous")}
+            frame = json.dumps({"type": "new_message", "payload": {**body, "sent": sent, "offset": offset}})
+            for q in list(ROOMS.get(room, ())):
+                try:
+                    q.put_nowait(frame)
+                except asyncio.QueueFull:  # a slow client: drop it
+                    ROOMS[room].discard(q)
 
 
 async def main(port: int) -> None:

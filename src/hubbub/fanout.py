@@ -30,16 +30,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter
-
 if TYPE_CHECKING:
     from hubbub.connection import Connection
+    from hubbub.metrics import HotCounter
 
 
 class Fanout:
     """Per-turn segments of room frames, the list of connections to write, and the flush."""
 
-    def __init__(self, delivered: Counter, write_delay: float = 0.0) -> None:
+    def __init__(self, delivered: HotCounter, write_delay: float = 0.0) -> None:
         self._delivered = delivered
         self._delay = write_delay
         self._segments: list[tuple[tuple[Connection, ...], list[bytes]]] = []

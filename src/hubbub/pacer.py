@@ -1,18 +1,17 @@
-"""Feed picows one complete frame at a time, so no frame is judged before its predecessor is seen.
+"""Stop feeding picows at a close frame, so a close is answered before what follows is judged.
 
 Why this exists: picows parses one frame ahead. When a read holds frame N and
 frame N+1, it parses N+1 before it hands N to hubbub, and if N+1 is a protocol
-error it fails the connection without ever delivering N. RFC 6455 wants the
-opposite for a close frame: after a close, anything that follows is ignored,
-and the close is answered. (Autobahn case 7.1.2: two close frames back to back
-must be answered with 1000, not 1002.) The pacer sits between the transport
-and picows' protocol and hands picows the bytes of at most one *complete*
-frame per call; a partial frame's bytes go through at once, since picows
-buffers those itself. Parsing stays picows' job: the pacer only reads the
-length fields of each frame header to find where a frame ends.
+error it fails the connection without ever delivering N. RFC 6455 says that
+after a close frame nothing more is read: the close is answered and the rest
+discarded. (Autobahn case 7.1.2: two close frames back to back must be answered
+with 1000, not 1002.) The pacer sits between the transport and picows'
+protocol, passes reads through whole, and when a read holds a close frame it
+passes only up to that frame's end and drops everything after it. Parsing stays
+picows' job: the pacer only reads each frame header's opcode and lengths.
 
 It costs one copy of inbound bytes and a few Python operations per inbound
-frame, and no memory per connection beyond a cut header. Fan-out (outbound) does not pass through here.
+frame, and no memory per connection beyond a cut header.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ _SHARED_READ_BUFFER = memoryview(bytearray(256 * 1024))
 `buffer_updated` at once, and the pacer copies out what it keeps before
 returning, so no two connections ever hold it at the same time."""
 _HTTP_MAX = 65536
+_CLOSE = 0x8
 
 
 def frame_size(data: memoryview | bytes | bytearray, pos: int) -> int | None:
@@ -58,6 +58,8 @@ class FramePacer(asyncio.BufferedProtocol):
         self._inner = inner
         self._carry = bytearray()
         self._owed = 0
+        self._in_close = False
+        self._closed = False
         self._upgraded = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,6 +82,8 @@ class FramePacer(asyncio.BufferedProtocol):
         return _SHARED_READ_BUFFER
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._closed:
+            return  # after a close frame, everything is discarded
         data: memoryview = _SHARED_READ_BUFFER[:nbytes]
         if self._carry:
             self._carry += data
@@ -89,24 +93,26 @@ class FramePacer(asyncio.BufferedProtocol):
             data = self._through_handshake(data)
             if not data:
                 return
-        pos = start = 0
+        pos = 0
         end = len(data)
         while pos < end:
-            if self._owed:
+            if self._owed:  # the rest of a frame whose header was seen
                 step = min(self._owed, end - pos)
                 pos += step
                 self._owed -= step
-                if not self._owed:  # a frame is complete: picows gets it alone
-                    self._feed(data[start:pos])
-                    start = pos
+                if not self._owed and self._in_close:
+                    self._closed = True
+                    self._feed(data[:pos])
+                    return
                 continue
             size = frame_size(data, pos)
             if size is None:  # a header cut by the read: keep it for the next one
-                self._feed(data[start:pos])
+                self._feed(data[:pos])
                 self._carry = bytearray(data[pos:end])
                 return
             self._owed = size
-        self._feed(data[start:end])
+            self._in_close = data[pos] & 0x0F == _CLOSE
+        self._feed(data)
 
     def _through_handshake(self, data: memoryview) -> memoryview:
         """Pass the HTTP request through whole; return the bytes after it."""

@@ -12,9 +12,8 @@ def main(path: str) -> None:
         for line in lines:
             doc = json.loads(line)
             rows[(doc["scenario"], doc["server"])] = doc
-    print(
-        f"{'scenario':8} {'server':11} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'us/deliv':>9} {'RSS/conn':>9} {'lost':>6}"
-    )
+    head = ("scenario", "server", "deliveries/s", "p50 ms", "p99 ms", "us/deliv", "RSS/conn", "lost")
+    print("{:8} {:11} {:>13} {:>8} {:>8} {:>9} {:>9} {:>6}".format(*head))
     for (scenario, server), doc in sorted(rows.items()):
         w = doc["wsload"]
         assert isinstance(w, dict)

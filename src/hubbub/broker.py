@@ -21,8 +21,9 @@ from collections.abc import Callable
 Sink = Callable[[str, int, bytes], None]
 """Called on the event loop for each delivery: `(room, offset, event_json)`.
 
-`event_json` is the complete encoded `new_message` event, the same bytes for
-every recipient; the sink must not block or await.
+`event_json` is a complete encoded event, the same bytes for every recipient;
+`offset` is the message's offset, or 0 for an event outside the room's sequence
+(`member_joined`, `member_left`). The sink must not block or await.
 """
 
 
@@ -47,6 +48,10 @@ class Broker(abc.ABC):
 
         Raises `BrokerUnavailable` when the message could not be published.
         """
+
+    @abc.abstractmethod
+    async def broadcast(self, room: str, event: bytes) -> None:
+        """Deliver `event` to the room's nodes with offset 0: not numbered, not kept in history."""
 
     @abc.abstractmethod
     async def subscribe(self, room: str) -> None:

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hubbub import __version__, logs
+from hubbub import __version__, backends, logs
+from hubbub.broker import BrokerUnavailable
 from hubbub.config import Settings
 from hubbub.errors import ConfigError
 
@@ -98,6 +99,29 @@ def _add_serve(sub: Any) -> None:
         metavar="ORIGIN",
         help="accept this exact Origin (repeatable); default: same host only",
     )
+    p.add_env_argument("--broker", default="memory", help="memory, redis://HOST:PORT/DB or nats://HOST:PORT")
+    p.add_env_argument(
+        "--presence-ttl",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a dead node's presence expires after this long (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--history-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="messages kept per room for resume (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--history-ttl",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="seconds a message stays in history (default %(default)s)",
+    )
+    p.add_env_argument("--node-id", default=None, help="this node's name in presence (default: random)")
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
     p.add_env_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default %(default)s)"
@@ -171,6 +195,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         ping_timeout=args.ping_timeout,
         send_queue_bytes=args.send_queue_bytes,
         write_delay=args.write_delay,
+        broker=args.broker,
+        presence_ttl=args.presence_ttl,
+        history_size=args.history_size,
+        history_ttl=args.history_ttl,
+        **({"node_id": args.node_id} if args.node_id else {}),
         allowed_origins=tuple(args.allowed_origin),
         echo=args.echo,
         log_level=args.log_level,
@@ -188,14 +217,16 @@ def run_async(main: Any) -> Any:
 
 
 async def _serve(settings: Settings) -> None:
+    from hubbub.backends import open_backends
     from hubbub.hub import Hub
     from hubbub.server import serve
 
+    broker, presence = open_backends(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(Hub(settings), stop=stop)
+    await serve(Hub(settings, broker, presence), stop=stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,11 +235,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         try:
             settings = _settings(args)
+            backends.check(settings)
         except ConfigError as exc:
             parser.error(str(exc))
         logs.configure(settings.log_level, settings.log_format)
         try:
             run_async(_serve(settings))
+        except BrokerUnavailable as exc:
+            print(f"hubbub: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
             return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from hubbub.errors import ConfigError
@@ -36,6 +37,17 @@ class Settings:
     inbox_high_water: int = 64
     """Received messages queued per connection before the server stops reading from it."""
     broker: str = "memory"
+    """`memory`, `redis://HOST:PORT/DB` or `nats://HOST:PORT`."""
+    store: str = ""
+    """Where offsets, history and presence live when the broker cannot keep them (`redis://...`)."""
+    presence_ttl: float = 30.0
+    """Seconds after which a silent node's presence entries expire."""
+    history_size: int = 1000
+    """Messages kept per room for resume and `get_history`; 0 keeps none."""
+    history_ttl: float = 3600.0
+    """Seconds a message stays in history."""
+    node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    """This node's name in presence entries and bus heartbeats."""
     log_level: str = "info"
     log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
@@ -51,6 +63,8 @@ class Settings:
             raise ConfigError("--send-queue-bytes must be at least --max-message-size")
         if not 0 <= self.write_delay <= 1:
             raise ConfigError("--write-delay must be between 0 and 1 second")
+        if self.presence_ttl <= 0 or self.history_ttl <= 0 or self.history_size < 0:
+            raise ConfigError("--presence-ttl and --history-ttl must be positive, --history-size at least 0")
         if self.log_format not in ("text", "json"):
             raise ConfigError("--log-format must be text or json")
         for origin in self.allowed_origins:

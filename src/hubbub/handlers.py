@@ -8,21 +8,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
-from hubbub.events import JoinRoom, LeaveRoom, SendMessage
+from hubbub.events import GetHistory, GetPresence, JoinRoom, LeaveRoom, SendMessage
+from hubbub.history import payload_of
 
 if TYPE_CHECKING:
     from hubbub.connection import Connection
     from hubbub.router import Router
 
-ANONYMOUS = "anonymous"
 
-
-async def join_room(payload: JoinRoom, client: Connection) -> dict[str, Any]:
-    """Subscribe the client to a room; the ack carries the room's latest offset."""
-    offset = await client.hub.join(client, payload.room)
-    return {"room": payload.room, "offset": offset}
+async def join_room(payload: JoinRoom, client: Connection) -> None:
+    """Subscribe the client to a room; the ack (sent by the hub, before any replay) carries its offset."""
+    await client.hub.join(client, payload.room, payload.since)
 
 
 async def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
@@ -36,9 +36,28 @@ async def send_message(payload: SendMessage, client: Connection) -> dict[str, An
     """Publish to a room the client is in; every member gets `new_message`, sender included."""
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before sending to it")
-    sender = client.identity or payload.sender or ANONYMOUS
+    sender = client.identity or payload.sender or "anonymous"
     offset = await client.hub.publish(payload.room, payload.message, sender)
     return {"room": payload.room, "offset": offset}
+
+
+async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]:
+    """Recent messages of a room the client is in, oldest first."""
+    if payload.room not in client.rooms:
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before reading its history")
+    history = client.hub.history
+    if payload.since is None:
+        page = await history.latest(payload.room, payload.limit)
+    else:
+        page = await history.since(payload.room, payload.since, payload.limit)
+    messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
+    return {"room": payload.room, "offset": page.offset, "messages": messages}
+
+
+async def get_presence(payload: GetPresence, client: Connection) -> dict[str, Any]:
+    """Every identity with a connection in the room, on every node."""
+    members = await client.hub.presence.members(payload.room)
+    return {"room": payload.room, "members": [{"name": n, "connections": c} for n, c in members]}
 
 
 def install(router: Router) -> None:
@@ -46,3 +65,5 @@ def install(router: Router) -> None:
     router.add("join_room", join_room, JoinRoom)
     router.add("leave_room", leave_room, LeaveRoom)
     router.add("send_message", send_message, SendMessage)
+    router.add("get_history", get_history, GetHistory)
+    router.add("get_presence", get_presence, GetPresence)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from hubbub import handlers
-from hubbub.backends.memory import MemoryBroker
+from hubbub.backends.memory import MemoryBroker, MemoryPresence
 from hubbub.broker import Broker, BrokerUnavailable
 from hubbub.codes import CloseCode, ErrorCode
 from hubbub.config import Settings
@@ -27,11 +27,14 @@ from hubbub.events import Empty
 from hubbub.fanout import Fanout
 from hubbub.frames import text_frame
 from hubbub.heartbeat import Beat, decide, sweep_period
+from hubbub.history import History
 from hubbub.metrics import Metrics
+from hubbub.presence import Presence
 from hubbub.protocol import (
     decode_envelope,
     encode_ack,
     encode_error,
+    encode_event,
     new_message_parts,
     utc_timestamp,
 )
@@ -44,14 +47,26 @@ P = TypeVar("P")
 class Hub:
     """Live connections, rooms, the event router and the broker of one node."""
 
-    def __init__(self, settings: Settings | None = None, broker: Broker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        broker: Broker | None = None,
+        presence: Presence | None = None,
+    ) -> None:
         self.settings = settings or Settings()
-        self.broker = broker or MemoryBroker()
+        self.broker = broker or MemoryBroker(self.settings.history_size, self.settings.history_ttl)
+        if not isinstance(self.broker, History):
+            raise TypeError("the broker must also implement the History contract")
+        self.history: History = self.broker
+        self.presence = presence or MemoryPresence()
+        self.node_id = self.settings.node_id
         self.router = Router()
         self.connections: set[Connection] = set()
         self.rooms: dict[str, set[Connection]] = {}
         self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.rooms))
         self.fanout = Fanout(self.metrics.delivered, self.settings.write_delay)
+        self._joining: dict[str, dict[Connection, list[tuple[int, bytes]]]] = {}
+        self._subscriptions: dict[str, asyncio.Future[None]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         handlers.install(self.router)
@@ -69,6 +84,7 @@ class Hub:
     async def start(self) -> None:
         """Connect the broker and start the heartbeat sweep."""
         await self.broker.start(self._deliver)
+        await self.presence.start(self._presence_expired)
         self._heartbeat = asyncio.get_running_loop().create_task(self._sweep())
 
     async def shutdown(self) -> None:
@@ -89,6 +105,7 @@ class Hub:
             conn.abort()
         for task in list(self._background):
             task.cancel()
+        await self.presence.close()
         await self.broker.close()
 
     # ---- membership -----------------------------------------------------------
@@ -108,19 +125,71 @@ class Hub:
         level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
         log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
 
-    async def join(self, conn: Connection, room: str) -> int:
-        """Add `conn` to `room` (idempotent); return the room's latest offset."""
-        members = self.rooms.get(room)
-        if members is None:
-            members = self.rooms[room] = set()
-            await self.broker.subscribe(room)
-        if conn.state is State.OPEN:
-            members.add(conn)
-            conn.rooms.add(room)
-            self.fanout.seal(room)
-        elif not members:
-            self._drop_room(room)
-        return await self.broker.last_offset(room)
+    async def join(self, conn: Connection, room: str, since: int | None = None) -> None:
+        """Add `conn` to `room` and ack; with `since`, first replay what it missed.
+
+        While the broker is subscribed and history is read (awaits), live
+        messages of the room are kept aside for this joiner. Then, with no await
+        in between: the ack, the replayed messages, the kept live ones (each
+        offset once, in order), and membership, so the client sees no gap and
+        no duplicate.
+        """
+        if room in conn.rooms:
+            conn.ack({"room": room, "offset": await self.broker.last_offset(room)} | _recovered(since, True))
+            return
+        waiting = self._joining.setdefault(room, {})
+        kept: list[tuple[int, bytes]] = []
+        waiting[conn] = kept
+        try:
+            await self._subscribed(room)
+            latest = await self.broker.last_offset(room)
+            page = await self.history.since(room, since, self.settings.history_size) if since is not None else None
+        except BrokerUnavailable as exc:
+            self._stop_waiting(room, conn)
+            self._forget_room_if_empty(room)
+            raise EventError(ErrorCode.UNAVAILABLE, f"could not join {room!r}: {exc}") from None
+        except BaseException:
+            self._stop_waiting(room, conn)
+            raise
+        self._stop_waiting(room, conn)
+        if conn.state is not State.OPEN:
+            self._forget_room_if_empty(room)
+            return
+        if page is not None:
+            latest = max(latest, page.offset)
+        conn.ack({"room": room, "offset": latest} | _recovered(since, page.complete if page else True))
+        last = latest if since is None else since
+        for offset, event in page.messages if page else ():
+            if offset > last:
+                conn.send_frame(text_frame(event))
+                last = offset
+        for offset, frame in kept:
+            if offset == 0 or offset > last:
+                conn.send_frame(frame)
+                last = max(last, offset)
+        self.rooms.setdefault(room, set()).add(conn)
+        conn.rooms.add(room)
+        self.fanout.seal(room)
+        await self._presence_change(room, conn, joined=True)
+
+    def _stop_waiting(self, room: str, conn: Connection) -> None:
+        waiting = self._joining.get(room)
+        if waiting is not None:
+            waiting.pop(conn, None)
+            if not waiting:
+                del self._joining[room]
+
+    async def _subscribed(self, room: str) -> None:
+        """Subscribe the broker to `room` once, however many join at the same time."""
+        future = self._subscriptions.get(room)
+        if future is None:
+            future = self._subscriptions[room] = asyncio.ensure_future(self.broker.subscribe(room))
+        try:
+            await asyncio.shield(future)
+        except BaseException:
+            if self._subscriptions.get(room) is future and future.done():
+                del self._subscriptions[room]
+            raise
 
     def leave(self, conn: Connection, room: str) -> bool:
         """Remove `conn` from `room`; False if it was not a member."""
@@ -136,11 +205,39 @@ class Hub:
             members.discard(conn)
             self.fanout.seal(room)
             if not members:
-                self._drop_room(room)
+                del self.rooms[room]
+                self._forget_room_if_empty(room)
+        self.spawn(self._presence_change(room, conn, joined=False))
 
-    def _drop_room(self, room: str) -> None:
-        del self.rooms[room]
-        self.spawn(self.broker.unsubscribe(room))
+    def _forget_room_if_empty(self, room: str) -> None:
+        """Unsubscribe from a room with no members and nobody joining."""
+        if room not in self.rooms and room not in self._joining and room in self._subscriptions:
+            del self._subscriptions[room]
+            self.spawn(self.broker.unsubscribe(room))
+
+    # ---- presence -------------------------------------------------------------
+
+    def _presence_key(self, conn: Connection) -> str:
+        return f"{self.node_id}:{conn.id}"
+
+    async def _presence_change(self, room: str, conn: Connection, joined: bool) -> None:
+        """Record a membership change; announce an identity's first or last connection."""
+        name = conn.identity or ANONYMOUS
+        try:
+            if joined:
+                changed = await self.presence.add(room, name, self._presence_key(conn))
+            else:
+                changed = await self.presence.remove(room, name, self._presence_key(conn))
+            if changed:
+                event = encode_event("member_joined" if joined else "member_left", {"room": room, "name": name})
+                await self.broker.broadcast(room, event)
+        except (BrokerUnavailable, ConnectionError, OSError) as exc:
+            log.warning("presence.failed", extra={"room": room, "user": name, "error": str(exc)})
+
+    def _presence_expired(self, room: str, name: str) -> None:
+        """A dead node's last connection of `name` in `room` expired: tell the room."""
+        event = encode_event("member_left", {"room": room, "name": name})
+        self.spawn(self.broker.broadcast(room, event))
 
     def spawn(self, work: Awaitable[Any]) -> None:
         """Run background work owned by the hub (cancelled at shutdown)."""
@@ -161,10 +258,15 @@ class Hub:
         return offset
 
     def _deliver(self, room: str, offset: int, event: bytes) -> None:
-        """The broker's sink: frame the message once and hand it to fan-out."""
+        """The broker's sink: frame the message once and hand it to fan-out (and to joiners)."""
+        frame = text_frame(event)
+        joining = self._joining.get(room)
+        if joining:
+            for kept in joining.values():
+                kept.append((offset, frame))
         members = self.rooms.get(room)
         if members:
-            self.fanout.room_frame(room, members, text_frame(event))
+            self.fanout.room_frame(room, members, frame)
 
     # ---- dispatch of client events -----------------------------------------
 
@@ -214,3 +316,9 @@ class Hub:
 
 
 _QUIET_CLOSES = frozenset({1000, 1001, 1005, 1006})
+ANONYMOUS = "anonymous"
+
+
+def _recovered(since: int | None, complete: bool) -> dict[str, bool]:
+    """The `recovered` field of a join ack: present only when the join had `since`."""
+    return {} if since is None else {"recovered": complete}

@@ -41,7 +41,8 @@ async def test_metrics_are_exact(server: Server) -> None:
     lines = text.decode().splitlines()
     assert "hubbub_connections 3.0" in lines
     assert "hubbub_rooms 2.0" in lines
-    assert "hubbub_messages_delivered_total 1.0" in lines
+    # two member_joined events (one per room) and the message, each to one member
+    assert "hubbub_messages_delivered_total 3.0" in lines
     assert 'hubbub_errors_total{code="bad_json"} 1.0' in lines
     assert "hubbub_slow_consumers_dropped_total 0.0" in lines
     for c in clients:

@@ -1,0 +1,388 @@
+"""Redis backends: several nodes share rooms, offsets, history and presence.
+
+Publishing is one round trip: a Lua script takes the room's next offset
+(`INCR`), splices it into the pre-encoded event, appends it to the room's
+history (a list trimmed by size; entries carry their time, so age is enforced
+on read) and `PUBLISH`es it on the room's channel. Redis runs scripts one at a
+time, so every node receives a room's messages in offset order.
+
+Each node subscribes to the channels of the rooms it has members in. The
+subscription is watched: the node publishes a heartbeat on its own channel
+every second and expects it back; a silent bus (or any error) marks the broker
+unhealthy (`/healthz` 503), and the reader reconnects with backoff, subscribes
+again and fills each room's gap from history, so a node is never silently deaf.
+
+Presence: one sorted set per (room, name) of connection keys scored by their
+expiry; the node refreshes its own keys four times per TTL. Every node
+sweeps expired keys with a script, so the entries of a node that died vanish
+within the TTL and exactly one node (the one whose sweep removed the last key)
+announces `member_left`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hubbub.broker import Broker, BrokerUnavailable, Sink
+from hubbub.history import History, Page, page_from
+from hubbub.presence import Expired, Presence
+
+log = logging.getLogger("hubbub.redis")
+
+_PUBLISH = """
+local offset = redis.call('INCR', KEYS[1])
+local event = ARGV[1] .. offset .. ARGV[2]
+local size = tonumber(ARGV[3])
+if size > 0 then
+  redis.call('RPUSH', KEYS[2], ARGV[5] .. ':' .. offset .. ':' .. event)
+  redis.call('LTRIM', KEYS[2], -size, -1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('PUBLISH', KEYS[3], offset .. ':' .. event)
+return offset
+"""
+
+_PRESENCE_ADD = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+_PRESENCE_REMOVE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return -1 end
+local left = redis.call('ZCARD', KEYS[1])
+if left == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+return left
+"""
+
+_PRESENCE_SWEEP = """
+local gone = {}
+local prefix = ARGV[2]
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local names_key = prefix .. 'names:' .. room
+  local names = redis.call('SMEMBERS', names_key)
+  for _, name in ipairs(names) do
+    local key = prefix .. 'conns:' .. room .. ':' .. name
+    local removed = redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+    if redis.call('ZCARD', key) == 0 then
+      redis.call('SREM', names_key, name)
+      if removed > 0 then table.insert(gone, room); table.insert(gone, name) end
+    end
+  end
+  if redis.call('SCARD', names_key) == 0 then redis.call('SREM', KEYS[1], room) end
+end
+return gone
+"""
+
+
+class RedisBroker(Broker, History):
+    """Cross-node pub/sub, offsets and history on one Redis server."""
+
+    def __init__(
+        self,
+        url: str,
+        node_id: str,
+        history_size: int = 1000,
+        history_ttl: float = 3600.0,
+        prefix: str = "hubbub:",
+    ) -> None:
+        self._url = url
+        self._node = node_id
+        self._history_size = history_size
+        self._history_ttl = history_ttl
+        self._prefix = prefix
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._publish = self._redis.register_script(_PUBLISH)
+        self._sink: Sink | None = None
+        self._wanted: set[str] = set()
+        self._last: dict[str, int] = {}
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._beat_sent = 0.0
+        self._beat_seen = 0.0
+        self._ok = False
+        self._closed = False
+
+    # ---- keys -------------------------------------------------------------
+
+    def _channel(self, room: str) -> str:
+        return f"{self._prefix}room:{room}"
+
+    def _room_of(self, channel: str) -> str:
+        return channel[len(self._prefix) + len("room:") :]
+
+    @property
+    def _beat_channel(self) -> str:
+        return f"{self._prefix}node:{self._node}"
+
+    # ---- life -------------------------------------------------------------
+
+    async def start(self, sink: Sink) -> None:
+        self._sink = sink
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"cannot reach Redis at {self._url}: {exc}") from exc
+        await self._connect_pubsub()
+        self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    @property
+    def healthy(self) -> bool:
+        return self._ok and time.monotonic() - self._beat_seen < 3.0
+
+    # ---- the contract -----------------------------------------------------
+
+    async def publish(self, room: str, head: bytes, tail: bytes) -> int:
+        keys = [f"{self._prefix}offset:{room}", f"{self._prefix}history:{room}", self._channel(room)]
+        args: list[bytes | int] = [
+            head,
+            tail,
+            self._history_size,
+            int(self._history_ttl * 1000),
+            int(time.time() * 1000),
+        ]
+        try:
+            offset: int = await self._publish(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+        return offset
+
+    async def broadcast(self, room: str, event: bytes) -> None:
+        try:
+            await self._redis.publish(self._channel(room), b"0:" + event)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+
+    async def subscribe(self, room: str) -> None:
+        self._wanted.add(room)
+        try:
+            await self._pubsub.subscribe(self._channel(room))
+            self._last[room] = await self.last_offset(room)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+
+    async def unsubscribe(self, room: str) -> None:
+        self._wanted.discard(room)
+        await asyncio.sleep(0)
+        if room not in self._wanted:  # a join may have wanted it back meanwhile
+            self._last.pop(room, None)
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(self._channel(room))
+
+    async def last_offset(self, room: str) -> int:
+        try:
+            value = await self._redis.get(f"{self._prefix}offset:{room}")
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+        return int(value or 0)
+
+    async def _entries(self, room: str) -> tuple[list[tuple[int, bytes]], int]:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.lrange(f"{self._prefix}history:{room}", 0, -1)
+                pipe.get(f"{self._prefix}offset:{room}")
+                raw, latest = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+        oldest = time.time() * 1000 - self._history_ttl * 1000
+        entries = []
+        for item in raw:
+            sent, offset, event = item.split(b":", 2)
+            if int(sent) >= oldest:
+                entries.append((int(offset), event))
+        return entries, int(latest or 0)
+
+    async def since(self, room: str, offset: int, limit: int) -> Page:
+        entries, latest = await self._entries(room)
+        return page_from(entries, latest, offset, limit)
+
+    async def latest(self, room: str, limit: int) -> Page:
+        entries, latest = await self._entries(room)
+        return page_from(entries, latest, None, limit)
+
+    # ---- the subscription, watched ----------------------------------------
+
+    async def _connect_pubsub(self) -> None:
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self._beat_channel, *(self._channel(r) for r in self._wanted))
+        self._ok = True
+        self._beat_seen = time.monotonic()
+
+    async def _read_forever(self) -> None:
+        attempt = 0
+        while not self._closed:
+            try:
+                await self._read_until_broken()
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self._ok:
+                    log.warning("redis.subscription_lost", extra={"error": str(exc) or type(exc).__name__})
+                self._ok = False
+            delay = random.uniform(0, min(5.0, 0.1 * 2**attempt))  # full jitter
+            attempt += 1
+            await asyncio.sleep(delay)
+            try:
+                if self._pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._pubsub.aclose()
+                await self._connect_pubsub()
+                for room in list(self._wanted):
+                    await self._fill_gap(room)
+                attempt = 0
+                log.info("redis.subscription_restored", extra={"rooms": len(self._wanted)})
+            except (RedisError, OSError, TimeoutError):
+                continue
+
+    async def _read_until_broken(self) -> None:
+        pubsub = self._pubsub
+        while True:
+            now = time.monotonic()
+            if now - self._beat_sent >= 1.0:
+                self._beat_sent = now
+                await self._redis.publish(self._beat_channel, b"beat")
+            if now - self._beat_seen > 3.0:
+                raise TimeoutError("no heartbeat through the bus for 3 s")
+            message = await pubsub.get_message(timeout=0.25)
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"].decode()
+            if channel == self._beat_channel:
+                self._beat_seen = time.monotonic()
+                self._ok = True
+                continue
+            offset_text, _, event = message["data"].partition(b":")
+            await self._deliver(self._room_of(channel), int(offset_text), event)
+
+    async def _deliver(self, room: str, offset: int, event: bytes) -> None:
+        """Hand a message to the sink in order: fill a gap from history first, drop repeats."""
+        if self._sink is None or room not in self._wanted:
+            return
+        if offset == 0:
+            self._sink(room, 0, event)
+            return
+        last = self._last.get(room, 0)
+        if offset <= last:
+            return
+        if offset > last + 1:
+            await self._fill_gap(room, until=offset - 1)
+        self._last[room] = offset
+        self._sink(room, offset, event)
+
+    async def _fill_gap(self, room: str, until: int | None = None) -> None:
+        """Deliver from history what this node missed of `room` (after a reconnect, or a gap)."""
+        last = self._last.get(room)
+        if last is None or self._sink is None:
+            return
+        page = await self.since(room, last, self._history_size or 1)
+        for offset, event in page.messages:
+            if until is not None and offset > until:
+                break
+            if offset > self._last.get(room, 0):
+                self._last[room] = offset
+                self._sink(room, offset, event)
+
+
+class RedisPresence(Presence):
+    """Presence entries in Redis with per-connection expiry, refreshed by their node."""
+
+    def __init__(self, url: str, node_id: str, ttl: float = 30.0, prefix: str = "hubbub:presence:") -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._node = node_id
+        self._ttl = ttl
+        self._prefix = prefix
+        self._add = self._redis.register_script(_PRESENCE_ADD)
+        self._remove = self._redis.register_script(_PRESENCE_REMOVE)
+        self._sweep = self._redis.register_script(_PRESENCE_SWEEP)
+        self._mine: dict[tuple[str, str, str], None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._on_expired: Expired | None = None
+
+    def _conns(self, room: str, name: str) -> str:
+        return f"{self._prefix}conns:{room}:{name}"
+
+    async def start(self, on_expired: Expired) -> None:
+        self._on_expired = on_expired
+        self._task = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for room, name, key in list(self._mine):
+            with contextlib.suppress(RedisError, OSError):
+                await self.remove(room, name, key)
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    async def add(self, room: str, name: str, key: str) -> bool:
+        self._mine[(room, name, key)] = None
+        keys = [self._conns(room, name), f"{self._prefix}names:{room}", f"{self._prefix}rooms"]
+        count = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
+        return int(count) == 1
+
+    async def remove(self, room: str, name: str, key: str) -> bool:
+        self._mine.pop((room, name, key), None)
+        keys = [self._conns(room, name), f"{self._prefix}names:{room}"]
+        left = await self._remove(keys=keys, args=[key, name])
+        return int(left) == 0
+
+    async def members(self, room: str) -> list[tuple[str, int]]:
+        now = time.time()
+        names = await self._redis.smembers(f"{self._prefix}names:{room}")
+        result = []
+        for raw in names:
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            count = await self._redis.zcount(self._conns(room, name), now, "+inf")
+            if count:
+                result.append((name, int(count)))
+        return sorted(result)
+
+    async def _maintain(self) -> None:
+        """Refresh this node's entries and sweep everyone's expired ones, four times per TTL."""
+        period = self._ttl / 4
+        while True:
+            await asyncio.sleep(period)
+            try:
+                expiry = time.time() + self._ttl
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for room, name, key in list(self._mine):
+                        pipe.zadd(self._conns(room, name), {key: expiry})
+                    await pipe.execute()
+                gone = await self._sweep(keys=[f"{self._prefix}rooms"], args=[time.time(), self._prefix])
+                names = [bytes(item).decode() for item in gone]
+                for i in range(0, len(names), 2):
+                    if self._on_expired is not None:
+                        self._on_expired(names[i], names[i + 1])
+            except (RedisError, OSError) as exc:
+                log.warning("presence.refresh_failed", extra={"error": str(exc) or type(exc).__name__})
+
+
+def redis_backends(
+    url: str, node_id: str, history_size: int, history_ttl: float, presence_ttl: float
+) -> tuple[RedisBroker, RedisPresence]:
+    """The broker (with history) and the presence of one node on `url`."""
+    return (
+        RedisBroker(url, node_id, history_size, history_ttl),
+        RedisPresence(url, node_id, presence_ttl),
+    )

@@ -1,0 +1,60 @@
+"""The History contract: what a room said recently, for resume-by-offset and `get_history`.
+
+History is bounded by size (messages per room) and age. It stores each
+message as the encoded `new_message` event, the same bytes that went out live,
+so replaying it costs no encoding. A resume asks for everything after an
+offset; `complete` says whether history still reached back that far.
+
+Backends: the memory broker (one node) and the Redis broker keep history as
+part of publishing, so a message is in history exactly when it has an offset.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+NEW_MESSAGE_PREFIX = b'{"type":"new_message","payload":'
+"""Every stored event starts with this; what follows, less the final `}`, is its payload."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Messages of a room, oldest first, with the room's latest offset."""
+
+    offset: int
+    """The offset of the latest message published to the room (0 for none)."""
+    messages: list[tuple[int, bytes]] = field(default_factory=list)
+    """`(offset, encoded new_message event)` pairs, oldest first."""
+    complete: bool = True
+    """False when messages that were asked for are no longer held."""
+
+
+def payload_of(event: bytes) -> bytes:
+    """The raw JSON payload of a stored `new_message` event."""
+    return event[len(NEW_MESSAGE_PREFIX) : -1]
+
+
+class History(abc.ABC):
+    """Read access to a room's recent messages."""
+
+    @abc.abstractmethod
+    async def since(self, room: str, offset: int, limit: int) -> Page:
+        """Messages with an offset above `offset`, at most `limit`, oldest first.
+
+        `complete` is True when the page starts right after `offset` (or there is
+        nothing after it), False when older messages were trimmed away.
+        """
+
+    @abc.abstractmethod
+    async def latest(self, room: str, limit: int) -> Page:
+        """The latest `limit` messages, oldest first."""
+
+
+def page_from(entries: list[tuple[int, bytes]], latest: int, since: int | None, limit: int) -> Page:
+    """Cut a page out of a room's held entries (sorted by offset), as both backends do."""
+    if since is None:
+        return Page(latest, entries[-limit:] if limit else [], True)
+    wanted = [(o, e) for o, e in entries if o > since]
+    complete = since >= latest or (bool(wanted) and wanted[0][0] == since + 1)
+    return Page(latest, wanted[:limit], complete)

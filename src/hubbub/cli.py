@@ -177,12 +177,20 @@ def _bench(args: argparse.Namespace) -> int:
     return 0 if result.lost == 0 else 1
 
 
+def _add_chat(sub: Any) -> None:
+    p: _Parser = sub.add_parser("chat", help="terminal chat", description="Chat in a room from the terminal.")
+    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8000/ws", help="the hub (default %(default)s)")
+    p.add_argument("--room", default="lobby", help="room to join (default %(default)s)")
+    p.add_argument("--name", default=os.environ.get("USER", "guest"), help="display name (default: $USER)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hubbub", description="A real-time event hub over WebSockets.")
     parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_serve(sub)
     _add_bench(sub)
+    _add_chat(sub)
     return parser
 
 
@@ -249,4 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.command == "bench":
         return _bench(args)
+    if args.command == "chat":
+        from hubbub import chat
+
+        try:
+            return int(run_async(chat.run(args.url, args.room, args.name)))
+        except KeyboardInterrupt:
+            return 0
+        except ConnectionRefusedError as exc:
+            print(f"hubbub chat: {exc}", file=sys.stderr)
+            return 1
     return 0

@@ -139,8 +139,7 @@ class RedisBroker(Broker, History):
         self._closed = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.gather(self._reader, return_exceptions=True)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
@@ -230,28 +229,36 @@ class RedisBroker(Broker, History):
         self._beat_seen = time.monotonic()
 
     async def _read_forever(self) -> None:
-        attempt = 0
+        """Read the subscription; when it breaks, reconnect with backoff and refill the gaps."""
         while not self._closed:
             try:
                 await self._read_until_broken()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
                 if self._ok:
                     log.warning("redis.subscription_lost", extra={"error": str(exc) or type(exc).__name__})
                 self._ok = False
-            delay = random.uniform(0, min(5.0, 0.1 * 2**attempt))  # full jitter
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closed:
+            await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2**attempt)))  # full jitter
             attempt += 1
-            await asyncio.sleep(delay)
             try:
                 if self._pubsub is not None:
-                    with contextlib.suppress(RedisError, OSError):
+                    with contextlib.suppress(RedisError, OSError, RuntimeError):
                         await self._pubsub.aclose()
                 await self._connect_pubsub()
                 for room in list(self._wanted):
+                    latest = await self.last_offset(room)
+                    if latest < self._last.get(room, 0):  # Redis came back empty: its rooms start over
+                        log.warning("redis.offsets_reset", extra={"room": room, "was": self._last[room]})
+                        self._last[room] = latest
                     await self._fill_gap(room)
-                attempt = 0
-                log.info("redis.subscription_restored", extra={"rooms": len(self._wanted)})
-            except (RedisError, OSError, TimeoutError):
+            except (RedisError, OSError, TimeoutError, BrokerUnavailable):
                 continue
+            log.info("redis.subscription_restored", extra={"rooms": len(self._wanted)})
+            return
 
     async def _read_until_broken(self) -> None:
         pubsub = self._pubsub

@@ -1,0 +1,69 @@
+"""The contract suites run against every backend: memory, and Redis on 127.0.0.1:6379."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from hubbub.backends.memory import MemoryBroker, MemoryPresence
+from hubbub.backends.redis import RedisBroker, RedisPresence
+from hubbub.broker import Broker
+from hubbub.history import History
+from hubbub.presence import Presence
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass
+class Received:
+    """What a broker's sink was handed."""
+
+    items: list[tuple[str, int, bytes]] = field(default_factory=list)
+
+    def __call__(self, room: str, offset: int, event: bytes) -> None:
+        self.items.append((room, offset, event))
+
+
+class BrokerWithHistory(Broker, History):
+    """Both contracts, as every broker backend provides them."""
+
+
+def _make_broker(kind: str, history_size: int = 5, history_ttl: float = 60.0) -> Broker:
+    if kind == "memory":
+        return MemoryBroker(history_size, history_ttl)
+    return RedisBroker(REDIS_URL, uuid.uuid4().hex, history_size, history_ttl, prefix=f"test:{uuid.uuid4().hex}:")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+async def broker(backend: str) -> AsyncIterator[tuple[Broker, Received]]:
+    b = _make_broker(backend)
+    sink = Received()
+    await b.start(sink)
+    yield b, sink
+    await b.close()
+
+
+@pytest.fixture
+async def presence_pair(backend: str) -> AsyncIterator[tuple[Presence, Presence, list[tuple[str, str]]]]:
+    """Two nodes' presence on the same store, with a short TTL, and what expired."""
+    expired: list[tuple[str, str]] = []
+    if backend == "memory":
+        one = MemoryPresence()
+        pair: tuple[Presence, Presence] = (one, one)
+    else:
+        prefix = f"test:{uuid.uuid4().hex}:presence:"
+        pair = (RedisPresence(REDIS_URL, "a", 1.0, prefix), RedisPresence(REDIS_URL, "b", 1.0, prefix))
+    for p in set(pair):
+        await p.start(lambda room, name: expired.append((room, name)))
+    yield pair[0], pair[1], expired
+    for p in set(pair):
+        await p.close()

@@ -1,0 +1,93 @@
+"""The Broker and History contracts, against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from hubbub.broker import Broker
+from hubbub.history import History, payload_of
+from hubbub.protocol import new_message_parts
+from tests.contract.conftest import Received, _make_broker
+from tests.helpers import eventually
+
+
+def _parts(room: str, text: str) -> tuple[bytes, bytes]:
+    return new_message_parts(room, text, "tester", "2026-01-01T00:00:00.000Z")
+
+
+async def _publish(b: Broker, room: str, *texts: str) -> list[int]:
+    return [await b.publish(room, *_parts(room, t)) for t in texts]
+
+
+async def test_offsets_are_consecutive_per_room(broker: tuple[Broker, Received]) -> None:
+    b, _ = broker
+    assert await b.last_offset("r1") == 0
+    assert await _publish(b, "r1", "a", "b", "c") == [1, 2, 3]
+    assert await _publish(b, "r2", "x") == [1]
+    assert await b.last_offset("r1") == 3
+
+
+async def test_subscribed_rooms_are_delivered_in_order(broker: tuple[Broker, Received]) -> None:
+    b, sink = broker
+    await b.subscribe("r")
+    await _publish(b, "other", "not for us")
+    await asyncio.gather(*(_publish(b, "r", f"m{i}") for i in range(20)))
+    await eventually(lambda: len(sink.items) == 20)
+    assert [offset for _, offset, _ in sink.items] == list(range(1, 21))
+    event = json.loads(sink.items[0][2])
+    assert event["type"] == "new_message" and event["payload"]["offset"] == 1
+
+
+async def test_broadcast_is_delivered_with_offset_zero_and_not_kept(broker: tuple[Broker, Received]) -> None:
+    b, sink = broker
+    assert isinstance(b, History)
+    await b.subscribe("r")
+    await b.broadcast("r", b'{"type":"member_joined","payload":{"room":"r","name":"n"}}')
+    await eventually(lambda: len(sink.items) == 1)
+    assert sink.items[0][1] == 0
+    assert (await b.latest("r", 10)).messages == []
+
+
+async def test_unsubscribed_rooms_are_not_delivered(broker: tuple[Broker, Received]) -> None:
+    b, sink = broker
+    await b.subscribe("r")
+    await b.unsubscribe("r")
+    await _publish(b, "r", "after")
+    await asyncio.sleep(0.3)
+    assert sink.items == []
+
+
+async def test_history_since_and_latest(broker: tuple[Broker, Received]) -> None:
+    b, _ = broker
+    assert isinstance(b, History)
+    await _publish(b, "h", "1", "2", "3")
+    page = await b.since("h", 1, 10)
+    assert [o for o, _ in page.messages] == [2, 3] and page.complete and page.offset == 3
+    assert json.loads(payload_of(page.messages[0][1]))["message"] == "2"
+    assert (await b.since("h", 3, 10)).messages == [] and (await b.since("h", 3, 10)).complete
+    assert [o for o, _ in (await b.latest("h", 2)).messages] == [2, 3]
+
+
+async def test_history_is_bounded_by_size(broker: tuple[Broker, Received]) -> None:
+    b, _ = broker  # history_size is 5 in these tests
+    assert isinstance(b, History)
+    await _publish(b, "big", *[str(i) for i in range(8)])
+    page = await b.since("big", 0, 100)
+    assert [o for o, _ in page.messages] == [4, 5, 6, 7, 8]
+    assert not page.complete  # offsets 1..3 are gone
+    assert (await b.since("big", 3, 100)).complete
+
+
+async def test_history_is_bounded_by_age(backend: str) -> None:
+    b = _make_broker(backend, history_size=10, history_ttl=0.2)
+    await b.start(Received())
+    try:
+        assert isinstance(b, History)
+        await _publish(b, "old", "x")
+        await asyncio.sleep(0.35)
+        await _publish(b, "old", "y")
+        page = await b.since("old", 0, 10)
+        assert [o for o, _ in page.messages] == [2] and not page.complete
+    finally:
+        await b.close()

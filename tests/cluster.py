@@ -80,7 +80,7 @@ class Node:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     async def start(self) -> Node:
-        self.log = tempfile.TemporaryFile()  # a pipe nobody reads could fill up and stall the node
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the node; a pipe could fill up
         self.proc = subprocess.Popen([sys.executable, "-m", "hubbub", *self.args], stderr=self.log)
         await wait_port(self.port)
         return self

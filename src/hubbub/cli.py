@@ -101,6 +101,9 @@ def _add_serve(sub: Any) -> None:
     )
     p.add_env_argument("--broker", default="memory", help="memory, redis://HOST:PORT/DB or nats://HOST:PORT")
     p.add_env_argument(
+        "--store", default="", help="with --broker nats://: redis://HOST:PORT/DB for offsets, history and presence"
+    )
+    p.add_env_argument(
         "--presence-ttl",
         type=float,
         default=30.0,
@@ -204,6 +207,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         send_queue_bytes=args.send_queue_bytes,
         write_delay=args.write_delay,
         broker=args.broker,
+        store=args.store,
         presence_ttl=args.presence_ttl,
         history_size=args.history_size,
         history_ttl=args.history_ttl,

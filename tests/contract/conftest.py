@@ -1,4 +1,4 @@
-"""The contract suites run against every backend: memory, and Redis on 127.0.0.1:6379."""
+"""The contract suites run against every backend: memory, Redis on 127.0.0.1:6379, NATS on 4222."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from hubbub.backends.memory import MemoryBroker, MemoryPresence
-from hubbub.backends.redis import RedisBroker, RedisPresence
+from hubbub.backends.nats import NatsBroker
+from hubbub.backends.redis import RedisBroker
+from hubbub.backends.redis_presence import RedisPresence
 from hubbub.broker import Broker
 from hubbub.history import History
 from hubbub.presence import Presence
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+NATS_URL = "nats://127.0.0.1:4222"
 
 
 @dataclass
@@ -31,21 +34,32 @@ class BrokerWithHistory(Broker, History):
     """Both contracts, as every broker backend provides them."""
 
 
-def _make_broker(kind: str, history_size: int = 5, history_ttl: float = 60.0) -> Broker:
+def _make_broker(kind: str, history_size: int = 100, history_ttl: float = 60.0) -> Broker:
     if kind == "memory":
         return MemoryBroker(history_size, history_ttl)
+    if kind == "nats":
+        broker = NatsBroker(NATS_URL, REDIS_URL, uuid.uuid4().hex, history_size, history_ttl)
+        broker._prefix = f"test:{uuid.uuid4().hex}:"
+        return broker
     return RedisBroker(REDIS_URL, uuid.uuid4().hex, history_size, history_ttl, prefix=f"test:{uuid.uuid4().hex}:")
 
 
 @pytest.fixture(params=["memory", "redis"])
 def backend(request: pytest.FixtureRequest) -> str:
+    """Presence backends (NATS keeps its presence in Redis, the same code)."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(params=["memory", "redis", "nats"])
+def broker_backend(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
 
 
 @pytest.fixture
-async def broker(backend: str) -> AsyncIterator[tuple[Broker, Received]]:
-    b = _make_broker(backend)
+async def broker(broker_backend: str) -> AsyncIterator[tuple[Broker, Received]]:
+    b = _make_broker(broker_backend)
     sink = Received()
     await b.start(sink)
     yield b, sink

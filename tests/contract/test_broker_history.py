@@ -32,7 +32,7 @@ async def test_subscribed_rooms_are_delivered_in_order(broker: tuple[Broker, Rec
     b, sink = broker
     await b.subscribe("r")
     await _publish(b, "other", "not for us")
-    await asyncio.gather(*(_publish(b, "r", f"m{i}") for i in range(20)))
+    await asyncio.gather(*(_publish(b, "r", f"m{i}") for i in range(20)))  # racing publishes
     await eventually(lambda: len(sink.items) == 20)
     assert [offset for _, offset, _ in sink.items] == list(range(1, 21))
     event = json.loads(sink.items[0][2])
@@ -69,18 +69,22 @@ async def test_history_since_and_latest(broker: tuple[Broker, Received]) -> None
     assert [o for o, _ in (await b.latest("h", 2)).messages] == [2, 3]
 
 
-async def test_history_is_bounded_by_size(broker: tuple[Broker, Received]) -> None:
-    b, _ = broker  # history_size is 5 in these tests
-    assert isinstance(b, History)
-    await _publish(b, "big", *[str(i) for i in range(8)])
-    page = await b.since("big", 0, 100)
-    assert [o for o, _ in page.messages] == [4, 5, 6, 7, 8]
-    assert not page.complete  # offsets 1..3 are gone
-    assert (await b.since("big", 3, 100)).complete
+async def test_history_is_bounded_by_size(broker_backend: str) -> None:
+    b = _make_broker(broker_backend, history_size=5)
+    await b.start(Received())
+    try:
+        assert isinstance(b, History)
+        await _publish(b, "big", *[str(i) for i in range(8)])
+        page = await b.since("big", 0, 100)
+        assert [o for o, _ in page.messages] == [4, 5, 6, 7, 8]
+        assert not page.complete  # offsets 1..3 are gone
+        assert (await b.since("big", 3, 100)).complete
+    finally:
+        await b.close()
 
 
-async def test_history_is_bounded_by_age(backend: str) -> None:
-    b = _make_broker(backend, history_size=10, history_ttl=0.2)
+async def test_history_is_bounded_by_age(broker_backend: str) -> None:
+    b = _make_broker(broker_backend, history_size=10, history_ttl=0.2)
     await b.start(Received())
     try:
         assert isinstance(b, History)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubbub.backends.redis import RedisPresence
+from hubbub.backends.redis_presence import RedisPresence
 from hubbub.presence import Presence
 from tests.helpers import eventually
 

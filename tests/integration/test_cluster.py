@@ -185,3 +185,34 @@ async def test_client_rides_through_a_node_restart(redis: RedisProcess) -> None:
     finally:
         node.stop()
         other.stop()
+
+
+async def test_nats_nodes_share_rooms_in_one_order(redis: RedisProcess) -> None:
+    """NATS carries the messages, Redis numbers and keeps them: same order everywhere, resume anywhere."""
+    args = ("--store", redis.url)
+    nodes = [await Node("nats://127.0.0.1:4222", *args).start() for _ in range(2)]
+    try:
+        members = [await EventClient.open(nodes[i % 2].url) for i in range(4)]
+        for m in members:
+            await m.join("nats-room")
+
+        async def publish(client: EventClient, tag: str) -> None:
+            for k in range(30):
+                await client.send("send_message", {"room": "nats-room", "message": f"{tag}{k}"})
+
+        async def collect(client: EventClient) -> list[int]:
+            return [(await client.recv_type("new_message", timeout=10))["payload"]["offset"] for _ in range(60)]
+
+        collectors = [asyncio.create_task(collect(m)) for m in members]
+        await asyncio.gather(publish(members[0], "a"), publish(members[1], "b"))
+        results = await asyncio.gather(*collectors)
+        assert all(r == list(range(1, 61)) for r in results)
+        late = await EventClient.open(nodes[1].url)
+        reply = await late.request("join_room", {"room": "nats-room", "since": 55})
+        assert reply["payload"] == {"room": "nats-room", "offset": 60, "recovered": True}
+        assert [(await late.recv_type("new_message"))["payload"]["offset"] for _ in range(5)] == [56, 57, 58, 59, 60]
+        for m in [*members, late]:
+            await m.close()
+    finally:
+        for node in nodes:
+            node.stop()

@@ -4,6 +4,11 @@
 |---|---|---|---|---|
 | `memory` (default) | - | yes | yes | one |
 | `redis://HOST:PORT/DB` | yes | yes | yes, with TTL | many |
+| `nats://HOST:PORT` with `--store redis://...` | yes (NATS) | yes (in Redis) | yes (in Redis) | many |
+
+NATS alone cannot number messages, keep history or hold presence, so
+`--broker nats://...` without `--store redis://...` is refused at start-up, and
+so is a `--store` that no broker would use.
 """
 
 from __future__ import annotations
@@ -15,12 +20,25 @@ from hubbub.config import Settings
 from hubbub.errors import ConfigError
 from hubbub.presence import Presence
 
+_REDIS = ("redis", "rediss", "unix")
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme or url
+
 
 def check(settings: Settings) -> None:
     """Refuse, before anything starts, a backend choice that cannot work."""
-    scheme = urlsplit(settings.broker).scheme or settings.broker
-    if scheme not in ("memory", "redis", "rediss", "unix"):
+    broker, store = _scheme(settings.broker), _scheme(settings.store) if settings.store else ""
+    if broker not in ("memory", "nats", *_REDIS):
         raise ConfigError(f"--broker must be memory, redis://HOST:PORT/DB or nats://HOST:PORT, not {settings.broker!r}")
+    if broker == "nats" and store not in _REDIS:
+        raise ConfigError(
+            "--broker nats:// carries messages between nodes but cannot number them, keep history or presence: "
+            "add --store redis://HOST:PORT/DB"
+        )
+    if store and broker != "nats":
+        raise ConfigError(f"--store is only for --broker nats://; the {broker} broker keeps its own state")
 
 
 def open_backends(settings: Settings) -> tuple[Broker, Presence]:
@@ -31,6 +49,14 @@ def open_backends(settings: Settings) -> tuple[Broker, Presence]:
         from hubbub.backends.memory import MemoryBroker, MemoryPresence
 
         return MemoryBroker(settings.history_size, settings.history_ttl), MemoryPresence()
+    if scheme == "nats":
+        from hubbub.backends.nats import NatsBroker
+        from hubbub.backends.redis_presence import RedisPresence
+
+        broker = NatsBroker(
+            settings.broker, settings.store, settings.node_id, settings.history_size, settings.history_ttl
+        )
+        return broker, RedisPresence(settings.store, settings.node_id, settings.presence_ttl)
     from hubbub.backends.redis import redis_backends
 
     return redis_backends(

@@ -1,0 +1,144 @@
+"""NATS as the bus between nodes, with Redis as the store (`--broker nats://... --store redis://...`).
+
+NATS carries messages between nodes; it does not number them, keep them, or
+know who is in a room. So offsets, history and presence stay in Redis: a
+publish takes its offset and enters history in one Redis script (as with the
+Redis broker), then goes out on the room's NATS subject. Two nodes publishing
+at once may put offsets 6 and 5 on the bus in that order; a receiving node
+that sees a gap fills it from history first and drops the late duplicate, so
+members still see one order. The same gap filling covers a node whose NATS
+connection was down for a while.
+
+Heartbeats go through NATS too: the node publishes on its own subject every
+second and marks itself unhealthy (`/healthz` 503) when it does not hear them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import nats
+from nats.errors import Error as NatsError
+
+from hubbub.backends.redis import RedisBroker
+from hubbub.broker import BrokerUnavailable, Sink
+
+log = logging.getLogger("hubbub.nats")
+
+
+class NatsBroker(RedisBroker):
+    """Fan-out over NATS core subjects; offsets and history in Redis."""
+
+    redis_fanout = False
+
+    def __init__(self, nats_url: str, store_url: str, node_id: str, history_size: int, history_ttl: float) -> None:
+        super().__init__(store_url, node_id, history_size, history_ttl)
+        self._nats_url = nats_url
+        self._nc: Any = None
+        self._subs: dict[str, Any] = {}
+        self._beat_task: asyncio.Task[None] | None = None
+
+    def _subject(self, room: str) -> str:
+        return f"hubbub.room.{room}"
+
+    async def start(self, sink: Sink) -> None:
+        self._sink = sink
+        try:
+            await self._redis.ping()
+            self._nc = await nats.connect(
+                self._nats_url,
+                name=f"hubbub-{self._node}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                reconnected_cb=self._reconnected,
+                disconnected_cb=self._disconnected,
+                allow_reconnect=True,
+            )
+            await self._nc.subscribe(f"hubbub.node.{self._node}", cb=self._on_beat)
+        except Exception as exc:
+            raise BrokerUnavailable(f"cannot reach NATS at {self._nats_url} or Redis at {self._url}: {exc}") from exc
+        self._ok = True
+        self._beat_seen = time.monotonic()
+        self._beat_task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+            await asyncio.gather(self._beat_task, return_exceptions=True)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        await super().close()
+
+    async def publish(self, room: str, head: bytes, tail: bytes) -> int:
+        offset = await super().publish(room, head, tail)  # offset and history, in Redis
+        event = head + str(offset).encode() + tail
+        await self._send(self._subject(room), str(offset).encode() + b":" + event)
+        return offset
+
+    async def broadcast(self, room: str, event: bytes) -> None:
+        await self._send(self._subject(room), b"0:" + event)
+
+    async def _send(self, subject: str, data: bytes) -> None:
+        if self._nc is None or not self._nc.is_connected:
+            raise BrokerUnavailable("not connected to NATS")
+        try:
+            await self._nc.publish(subject, data)
+        except NatsError as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+
+    async def subscribe(self, room: str) -> None:
+        self._wanted.add(room)
+        if room in self._subs:
+            return
+        try:
+            self._subs[room] = await self._nc.subscribe(self._subject(room), cb=self._on_message)
+            self._last[room] = await self.last_offset(room)
+        except NatsError as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+
+    async def unsubscribe(self, room: str) -> None:
+        self._wanted.discard(room)
+        await asyncio.sleep(0)
+        sub = self._subs.get(room)
+        if room not in self._wanted and sub is not None:
+            del self._subs[room]
+            self._last.pop(room, None)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_message(self, msg: Any) -> None:
+        room = msg.subject[len("hubbub.room.") :]
+        offset_text, _, event = msg.data.partition(b":")
+        try:
+            await self._deliver(room, int(offset_text), event)
+        except BrokerUnavailable as exc:
+            log.warning("nats.gap_fill_failed", extra={"room": room, "error": str(exc)})
+
+    async def _on_beat(self, msg: Any) -> None:
+        self._beat_seen = time.monotonic()
+        self._ok = True
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                if self._nc.is_connected:
+                    await self._nc.publish(f"hubbub.node.{self._node}", b"beat")
+
+    async def _disconnected(self) -> None:
+        if self._ok and not self._closed:
+            log.warning("nats.disconnected")
+        self._ok = False
+
+    async def _reconnected(self) -> None:
+        log.info("nats.reconnected", extra={"rooms": len(self._wanted)})
+        for room in list(self._wanted):
+            with contextlib.suppress(BrokerUnavailable):
+                await self._fill_gap(room)

@@ -1,0 +1,132 @@
+"""Presence in Redis: every node's connections, expiring when their node goes silent.
+
+One sorted set per (room, name) holds connection keys scored by their expiry;
+the node refreshes its own keys four times per TTL. Every node sweeps expired
+keys with a script, so the entries of a node that died vanish within the TTL
+and exactly one node (the one whose sweep removed the last key) announces
+`member_left`. The sweep walks every room with presence: fine for thousands of
+rooms, to be sharded before millions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hubbub.presence import Expired, Presence
+
+log = logging.getLogger("hubbub.redis")
+
+_PRESENCE_ADD = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+_PRESENCE_REMOVE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return -1 end
+local left = redis.call('ZCARD', KEYS[1])
+if left == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+return left
+"""
+
+_PRESENCE_SWEEP = """
+local gone = {}
+local prefix = ARGV[2]
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local names_key = prefix .. 'names:' .. room
+  local names = redis.call('SMEMBERS', names_key)
+  for _, name in ipairs(names) do
+    local key = prefix .. 'conns:' .. room .. ':' .. name
+    local removed = redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+    if redis.call('ZCARD', key) == 0 then
+      redis.call('SREM', names_key, name)
+      if removed > 0 then table.insert(gone, room); table.insert(gone, name) end
+    end
+  end
+  if redis.call('SCARD', names_key) == 0 then redis.call('SREM', KEYS[1], room) end
+end
+return gone
+"""
+
+
+class RedisPresence(Presence):
+    """Presence entries in Redis with per-connection expiry, refreshed by their node."""
+
+    def __init__(self, url: str, node_id: str, ttl: float = 30.0, prefix: str = "hubbub:presence:") -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._node = node_id
+        self._ttl = ttl
+        self._prefix = prefix
+        self._add = self._redis.register_script(_PRESENCE_ADD)
+        self._remove = self._redis.register_script(_PRESENCE_REMOVE)
+        self._sweep = self._redis.register_script(_PRESENCE_SWEEP)
+        self._mine: dict[tuple[str, str, str], None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._on_expired: Expired | None = None
+
+    def _conns(self, room: str, name: str) -> str:
+        return f"{self._prefix}conns:{room}:{name}"
+
+    async def start(self, on_expired: Expired) -> None:
+        self._on_expired = on_expired
+        self._task = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for room, name, key in list(self._mine):
+            with contextlib.suppress(RedisError, OSError):
+                await self.remove(room, name, key)
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    async def add(self, room: str, name: str, key: str) -> bool:
+        self._mine[(room, name, key)] = None
+        keys = [self._conns(room, name), f"{self._prefix}names:{room}", f"{self._prefix}rooms"]
+        count = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
+        return int(count) == 1
+
+    async def remove(self, room: str, name: str, key: str) -> bool:
+        self._mine.pop((room, name, key), None)
+        keys = [self._conns(room, name), f"{self._prefix}names:{room}"]
+        left = await self._remove(keys=keys, args=[key, name])
+        return int(left) == 0
+
+    async def members(self, room: str) -> list[tuple[str, int]]:
+        now = time.time()
+        names = await self._redis.smembers(f"{self._prefix}names:{room}")
+        result = []
+        for raw in names:
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            count = await self._redis.zcount(self._conns(room, name), now, "+inf")
+            if count:
+                result.append((name, int(count)))
+        return sorted(result)
+
+    async def _maintain(self) -> None:
+        """Refresh this node's entries and sweep everyone's expired ones, four times per TTL."""
+        period = self._ttl / 4
+        while True:
+            await asyncio.sleep(period)
+            try:
+                expiry = time.time() + self._ttl
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for room, name, key in list(self._mine):
+                        pipe.zadd(self._conns(room, name), {key: expiry})
+                    await pipe.execute()
+                gone = await self._sweep(keys=[f"{self._prefix}rooms"], args=[time.time(), self._prefix])
+                names = [bytes(item).decode() for item in gone]
+                for i in range(0, len(names), 2):
+                    if self._on_expired is not None:
+                        self._on_expired(names[i], names[i + 1])
+            except (RedisError, OSError) as exc:
+                log.warning("presence.refresh_failed", extra={"error": str(exc) or type(exc).__name__})

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
 log = logging.getLogger("hubbub.client")
 
@@ -100,7 +100,17 @@ class Client:
             try:
                 self._lost.clear()
                 transport, _ = await ws_connect(lambda: _Listener(self), self.url)
-            except Exception as exc:
+            except WSHandshakeError as exc:
+                status = exc.response.status if exc.response is not None else 0
+                if 400 <= status < 500:  # refused (origin, credentials, name): retrying cannot help
+                    self._fatal = ConnectionRefusedError(f"the hub refused the connection: HTTP {int(status)}")
+                    self._connected.set()
+                    return
+                delay = random.uniform(0, min(self._max_backoff, self._backoff * 2**attempt))
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            except Exception as exc:  # any other failed dial is retried
                 delay = random.uniform(0, min(self._max_backoff, self._backoff * 2**attempt))
                 attempt += 1
                 log.debug("client.retry", extra={"error": str(exc), "delay": round(delay, 3)})

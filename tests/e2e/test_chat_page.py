@@ -90,3 +90,19 @@ async def test_page_reconnects_and_rejoins(browser: Any, make_server: ServerFact
     await page.fill("#message", "back again")
     await page.click("#send")
     await page.locator("#log li.message", has_text="back again").wait_for()
+
+
+async def test_page_resumes_its_rooms_without_losing_messages(browser: Any, server: Server) -> None:
+    page = await _open_page(browser, server, "erin")
+    await page.fill("#message", "before the drop")
+    await page.click("#send")
+    await page.locator("#log li.message", has_text="before the drop").wait_for()
+    for conn in list(server.hub.connections):
+        if conn.identity == "erin":
+            conn.abort()  # the network drops the page's socket
+    for k in range(3):  # published in process while the page is away
+        await server.hub.publish("lobby", f"missed {k}", "other")
+    await page.wait_for_function("document.querySelector('#status').dataset.state === 'open'", timeout=30000)
+    for k in range(3):
+        await page.locator("#log li.message", has_text=f"missed {k}").wait_for()
+    assert await page.locator("#log li.message", has_text="before the drop").count() == 1  # no repeat

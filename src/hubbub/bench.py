@@ -48,6 +48,11 @@ class Plan:
     room_prefix: str = "bench"
 
     @property
+    def urls(self) -> list[str]:
+        """`url` may list several nodes, comma-separated: clients are spread over them."""
+        return [u for u in self.url.split(",") if u]
+
+    @property
     def expected(self) -> int:
         members = [0] * self.rooms
         for i in range(self.clients):
@@ -150,7 +155,7 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
     for i in indexes:
         room = i % plan.rooms
         listener = Sub(room, publisher=i < plan.rooms)
-        transport, _ = await ws_connect(lambda listener=listener: listener, plan.url)
+        transport, _ = await ws_connect(lambda listener=listener: listener, plan.urls[i % len(plan.urls)])
         subs.append((transport, listener))
         if listener.publisher:
             echoes[room] = asyncio.Queue()
@@ -160,7 +165,7 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
     stalled = []
     if 0 in indexes:  # the worker with client 0 also holds the stalled members of F4
         for _ in range(plan.stalled):
-            transport, _ = await ws_connect(WSListener, plan.url)
+            transport, _ = await ws_connect(WSListener, plan.urls[0])
             join = {"type": "join_room", "payload": {"room": f"{plan.room_prefix}-0"}}
             transport.send(WSMsgType.TEXT, json.dumps(join).encode())
             stalled.append(transport)

@@ -34,6 +34,9 @@ class BrokerUnavailable(Exception):
 class Broker(abc.ABC):
     """Publish/subscribe between nodes, with per-room offsets."""
 
+    synchronous = False
+    """True for a broker whose `publish` never suspends (the hub then runs it without a task)."""
+
     @abc.abstractmethod
     async def start(self, sink: Sink) -> None:
         """Connect, and deliver every message of a subscribed room to `sink`."""

@@ -141,7 +141,11 @@ def _add_bench(sub: Any) -> None:
         description="Load a hub with publishers and subscribers; report throughput and latency.",
     )
     p.add_argument("scenario", nargs="?", default="F1", choices=sorted(SCENARIOS), help="preset (default F1)")
-    p.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="the hub's WebSocket URL (default %(default)s)")
+    p.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8000/ws",
+        help="the hub's WebSocket URL; several, comma-separated, spread the clients (default %(default)s)",
+    )
     for name in ("clients", "rooms", "msgs", "window", "size", "stalled"):
         p.add_argument(f"--{name}", type=int, help=f"override the scenario's {name}")
     p.add_argument("--procs", type=int, default=0, help="worker processes (default: up to 4)")

@@ -36,13 +36,15 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from hubbub.codes import CloseCode
+from hubbub.codes import CloseCode, ErrorCode
+from hubbub.errors import EventError
 from hubbub.frames import text_frame
-from hubbub.protocol import EventId, encode_ack, encode_event
+from hubbub.protocol import EventId, encode_ack, encode_error, encode_event
 
 if TYPE_CHECKING:
     from hubbub.hub import Hub
@@ -296,6 +298,36 @@ class Connection(WSListener):
         if self._current_id is not None and not self._replied:
             self._replied = True
             self.send_frame(text_frame(encode_ack(payload, self._current_id)))
+
+    def reply_later(self, future: asyncio.Future[Any], build: Callable[[Any], Any]) -> None:
+        """Answer the event being handled now when `future` completes, not before.
+
+        The handler returns at once and the reader goes on with the next message.
+        The answer is an `ack` with `build(result)` (when the event had an `id`),
+        or an `error` when the future fails: never a silent drop.
+        """
+        event_id = self._current_id
+        self._replied = True
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is None:
+                if event_id is not None:
+                    self.send_frame(text_frame(encode_ack(build(f.result()), event_id)))
+            elif isinstance(exc, EventError):
+                self.hub.metrics.errors.labels(exc.code.value).inc()
+                self.send_frame(text_frame(encode_error(exc.code, exc.message, event_id)))
+            else:
+                log.error("handler.failed", exc_info=exc, extra={"conn": self.id, "event_id": event_id})
+                self.hub.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
+                self.send_frame(text_frame(encode_error(ErrorCode.INTERNAL, "the handler failed", event_id)))
+
+        if future.done():
+            done(future)  # a synchronous broker already answered: no extra loop callback
+        else:
+            future.add_done_callback(done)
 
     def ping(self) -> None:
         """Send a WebSocket ping (the hub's heartbeat sweep decides when)."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from hubbub.broker import BrokerUnavailable
 from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
 from hubbub.events import GetHistory, GetPresence, JoinRoom, LeaveRoom, SendMessage
@@ -32,13 +33,19 @@ async def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
     return {"room": payload.room}
 
 
-async def send_message(payload: SendMessage, client: Connection) -> dict[str, Any]:
-    """Publish to a room the client is in; every member gets `new_message`, sender included."""
+async def send_message(payload: SendMessage, client: Connection) -> None:
+    """Publish to a room the client is in; every member gets `new_message`, sender included.
+
+    The ack (with the offset) or the error comes when the broker has answered;
+    meanwhile the client's next messages are already being read and published.
+    """
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before sending to it")
     sender = client.identity or payload.sender or "anonymous"
-    offset = await client.hub.publish(payload.room, payload.message, sender)
-    return {"room": payload.room, "offset": offset}
+    room = payload.room
+    client.reply_later(
+        client.hub.publish_soon(room, payload.message, sender), lambda offset: {"room": room, "offset": offset}
+    )
 
 
 async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]:
@@ -46,17 +53,23 @@ async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before reading its history")
     history = client.hub.history
-    if payload.since is None:
-        page = await history.latest(payload.room, payload.limit)
-    else:
-        page = await history.since(payload.room, payload.since, payload.limit)
+    try:
+        if payload.since is None:
+            page = await history.latest(payload.room, payload.limit)
+        else:
+            page = await history.since(payload.room, payload.since, payload.limit)
+    except BrokerUnavailable as exc:
+        raise EventError(ErrorCode.UNAVAILABLE, f"history is unavailable: {exc}") from None
     messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
     return {"room": payload.room, "offset": page.offset, "messages": messages}
 
 
 async def get_presence(payload: GetPresence, client: Connection) -> dict[str, Any]:
     """Every identity with a connection in the room, on every node."""
-    members = await client.hub.presence.members(payload.room)
+    try:
+        members = await client.hub.presence.members(payload.room)
+    except BrokerUnavailable as exc:
+        raise EventError(ErrorCode.UNAVAILABLE, f"presence is unavailable: {exc}") from None
     return {"room": payload.room, "members": [{"name": n, "connections": c} for n, c in members]}
 
 

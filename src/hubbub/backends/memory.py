@@ -20,6 +20,8 @@ from hubbub.protocol import splice_offset
 class MemoryBroker(Broker, History):
     """Per-room counters, history and subscriptions in this process."""
 
+    synchronous = True
+
     def __init__(self, history_size: int = 1000, history_ttl: float = 3600.0) -> None:
         self._sink: Sink | None = None
         self._offsets: dict[str, int] = {}

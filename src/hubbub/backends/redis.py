@@ -27,6 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from hubbub.backends.redis_pool import connect_redis
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.broker import Broker, BrokerUnavailable, Sink
 from hubbub.history import History, Page, page_from
@@ -67,13 +68,15 @@ class RedisBroker(Broker, History):
         self._history_size = history_size
         self._history_ttl = history_ttl
         self._prefix = prefix
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._redis: aioredis.Redis = connect_redis(url)
         self._publish = self._redis.register_script(_PUBLISH)
         self._sink: Sink | None = None
         self._wanted: set[str] = set()
         self._last: dict[str, int] = {}
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._queue: list[tuple[list[str], list[bytes | int], asyncio.Future[int]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self._beat_sent = 0.0
         self._beat_seen = 0.0
         self._ok = False
@@ -120,20 +123,38 @@ class RedisBroker(Broker, History):
     # ---- the contract -----------------------------------------------------
 
     async def publish(self, room: str, head: bytes, tail: bytes) -> int:
+        """Queue the publish script; publishes go out in call order, batched per round trip.
+
+        All publishes of a node travel in one pipeline at a time on one
+        connection, so Redis runs them in the order they were called (a
+        client's messages keep their order) and a busy node pays one round trip
+        per batch, not per message.
+        """
         keys = [f"{self._prefix}offset:{room}", f"{self._prefix}history:{room}", self._channel(room)]
-        args: list[bytes | int] = [
-            head,
-            tail,
-            self._history_size,
-            int(self._history_ttl * 1000),
-            int(time.time() * 1000),
-            1 if self.redis_fanout else 0,
-        ]
-        try:
-            offset: int = await self._publish(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
-        return offset
+        ttl_ms, now_ms = int(self._history_ttl * 1000), int(time.time() * 1000)
+        args: list[bytes | int] = [head, tail, self._history_size, ttl_ms, now_ms, 1 if self.redis_fanout else 0]
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_batches())
+        return await future
+
+    async def _send_batches(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for keys, args, _ in batch:
+                        await self._publish(keys=keys, args=args, client=pipe)
+                    results = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(BrokerUnavailable(str(exc) or type(exc).__name__))
+                continue
+            for (_, _, future), offset in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(int(offset))
 
     async def broadcast(self, room: str, event: bytes) -> None:
         try:

@@ -18,6 +18,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from hubbub.backends.redis_pool import connect_redis
+from hubbub.broker import BrokerUnavailable
 from hubbub.presence import Expired, Presence
 
 log = logging.getLogger("hubbub.redis")
@@ -60,7 +62,7 @@ class RedisPresence(Presence):
     """Presence entries in Redis with per-connection expiry, refreshed by their node."""
 
     def __init__(self, url: str, node_id: str, ttl: float = 30.0, prefix: str = "hubbub:presence:") -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._redis: aioredis.Redis = connect_redis(url)
         self._node = node_id
         self._ttl = ttl
         self._prefix = prefix
@@ -92,16 +94,28 @@ class RedisPresence(Presence):
     async def add(self, room: str, name: str, key: str) -> bool:
         self._mine[(room, name, key)] = None
         keys = [self._conns(room, name), f"{self._prefix}names:{room}", f"{self._prefix}rooms"]
-        count = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
+        try:
+            count = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
         return int(count) == 1
 
     async def remove(self, room: str, name: str, key: str) -> bool:
         self._mine.pop((room, name, key), None)
         keys = [self._conns(room, name), f"{self._prefix}names:{room}"]
-        left = await self._remove(keys=keys, args=[key, name])
+        try:
+            left = await self._remove(keys=keys, args=[key, name])
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
         return int(left) == 0
 
     async def members(self, room: str) -> list[tuple[str, int]]:
+        try:
+            return await self._members(room)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+
+    async def _members(self, room: str) -> list[tuple[str, int]]:
         now = time.time()
         names = await self._redis.smembers(f"{self._prefix}names:{room}")
         result = []

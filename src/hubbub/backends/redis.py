@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import connect_redis
+from hubbub.backends.redis_pool import connect_redis, unavailable_on_error
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.broker import Broker, BrokerUnavailable, Sink
 from hubbub.history import History, Page, page_from
@@ -157,18 +157,14 @@ class RedisBroker(Broker, History):
                     future.set_result(int(offset))
 
     async def broadcast(self, room: str, event: bytes) -> None:
-        try:
+        with unavailable_on_error():
             await self._redis.publish(self._channel(room), b"0:" + event)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
 
     async def subscribe(self, room: str) -> None:
         self._wanted.add(room)
-        try:
+        with unavailable_on_error():
             await self._pubsub.subscribe(self._channel(room))
             self._last[room] = await self.last_offset(room)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
 
     async def unsubscribe(self, room: str) -> None:
         self._wanted.discard(room)
@@ -179,20 +175,16 @@ class RedisBroker(Broker, History):
                 await self._pubsub.unsubscribe(self._channel(room))
 
     async def last_offset(self, room: str) -> int:
-        try:
+        with unavailable_on_error():
             value = await self._redis.get(f"{self._prefix}offset:{room}")
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
         return int(value or 0)
 
     async def _entries(self, room: str) -> tuple[list[tuple[int, bytes]], int]:
-        try:
+        with unavailable_on_error():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.lrange(f"{self._prefix}history:{room}", 0, -1)
                 pipe.get(f"{self._prefix}offset:{room}")
                 raw, latest = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
         oldest = time.time() * 1000 - self._history_ttl * 1000
         entries = []
         for item in raw:

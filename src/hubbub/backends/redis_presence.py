@@ -18,8 +18,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import connect_redis
-from hubbub.broker import BrokerUnavailable
+from hubbub.backends.redis_pool import connect_redis, unavailable_on_error
 from hubbub.presence import Expired, Presence
 
 log = logging.getLogger("hubbub.redis")
@@ -94,26 +93,20 @@ class RedisPresence(Presence):
     async def add(self, room: str, name: str, key: str) -> bool:
         self._mine[(room, name, key)] = None
         keys = [self._conns(room, name), f"{self._prefix}names:{room}", f"{self._prefix}rooms"]
-        try:
+        with unavailable_on_error():
             count = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
         return int(count) == 1
 
     async def remove(self, room: str, name: str, key: str) -> bool:
         self._mine.pop((room, name, key), None)
         keys = [self._conns(room, name), f"{self._prefix}names:{room}"]
-        try:
+        with unavailable_on_error():
             left = await self._remove(keys=keys, args=[key, name])
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
         return int(left) == 0
 
     async def members(self, room: str) -> list[tuple[str, int]]:
-        try:
+        with unavailable_on_error():
             return await self._members(room)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
 
     async def _members(self, room: str) -> list[tuple[str, int]]:
         now = time.time()

@@ -93,6 +93,17 @@ def _add_serve(sub: Any) -> None:
         help="gather frames this long into each write; 0 writes every loop turn (default %(default)s)",
     )
     p.add_env_argument(
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="events per second a client may send on average; over it: rate_limited, and 1008 if it persists"
+        " (default: no limit)",
+    )
+    p.add_env_argument(
+        "--rate-burst", type=float, default=0.0, metavar="N", help="events a client may send at once (default 2 x N)"
+    )
+    p.add_env_argument(
         "--allowed-origin",
         action="append",
         default=[],
@@ -210,6 +221,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         ping_timeout=args.ping_timeout,
         send_queue_bytes=args.send_queue_bytes,
         write_delay=args.write_delay,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
         broker=args.broker,
         store=args.store,
         presence_ttl=args.presence_ttl,

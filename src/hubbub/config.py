@@ -24,6 +24,10 @@ class Settings:
     """Per-connection outbox bound; a connection that would exceed it is dropped (1013)."""
     write_delay: float = 0.002
     """Seconds fan-out waits to gather more frames into each write; 0 writes every loop turn."""
+    rate_limit: float = 0.0
+    """Events per second a client may send on average; 0 means no limit."""
+    rate_burst: float = 0.0
+    """Events a client may send at once; 0 means twice `rate_limit`."""
     allowed_origins: tuple[str, ...] = ()
     """Exact `Origin` values accepted; empty means same-host origins only."""
     echo: bool = False
@@ -63,6 +67,8 @@ class Settings:
             raise ConfigError("--send-queue-bytes must be at least --max-message-size")
         if not 0 <= self.write_delay <= 1:
             raise ConfigError("--write-delay must be between 0 and 1 second")
+        if self.rate_limit < 0 or self.rate_burst < 0:
+            raise ConfigError("--rate-limit and --rate-burst must be at least 0")
         if self.presence_ttl <= 0 or self.history_ttl <= 0 or self.history_size < 0:
             raise ConfigError("--presence-ttl and --history-ttl must be positive, --history-size at least 0")
         if self.log_format not in ("text", "json"):

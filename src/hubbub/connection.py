@@ -45,6 +45,7 @@ from hubbub.codes import CloseCode, ErrorCode
 from hubbub.errors import EventError
 from hubbub.frames import text_frame
 from hubbub.protocol import EventId, encode_ack, encode_error, encode_event
+from hubbub.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from hubbub.hub import Hub
@@ -107,6 +108,12 @@ class Connection(WSListener):
         self._reading_paused = False
         self._reader: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
+        settings = hub.settings
+        self.bucket: TokenBucket | None = None
+        """Spam protection (`--rate-limit`); None when there is no limit."""
+        if settings.rate_limit > 0:
+            burst = settings.rate_burst or 2 * settings.rate_limit
+            self.bucket = TokenBucket(settings.rate_limit, burst, now=time.monotonic())
         self._current_id: EventId | None = None
         self._replied = False
 

@@ -38,6 +38,7 @@ from hubbub.protocol import (
     new_message_parts,
     utc_timestamp,
 )
+from hubbub.ratelimit import Verdict
 from hubbub.router import Router
 
 log = logging.getLogger("hubbub.hub")
@@ -304,6 +305,13 @@ class Hub:
         try:
             envelope = decode_envelope(text)
             event_id = envelope.id
+            if conn.bucket is not None:
+                verdict = conn.bucket.take(time.monotonic())
+                if verdict is Verdict.CLOSE:
+                    conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded again and again")
+                    return
+                if verdict is Verdict.REFUSE:
+                    raise EventError(ErrorCode.RATE_LIMITED, "slow down: too many events", event_id)
             route, payload = self.router.resolve(envelope)
             conn._current_id = event_id
             conn._replied = False

@@ -6,6 +6,7 @@ with the PROTOCOL.md code and the request's `id`, and the connection lives on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import msgspec
@@ -136,3 +137,18 @@ async def test_custom_event_type_and_failing_handler(
     assert len(logged) == 1 and logged[0].exc_info is not None
     assert (await client.join("after-failure"))["type"] == "ack"
     await client.close()
+
+
+async def test_rate_limit_answers_rate_limited_then_closes_abusers(make_server: ServerFactory) -> None:
+    server = await make_server(rate_limit=5, rate_burst=3)
+    client = await EventClient.open(ws_url(server))
+    replies = [await client.request("leave_room", {"room": "x"}) for _ in range(5)]
+    codes = [r["payload"]["code"] for r in replies]
+    assert codes[:3] == ["not_in_room"] * 3  # handled: within the burst
+    assert "rate_limited" in codes[3:]  # refused, with the request's id
+    await asyncio.sleep(0.5)
+    assert (await client.request("leave_room", {"room": "x"}))["payload"]["code"] == "not_in_room"
+    for _ in range(300):  # keeps pushing
+        await client.send("leave_room", {"room": "x"})
+    await client.ws.wait_closed()
+    assert client.ws.close_code == 1008

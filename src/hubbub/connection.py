@@ -28,7 +28,6 @@ The lifecycle, in the Gorilla hub's terms (docs/lifecycle.md tells it at length)
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import enum
 import logging
@@ -46,6 +45,7 @@ from hubbub.errors import EventError
 from hubbub.frames import text_frame
 from hubbub.protocol import EventId, encode_ack, encode_error, encode_event
 from hubbub.ratelimit import TokenBucket
+from hubbub.reassembly import Reassembler, Violation
 
 if TYPE_CHECKING:
     from hubbub.hub import Hub
@@ -98,11 +98,7 @@ class Connection(WSListener):
         self._limit = hub.settings.send_queue_bytes
         self._queued = False
         self._paused = False
-        self._max_message = hub.settings.max_message_size
-        self._fragments: list[bytes] | None = None
-        self._fragment_size = 0
-        self._utf8: codecs.IncrementalDecoder | None = None
-        self._fragment_binary = False
+        self._assembler = Reassembler(hub.settings.max_message_size)
         self._inbox: deque[str] = deque()
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -135,7 +131,7 @@ class Connection(WSListener):
             # No extension is negotiated, so a reserved bit is a protocol error.
             self.close(CloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
             return
-        if kind is _TEXT and frame.fin and self._fragments is None:
+        if kind is _TEXT and frame.fin and not self._assembler.in_progress:
             if self.state is State.OPEN:
                 try:
                     text = frame.get_payload_as_utf8_text()
@@ -151,40 +147,22 @@ class Connection(WSListener):
             self._transport.send_pong(frame.get_payload_as_bytes())
 
     def _on_fragment(self, frame: WSFrame) -> None:
-        """Reassemble a fragmented message, failing fast on size and UTF-8."""
-        kind = frame.msg_type
-        if kind is _CONTINUATION:
-            if self._fragments is None:
-                self.close(CloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue")
-                return
-        elif self._fragments is not None:
-            self.close(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented message")
-            return
-        else:
-            self._fragments = []
-            self._fragment_size = 0
-            self._utf8 = codecs.getincrementaldecoder("utf-8")() if kind is _TEXT else None
-            self._fragment_binary = kind is _BINARY
+        """A frame of a fragmented (or binary) message: the reassembler decides."""
         chunk = frame.get_payload_as_bytes()
-        self._fragment_size += len(chunk)
-        if self._fragment_size > self._max_message:
-            self.close(CloseCode.MESSAGE_TOO_BIG, f"message larger than {self._max_message} bytes")
+        try:
+            if frame.msg_type is _CONTINUATION:
+                message = self._assembler.continue_(chunk, frame.fin)
+            else:
+                message = self._assembler.start(chunk, frame.fin, binary=frame.msg_type is _BINARY)
+        except Violation as violation:
+            self.close(violation.code, violation.reason)
             return
-        if self._utf8 is not None:
-            try:
-                self._utf8.decode(chunk, final=frame.fin)
-            except UnicodeDecodeError:
-                self.close(CloseCode.INVALID_DATA, "text message is not valid UTF-8")
-                return
-        self._fragments.append(chunk)
-        if not frame.fin:
+        if message is None:
             return
-        data = b"".join(self._fragments)
-        self._fragments = None
-        if self._fragment_binary:
-            self._receive_binary(data)
+        if message.text is None:
+            self._receive_binary(message.data)
         elif self.state is State.OPEN:
-            self._receive(data.decode())
+            self._receive(message.text)
 
     def _receive_binary(self, data: bytes) -> None:
         """hubbub speaks text only (PROTOCOL.md): a binary message closes with 1003."""
@@ -381,7 +359,7 @@ class Connection(WSListener):
         self._out = []
         self._out_bytes = 0
         self._inbox.clear()
-        self._fragments = None
+        self._assembler.reset()
         self.hub.unregister(self)
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():

@@ -1,0 +1,86 @@
+"""Fragmented WebSocket messages put back together, with the read limit and UTF-8 enforced.
+
+picows hands over frames; a message may span several (a first frame, then
+continuations). This is the part of RFC 6455 section 5.4 that the application
+owns: no continuation without a start, no new message inside one, a size limit
+on the whole message (1009), and valid UTF-8 for text, checked as the pieces
+arrive so a bad message fails fast (1007). Plain bytes in, plain values out:
+no I/O, unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+from hubbub.codes import CloseCode
+
+
+class Violation(Exception):
+    """The peer broke a rule; the connection must close with `code`."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A whole message: `text` is None for a binary message."""
+
+    data: bytes
+    text: str | None
+
+
+class Reassembler:
+    """Collects the frames of one message at a time."""
+
+    __slots__ = ("_binary", "_limit", "_parts", "_size", "_utf8")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._parts: list[bytes] | None = None
+        self._size = 0
+        self._binary = False
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        """True between the first frame of a fragmented message and its last."""
+        return self._parts is not None
+
+    def start(self, chunk: bytes, fin: bool, binary: bool) -> Message | None:
+        """The first frame of a message (text or binary)."""
+        if self._parts is not None:
+            raise Violation(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented message")
+        self._parts, self._size, self._binary = [], 0, binary
+        self._utf8 = None if binary else codecs.getincrementaldecoder("utf-8")()
+        return self._add(chunk, fin)
+
+    def continue_(self, chunk: bytes, fin: bool) -> Message | None:
+        """A continuation frame."""
+        if self._parts is None:
+            raise Violation(CloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue")
+        return self._add(chunk, fin)
+
+    def _add(self, chunk: bytes, fin: bool) -> Message | None:
+        assert self._parts is not None
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise Violation(CloseCode.MESSAGE_TOO_BIG, f"message larger than {self._limit} bytes")
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(chunk, final=fin)
+            except UnicodeDecodeError:
+                raise Violation(CloseCode.INVALID_DATA, "text message is not valid UTF-8") from None
+        self._parts.append(chunk)
+        if not fin:
+            return None
+        data = b"".join(self._parts)
+        self._parts = None
+        return Message(data, None if self._binary else data.decode())
+
+    def reset(self) -> None:
+        """Forget a message in progress (the connection is closing)."""
+        self._parts = None

@@ -129,8 +129,9 @@ class Hub:
     async def join(self, conn: Connection, room: str, since: int | None = None) -> None:
         """Add `conn` to `room` and ack; with `since`, first replay what it missed.
 
-        While the broker is subscribed and history is read (awaits), live
-        messages of the room are kept aside for this joiner. Then, with no await
+        While the broker is subscribed, history is read and presence is
+        recorded (awaits), live messages of the room are kept aside for this
+        joiner. Then, with no await
         in between: the ack, the replayed messages, the kept live ones (each
         offset once, in order), and membership, so the client sees no gap and
         no duplicate.
@@ -145,6 +146,9 @@ class Hub:
             await self._subscribed(room)
             latest = await self.broker.last_offset(room)
             page = await self.history.since(room, since, self.settings.history_size) if since is not None else None
+            # Presence first, so that once the ack arrives `get_presence` lists the joiner
+            # (its own member_joined comes back through the kept live messages).
+            await self._presence_change(room, conn, joined=True)
         except BrokerUnavailable as exc:
             self._stop_waiting(room, conn)
             self._forget_room_if_empty(room)
@@ -153,8 +157,9 @@ class Hub:
             self._stop_waiting(room, conn)
             raise
         self._stop_waiting(room, conn)
-        if conn.state is not State.OPEN:
+        if conn.state is not State.OPEN:  # it went away while joining
             self._forget_room_if_empty(room)
+            self.spawn(self._presence_change(room, conn, joined=False))
             return
         if page is not None:
             latest = max(latest, page.offset)
@@ -164,14 +169,14 @@ class Hub:
             if offset > last:
                 conn.send_frame(text_frame(event))
                 last = offset
-        for offset, frame in kept:
+        for offset, frame in kept:  # live messages that came while it joined
             if offset == 0 or offset > last:
                 conn.send_frame(frame)
+                self.metrics.delivered.inc()
                 last = max(last, offset)
         self.rooms.setdefault(room, set()).add(conn)
         conn.rooms.add(room)
         self.fanout.seal(room)
-        await self._presence_change(room, conn, joined=True)
 
     def _stop_waiting(self, room: str, conn: Connection) -> None:
         waiting = self._joining.get(room)

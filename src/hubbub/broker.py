@@ -35,7 +35,8 @@ class Broker(abc.ABC):
     """Publish/subscribe between nodes, with per-room offsets."""
 
     synchronous = False
-    """True for a broker whose `publish` never suspends (the hub then runs it without a task)."""
+    """True for a broker that publishes without I/O: it implements `publish_now`,
+    which the hub calls in place of `publish`, with no task or future per message."""
 
     @abc.abstractmethod
     async def start(self, sink: Sink) -> None:
@@ -51,6 +52,10 @@ class Broker(abc.ABC):
 
         Raises `BrokerUnavailable` when the message could not be published.
         """
+
+    def publish_now(self, room: str, head: bytes, tail: bytes) -> int:
+        """`publish` without suspending; only brokers with `synchronous = True` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} publishes asynchronously")
 
     @abc.abstractmethod
     async def broadcast(self, room: str, event: bytes) -> None:

@@ -22,7 +22,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -66,7 +66,8 @@ class Client:
         self._connected = asyncio.Event()
         self._lost: asyncio.Event = asyncio.Event()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[str, tuple[asyncio.Future[dict[str, Any]], Callable[[dict[str, Any]], object] | None]] = {}
+        """Requests awaiting their answer: the future, and what to do the moment the ack is read."""
         self._rooms: dict[str, int] = {}
         """Joined rooms and the last offset delivered to the application."""
         self._ids = 0
@@ -132,14 +133,17 @@ class Client:
     async def _resume(self) -> None:
         """After a reconnect, join every room again from the last offset delivered."""
         for room, offset in list(self._rooms.items()):
-            ack = await self._request("join_room", {"room": room, "since": offset})
-            if not ack.get("recovered", True) or ack["offset"] < offset:  # trimmed, or the room started over
-                self._rooms[room] = ack["offset"]
-                self._events.put_nowait({"type": "room_reset", "payload": {"room": room, "offset": ack["offset"]}})
+
+            def rejoined(ack: dict[str, Any], room: str = room, offset: int = offset) -> None:
+                if not ack.get("recovered", True) or ack["offset"] < offset:  # trimmed, or the room started over
+                    self._rooms[room] = ack["offset"]
+                    self._events.put_nowait({"type": "room_reset", "payload": {"room": room, "offset": ack["offset"]}})
+
+            await self._request("join_room", {"room": room, "since": offset}, rejoined)
 
     def _on_disconnected(self) -> None:
         self._transport = None
-        for future in self._pending.values():
+        for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("the connection dropped before the answer came"))
         self._pending.clear()
@@ -149,9 +153,13 @@ class Client:
         event: dict[str, Any] = json.loads(text)
         kind = event.get("type")
         if kind in ("ack", "error"):
-            future = self._pending.pop(str(event.get("id")), None)
+            future, on_ack = self._pending.pop(str(event.get("id")), (None, None))
             if future is not None and not future.done():
                 if kind == "ack":
+                    # Acted on here, not when the requester wakes up: the events read
+                    # right after an ack (in the same packet, often) must see its effect.
+                    if on_ack is not None:
+                        on_ack(event.get("payload") or {})
                     future.set_result(event.get("payload") or {})
                 else:
                     p = event.get("payload") or {}
@@ -165,29 +173,40 @@ class Client:
             self._rooms[room] = offset
         self._events.put_nowait(event)
 
-    async def _request(self, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _request(
+        self, type_: str, payload: dict[str, Any], on_ack: Callable[[dict[str, Any]], object] | None = None
+    ) -> dict[str, Any]:
         transport = self._transport
         if transport is None:
             raise ConnectionError("not connected")
         self._ids += 1
         event_id = f"py{self._ids}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[event_id] = future
+        self._pending[event_id] = (future, on_ack)
         transport.send(WSMsgType.TEXT, json.dumps({"type": type_, "payload": payload, "id": event_id}).encode())
         return await future
 
-    async def request(self, type_: str, payload: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
-        """Send an event once connected and return its ack payload; `RequestFailed` on `error`."""
+    async def request(
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        timeout: float = 10.0,  # noqa: ASYNC109
+        on_ack: Callable[[dict[str, Any]], object] | None = None,
+    ) -> dict[str, Any]:
+        """Send an event once connected and return its ack payload; `RequestFailed` on `error`.
+
+        `on_ack` runs as the ack is read, before any event that follows it.
+        """
         async with asyncio.timeout(timeout):
             await self._connected.wait()
-            return await self._request(type_, payload)
+            return await self._request(type_, payload, on_ack)
 
     # ---- the API ------------------------------------------------------------
 
     async def join(self, room: str) -> dict[str, Any]:
-        ack = await self.request("join_room", {"room": room})
-        self._rooms.setdefault(room, ack["offset"])
-        return ack
+        return await self.request(
+            "join_room", {"room": room}, on_ack=lambda ack: self._rooms.setdefault(room, ack["offset"])
+        )
 
     async def leave(self, room: str) -> None:
         self._rooms.pop(room, None)

@@ -4,16 +4,20 @@ The lifecycle, in the Gorilla hub's terms (docs/lifecycle.md tells it at length)
 
 * **Reader.** picows calls `on_ws_frame` for every frame the socket yields;
   that is the read pump. It reassembles fragments, enforces the read limit and
-  UTF-8, and appends whole messages to an inbox. One reader task per
-  connection takes them off the inbox in order and dispatches them to
-  handlers. When the inbox is long the socket stops being read (TCP
-  backpressure), so a flooding client cannot grow memory.
-* **Writer.** Everything that wants to reach the client -- fan-out, acks,
-  errors -- calls `send_frame` with a complete, pre-built frame. That only
-  appends bytes to the outbox and, the first time in a loop turn, puts the
-  connection on the hub's list of writers. Once per loop turn the hub calls
-  `_write` on each, which joins the pending frames into one `write`. No await
-  and no task wake-up per frame; one syscall per connection per turn.
+  UTF-8, and hands each whole message to the hub at once: a plain-function
+  handler (send_message, leave_room) runs right there, with no task and no
+  coroutine. An `async def` handler (join_room, ...) is awaited in a reader
+  task, and the messages that arrive meanwhile wait in an inbox and are
+  handled after it, in order; when the inbox is long the socket stops being
+  read (TCP backpressure), so a flooding client cannot grow memory. The task
+  ends when the inbox is empty, so an idle connection holds none.
+* **Writer.** Everything that wants to reach the client -- acks, errors,
+  replies -- calls `send_frame` with a complete, pre-built frame. That only
+  appends bytes to the outbox and, the first time in a flush, puts the
+  connection on the fan-out's list of writers; the flush calls `_write`,
+  which joins the pending frames into one `write`. Room messages skip even
+  that: the flush writes each room's batch straight to every member whose
+  outbox is empty (`hubbub.fanout`). No await and no task wake-up per frame.
 * **Bounded outbox.** Bytes queued but not handed to the kernel are counted.
   While the transport is above its high-water mark nothing more is handed to
   it; once the outbox would pass `send_queue_bytes`, the connection is dropped
@@ -35,15 +39,14 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from hubbub.codes import CloseCode, ErrorCode
-from hubbub.errors import EventError
+from hubbub.codes import CloseCode
 from hubbub.frames import text_frame
-from hubbub.protocol import EventId, encode_ack, encode_error, encode_event
+from hubbub.protocol import EventId, encode_ack, encode_event
 from hubbub.ratelimit import TokenBucket
 from hubbub.reassembly import Reassembler, Violation
 
@@ -100,7 +103,6 @@ class Connection(WSListener):
         self._paused = False
         self._assembler = Reassembler(hub.settings.max_message_size)
         self._inbox: deque[str] = deque()
-        self._inbox_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._reader: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
@@ -121,7 +123,6 @@ class Connection(WSListener):
         self._raw.set_write_buffer_limits(high=min(self._limit, 256 * 1024))
         self.state = State.OPEN
         self.hub.register(self)
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.last_seen = time.monotonic()
@@ -169,11 +170,13 @@ class Connection(WSListener):
         self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
 
     def _receive(self, text: str) -> None:
-        """Queue a whole text message for the reader task; stop reading if it lags."""
+        """Handle a whole text message now, or queue it behind an async handler still running."""
+        if self._reader is None:
+            pending = self.hub.handle(self, text)
+            if pending is not None:  # an async handler: await it, and hold back what follows
+                self._reader = asyncio.get_running_loop().create_task(self._read_on(pending))
+            return
         self._inbox.append(text)
-        waiter = self._inbox_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         if len(self._inbox) >= self.hub.settings.inbox_high_water and not self._reading_paused:
             self._reading_paused = True
             self._raw.pause_reading()
@@ -206,22 +209,30 @@ class Connection(WSListener):
             self._abort_handle.cancel()
             self._abort_handle = None
 
-    async def _read_loop(self) -> None:
-        """The reader task: dispatch queued messages one at a time, in order."""
+    async def _read_on(self, pending: Coroutine[Any, Any, None] | None) -> None:
+        """The reader task: await an async handler, then handle what queued meanwhile, in order.
+
+        It exists only while an async handler runs or messages wait behind one;
+        once the inbox is empty it ends, and messages are handled as they are
+        read again. A connection that only sends plain-function events never
+        has a task.
+        """
         inbox = self._inbox
-        loop = asyncio.get_running_loop()
-        dispatch = self.hub.dispatch
-        while self.state is State.OPEN:
-            if not inbox:
-                self._inbox_waiter = loop.create_future()
-                await self._inbox_waiter
-                self._inbox_waiter = None
-                continue
-            text = inbox.popleft()
-            if self._reading_paused and len(inbox) <= self.hub.settings.inbox_high_water // 2:
-                self._reading_paused = False
-                self._raw.resume_reading()
-            await dispatch(self, text)
+        handle = self.hub.handle
+        try:
+            while pending is not None:
+                await pending
+                pending = None
+                while pending is None and inbox and self.state is State.OPEN:
+                    text = inbox.popleft()
+                    if self._reading_paused and len(inbox) <= self.hub.settings.inbox_high_water // 2:
+                        self._reading_paused = False
+                        self._raw.resume_reading()
+                    pending = handle(self, text)
+        finally:
+            if pending is not None:
+                pending.close()  # never started: the connection went away first
+            self._reader = None
 
     # ---- the write side -------------------------------------------------------
 
@@ -301,18 +312,10 @@ class Connection(WSListener):
             if exc is None:
                 if event_id is not None:
                     self.send_frame(text_frame(encode_ack(build(f.result()), event_id)))
-            elif isinstance(exc, EventError):
-                self.hub.metrics.errors.labels(exc.code.value).inc()
-                self.send_frame(text_frame(encode_error(exc.code, exc.message, event_id)))
-            else:
-                log.error("handler.failed", exc_info=exc, extra={"conn": self.id, "event_id": event_id})
-                self.hub.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
-                self.send_frame(text_frame(encode_error(ErrorCode.INTERNAL, "the handler failed", event_id)))
+            elif isinstance(exc, Exception):
+                self.hub.answer_failure(self, exc, event_id)
 
-        if future.done():
-            done(future)  # a synchronous broker already answered: no extra loop callback
-        else:
-            future.add_done_callback(done)
+        future.add_done_callback(done)
 
     def ping(self) -> None:
         """Send a WebSocket ping (the hub's heartbeat sweep decides when)."""
@@ -364,8 +367,6 @@ class Connection(WSListener):
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
-        elif self._inbox_waiter is not None and not self._inbox_waiter.done():
-            self._inbox_waiter.set_result(None)
 
     async def wait_closed(self) -> None:
         """Return once the transport is gone (immediately if it never opened)."""

@@ -1,7 +1,9 @@
 """The built-in events of PROTOCOL.md: join_room, leave_room, send_message.
 
 Each is an ordinary handler, registered the same way an application registers
-its own: a payload schema and `async def handler(payload, client)`.
+its own: a payload schema and `handler(payload, client)`. The ones that never
+wait (leave_room, send_message) are plain functions, which the hub runs the
+moment a message is read; the others are `async def`.
 """
 
 from __future__ import annotations
@@ -26,26 +28,28 @@ async def join_room(payload: JoinRoom, client: Connection) -> None:
     await client.hub.join(client, payload.room, payload.since)
 
 
-async def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
+def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
     """Unsubscribe; leaving a room one is not in is `not_in_room`."""
     if not client.hub.leave(client, payload.room):
         raise EventError(ErrorCode.NOT_IN_ROOM, f"not a member of room {payload.room!r}")
     return {"room": payload.room}
 
 
-async def send_message(payload: SendMessage, client: Connection) -> None:
+def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | None:
     """Publish to a room the client is in; every member gets `new_message`, sender included.
 
-    The ack (with the offset) or the error comes when the broker has answered;
-    meanwhile the client's next messages are already being read and published.
+    The ack carries the offset. With a networked broker it comes when the broker
+    has answered; meanwhile the client's next messages are already being read
+    and published.
     """
-    if payload.room not in client.rooms:
-        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before sending to it")
-    sender = client.identity or payload.sender or "anonymous"
     room = payload.room
-    client.reply_later(
-        client.hub.publish_soon(room, payload.message, sender), lambda offset: {"room": room, "offset": offset}
-    )
+    if room not in client.rooms:
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
+    offset = client.hub.publish_nowait(room, payload.message, client.identity or payload.sender or "anonymous")
+    if isinstance(offset, int):
+        return {"room": room, "offset": offset}
+    client.reply_later(offset, lambda offset: {"room": room, "offset": offset})
+    return None
 
 
 async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]:

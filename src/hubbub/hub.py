@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from hubbub import handlers
@@ -31,15 +31,16 @@ from hubbub.history import History
 from hubbub.metrics import Metrics
 from hubbub.presence import Presence
 from hubbub.protocol import (
-    decode_envelope,
+    EventId,
     encode_ack,
     encode_error,
     encode_event,
     new_message_parts,
+    salvage_id,
     utc_timestamp,
 )
 from hubbub.ratelimit import Verdict
-from hubbub.router import Router
+from hubbub.router import Route, Router
 
 log = logging.getLogger("hubbub.hub")
 P = TypeVar("P")
@@ -255,32 +256,28 @@ class Hub:
 
     async def publish(self, room: str, message: Any, sender: str) -> int:
         """Publish a `new_message` to `room` through the broker; return its offset."""
-        return await self.publish_soon(room, message, sender)
+        offset = self.publish_nowait(room, message, sender)
+        return offset if isinstance(offset, int) else await offset
 
-    def publish_soon(self, room: str, message: Any, sender: str) -> asyncio.Future[int]:
-        """Start publishing now, in call order; the future gives the offset or `EventError`.
+    def publish_nowait(self, room: str, message: Any, sender: str) -> int | asyncio.Future[int]:
+        """Start publishing now, in call order: the offset, or a future of it for a networked broker.
 
-        A client's messages are published in the order it sent them, but its
-        reader does not wait for each round trip to the broker before reading
-        the next message: with Redis that wait would allow one message per
-        round trip per publisher.
+        A broker without I/O (memory) publishes right here and the offset comes
+        back at once: no task, future or callback per message. A networked
+        broker gets a task; a client's messages are still published in the
+        order it sent them, but its next messages are read and published
+        without waiting for each round trip to the broker. Failures are
+        `EventError` (`unavailable`), raised or set on the future.
         """
         head, tail = new_message_parts(room, message, sender, utc_timestamp())
-        work = self._publish(room, head, tail)
         if not self.broker.synchronous:
-            return asyncio.ensure_future(work)
-        # A broker that never suspends (memory) runs right here: no task per message.
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            return asyncio.ensure_future(self._publish(room, head, tail))
         try:
-            work.send(None)
-        except StopIteration as done:
-            future.set_result(done.value)
-        except EventError as exc:
-            future.set_exception(exc)
-        else:
-            work.close()
-            raise RuntimeError(f"{type(self.broker).__name__} claims to be synchronous but suspended")
-        return future
+            offset = self.broker.publish_now(room, head, tail)
+        except BrokerUnavailable as exc:
+            raise EventError(ErrorCode.UNAVAILABLE, f"the message was not published: {exc}") from None
+        self.metrics.published.inc()
+        return offset
 
     async def _publish(self, room: str, head: bytes, tail: bytes) -> int:
         try:
@@ -303,37 +300,64 @@ class Hub:
 
     # ---- dispatch of client events -----------------------------------------
 
-    async def dispatch(self, conn: Connection, text: str) -> None:
-        """Route one client message to its handler and answer with ack or error."""
+    def handle(self, conn: Connection, text: str) -> Coroutine[Any, Any, None] | None:
+        """Handle one client message now; return the rest to await when its handler is async.
+
+        A plain-function handler runs to the end here, inside the read callback,
+        and is answered before this returns. An `async def` handler comes back
+        as a coroutine that the connection awaits in its reader task, holding
+        back its later messages until it is done, so that a client's events are
+        handled in the order it sent them.
+        """
         self.metrics.received.inc()
-        event_id = None
+        event_id: EventId | None = None
         try:
-            envelope = decode_envelope(text)
-            event_id = envelope.id
             if conn.bucket is not None:
                 verdict = conn.bucket.take(time.monotonic())
                 if verdict is Verdict.CLOSE:
                     conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded again and again")
-                    return
+                    return None
                 if verdict is Verdict.REFUSE:
-                    raise EventError(ErrorCode.RATE_LIMITED, "slow down: too many events", event_id)
-            route, payload = self.router.resolve(envelope)
+                    raise EventError(ErrorCode.RATE_LIMITED, "slow down: too many events", salvage_id(text))
+            route, payload, event_id = self.router.decode(text)
+            if route.is_async:
+                return self._handle_async(conn, route, payload, event_id)
             conn._current_id = event_id
             conn._replied = False
+            result = route.handler(payload, conn)
+            if event_id is not None and not conn._replied:
+                conn._replied = True
+                conn.send_frame(text_frame(encode_ack(result, event_id)))
+        except Exception as exc:
+            self.answer_failure(conn, exc, event_id)
+        finally:
+            conn._current_id = None
+        return None
+
+    async def _handle_async(self, conn: Connection, route: Route[Any], payload: Any, event_id: EventId | None) -> None:
+        """The awaited part of `handle`, for an `async def` handler."""
+        conn._current_id = event_id
+        conn._replied = False
+        try:
             result = await route.handler(payload, conn)
             if event_id is not None and not conn._replied:
                 conn._replied = True
                 conn.send_frame(text_frame(encode_ack(result, event_id)))
-        except EventError as exc:
-            self.metrics.errors.labels(exc.code.value).inc()
-            event_id = exc.event_id if exc.event_id is not None else event_id
-            conn.send_frame(text_frame(encode_error(exc.code, exc.message, event_id)))
-        except Exception:
-            log.exception("handler.failed", extra={"conn": conn.id, "event_id": event_id})
-            self.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
-            conn.send_frame(text_frame(encode_error(ErrorCode.INTERNAL, "the handler failed", event_id)))
+        except Exception as exc:
+            self.answer_failure(conn, exc, event_id)
         finally:
             conn._current_id = None
+
+    def answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None:
+        """An `error` event for a failed client event; a bug (not `EventError`) is logged with its traceback."""
+        if isinstance(exc, EventError):
+            code, message = exc.code, exc.message
+            event_id = exc.event_id if exc.event_id is not None else event_id
+        else:
+            log.error("handler.failed", exc_info=exc, extra={"conn": conn.id, "event_id": event_id})
+            code, message = ErrorCode.INTERNAL, "the handler failed"
+        self.metrics.errors.labels(code.value).inc()
+        conn.send_frame(text_frame(encode_error(code, message, event_id)))
 
     # ---- heartbeats -----------------------------------------------------------
 

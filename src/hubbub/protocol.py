@@ -44,7 +44,7 @@ def _is_object(data: str | bytes) -> bool:
     return data[:1] == b"{" or data.lstrip(b" \t\r\n")[:1] == b"{"
 
 
-def _salvage_id(data: str | bytes) -> EventId | None:
+def salvage_id(data: str | bytes) -> EventId | None:
     """The `id` of a frame whose envelope failed, so the error can still carry it."""
     try:
         raw = _any_decoder.decode(data)
@@ -64,7 +64,7 @@ def decode_envelope(data: str | bytes) -> Envelope:
     try:
         envelope = _envelope_decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise EventError(ErrorCode.BAD_ENVELOPE, str(exc), _salvage_id(data)) from None
+        raise EventError(ErrorCode.BAD_ENVELOPE, str(exc), salvage_id(data)) from None
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_JSON, f"the frame is not valid JSON: {exc}") from None
     # msgspec strips the whitespace around a Raw value, so its first byte tells the JSON type.

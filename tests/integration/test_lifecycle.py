@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import time
 import weakref
 
@@ -17,8 +18,14 @@ def _tasks() -> int:
 
 
 async def test_abrupt_disconnects_leave_nothing_behind(server: Server) -> None:
-    """Rule 3: hundreds of peers vanish (RST and FIN); counts, tasks and rooms return to baseline."""
+    """Rule 3: hundreds of peers vanish (RST and FIN) mid-handler; counts, tasks and rooms return to baseline."""
     hub = server.hub
+    forever = asyncio.Event()
+
+    @hub.on("wait_forever")
+    async def wait_forever(payload: object, client: object) -> None:
+        await forever.wait()
+
     baseline_tasks = _tasks()
     peers = [await RawPeer.open(server.port) for _ in range(300)]
     for i, peer in enumerate(peers):
@@ -26,7 +33,10 @@ async def test_abrupt_disconnects_leave_nothing_behind(server: Server) -> None:
     for peer in peers:
         await peer.read_frame()
     assert len(hub.connections) == 300 and len(hub.rooms) == 7
-    assert _tasks() == baseline_tasks + 300
+    assert _tasks() == baseline_tasks  # an idle connection holds no task
+    for peer in peers:
+        peer.send_event("wait_forever", {})
+    await eventually(lambda: _tasks() == baseline_tasks + 300)  # one reader task each, inside the handler
     alive = [weakref.ref(conn) for conn in hub.connections]
     for i, peer in enumerate(peers):
         peer.reset() if i % 2 else peer.fin()
@@ -148,18 +158,32 @@ async def test_concurrent_publishers_one_order_exactly_once(server: Server) -> N
 
 
 async def test_flooding_client_is_throttled_not_buffered(server: Server) -> None:
-    """A client that sends faster than handlers run stops being read: its inbox stays bounded."""
+    """Messages behind a slow async handler queue in the inbox; past its high-water mark the socket
+    is not read any more (TCP pushes back), so the inbox stays bounded, and every event is still
+    answered, in the order it was sent."""
+    hub = server.hub
+
+    @hub.on("slow_echo")
+    async def slow_echo(payload: object, client: object) -> dict[str, int]:
+        await asyncio.sleep(0)  # suspends, so what follows waits in the inbox
+        return {}
+
     peer = await RawPeer.open(server.port)
-    peer.send_event("join_room", {"room": "flood"}, 0)
-    for i in range(5000):
-        peer.send_event("send_message", {"room": "flood", "message": "x"}, i + 1)
-    conn = next(iter(server.hub.connections))
+    total = 5000
+    for i in range(total):
+        peer.send_event("slow_echo", {}, i)
+    await eventually(lambda: bool(hub.connections))
+    conn = next(iter(hub.connections))
     longest = 0
-    received = 0
-    while received < 5001 * 2 - 1:
-        await peer.read_frame()
-        received += 1
+    paused = False
+    ids: list[int] = []
+    while len(ids) < total:
+        ids.append(json.loads((await peer.read_frame())[1])["id"])
         longest = max(longest, sum(map(len, conn._inbox)))
+        paused = paused or conn._reading_paused
+    assert ids == list(range(total))
+    assert paused
     # Reading stops at the high-water mark; what one socket read (256 KiB at most)
     # already holds is the only excess.
-    assert longest <= 256 * 1024 + server.hub.settings.inbox_high_water * 100
+    assert longest <= 256 * 1024 + hub.settings.inbox_high_water * 100
+    assert conn._reader is None and not conn._inbox  # caught up: back to handling messages as they are read

@@ -5,26 +5,40 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hubbub.connection import State
 from hubbub.fanout import Fanout
 from hubbub.metrics import HotCounter
 
 
 class FakeConn:
-    """Records what fan-out hands it and how often it is asked to write."""
+    """Records what fan-out writes to it and what goes through its outbox.
+
+    It has the few attributes the flush reads directly (`state`, `_out`,
+    `_paused`, `_raw`) and is its own transport.
+    """
 
     def __init__(self, fanout: Fanout) -> None:
         self.fanout = fanout
-        self.pending: list[bytes] = []
+        self.state = State.OPEN
+        self._out: list[bytes] = []
+        self._paused = False
+        self._raw = self
         self.writes: list[bytes] = []
 
+    def write(self, data: bytes) -> None:  # the transport's write
+        self.writes.append(data)
+
     def send_frame(self, data: bytes) -> None:
-        if not self.pending:
+        if self.state is not State.OPEN:
+            return
+        if not self._out:
             self.fanout.want_write(self)  # type: ignore[arg-type]
-        self.pending.append(data)
+        self._out.append(data)
 
     def _write(self) -> None:
-        self.writes.append(b"".join(self.pending))
-        self.pending = []
+        if not self._paused and self._out:
+            self.writes.append(b"".join(self._out))
+            self._out = []
 
 
 def _fanout(delay: float = 0.0) -> tuple[Fanout, HotCounter]:
@@ -48,6 +62,7 @@ async def test_many_messages_one_write_per_member() -> None:
 
 
 async def test_a_member_who_joins_mid_batch_gets_only_later_messages() -> None:
+    """A join seals the room's segment: earlier members get both segments, in order, one write each."""
     fanout, _ = _fanout(delay=0.005)
     early = FakeConn(fanout)
     late = FakeConn(fanout)
@@ -57,7 +72,7 @@ async def test_a_member_who_joins_mid_batch_gets_only_later_messages() -> None:
     fanout.seal("r")
     fanout.room_frame("r", members, b"2")
     await _flushed(0.005)
-    assert early.writes == [b"12"]
+    assert early.writes == [b"1", b"2"]
     assert late.writes == [b"2"]
 
 
@@ -68,3 +83,28 @@ async def test_private_frames_go_out_in_the_same_flush_before_room_frames() -> N
     conn.send_frame(b"ack")
     await _flushed()
     assert conn.writes == [b"ackroom"]
+
+
+async def test_a_paused_member_gets_room_frames_through_its_outbox() -> None:
+    """A full transport is not written to: the frames wait in the bounded outbox, in order."""
+    fanout, _ = _fanout()
+    slow, fast = FakeConn(fanout), FakeConn(fanout)
+    slow._paused = True
+    members: set[Any] = {slow, fast}
+    fanout.room_frame("r", members, b"a")
+    fanout.room_frame("r", members, b"b")
+    await _flushed()
+    assert fast.writes == [b"ab"]
+    assert slow.writes == [] and slow._out == [b"ab"]
+
+
+async def test_a_member_that_left_the_hub_is_never_written_to() -> None:
+    """A connection detached after the segment's snapshot gets nothing: nothing is written to a dead connection."""
+    fanout, _ = _fanout()
+    gone, alive = FakeConn(fanout), FakeConn(fanout)
+    members: set[Any] = {gone, alive}
+    fanout.room_frame("r", members, b"x")
+    gone.state = State.CLOSING
+    await _flushed()
+    assert gone.writes == [] and gone._out == []
+    assert alive.writes == [b"x"]

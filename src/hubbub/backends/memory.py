@@ -37,6 +37,9 @@ class MemoryBroker(Broker, History):
         self._sink = None
 
     async def publish(self, room: str, head: bytes, tail: bytes) -> int:
+        return self.publish_now(room, head, tail)
+
+    def publish_now(self, room: str, head: bytes, tail: bytes) -> int:
         offset = self._offsets.get(room, 0) + 1
         self._offsets[room] = offset
         event = splice_offset(head, offset, tail)

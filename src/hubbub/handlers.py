@@ -15,7 +15,15 @@ import msgspec
 from hubbub.broker import BrokerUnavailable
 from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
-from hubbub.events import GetHistory, GetPresence, JoinRoom, LeaveRoom, SendMessage
+from hubbub.events import (
+    GetHistory,
+    GetPresence,
+    JoinRoom,
+    LeaveRoom,
+    SendMessage,
+    invalid_room_message,
+    valid_room,
+)
 from hubbub.history import payload_of
 
 if TYPE_CHECKING:
@@ -44,6 +52,8 @@ def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | N
     """
     room = payload.room
     if room not in client.rooms:
+        if not valid_room(room):
+            raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
     offset = client.hub.publish_nowait(room, payload.message, client.identity or payload.sender or "anonymous")
     if isinstance(offset, int):

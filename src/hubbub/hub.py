@@ -368,7 +368,10 @@ class Hub:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            heard_lately = now - interval
             for conn in tuple(self.connections):
+                if conn.ping_sent is None and conn.last_seen > heard_lately:
+                    continue  # decide() would say WAIT: skipped inline, as most connections are each time
                 beat = decide(now, conn.last_seen, conn.ping_sent, interval, timeout)
                 if beat is Beat.PING:
                     conn.ping_sent = now

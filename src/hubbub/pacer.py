@@ -93,25 +93,41 @@ class FramePacer(asyncio.BufferedProtocol):
             data = self._through_handshake(data)
             if not data:
                 return
+        # Walk the frame headers. A client frame is masked, so a small one has a
+        # 6-byte header: that case is worked out inline, the rest by frame_size.
         pos = 0
         end = len(data)
-        while pos < end:
-            if self._owed:  # the rest of a frame whose header was seen
-                step = min(self._owed, end - pos)
-                pos += step
-                self._owed -= step
-                if not self._owed and self._in_close:
-                    self._closed = True
-                    self._feed(data[:pos])
-                    return
-                continue
-            size = frame_size(data, pos)
-            if size is None:  # a header cut by the read: keep it for the next one
-                self._feed(data[:pos])
-                self._carry = bytearray(data[pos:end])
+        owed = self._owed
+        if owed:  # the rest of a frame whose header came in an earlier read
+            if owed > end:
+                self._owed = owed - end
+                self._feed(data)
                 return
-            self._owed = size
-            self._in_close = data[pos] & 0x0F == _CLOSE
+            pos = owed
+            self._owed = 0
+            if self._in_close:
+                self._closed = True
+                self._feed(data[:pos])
+                return
+        while pos < end:
+            if end - pos >= 2 and (length := data[pos + 1] & 0x7F) < 126:
+                size = (6 if data[pos + 1] & 0x80 else 2) + length
+            else:
+                found = frame_size(data, pos)
+                if found is None:  # a header cut by the read: keep it for the next one
+                    self._feed(data[:pos])
+                    self._carry = bytearray(data[pos:end])
+                    return
+                size = found
+            if data[pos] & 0x0F == _CLOSE:
+                if pos + size <= end:
+                    self._closed = True
+                    self._feed(data[: pos + size])
+                    return
+                self._in_close = True
+            pos += size
+        if pos > end:
+            self._owed = pos - end
         self._feed(data)
 
     def _through_handshake(self, data: memoryview) -> memoryview:

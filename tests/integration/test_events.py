@@ -77,8 +77,12 @@ BAD_INPUTS = [
     ('{"type": "join_room", "payload": {"room": "a b"}, "id": "f"}', "bad_payload", "f"),
     ('{"type": "join_room", "payload": {"room": "' + "x" * 129 + '"}, "id": "g"}', "bad_payload", "g"),
     ('{"type": "join_room", "payload": {"room": 3}, "id": "h"}', "bad_payload", "h"),
+    ('{"type": "join_room", "payload": {"room": "a\\n"}, "id": "h2"}', "bad_payload", "h2"),
     ('{"type": "send_message", "payload": {"room": "r"}, "id": "i"}', "bad_payload", "i"),
     ('{"type": "send_message", "payload": {"room": "r", "message": "m"}, "id": "j"}', "not_in_room", "j"),
+    ('{"type": "send_message", "payload": {"room": "a b", "message": "m"}, "id": "k"}', "bad_payload", "k"),
+    ('{"type": "send_message", "payload": {"room": "", "message": "m"}, "id": "l"}', "bad_payload", "l"),
+    ('{"type": "send_message", "payload": {"room": "' + "x" * 129 + '", "message": 1}, "id": "m"}', "bad_payload", "m"),
 ]
 
 

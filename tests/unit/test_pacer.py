@@ -70,3 +70,23 @@ def test_random_reads_keep_every_byte() -> None:
         body = inner.chunks[1:]
         stream = b"".join(body)
         assert stream == b"".join(frames)
+
+
+def test_random_reads_stop_exactly_at_the_end_of_a_close_frame() -> None:
+    """Wherever the reads cut (inside a header, a payload, the close frame), picows gets
+    every byte up to the close frame's last one and nothing after it."""
+    rng = random.Random(11)
+    handshake = b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _ in range(200):
+        before = [mask_frame(TEXT, b"z" * rng.choice([0, 3, 125, 126, 400])) for _ in range(rng.randint(0, 6))]
+        close = mask_frame(CLOSE, b"\x03\xe8" + b"r" * rng.choice([0, 10, 120]))
+        after = [mask_frame(TEXT, b"late"), mask_frame(CLOSE, b"")][: rng.randint(0, 2)]
+        data = handshake + b"".join(before) + close + b"".join(after)
+        inner = Recorder()
+        pacer = FramePacer(inner)
+        cuts = set(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 12))))
+        end_of_close = len(data) - len(b"".join(after))
+        if rng.random() < 0.5 and end_of_close < len(data):
+            cuts.add(end_of_close)  # a read that ends exactly with the close frame
+        _push(pacer, data, sorted(cuts))
+        assert b"".join(inner.chunks) == handshake + b"".join(before) + close

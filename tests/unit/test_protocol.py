@@ -10,7 +10,7 @@ import pytest
 
 from hubbub.codes import CloseCode, ErrorCode
 from hubbub.errors import EventError
-from hubbub.events import JoinRoom, SendMessage
+from hubbub.events import JoinRoom, SendMessage, invalid_room_message, valid_room
 from hubbub.protocol import (
     decode_envelope,
     decode_payload,
@@ -55,11 +55,17 @@ def test_bad_envelopes(data: bytes, code: ErrorCode, event_id: object) -> None:
 
 
 def test_payload_schema_errors_are_bad_payload() -> None:
-    env = decode_envelope(b'{"type": "send_message", "payload": {"room": "a b", "message": 1}, "id": "z"}')
+    env = decode_envelope(b'{"type": "join_room", "payload": {"room": "a b"}, "id": "z"}')
     with pytest.raises(EventError) as caught:
-        decode_payload(env.payload, SendMessage, env.id)
+        decode_payload(env.payload, JoinRoom, env.id)
     assert caught.value.code is ErrorCode.BAD_PAYLOAD and caught.value.event_id == "z"
-    assert "$.room" in caught.value.message
+    assert caught.value.message == invalid_room_message()  # the handler-level check words it the same
+
+
+def test_room_names() -> None:
+    assert valid_room("a") and valid_room("Lobby_1-x.y:z@w") and valid_room("r" * 128)
+    assert not valid_room("") and not valid_room("a b") and not valid_room("r" * 129) and not valid_room("é")
+    assert not valid_room("a\n")
 
 
 def test_send_message_keeps_message_raw_and_reads_from() -> None:

@@ -15,17 +15,28 @@ _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
 
 
+_HEADER16 = struct.Struct("!BBH")
+_HEADER64 = struct.Struct("!BBQ")
+_SMALL_TEXT = [bytes((_FIN_TEXT, n)) for n in range(126)]
+"""Every header of a text frame under 126 bytes, made once: most chat messages are that small."""
+
+
 def _header(first: int, length: int) -> bytes:
     if length < 126:
         return bytes((first, length))
     if length < 65536:
-        return struct.pack("!BBH", first, 126, length)
-    return struct.pack("!BBQ", first, 127, length)
+        return _HEADER16.pack(first, 126, length)
+    return _HEADER64.pack(first, 127, length)
 
 
 def text_frame(payload: bytes) -> bytes:
     """A complete, unfragmented, unmasked text frame carrying `payload` (UTF-8)."""
-    return _header(_FIN_TEXT, len(payload)) + payload
+    length = len(payload)
+    if length < 126:
+        return _SMALL_TEXT[length] + payload
+    if length < 65536:
+        return _HEADER16.pack(_FIN_TEXT, 126, length) + payload
+    return _HEADER64.pack(_FIN_TEXT, 127, length) + payload
 
 
 def binary_frame(payload: bytes) -> bytes:

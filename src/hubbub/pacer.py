@@ -93,8 +93,8 @@ class FramePacer(asyncio.BufferedProtocol):
             data = self._through_handshake(data)
             if not data:
                 return
-        # Walk the frame headers. A client frame is masked, so a small one has a
-        # 6-byte header: that case is worked out inline, the rest by frame_size.
+        # Walk the frame headers. Frames up to 64 KiB (nearly all) are sized
+        # inline; frame_size handles the rest and headers cut by the read.
         pos = 0
         end = len(data)
         owed = self._owed
@@ -110,8 +110,11 @@ class FramePacer(asyncio.BufferedProtocol):
                 self._feed(data[:pos])
                 return
         while pos < end:
-            if end - pos >= 2 and (length := data[pos + 1] & 0x7F) < 126:
-                size = (6 if data[pos + 1] & 0x80 else 2) + length
+            if end - pos >= 4 and (length := data[pos + 1] & 0x7F) < 127:
+                if length == 126:  # 126 to 65535 bytes: a 16-bit length follows
+                    size = (8 if data[pos + 1] & 0x80 else 4) + (data[pos + 2] << 8 | data[pos + 3])
+                else:
+                    size = (6 if data[pos + 1] & 0x80 else 2) + length
             else:
                 found = frame_size(data, pos)
                 if found is None:  # a header cut by the read: keep it for the next one

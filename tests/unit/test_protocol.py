@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import msgspec
 import pytest
@@ -97,6 +98,16 @@ def test_timestamp_is_rfc3339_utc_with_z() -> None:
     moment = dt.datetime(2026, 11, 25, 8, 5, 3, 120999, tzinfo=dt.UTC)
     assert utc_timestamp(moment) == "2026-11-25T08:05:03.120Z"
     assert utc_timestamp().endswith("Z")
+
+
+def test_cached_clock_agrees_with_the_real_one() -> None:
+    """The cached date and time of day roll over with the second: every stamp is the current time."""
+    for _ in range(8):
+        before = dt.datetime.now(dt.UTC).replace(microsecond=0)  # the stamp is cut to the millisecond
+        stamp = utc_timestamp()
+        after = dt.datetime.now(dt.UTC)
+        assert before <= dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
+        time.sleep(0.15)
 
 
 def test_normal_life_close_codes() -> None:

@@ -79,6 +79,34 @@ class State(enum.Enum):
 class Connection(WSListener):
     """A client as handlers see it: `identity`, `rooms`, `send`, `ack`, `close`."""
 
+    # Slots, not a __dict__: fan-out reads a few of these per recipient per
+    # message, and a slot is the fastest attribute Python has.
+    __slots__ = (
+        "_abort_handle",
+        "_assembler",
+        "_current_id",
+        "_inbox",
+        "_limit",
+        "_out",
+        "_out_bytes",
+        "_paused",
+        "_queued",
+        "_raw",
+        "_reader",
+        "_reading_paused",
+        "_replied",
+        "_transport",
+        "bucket",
+        "close_code",
+        "hub",
+        "id",
+        "identity",
+        "last_seen",
+        "ping_sent",
+        "remote",
+        "rooms",
+        "state",
+    )
     _ids = 0
 
     def __init__(self, hub: Hub, identity: str | None, remote: str = "") -> None:

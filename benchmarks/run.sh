@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 shared=${SHARED:-$root/../shared}
-servers=${SERVERS:-"hubbub websockets socketio gochat"}
+servers=${SERVERS:-"hubbub goevents websockets socketio gochat"}
 scenarios=${SCENARIOS:-"F1 F2 F3 F4"}
 out=$here/results/$(date +%F).jsonl
 mkdir -p "$here/results"
@@ -27,6 +27,7 @@ go_build() {  # name, source file
 }
 go_build wsload "$shared/tools/wsload/main.go"
 go_build gochat "$here/servers/gochat/main.go"
+go_build goevents "$here/servers/goevents/main.go"
 
 start_server() {  # name port -> sets pid
     case $1 in
@@ -34,6 +35,7 @@ start_server() {  # name port -> sets pid
         websockets) taskset -c 1 python3 "$here/servers/websockets_server.py" --port "$2" 2>>"$build/servers.log" & ;;
         socketio) taskset -c 1 python3 "$here/servers/socketio_server.py" --port "$2" 2>>"$build/servers.log" & ;;
         gochat) taskset -c 1 env GOMAXPROCS=1 "$build/gochat" -addr "127.0.0.1:$2" & ;;
+        goevents) taskset -c 1 env GOMAXPROCS=1 "$build/goevents" -addr "127.0.0.1:$2" & ;;
     esac
     pid=$!
     for _ in $(seq 100); do
@@ -61,7 +63,7 @@ dialect_for() {
 args_for() {  # scenario server
     local msgs=3000
     # The slow servers get fewer messages: per-delivery figures are rates.
-    case $2 in websockets) msgs=600 ;; socketio) msgs=150 ;; esac
+    case $2 in goevents) msgs=1000 ;; websockets) msgs=600 ;; socketio) msgs=150 ;; esac
     case $1 in
         F1|F4) echo "-clients 1000 -rooms 1 -msgs $msgs -window 32 -size 64" ;;
         F2) echo "-clients 5000 -rooms 500 -msgs $((msgs / 15 + 1)) -window 8 -size 64" ;;

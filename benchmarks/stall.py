@@ -16,11 +16,10 @@ from websockets.sync.client import connect
 
 
 def main(url: str, room: str, seconds: float) -> None:
-    ws = connect(url, max_queue=1)
-    sock = ws.socket
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    ws.send(json.dumps({"type": "join_room", "payload": {"room": room}}))
-    time.sleep(seconds)  # read nothing
+    with connect(url, max_queue=1) as ws:
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws.send(json.dumps({"type": "join_room", "payload": {"room": room}}))
+        time.sleep(seconds)  # read nothing
 
 
 if __name__ == "__main__":

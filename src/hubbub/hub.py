@@ -77,8 +77,11 @@ class Hub:
         self,
         type_: str,
         schema: type[P] = Empty,  # type: ignore[assignment]
-    ) -> Callable[[Callable[[P, Connection], Awaitable[Any]]], Callable[[P, Connection], Awaitable[Any]]]:
-        """Register a handler for a custom event type: `@hub.on("typing", Typing)`."""
+    ) -> Callable[[Callable[[P, Connection], Any]], Callable[[P, Connection], Any]]:
+        """Register a handler for a custom event type: `@hub.on("typing", Typing)`.
+
+        The handler is a plain function or an `async def` (see `hubbub.router`).
+        """
         return self.router.on(type_, schema)
 
     # ---- life of the hub ----------------------------------------------------

@@ -7,12 +7,15 @@ with the PROTOCOL.md code and the request's `id`, and the connection lives on.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import msgspec
 import pytest
 
+from hubbub.codes import ErrorCode
 from hubbub.config import Settings
+from hubbub.errors import EventError
 from hubbub.hub import Hub
 from hubbub.server import Server
 from tests.conftest import ServerFactory
@@ -140,6 +143,44 @@ async def test_custom_event_type_and_failing_handler(
     logged = [r for r in caplog.records if r.name.startswith("hubbub") and r.levelno >= logging.ERROR]
     assert len(logged) == 1 and logged[0].exc_info is not None
     assert (await client.join("after-failure"))["type"] == "ack"
+    await client.close()
+
+
+async def test_plain_and_async_handlers_answer_in_the_order_events_were_sent(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain-function handler runs as its message is read; one sent after a slow async
+    handler still waits for it, so the acks come back in the order of the events."""
+    hub = Hub(Settings(port=0))
+
+    @hub.on("slow", Typing)
+    async def slow(payload: Typing, client: object) -> dict[str, object]:
+        await asyncio.sleep(0.05)
+        return {"slow": payload.room}
+
+    @hub.on("quick", Typing)
+    def quick(payload: Typing, client: object) -> dict[str, object]:
+        if not payload.active:
+            raise EventError(ErrorCode.FORBIDDEN, "not active")
+        return {"quick": payload.room}
+
+    @hub.on("broken")
+    def broken(payload: object, client: object) -> None:
+        raise RuntimeError("kaboom")
+
+    server = await make_server(hub)
+    client = await EventClient.open(ws_url(server))
+    for i, kind in enumerate(["quick", "slow", "quick", "quick", "slow", "quick"]):
+        await client.ws.send(json.dumps({"type": kind, "payload": {"room": f"r{i}", "active": True}, "id": i}))
+    replies = [await client.recv() for _ in range(6)]
+    assert [r["id"] for r in replies] == list(range(6))
+    assert replies[1]["payload"] == {"slow": "r1"} and replies[2]["payload"] == {"quick": "r2"}
+    refused = await client.request("quick", {"room": "r", "active": False})
+    assert refused["payload"]["code"] == "forbidden"
+    with caplog.at_level(logging.ERROR, logger="hubbub"):
+        failed = await client.request("broken", {})
+    assert failed["payload"]["code"] == "internal"
+    assert (await client.request("quick", {"room": "still", "active": True}))["payload"] == {"quick": "still"}
     await client.close()
 
 

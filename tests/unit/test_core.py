@@ -39,6 +39,40 @@ class Point(msgspec.Struct):
     x: int
 
 
+def test_router_decodes_in_one_pass_and_reports_like_two() -> None:
+    """`decode` gives route, payload and id for a good frame, and the same error codes as
+    `decode_envelope` + `resolve` for a bad one; it knows plain from async handlers."""
+    router = Router()
+
+    @router.on("point", Point)
+    def point(payload: Point, client: Any) -> None:
+        return None
+
+    @router.on("later")
+    async def later(payload: Empty, client: Any) -> None:
+        return None
+
+    route, payload, event_id = router.decode(b'{"id": "q", "payload": {"x": 2}, "type": "point"}')
+    assert route.handler is point and not route.is_async and payload == Point(x=2) and event_id == "q"
+    route, payload, event_id = router.decode('{"type": "later", "payload": {"extra": 1}}')
+    assert route.handler is later and route.is_async and event_id is None
+    cases = [
+        (b"[1]", ErrorCode.BAD_JSON, None),
+        (b'{"type": "point"', ErrorCode.BAD_JSON, None),
+        (b'{"type": "point", "payload": [], "id": 3}', ErrorCode.BAD_ENVELOPE, 3),
+        (b'{"payload": {}, "id": 4}', ErrorCode.BAD_ENVELOPE, 4),
+        (b'{"type": "nope", "payload": {}, "id": 5}', ErrorCode.UNKNOWN_TYPE, 5),
+        (b'{"type": "point", "payload": {"x": "1"}, "id": 6}', ErrorCode.BAD_PAYLOAD, 6),
+        (b'{"type": "point", "payload": {"x": 1}, "id": true}', ErrorCode.BAD_ENVELOPE, None),
+    ]
+    for data, code, expected_id in cases:
+        with pytest.raises(EventError) as caught:
+            router.decode(data)
+        assert (caught.value.code, caught.value.event_id) == (code, expected_id), data
+    router.add("late", point, Point)  # registering later rebuilds the decoder
+    assert router.decode(b'{"type": "late", "payload": {"x": 3}}')[1] == Point(x=3)
+
+
 def test_router_resolves_and_reports() -> None:
     router = Router()
 

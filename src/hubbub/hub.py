@@ -327,10 +327,7 @@ class Hub:
                 return self._handle_async(conn, route, payload, event_id)
             conn._current_id = event_id
             conn._replied = False
-            result = route.handler(payload, conn)
-            if event_id is not None and not conn._replied:
-                conn._replied = True
-                conn.send_frame(text_frame(encode_ack(result, event_id)))
+            self._acknowledge(conn, event_id, route.handler(payload, conn))
         except Exception as exc:
             self.answer_failure(conn, exc, event_id)
         finally:
@@ -342,14 +339,18 @@ class Hub:
         conn._current_id = event_id
         conn._replied = False
         try:
-            result = await route.handler(payload, conn)
-            if event_id is not None and not conn._replied:
-                conn._replied = True
-                conn.send_frame(text_frame(encode_ack(result, event_id)))
+            self._acknowledge(conn, event_id, await route.handler(payload, conn))
         except Exception as exc:
             self.answer_failure(conn, exc, event_id)
         finally:
             conn._current_id = None
+
+    @staticmethod
+    def _acknowledge(conn: Connection, event_id: EventId | None, result: Any) -> None:
+        """The `ack` of a handled event, with the handler's result, unless it was answered already."""
+        if event_id is not None and not conn._replied:
+            conn._replied = True
+            conn.send_frame(text_frame(encode_ack(result, event_id)))
 
     def answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None:
         """An `error` event for a failed client event; a bug (not `EventError`) is logged with its traceback."""

@@ -207,10 +207,21 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
 # ---- the parent process --------------------------------------------------------
 
 
-def _cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+def _cpu_ns(pid: int) -> int:
+    """CPU time of every thread of `pid` in nanoseconds, from the scheduler's own count
+    (`se.sum_exec_runtime` in /proc/PID/task/*/sched, in ms with six decimals):
+    /proc/PID/stat counts 10 ms ticks, as coarse as a short run's whole CPU time."""
+    total = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/sched") as f:
+                for line in f:
+                    if line.startswith("se.sum_exec_runtime"):
+                        total += float(line.split(":")[1])
+                        break
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return int(total * 1e6)
 
 
 def _rss_bytes(pid: int) -> int:
@@ -258,7 +269,7 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
     connect_s = time.monotonic() - t0
     time.sleep(0.5 + plan.clients / 10000)  # let joins settle; joins are not acked
     rss_per_conn = (_rss_bytes(server_pid) - rss0) / plan.clients if server_pid else None
-    cpu0 = _cpu_ticks(server_pid) if server_pid else 0
+    cpu0 = _cpu_ns(server_pid) if server_pid else 0
     started = time.monotonic()
     for pipe in pipes:
         pipe.send("go")
@@ -280,8 +291,7 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
     samples.sort()
     cpu_us = None
     if server_pid and received:
-        ticks = _cpu_ticks(server_pid) - cpu0
-        cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / received
+        cpu_us = (_cpu_ns(server_pid) - cpu0) / 1e3 / received
     return Result(
         scenario=scenario,
         clients=plan.clients,

@@ -45,8 +45,7 @@ async def test_bench_smoke_delivers_everything_and_reports_json() -> None:
     result = json.loads(out.stdout)
     assert result["expected"] == result["received"] == 50 * 100 and result["lost"] == 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
-    # Reported; a smoke run is too short for either to be more than a few clock ticks or pages.
-    assert result["server_cpu_us_per_delivery"] >= 0 and result["server_rss_bytes_per_conn"] is not None
+    assert result["server_cpu_us_per_delivery"] > 0 and result["server_rss_bytes_per_conn"] > 0, result
 
 
 def test_bench_without_a_server_says_so() -> None:

@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 shared=${SHARED:-$root/../shared}
-servers=${SERVERS:-"hubbub goevents websockets socketio gochat"}
+servers=${SERVERS:-"hubbub goevents gocoalesce websockets socketio gochat"}
 scenarios=${SCENARIOS:-"F1 F2 F3 F4"}
 out=$here/results/$(date +%F).jsonl
 mkdir -p "$here/results"
@@ -36,6 +36,8 @@ start_server() {  # name port -> sets pid
         socketio) taskset -c 1 python3 "$here/servers/socketio_server.py" --port "$2" 2>>"$build/servers.log" & ;;
         gochat) taskset -c 1 env GOMAXPROCS=1 "$build/gochat" -addr "127.0.0.1:$2" & ;;
         goevents) taskset -c 1 env GOMAXPROCS=1 "$build/goevents" -addr "127.0.0.1:$2" & ;;
+        # The same Go hub built like hubbub: framed once, one write per drained queue.
+        gocoalesce) taskset -c 1 env GOMAXPROCS=1 "$build/goevents" -coalesce -addr "127.0.0.1:$2" & ;;
     esac
     pid=$!
     for _ in $(seq 100); do
@@ -81,7 +83,7 @@ for scenario in $scenarios; do
         start_server "$server" "$port"
         stall=""
         if [ "$scenario" = F4 ]; then
-            taskset -c 0 python3 "$here/stall.py" "$(url_for "$server" "$port")" bench-0 120 &
+            taskset -c 0 python3 "$here/stall.py" "$(url_for "$server" "$port")" bench-0 120 "$(dialect_for "$server")" &
             stall=$!
             sleep 0.5
         fi

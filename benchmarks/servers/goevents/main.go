@@ -7,6 +7,11 @@
 // dropped). A message is encoded once and prepared once for every member
 // (websocket.PreparedMessage). Each frame is its own write: PROTOCOL.md puts
 // one event in a frame, and gorilla/websocket flushes every frame it writes.
+//
+// With -coalesce it is instead built the way hubbub is: the hub frames a
+// message once (the same bytes for every member), and each write pump drains
+// every frame queued for its client into one write on the socket. That is the
+// fastest design Go has here, to compare hubbub's write count against.
 // Built in GOPATH mode from Debian's gorilla/websocket (benchmarks/run.sh).
 package main
 
@@ -22,6 +27,8 @@ import (
 )
 
 const maxMessage = 65536
+
+var coalesce = flag.Bool("coalesce", false, "frame once per publish, one write per drained send queue")
 
 var upgrader = websocket.Upgrader{
 	ReadBufferSize:  4096,
@@ -66,6 +73,7 @@ type client struct {
 	hub   *hub
 	conn  *websocket.Conn
 	send  chan *websocket.PreparedMessage
+	raw   chan []byte // -coalesce: whole server frames
 	rooms []string
 }
 
@@ -100,6 +108,17 @@ func (h *hub) run() {
 			event = append(event, `","offset":`...)
 			event = strconv.AppendInt(event, int64(h.offsets[p.room]), 10)
 			event = append(event, "}}"...)
+			if *coalesce {
+				frame := textFrame(event)
+				for c := range h.rooms[p.room] {
+					select {
+					case c.raw <- frame:
+					default:
+						h.drop(c)
+					}
+				}
+				continue
+			}
 			pm, err := websocket.NewPreparedMessage(websocket.TextMessage, event)
 			if err != nil {
 				continue
@@ -125,6 +144,49 @@ func (h *hub) drop(c *client) {
 	}
 	c.rooms = nil
 	close(c.send)
+	close(c.raw)
+}
+
+// textFrame is an unmasked, final text frame around payload (RFC 6455 5.2).
+func textFrame(payload []byte) []byte {
+	n := len(payload)
+	var frame []byte
+	switch {
+	case n < 126:
+		frame = append(make([]byte, 0, 2+n), 0x81, byte(n))
+	case n < 65536:
+		frame = append(make([]byte, 0, 4+n), 0x81, 126, byte(n>>8), byte(n))
+	default:
+		frame = append(make([]byte, 0, 10+n), 0x81, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(frame, payload...)
+}
+
+// rawPump writes every frame queued for the client in one socket write.
+func (c *client) rawPump() {
+	defer c.conn.Close()
+	out := c.conn.UnderlyingConn()
+	buf := make([]byte, 0, 4096)
+	for frame := range c.raw {
+		buf = append(buf[:0], frame...)
+	drain:
+		for {
+			select {
+			case more, ok := <-c.raw:
+				if !ok {
+					break drain
+				}
+				buf = append(buf, more...)
+			default:
+				break drain
+			}
+		}
+		out.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := out.Write(buf); err != nil {
+			return
+		}
+	}
+	c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""))
 }
 
 func (c *client) readPump() {
@@ -184,8 +246,12 @@ func main() {
 		if err != nil {
 			return
 		}
-		c := &client{hub: h, conn: conn, send: make(chan *websocket.PreparedMessage, 256), rooms: []string{}}
-		go c.writePump()
+		c := &client{hub: h, conn: conn, send: make(chan *websocket.PreparedMessage, 256), raw: make(chan []byte, 256), rooms: []string{}}
+		if *coalesce {
+			go c.rawPump()
+		} else {
+			go c.writePump()
+		}
 		go c.readPump()
 	})
 	log.Fatal(http.ListenAndServe(*addr, nil))

@@ -87,6 +87,7 @@ for scenario in $scenarios; do
             stall=$!
             sleep 0.5
         fi
+        writes0=$(awk '/^syscw/ {print $2}' "/proc/$pid/io" 2>/dev/null || echo 0)
         # shellcheck disable=SC2046
         # timeout: wsload can hang on gochat's F3 (one global room: each publisher
         # gets 100 echoes for a window of 1); the run then records a failure.
@@ -95,7 +96,10 @@ for scenario in $scenarios; do
             -timeout 300s -json 2>/dev/null) || true  # wsload exits 1 when messages were lost
         [ -n "$line" ] || line='{"error": "wsload failed"}'
         rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-        echo "{\"scenario\": \"$scenario\", \"server\": \"$server\", \"server_rss_kb\": $rss_kb, \"wsload\": $line}" | tee -a "$out"
+        # write-family system calls the server made during the run: the kernel's
+        # share of its CPU is about one loopback write each (benchmarks/writecost.py)
+        writes=$(( $(awk '/^syscw/ {print $2}' "/proc/$pid/io" 2>/dev/null || echo 0) - writes0 ))
+        echo "{\"scenario\": \"$scenario\", \"server\": \"$server\", \"server_rss_kb\": $rss_kb, \"server_writes\": $writes, \"wsload\": $line}" | tee -a "$out"
         [ -n "$stall" ] && kill "$stall" 2>/dev/null || true
         kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
     done

@@ -12,8 +12,8 @@ def main(path: str) -> None:
         for line in lines:
             doc = json.loads(line)
             rows[(doc["scenario"], doc["server"])] = doc
-    head = ("scenario", "server", "deliveries/s", "p50 ms", "p99 ms", "us/deliv", "RSS/conn", "lost")
-    print("{:8} {:11} {:>13} {:>8} {:>8} {:>9} {:>9} {:>6}".format(*head))
+    head = ("scenario", "server", "deliveries/s", "p50 ms", "p99 ms", "us/deliv", "RSS/conn", "lost", "deliv/write")
+    print("{:8} {:11} {:>13} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}".format(*head))
     for (scenario, server), doc in sorted(rows.items()):
         w = doc["wsload"]
         assert isinstance(w, dict)
@@ -23,8 +23,16 @@ def main(path: str) -> None:
         print(
             f"{scenario:8} {server:11} {w.get('deliveries_per_s', 0):13,.0f} {w.get('p50_ms', 0):8.1f} "
             f"{w.get('p99_ms', 0):8.1f} {w.get('server_cpu_us_per_delivery', 0):9.3f} "
-            f"{w.get('server_rss_bytes_per_conn', 0):9,.0f} {w.get('lost', 0):6}"
+            f"{w.get('server_rss_bytes_per_conn', 0):9,.0f} {w.get('lost', 0):6} {per_write(doc, w):>11}"
         )
+
+
+def per_write(doc: dict[str, object], w: dict[str, object]) -> str:
+    """Deliveries per write system call the server made (older results did not count writes)."""
+    writes, received = doc.get("server_writes"), w.get("received")
+    if not isinstance(writes, int) or not isinstance(received, int) or writes <= 0:
+        return "-"
+    return f"{received / writes:.1f}"
 
 
 if __name__ == "__main__":

@@ -86,6 +86,14 @@ def _add_serve(sub: Any) -> None:
         help="per-connection outbox bound in bytes (default %(default)s)",
     )
     p.add_env_argument(
+        "--send-buffer",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="kernel send buffer (SO_SNDBUF) per client; a stalled client is dropped after about this plus"
+        " --send-queue-bytes (default 0: the kernel's autotuning, up to 4 MiB on Linux)",
+    )
+    p.add_env_argument(
         "--write-delay",
         type=float,
         default=0.002,
@@ -220,6 +228,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         send_queue_bytes=args.send_queue_bytes,
+        send_buffer=args.send_buffer,
         write_delay=args.write_delay,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,

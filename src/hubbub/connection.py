@@ -21,7 +21,9 @@ The lifecycle, in the Gorilla hub's terms (docs/lifecycle.md tells it at length)
 * **Bounded outbox.** Bytes queued but not handed to the kernel are counted.
   While the transport is above its high-water mark nothing more is handed to
   it; once the outbox would pass `send_queue_bytes`, the connection is dropped
-  (close 1013, then RST). A slow client never slows anyone else.
+  (close 1013, then RST). A slow client never slows anyone else. Before any
+  of that, the kernel's send buffer takes what it can (up to 4 MiB with
+  Linux's autotuning); `send_buffer` caps it when the drop should come sooner.
 * **One end.** `_detach` removes the connection from the hub exactly once,
   whoever notices first: the reader (peer closed, protocol error), the writer
   (overflow), the heartbeat (no pong), or the server (shutdown). After it,
@@ -149,6 +151,13 @@ class Connection(WSListener):
         self._transport = transport
         self._raw = transport.underlying_transport
         self._raw.set_write_buffer_limits(high=min(self._limit, 256 * 1024))
+        if self.hub.settings.send_buffer:
+            # Bytes the kernel holds for a client that does not read count
+            # against no limit of ours; capping them makes the drop come sooner.
+            sock = self._raw.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.hub.settings.send_buffer)
         self.state = State.OPEN
         self.hub.register(self)
 

@@ -89,6 +89,7 @@ def test_version() -> None:
         (["serve", "--port", "70000"], "--port must be between 0 and 65535"),
         (["serve", "--send-queue-bytes", "-5"], "must be a positive integer"),
         (["serve", "--ping-interval", "0"], "must be positive"),
+        (["serve", "--send-buffer", "100"], "--send-buffer must be 0"),
         (["serve", "--allowed-origin", "example.com"], "needs a scheme"),
         (["serve", "--log-format", "xml"], "invalid choice"),
     ],

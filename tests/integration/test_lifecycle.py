@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import socket
 import time
 import weakref
 
@@ -95,6 +96,48 @@ async def test_slow_consumer_is_dropped_and_others_get_everything(make_server: S
     assert time.monotonic() - dropped_at < 1.5
     for c in fast:
         await c.close()
+
+
+async def test_send_buffer_caps_what_a_stalled_client_holds(make_server: ServerFactory) -> None:
+    """--send-buffer: the kernel's share of a stalled client's backlog is capped, so it is dropped sooner.
+
+    Without it, Linux lets a socket's send buffer grow to 4 MiB, all of it
+    taken before the outbox sees a byte. With it, the drop comes after about
+    send_buffer (doubled by the kernel) + the transport's high water + the
+    outbox bound.
+    """
+    limit, send_buffer = 128 * 1024, 64 * 1024
+    server = await make_server(send_queue_bytes=limit, send_buffer=send_buffer)
+    hub = server.hub
+    stalled = await RawPeer.open(server.port, limit=1024)
+    stalled.shrink_receive_buffer()
+    stalled.send_event("join_room", {"room": "busy"}, 1)
+    await stalled.read_frame()
+    (stalled_conn,) = hub.connections
+    sock = stalled_conn._raw.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * send_buffer  # Linux doubles what it is given
+    publisher = await EventClient.open(ws_url(server))
+    await publisher.join("busy")
+    message = "m" * 4000
+    sent = got = 0
+
+    async def drain() -> None:
+        nonlocal got
+        while True:
+            await publisher.recv_type("new_message", timeout=10)
+            got += 1
+
+    reader = asyncio.create_task(drain())
+    while stalled_conn in hub.connections and sent < 8 * 2**20:
+        while sent // len(message) - got >= 16:
+            await asyncio.sleep(0.001)
+        await publisher.send("send_message", {"room": "busy", "message": message})
+        sent += len(message)
+    assert hub.metrics.slow_dropped._value.get() == 1
+    # kernel (doubled) + transport high water (the limit, under 256 KiB) + outbox + what is in flight
+    assert sent <= 2 * send_buffer + limit + limit + 128 * 1024 + 16 * len(message)  # not 4 MiB
+    reader.cancel()
+    await publisher.close()
 
 
 async def test_half_open_peer_is_dropped_by_heartbeat(make_server: ServerFactory) -> None:

@@ -91,7 +91,7 @@ def _add_serve(sub: Any) -> None:
         default=0,
         metavar="BYTES",
         help="kernel send buffer (SO_SNDBUF) per client; a stalled client is dropped after about this plus"
-        " --send-queue-bytes (default 0: the kernel's autotuning, up to 4 MiB on Linux)",
+        " --send-queue-bytes; at least 65536 (default 0: the kernel's autotuning, up to 4 MiB on Linux)",
     )
     p.add_env_argument(
         "--write-delay",

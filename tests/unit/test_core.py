@@ -127,7 +127,7 @@ def test_close_codes_a_peer_may_send() -> None:
         {"max_message_size": 10},
         {"ping_timeout": 0},
         {"send_queue_bytes": 100},
-        {"send_buffer": 1000},
+        {"send_buffer": 16384},
         {"send_buffer": -1},
         {"log_format": "xml"},
         {"allowed_origins": ("example.com",)},

@@ -20,15 +20,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 SCENARIOS: dict[str, dict[str, int]] = {
     "F1": {"clients": 1000, "rooms": 1, "msgs": 3000, "window": 32, "size": 64},
     "F2": {"clients": 5000, "rooms": 500, "msgs": 200, "window": 8, "size": 64},
     "F3": {"clients": 10000, "rooms": 100, "msgs": 1, "window": 1, "size": 64},
-    "F4": {"clients": 1000, "rooms": 1, "msgs": 3000, "window": 32, "size": 64, "stalled": 1},
+    "F4": {"clients": 1000, "rooms": 1, "msgs": 40000, "window": 32, "size": 64, "stalled": 1},
     "smoke": {"clients": 50, "rooms": 5, "msgs": 100, "window": 8, "size": 64},
 }
-"""The issue's scenarios (F4 is F1 plus a member that stops reading) and a quick one."""
+"""The issue's scenarios and a quick one. F4 is F1 plus a member that stops reading, long
+enough for its backlog to pass what the kernel holds for it (up to 4 MiB on Linux) and
+the outbox bound, so that the server really drops it while the others are measured."""
 
 SAMPLES_PER_WORKER = 200_000
 
@@ -78,6 +82,8 @@ class Result:
     connect_s: float
     server_cpu_us_per_delivery: float | None = None
     server_rss_bytes_per_conn: float | None = None
+    slow_consumers_dropped: int | None = None
+    """How many clients the server dropped for not keeping up during the run, when it says (hubbub's /metrics)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,6 +106,8 @@ class Result:
             rows.append(("server CPU per delivery", f"{self.server_cpu_us_per_delivery:.3f} us"))
         if self.server_rss_bytes_per_conn is not None:
             rows.append(("server RSS per connection", f"{self.server_rss_bytes_per_conn:,.0f} bytes"))
+        if self.slow_consumers_dropped is not None:
+            rows.append(("slow consumers dropped", f"{self.slow_consumers_dropped}"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -224,6 +232,25 @@ def _cpu_ns(pid: int) -> int:
     return int(total * 1e6)
 
 
+def _dropped_so_far(urls: list[str]) -> int | None:
+    """`hubbub_slow_consumers_dropped_total` summed over the nodes, or None if a node does not say."""
+    total = 0
+    for url in urls:
+        parts = urlsplit(url)
+        scheme = "https" if parts.scheme == "wss" else "http"
+        try:
+            with urlopen(f"{scheme}://{parts.netloc}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except (OSError, ValueError):
+            return None
+        name = "hubbub_slow_consumers_dropped_total"
+        values = [line.split()[1] for line in text.splitlines() if line.startswith(name)]
+        if not values:
+            return None
+        total += int(float(values[0]))
+    return total
+
+
 def _rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -270,6 +297,7 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
     time.sleep(0.5 + plan.clients / 10000)  # let joins settle; joins are not acked
     rss_per_conn = (_rss_bytes(server_pid) - rss0) / plan.clients if server_pid else None
     cpu0 = _cpu_ns(server_pid) if server_pid else 0
+    dropped0 = _dropped_so_far(plan.urls)
     started = time.monotonic()
     for pipe in pipes:
         pipe.send("go")
@@ -289,6 +317,7 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
     for proc in workers:
         proc.join(10)
     samples.sort()
+    dropped1 = _dropped_so_far(plan.urls) if dropped0 is not None else None
     cpu_us = None
     if server_pid and received:
         cpu_us = (_cpu_ns(server_pid) - cpu0) / 1e3 / received
@@ -307,6 +336,7 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
         connect_s=connect_s,
         server_cpu_us_per_delivery=cpu_us,
         server_rss_bytes_per_conn=rss_per_conn,
+        slow_consumers_dropped=None if dropped0 is None or dropped1 is None else dropped1 - dropped0,
         extra={"procs": procs, "window": plan.window, "size": plan.size, "msgs": plan.msgs, "stalled": plan.stalled},
     )
 

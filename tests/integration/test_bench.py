@@ -46,6 +46,33 @@ async def test_bench_smoke_delivers_everything_and_reports_json() -> None:
     assert result["expected"] == result["received"] == 50 * 100 and result["lost"] == 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["server_cpu_us_per_delivery"] > 0 and result["server_rss_bytes_per_conn"] > 0, result
+    assert result["slow_consumers_dropped"] == 0  # read from hubbub's /metrics
+
+
+@pytest.mark.timeout(60)
+async def test_bench_reports_the_stalled_member_it_got_dropped() -> None:
+    """F4 in small: the stalled member is dropped and the others still get everything."""
+    port = _free_port()
+    server = _spawn("serve", "--port", str(port), "--send-queue-bytes", "131072", "--send-buffer", "65536")
+    try:
+        await _wait_listening(port, server)
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [
+                *(sys.executable, "-m", "hubbub", "bench", "F4", "--url", f"ws://127.0.0.1:{port}/ws"),
+                *("--clients", "20", "--msgs", "2000", "--size", "1000", "--procs", "1", "--json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=50,
+        )
+    finally:
+        server.terminate()
+        server.wait(5)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["slow_consumers_dropped"] == 1
+    assert result["expected"] == result["received"] == 20 * 2000
 
 
 def test_bench_without_a_server_says_so() -> None:

@@ -88,10 +88,11 @@ def _add_serve(sub: Any) -> None:
     p.add_env_argument(
         "--send-buffer",
         type=int,
-        default=0,
+        default=262_144,
         metavar="BYTES",
-        help="kernel send buffer (SO_SNDBUF) per client; a stalled client is dropped after about this plus"
-        " --send-queue-bytes; at least 65536 (default 0: the kernel's autotuning, up to 4 MiB on Linux)",
+        help="kernel send buffer (SO_SNDBUF) per client, at least 65536; a stalled client is dropped after about"
+        " twice this plus --send-queue-bytes; 0 leaves it to the kernel's autotuning, up to 4 MiB on Linux"
+        " (default %(default)s)",
     )
     p.add_env_argument(
         "--write-delay",

@@ -22,14 +22,16 @@ class Settings:
     """Seconds a pinged peer has to answer before it is dropped."""
     send_queue_bytes: int = 1_048_576
     """Per-connection outbox bound; a connection that would exceed it is dropped (1013)."""
-    send_buffer: int = 0
-    """SO_SNDBUF of each client socket; 0 leaves it to the kernel's autotuning.
+    send_buffer: int = 262_144
+    """SO_SNDBUF of each client socket (Linux doubles it); 0 leaves it to the kernel's autotuning.
 
-    The kernel holds a stalled client's bytes before the outbox sees any: on
-    Linux up to `net.ipv4.tcp_wmem`'s maximum (4 MiB by default). Capping it
-    makes a client that cannot keep up be dropped after about this much plus
-    `send_queue_bytes`, at the price of throughput to a far, fast client. At
-    least 64 KiB: much smaller buffers starve even clients that keep up.
+    The kernel holds a stalled client's bytes before the outbox sees any, and
+    left to itself Linux lets that grow to `net.ipv4.tcp_wmem`'s maximum
+    (4 MiB by default) per socket, memory that no limit of ours counts and that
+    many stalled clients could pile up. Capped, a client that cannot keep up is
+    dropped after about twice this plus `send_queue_bytes`. The price is
+    throughput to a client that is both far and fast (512 KiB per round trip).
+    At least 64 KiB: much smaller buffers starve even clients that keep up.
     """
     write_delay: float = 0.002
     """Seconds fan-out waits to gather more frames into each write; 0 writes every loop turn."""

@@ -22,8 +22,9 @@ The lifecycle, in the Gorilla hub's terms (docs/lifecycle.md tells it at length)
   While the transport is above its high-water mark nothing more is handed to
   it; once the outbox would pass `send_queue_bytes`, the connection is dropped
   (close 1013, then RST). A slow client never slows anyone else. Before any
-  of that, the kernel's send buffer takes what it can (up to 4 MiB with
-  Linux's autotuning); `send_buffer` caps it when the drop should come sooner.
+  of that, the kernel's send buffer takes what it can: `send_buffer` sets it
+  (256 KiB by default, which Linux doubles), because left to its autotuning
+  Linux lets it reach 4 MiB per socket, memory no limit of ours counts.
 * **One end.** `_detach` removes the connection from the hub exactly once,
   whoever notices first: the reader (peer closed, protocol error), the writer
   (overflow), the heartbeat (no pong), or the server (shutdown). After it,

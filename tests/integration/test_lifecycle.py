@@ -98,6 +98,21 @@ async def test_slow_consumer_is_dropped_and_others_get_everything(make_server: S
         await c.close()
 
 
+async def test_client_sockets_get_the_default_send_buffer(make_server: ServerFactory) -> None:
+    """256 KiB unless told otherwise (Linux doubles it); 0 leaves the kernel's autotuning alone."""
+    for setting, expected in ((None, 2 * 262_144), (0, None)):
+        server = await make_server() if setting is None else await make_server(send_buffer=setting)
+        peer = await RawPeer.open(server.port)
+        await eventually(lambda server=server: len(server.hub.connections) == 1)  # type: ignore[misc]
+        (conn,) = server.hub.connections
+        size = conn._raw.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        if expected is not None:
+            assert size == expected
+        else:
+            assert size != 2 * 262_144  # the kernel's own starting size
+        peer.fin()
+
+
 async def test_send_buffer_caps_what_a_stalled_client_holds(make_server: ServerFactory) -> None:
     """--send-buffer: the kernel's share of a stalled client's backlog is capped, so it is dropped sooner.
 

@@ -6,34 +6,23 @@ import asyncio
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from tests.integration.test_cli import _free_port, _spawn, _wait_listening
 
 
-@pytest.mark.timeout(60)
-async def test_bench_smoke_delivers_everything_and_reports_json() -> None:
+async def _bench(serve: list[str], bench: list[str], with_pid: bool = False) -> dict[str, Any]:
+    """Run `hubbub bench ... --json` against a fresh `hubbub serve` process; its JSON result."""
     port = _free_port()
-    server = _spawn("serve", "--port", str(port))
+    server = _spawn("serve", "--port", str(port), *serve)
     try:
         await _wait_listening(port, server)
+        pid = ["--server-pid", str(server.pid)] if with_pid else []
         out = await asyncio.to_thread(
             subprocess.run,
-            [
-                sys.executable,
-                "-m",
-                "hubbub",
-                "bench",
-                "smoke",
-                "--url",
-                f"ws://127.0.0.1:{port}/ws",
-                "--server-pid",
-                str(server.pid),
-                "--procs",
-                "2",
-                "--json",
-            ],
+            [sys.executable, "-m", "hubbub", "bench", *bench, "--url", f"ws://127.0.0.1:{port}/ws", *pid, "--json"],
             capture_output=True,
             text=True,
             timeout=50,
@@ -42,7 +31,13 @@ async def test_bench_smoke_delivers_everything_and_reports_json() -> None:
         server.terminate()
         server.wait(5)
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+@pytest.mark.timeout(60)
+async def test_bench_smoke_delivers_everything_and_reports_json() -> None:
+    result = await _bench([], ["smoke", "--procs", "2"], with_pid=True)
     assert result["expected"] == result["received"] == 50 * 100 and result["lost"] == 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["server_cpu_us_per_delivery"] > 0 and result["server_rss_bytes_per_conn"] > 0, result
@@ -52,25 +47,10 @@ async def test_bench_smoke_delivers_everything_and_reports_json() -> None:
 @pytest.mark.timeout(60)
 async def test_bench_reports_the_stalled_member_it_got_dropped() -> None:
     """F4 in small: the stalled member is dropped and the others still get everything."""
-    port = _free_port()
-    server = _spawn("serve", "--port", str(port), "--send-queue-bytes", "131072", "--send-buffer", "65536")
-    try:
-        await _wait_listening(port, server)
-        out = await asyncio.to_thread(
-            subprocess.run,
-            [
-                *(sys.executable, "-m", "hubbub", "bench", "F4", "--url", f"ws://127.0.0.1:{port}/ws"),
-                *("--clients", "20", "--msgs", "2000", "--size", "1000", "--procs", "1", "--json"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=50,
-        )
-    finally:
-        server.terminate()
-        server.wait(5)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = await _bench(
+        ["--send-queue-bytes", "131072", "--send-buffer", "65536"],
+        ["F4", "--clients", "20", "--msgs", "2000", "--size", "1000", "--procs", "1"],
+    )
     assert result["slow_consumers_dropped"] == 1
     assert result["expected"] == result["received"] == 20 * 2000
 

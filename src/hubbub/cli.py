@@ -90,8 +90,8 @@ def _add_serve(sub: Any) -> None:
         type=int,
         default=262_144,
         metavar="BYTES",
-        help="kernel send buffer (SO_SNDBUF) per client, at least 65536; a stalled client is dropped after about"
-        " twice this plus --send-queue-bytes; 0 leaves it to the kernel's autotuning, up to 4 MiB on Linux"
+        help="kernel send buffer (SO_SNDBUF) per client, at least 65536; a stalled client is dropped after about 2 x"
+        " this + 256 KiB + --send-queue-bytes of backlog; 0 leaves it to the kernel's autotuning (up to 4 MiB on Linux)"
         " (default %(default)s)",
     )
     p.add_env_argument(

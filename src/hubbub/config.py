@@ -29,7 +29,7 @@ class Settings:
     left to itself Linux lets that grow to `net.ipv4.tcp_wmem`'s maximum
     (4 MiB by default) per socket, memory that no limit of ours counts and that
     many stalled clients could pile up. Capped, a client that cannot keep up is
-    dropped after about twice this plus `send_queue_bytes`. The price is
+    dropped after about twice this + 256 KiB + `send_queue_bytes`. The price is
     throughput to a client that is both far and fast (512 KiB per round trip).
     At least 64 KiB: much smaller buffers starve even clients that keep up.
     """

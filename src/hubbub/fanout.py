@@ -23,6 +23,11 @@ This is the hot path of the server, so here is what each step costs and why.
   connection's state directly instead of calling a method per member: at ten
   thousand recipients per message, a Python call each is what it would cost.
 
+* Members are written in the room's delivery order, and whoever sent to the
+  room last is at its end (`Hub.publish_nowait`): the sender already knows
+  its message, and a client that paces itself on its own echo is then paced
+  by the whole fan-out rather than running ahead of it and filling queues.
+
 So the per-recipient work is one check and one write per *flush*, not per
 message; the per-message work is one append. Frames for a single connection
 (acks, errors, replies) go to its outbox and are written in the same flush,
@@ -32,6 +37,7 @@ ahead of that turn's room frames.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hubbub.connection import State
@@ -54,7 +60,7 @@ class Fanout:
         self._writers: list[Connection] = []
         self._scheduled = False
 
-    def room_frame(self, room: str, members: set[Connection], frame: bytes) -> None:
+    def room_frame(self, room: str, members: Iterable[Connection], frame: bytes) -> None:
         """Queue `frame` for every current member of `room` (the broker's sink calls this)."""
         frames = self._open.get(room)
         if frames is not None:

@@ -55,7 +55,8 @@ def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | N
         if not valid_room(room):
             raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
-    offset = client.hub.publish_nowait(room, payload.message, client.identity or payload.sender or "anonymous")
+    sender = client.identity or payload.sender or "anonymous"
+    offset = client.hub.publish_nowait(room, payload.message, sender, origin=client)
     if isinstance(offset, int):
         return {"room": room, "offset": offset}
     client.reply_later(offset, lambda offset: {"room": room, "offset": offset})

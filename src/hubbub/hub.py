@@ -64,7 +64,8 @@ class Hub:
         self.node_id = self.settings.node_id
         self.router = Router()
         self.connections: set[Connection] = set()
-        self.rooms: dict[str, set[Connection]] = {}
+        self.rooms: dict[str, dict[Connection, None]] = {}
+        """Each room's local members, in delivery order: a dict used as an ordered set (see `publish_nowait`)."""
         self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.rooms))
         self.fanout = Fanout(self.metrics.delivered, self.settings.write_delay)
         self._joining: dict[str, dict[Connection, list[tuple[int, bytes]]]] = {}
@@ -178,7 +179,7 @@ class Hub:
                 conn.send_frame(frame)
                 self.metrics.delivered.inc()
                 last = max(last, offset)
-        self.rooms.setdefault(room, set()).add(conn)
+        self.rooms.setdefault(room, {})[conn] = None
         conn.rooms.add(room)
         self.fanout.seal(room)
 
@@ -212,7 +213,7 @@ class Hub:
     def _drop_member(self, room: str, conn: Connection) -> None:
         members = self.rooms.get(room)
         if members is not None:
-            members.discard(conn)
+            members.pop(conn, None)
             self.fanout.seal(room)
             if not members:
                 del self.rooms[room]
@@ -262,7 +263,9 @@ class Hub:
         offset = self.publish_nowait(room, message, sender)
         return offset if isinstance(offset, int) else await offset
 
-    def publish_nowait(self, room: str, message: Any, sender: str) -> int | asyncio.Future[int]:
+    def publish_nowait(
+        self, room: str, message: Any, sender: str, origin: Connection | None = None
+    ) -> int | asyncio.Future[int]:
         """Start publishing now, in call order: the offset, or a future of it for a networked broker.
 
         A broker without I/O (memory) publishes right here and the offset comes
@@ -271,7 +274,19 @@ class Hub:
         order it sent them, but its next messages are read and published
         without waiting for each round trip to the broker. Failures are
         `EventError` (`unavailable`), raised or set on the future.
+
+        `origin`, the connection that sent the message, moves to the end of
+        the room's delivery order, so its own copy is written after everyone
+        else's: it already knows what it said, the others do not. A client
+        that paces itself on its own echo is then paced by the room's whole
+        fan-out instead of running ahead of it, which keeps the queues short
+        (F1: median latency 16 -> 10 ms, docs/performance.md).
         """
+        if origin is not None:
+            members = self.rooms.get(room)
+            if members and origin in members and next(reversed(members)) is not origin:
+                del members[origin]
+                members[origin] = None
         head, tail = new_message_parts(room, message, sender, utc_timestamp())
         if not self.broker.synchronous:
             return asyncio.ensure_future(self._publish(room, head, tail))

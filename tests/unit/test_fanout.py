@@ -108,3 +108,60 @@ async def test_a_member_that_left_the_hub_is_never_written_to() -> None:
     await _flushed()
     assert gone.writes == [] and gone._out == []
     assert alive.writes == [b"x"]
+
+
+class RecordingTransport:
+    """A transport (and the socket transport under it) that logs which member each write went to."""
+
+    def __init__(self, log: list[int], member: int) -> None:
+        self.underlying_transport = self
+        self._log = log
+        self._member = member
+
+    def write(self, data: bytes) -> None:
+        self._log.append(self._member)
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+    def send_close(self, code: object, reason: bytes) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+async def test_the_sender_gets_its_own_copy_last() -> None:
+    """Members who do not know the message yet are written first; a client pacing on its echo is paced by the room."""
+    from hubbub.config import Settings
+    from hubbub.connection import Connection
+    from hubbub.hub import Hub
+
+    hub = Hub(Settings(write_delay=0.0, close_timeout=0.01, shutdown_timeout=0.1))
+    await hub.start()
+    log: list[int] = []
+    conns = [Connection(hub, None) for _ in range(4)]
+    for i, conn in enumerate(conns):
+        conn.on_ws_connected(RecordingTransport(log, i))  # type: ignore[arg-type]
+        await hub.join(conn, "r")
+    await _flushed()
+    log.clear()
+
+    def say(i: int) -> None:
+        conns[i]._receive('{"type":"send_message","payload":{"room":"r","message":"hi"}}')
+
+    say(2)
+    await _flushed()
+    assert log == [0, 1, 3, 2]
+    log.clear()
+    say(0)
+    say(0)  # the same batch: one write each, the sender still last
+    await _flushed()
+    assert log == [1, 3, 2, 0]
+    await hub.shutdown()

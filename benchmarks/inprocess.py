@@ -42,6 +42,9 @@ class CountingTransport:
     def set_write_buffer_limits(self, high: int) -> None:
         pass
 
+    def get_extra_info(self, name: str) -> None:
+        return None  # no socket to set options on
+
     def pause_reading(self) -> None:
         pass
 

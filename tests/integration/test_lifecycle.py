@@ -35,7 +35,8 @@ async def test_abrupt_disconnects_leave_nothing_behind(server: Server) -> None:
         await peer.read_frame()
     assert len(hub.connections) == 300 and len(hub.rooms) == 7
     assert _tasks() == baseline_tasks  # an idle connection holds no task
-    for peer in peers:
+    for i, peer in enumerate(peers):
+        peer.send_event("send_message", {"room": f"room-{i % 7}", "message": "last words"})  # senders are tracked
         peer.send_event("wait_forever", {})
     await eventually(lambda: _tasks() == baseline_tasks + 300)  # one reader task each, inside the handler
     alive = [weakref.ref(conn) for conn in hub.connections]

@@ -164,4 +164,15 @@ async def test_the_sender_gets_its_own_copy_last() -> None:
     say(0)  # the same batch: one write each, the sender still last
     await _flushed()
     assert log == [1, 3, 2, 0]
+    log.clear()
+    late = Connection(hub, None)  # a joiner goes to the end, behind the last sender
+    late.on_ws_connected(RecordingTransport(log, 4))  # type: ignore[arg-type]
+    await hub.join(late, "r")
+    await _flushed()
+    log.clear()
+    say(0)
+    await _flushed()
+    assert log == [1, 3, 2, 4, 0]
+    assert hub.leave(conns[0], "r")
+    assert conns[0] not in hub._last_sender.values()  # nothing holds a member that left
     await hub.shutdown()

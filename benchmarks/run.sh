@@ -31,7 +31,7 @@ go_build goevents "$here/servers/goevents/main.go"
 
 start_server() {  # name port -> sets pid
     case $1 in
-        hubbub) taskset -c 1 hubbub serve --port "$2" --log-level warning & ;;
+        hubbub) taskset -c 1 hubbub serve --port "$2" --log-level warning --rate-limit 0 & ;;  # one publisher sends thousands/s
         websockets) taskset -c 1 python3 "$here/servers/websockets_server.py" --port "$2" 2>>"$build/servers.log" & ;;
         socketio) taskset -c 1 python3 "$here/servers/socketio_server.py" --port "$2" 2>>"$build/servers.log" & ;;
         gochat) taskset -c 1 env GOMAXPROCS=1 "$build/gochat" -addr "127.0.0.1:$2" & ;;

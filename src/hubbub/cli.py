@@ -104,13 +104,32 @@ def _add_serve(sub: Any) -> None:
     p.add_env_argument(
         "--rate-limit",
         type=float,
-        default=0.0,
+        default=20.0,
         metavar="N",
-        help="events per second a client may send on average; over it: rate_limited, and 1008 if it persists"
-        " (default: no limit)",
+        help="events per second a client may send on average; over it: rate_limited, and 1008 if it persists;"
+        " 0 turns it off (default %(default)s)",
     )
     p.add_env_argument(
-        "--rate-burst", type=float, default=0.0, metavar="N", help="events a client may send at once (default 2 x N)"
+        "--rate-burst",
+        type=float,
+        default=100.0,
+        metavar="N",
+        help="events a client may send at once; 0 means 2 x --rate-limit (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--frame-rate",
+        type=float,
+        default=100.0,
+        metavar="N",
+        help="pings, pongs and continuation frames a client may send per second, burst 2 x N; over it pings go"
+        " unanswered and a client that persists is closed with 1008 (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--max-rooms-per-connection",
+        type=_positive_int,
+        default=128,
+        metavar="N",
+        help="rooms one connection may be in; past it join_room gets limit_exceeded (default %(default)s)",
     )
     p.add_env_argument(
         "--allowed-origin",
@@ -233,6 +252,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         write_delay=args.write_delay,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
+        frame_rate=args.frame_rate,
+        max_rooms_per_connection=args.max_rooms_per_connection,
         broker=args.broker,
         store=args.store,
         presence_ttl=args.presence_ttl,

@@ -63,6 +63,8 @@ class ErrorCode(enum.StrEnum):
     """The identity may not do this."""
     RATE_LIMITED = "rate_limited"
     """The client sent faster than the server allows."""
+    LIMIT_EXCEEDED = "limit_exceeded"
+    """A limit of the server was reached (rooms per connection); nothing was done."""
     UNAVAILABLE = "unavailable"
     """The broker could not be reached; nothing was published. An extension of PROTOCOL.md."""
     INTERNAL = "internal"

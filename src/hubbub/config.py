@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from hubbub.errors import ConfigError
+from hubbub.session import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,24 @@ class Settings:
     """
     write_delay: float = 0.002
     """Seconds fan-out waits to gather more frames into each write; 0 writes every loop turn."""
-    rate_limit: float = 0.0
-    """Events per second a client may send on average; 0 means no limit."""
-    rate_burst: float = 0.0
+    rate_limit: float = 20.0
+    """Events per second a client may send on average; 0 means no limit.
+
+    On by default: a person chatting sends a few a second at most, and a page
+    that rejoins its rooms on reload sends a few dozen at once (`rate_burst`).
+    """
+    rate_burst: float = 100.0
     """Events a client may send at once; 0 means twice `rate_limit`."""
+    frame_rate: float = 100.0
+    """Pings, pongs and continuation frames a client may send per second (burst twice that).
+
+    Always on, whatever `rate_limit` says: over it a ping goes unanswered, and
+    a client that keeps over-sending is closed with 1008.
+    """
+    max_fragments: int = 1024
+    """Most frames one message may span (1009 past it); browsers never fragment."""
+    max_rooms_per_connection: int = 128
+    """Rooms one connection may be in at once; past it `join_room` gets `limit_exceeded`."""
     allowed_origins: tuple[str, ...] = ()
     """Exact `Origin` values accepted; empty means same-host origins only."""
     echo: bool = False
@@ -67,6 +82,17 @@ class Settings:
     log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
 
+    def limits(self) -> Limits:
+        """The per-connection bounds of `hubbub.session`, from these settings."""
+        return Limits(
+            max_message_size=self.max_message_size,
+            max_fragments=self.max_fragments,
+            rate=self.rate_limit,
+            burst=self.rate_burst or 2 * self.rate_limit,
+            frame_rate=self.frame_rate,
+            frame_burst=2 * self.frame_rate,
+        )
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
@@ -84,6 +110,10 @@ class Settings:
             raise ConfigError("--write-delay must be between 0 and 1 second")
         if self.rate_limit < 0 or self.rate_burst < 0:
             raise ConfigError("--rate-limit and --rate-burst must be at least 0")
+        if self.frame_rate < 1:
+            raise ConfigError("--frame-rate must be at least 1")
+        if self.max_rooms_per_connection < 1:
+            raise ConfigError("--max-rooms-per-connection must be at least 1")
         if self.presence_ttl <= 0 or self.history_ttl <= 0 or self.history_size < 0:
             raise ConfigError("--presence-ttl and --history-ttl must be positive, --history-size at least 0")
         if self.log_format not in ("text", "json"):

@@ -40,7 +40,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from hubbub.connection import State
+from hubbub.session import State
 
 if TYPE_CHECKING:
     from hubbub.connection import Connection
@@ -97,7 +97,7 @@ class Fanout:
             for members, frames in segments:
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 for conn in members:
-                    if conn.state is _OPEN and not conn._out and not conn._paused:
+                    if conn.session.state is _OPEN and not conn._out and not conn._paused:
                         conn._raw.write(data)
                     else:
                         conn.send_frame(data)  # queued behind its outbox, or dropped if it is closed

@@ -42,3 +42,8 @@ def text_frame(payload: bytes) -> bytes:
 def binary_frame(payload: bytes) -> bytes:
     """A complete, unfragmented, unmasked binary frame (used by `/echo` only)."""
     return _header(_FIN_BINARY, len(payload)) + payload
+
+
+def pong_frame(payload: bytes) -> bytes:
+    """A pong answering a ping with `payload` (at most 125 bytes, as every control frame)."""
+    return bytes((0x8A, len(payload))) + payload

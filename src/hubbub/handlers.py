@@ -33,12 +33,12 @@ if TYPE_CHECKING:
 
 async def join_room(payload: JoinRoom, client: Connection) -> None:
     """Subscribe the client to a room; the ack (sent by the hub, before any replay) carries its offset."""
-    await client.hub.join(client, payload.room, payload.since)
+    await client.join(payload.room, payload.since)
 
 
 def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
     """Unsubscribe; leaving a room one is not in is `not_in_room`."""
-    if not client.hub.leave(client, payload.room):
+    if not client.leave(payload.room):
         raise EventError(ErrorCode.NOT_IN_ROOM, f"not a member of room {payload.room!r}")
     return {"room": payload.room}
 
@@ -56,7 +56,7 @@ def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | N
             raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
     sender = client.identity or payload.sender or "anonymous"
-    offset = client.hub.publish_nowait(room, payload.message, sender, origin=client)
+    offset = client.publish(room, payload.message, sender)
     if isinstance(offset, int):
         return {"room": room, "offset": offset}
     client.reply_later(offset, lambda offset: {"room": room, "offset": offset})
@@ -64,7 +64,13 @@ def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | N
 
 
 async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]:
-    """Recent messages of a room the client is in, oldest first."""
+    """Recent messages of a room the client is in, oldest first.
+
+    The answer is bounded in bytes (half the send-queue bound), so that no
+    request can get its own asker dropped: with `since`, the oldest messages
+    after it that fit (the client asks again from the last one it got); without
+    it, the newest that fit. The ack's `offset` tells whether there is more.
+    """
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before reading its history")
     history = client.hub.history
@@ -75,12 +81,32 @@ async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]
             page = await history.since(payload.room, payload.since, payload.limit)
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"history is unavailable: {exc}") from None
-    messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
+    held = _within(page.messages, client.hub.settings.send_queue_bytes // 2, oldest=payload.since is not None)
+    messages = [msgspec.Raw(payload_of(event)) for _, event in held]
     return {"room": payload.room, "offset": page.offset, "messages": messages}
 
 
+def _within(messages: list[tuple[int, bytes]], budget: int, oldest: bool) -> list[tuple[int, bytes]]:
+    """The oldest (or newest) of `messages` whose encoded size fits in `budget` bytes, in order."""
+    total = 0
+    order = messages if oldest else reversed(messages)
+    kept: list[tuple[int, bytes]] = []
+    for item in order:
+        total += len(item[1])
+        if total > budget:
+            break
+        kept.append(item)
+    return kept if oldest else kept[::-1]
+
+
 async def get_presence(payload: GetPresence, client: Connection) -> dict[str, Any]:
-    """Every identity with a connection in the room, on every node."""
+    """Every identity with a connection in a room the client is in, on every node.
+
+    Membership is required, as for `get_history`: who is in a room is the
+    room's business (a private room's member list is not for passers-by).
+    """
+    if payload.room not in client.rooms:
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before asking who is in it")
     try:
         members = await client.hub.presence.members(payload.room)
     except BrokerUnavailable as exc:

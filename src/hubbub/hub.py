@@ -1,19 +1,28 @@
-"""The hub: every live connection, the rooms they are in, and local fan-out.
+"""The hub: every live connection of a node, and the parts that serve them.
 
 A connection enters the hub when its WebSocket opens and leaves it when it is
-no longer usable (`Connection._detach`), never after a message. Rooms map to
-their local members; the broker is subscribed to a room while it has at least
-one. A published message comes back from the broker to `_deliver`, which
-frames it once and hands it to `hubbub.fanout`, the hot path of the server.
+no longer usable (`Connection._detach`), never after a message. The hub puts
+the parts together, each in its own module:
+
+* the **registry** of live connections (here: `register`, `unregister`);
+* **rooms**, joining with replay, and broker subscriptions (`hubbub.rooms`);
+* **presence** records and their announcements (`hubbub.roster`);
+* the **heartbeat** sweep (`hubbub.keepalive`);
+* **dispatch** of client events and the mapping of failures to error codes
+  (`hubbub.router`), and the built-in events (`hubbub.handlers`);
+* **fan-out**, the hot path (`hubbub.fanout`): a published message comes back
+  from the broker to `Rooms.deliver`, is framed once and written once per
+  member per flush.
+
+Every background task belongs to the hub's `TaskOwner` and is awaited at
+shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from hubbub import handlers
@@ -21,29 +30,24 @@ from hubbub.backends.memory import MemoryBroker, MemoryPresence
 from hubbub.broker import Broker, BrokerUnavailable
 from hubbub.codes import CloseCode, ErrorCode
 from hubbub.config import Settings
-from hubbub.connection import Connection, State
+from hubbub.connection import Connection
 from hubbub.errors import EventError
 from hubbub.events import Empty
 from hubbub.fanout import Fanout
-from hubbub.frames import text_frame
-from hubbub.heartbeat import Beat, decide, sweep_period
 from hubbub.history import History
+from hubbub.keepalive import sweep
 from hubbub.metrics import Metrics
 from hubbub.presence import Presence
-from hubbub.protocol import (
-    EventId,
-    encode_ack,
-    encode_error,
-    encode_event,
-    new_message_parts,
-    salvage_id,
-    utc_timestamp,
-)
-from hubbub.ratelimit import Verdict
-from hubbub.router import Route, Router
+from hubbub.protocol import EventId, new_message_parts, utc_timestamp
+from hubbub.rooms import Rooms
+from hubbub.roster import ANONYMOUS, Roster
+from hubbub.router import Router
+from hubbub.tasks import TaskOwner
 
 log = logging.getLogger("hubbub.hub")
 P = TypeVar("P")
+
+__all__ = ["ANONYMOUS", "Hub"]
 
 
 class Hub:
@@ -55,26 +59,42 @@ class Hub:
         broker: Broker | None = None,
         presence: Presence | None = None,
     ) -> None:
-        self.settings = settings or Settings()
-        self.broker = broker or MemoryBroker(self.settings.history_size, self.settings.history_ttl)
+        self.settings = settings = settings or Settings()
+        self.broker = broker or MemoryBroker(settings.history_size, settings.history_ttl)
         if not isinstance(self.broker, History):
             raise TypeError("the broker must also implement the History contract")
         self.history: History = self.broker
         self.presence = presence or MemoryPresence()
-        self.node_id = self.settings.node_id
-        self.router = Router()
+        self.node_id = settings.node_id
+        self.limits = settings.limits()
+        """The per-connection bounds every session enforces."""
         self.connections: set[Connection] = set()
-        self.rooms: dict[str, dict[Connection, None]] = {}
-        """Each room's local members, in delivery order: a dict used as an ordered set (see `publish_nowait`)."""
-        self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.rooms))
-        self.fanout = Fanout(self.metrics.delivered, self.settings.write_delay)
-        self._joining: dict[str, dict[Connection, list[tuple[int, bytes]]]] = {}
-        self._last_sender: dict[str, Connection] = {}
-        """The member at the end of each room's delivery order because it sent last (`publish_nowait`)."""
-        self._subscriptions: dict[str, asyncio.Future[None]] = {}
+        self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.room_table.members))
+        self.router = Router(self.metrics)
+        self.fanout = Fanout(self.metrics.delivered, settings.write_delay)
+        self.tasks = TaskOwner("hub")
+        """Owner of the hub's background work (presence updates, unsubscribes, the heartbeat)."""
+        self.roster = Roster(self.presence, self.broker, self.node_id, self.tasks)
+        self.room_table = Rooms(
+            self.broker,
+            self.history,
+            self.roster,
+            self.fanout,
+            self.metrics,
+            self.tasks,
+            history_size=settings.history_size,
+            max_rooms=settings.max_rooms_per_connection,
+            replay_bytes=settings.send_queue_bytes // 2,
+        )
         self._heartbeat: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self.dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
+        """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
         handlers.install(self.router)
+
+    @property
+    def rooms(self) -> dict[str, dict[Connection, None]]:
+        """Each room's local members, in delivery order."""
+        return self.room_table.members
 
     def on(
         self,
@@ -91,16 +111,21 @@ class Hub:
 
     async def start(self) -> None:
         """Connect the broker and start the heartbeat sweep."""
-        await self.broker.start(self._deliver)
-        await self.presence.start(self._presence_expired)
-        self._heartbeat = asyncio.get_running_loop().create_task(self._sweep())
+        await self.broker.start(self.room_table.deliver)
+        await self.presence.start(self.roster.expired)
+        self._heartbeat = self.tasks.spawn(
+            sweep(lambda: self.connections, self.settings.ping_interval, self.settings.ping_timeout)
+        )
 
     async def shutdown(self) -> None:
-        """Close every connection with 1001, wait briefly for them, then abort the rest."""
+        """Close every connection with 1001, wait briefly for them, then abort the rest.
+
+        Then the background work their departures started (presence removals,
+        unsubscribes) gets the same grace to finish before it is cancelled,
+        and the broker and presence are closed last.
+        """
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
             self._heartbeat = None
         everyone = list(self.connections)
         for conn in everyone:
@@ -111,157 +136,49 @@ class Hub:
             )
         for conn in everyone:
             conn.abort()
-        for task in list(self._background):
-            task.cancel()
+        await self.tasks.close(grace=self.settings.shutdown_timeout)
         await self.presence.close()
         await self.broker.close()
 
-    # ---- membership -----------------------------------------------------------
+    # ---- the registry ---------------------------------------------------------
 
     def register(self, conn: Connection) -> None:
+        """`conn`'s WebSocket is open: it is live."""
         self.connections.add(conn)
         log.debug("conn.opened", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
 
     def unregister(self, conn: Connection) -> None:
         """Remove `conn` from the hub and its rooms. Called once, by `_detach`."""
         self.connections.discard(conn)
-        for room in conn.rooms:
-            self._drop_member(room, conn)
-        conn.rooms.clear()
+        self.room_table.leave_all(conn)
         code = conn.close_code or CloseCode.ABNORMAL_CLOSURE
         self.metrics.closes.labels(str(code)).inc()
         level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
         log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
 
+    def want_write(self, conn: Connection) -> None:
+        """`conn` has frames in its outbox: it writes them in this turn's flush."""
+        self.fanout.want_write(conn)
+
+    def slow_consumer(self, conn: Connection) -> None:
+        """`conn`'s outbox overflowed: it is being dropped (counted and logged once)."""
+        self.metrics.slow_dropped.inc()
+        log.info(
+            "conn.slow_consumer_dropped",
+            extra={"conn": conn.id, "user": conn.identity, "queued_bytes": conn.queued_bytes},
+        )
+
+    # ---- membership -----------------------------------------------------------
+
     async def join(self, conn: Connection, room: str, since: int | None = None) -> None:
-        """Add `conn` to `room` and ack; with `since`, first replay what it missed.
-
-        While the broker is subscribed, history is read and presence is
-        recorded (awaits), live messages of the room are kept aside for this
-        joiner. Then, with no await
-        in between: the ack, the replayed messages, the kept live ones (each
-        offset once, in order), and membership, so the client sees no gap and
-        no duplicate.
-        """
-        if room in conn.rooms:
-            conn.ack({"room": room, "offset": await self.broker.last_offset(room)} | _recovered(since, True))
-            return
-        waiting = self._joining.setdefault(room, {})
-        kept: list[tuple[int, bytes]] = []
-        waiting[conn] = kept
-        try:
-            await self._subscribed(room)
-            latest = await self.broker.last_offset(room)
-            page = await self.history.since(room, since, self.settings.history_size) if since is not None else None
-            # Presence first, so that once the ack arrives `get_presence` lists the joiner
-            # (its own member_joined comes back through the kept live messages).
-            await self._presence_change(room, conn, joined=True)
-        except BrokerUnavailable as exc:
-            self._stop_waiting(room, conn)
-            self._forget_room_if_empty(room)
-            raise EventError(ErrorCode.UNAVAILABLE, f"could not join {room!r}: {exc}") from None
-        except BaseException:
-            self._stop_waiting(room, conn)
-            raise
-        self._stop_waiting(room, conn)
-        if conn.state is not State.OPEN:  # it went away while joining
-            self._forget_room_if_empty(room)
-            self.spawn(self._presence_change(room, conn, joined=False))
-            return
-        if page is not None:
-            latest = max(latest, page.offset)
-        conn.ack({"room": room, "offset": latest} | _recovered(since, page.complete if page else True))
-        last = latest if since is None else since
-        for offset, event in page.messages if page else ():
-            if offset > last:
-                conn.send_frame(text_frame(event))
-                last = offset
-        for offset, frame in kept:  # live messages that came while it joined
-            if offset == 0 or offset > last:
-                conn.send_frame(frame)
-                self.metrics.delivered.inc()
-                last = max(last, offset)
-        self.rooms.setdefault(room, {})[conn] = None
-        self._last_sender.pop(room, None)  # the joiner is at the end now
-        conn.rooms.add(room)
-        self.fanout.seal(room)
-
-    def _stop_waiting(self, room: str, conn: Connection) -> None:
-        waiting = self._joining.get(room)
-        if waiting is not None:
-            waiting.pop(conn, None)
-            if not waiting:
-                del self._joining[room]
-
-    async def _subscribed(self, room: str) -> None:
-        """Subscribe the broker to `room` once, however many join at the same time."""
-        future = self._subscriptions.get(room)
-        if future is None:
-            future = self._subscriptions[room] = asyncio.ensure_future(self.broker.subscribe(room))
-        try:
-            await asyncio.shield(future)
-        except BaseException:
-            if self._subscriptions.get(room) is future and future.done():
-                del self._subscriptions[room]
-            raise
+        """Add `conn` to `room` (see `Rooms.join`)."""
+        await self.room_table.join(conn, room, since)
 
     def leave(self, conn: Connection, room: str) -> bool:
         """Remove `conn` from `room`; False if it was not a member."""
-        if room not in conn.rooms:
-            return False
-        conn.rooms.discard(room)
-        self._drop_member(room, conn)
-        return True
+        return self.room_table.leave(conn, room)
 
-    def _drop_member(self, room: str, conn: Connection) -> None:
-        members = self.rooms.get(room)
-        if members is not None:
-            members.pop(conn, None)
-            if self._last_sender.get(room) is conn:
-                del self._last_sender[room]  # holds no connection that has left
-            self.fanout.seal(room)
-            if not members:
-                del self.rooms[room]
-                self._forget_room_if_empty(room)
-        self.spawn(self._presence_change(room, conn, joined=False))
-
-    def _forget_room_if_empty(self, room: str) -> None:
-        """Unsubscribe from a room with no members and nobody joining."""
-        if room not in self.rooms and room not in self._joining and room in self._subscriptions:
-            del self._subscriptions[room]
-            self.spawn(self.broker.unsubscribe(room))
-
-    # ---- presence -------------------------------------------------------------
-
-    def _presence_key(self, conn: Connection) -> str:
-        return f"{self.node_id}:{conn.id}"
-
-    async def _presence_change(self, room: str, conn: Connection, joined: bool) -> None:
-        """Record a membership change; announce an identity's first or last connection."""
-        name = conn.identity or ANONYMOUS
-        try:
-            if joined:
-                changed = await self.presence.add(room, name, self._presence_key(conn))
-            else:
-                changed = await self.presence.remove(room, name, self._presence_key(conn))
-            if changed:
-                event = encode_event("member_joined" if joined else "member_left", {"room": room, "name": name})
-                await self.broker.broadcast(room, event)
-        except (BrokerUnavailable, ConnectionError, OSError) as exc:
-            log.warning("presence.failed", extra={"room": room, "user": name, "error": str(exc)})
-
-    def _presence_expired(self, room: str, name: str) -> None:
-        """A dead node's last connection of `name` in `room` expired: tell the room."""
-        event = encode_event("member_left", {"room": room, "name": name})
-        self.spawn(self.broker.broadcast(room, event))
-
-    def spawn(self, work: Awaitable[Any]) -> None:
-        """Run background work owned by the hub (cancelled at shutdown)."""
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    # ---- publishing and fan-out (the hot path) -------------------------------
+    # ---- publishing (the hot path starts here) ---------------------------------
 
     async def publish(self, room: str, message: Any, sender: str, origin: Connection | None = None) -> int:
         """Publish a `new_message` to `room` through the broker; return its offset (`origin`: see below)."""
@@ -287,12 +204,8 @@ class Hub:
         fan-out instead of running ahead of it, which keeps the queues short
         (F1: median latency 16 -> 11 ms, docs/performance.md).
         """
-        if origin is not None and self._last_sender.get(room) is not origin:
-            members = self.rooms.get(room)
-            if members and origin in members:
-                del members[origin]
-                members[origin] = None
-                self._last_sender[room] = origin
+        if origin is not None:
+            self.room_table.sender_last(room, origin)
         head, tail = new_message_parts(room, message, sender, utc_timestamp())
         if not self.broker.synchronous:
             return asyncio.ensure_future(self._publish(room, head, tail))
@@ -311,106 +224,15 @@ class Hub:
         self.metrics.published.inc()
         return offset
 
-    def _deliver(self, room: str, offset: int, event: bytes) -> None:
-        """The broker's sink: frame the message once and hand it to fan-out (and to joiners)."""
-        frame = text_frame(event)
-        joining = self._joining.get(room)
-        if joining:
-            for kept in joining.values():
-                kept.append((offset, frame))
-        members = self.rooms.get(room)
-        if members:
-            self.fanout.room_frame(room, members, frame)
-
-    # ---- dispatch of client events -----------------------------------------
-
-    def handle(self, conn: Connection, text: str) -> Coroutine[Any, Any, None] | None:
-        """Handle one client message now; return the rest to await when its handler is async.
-
-        A plain-function handler runs to the end here, inside the read callback,
-        and is answered before this returns. An `async def` handler comes back
-        as a coroutine that the connection awaits in its reader task, holding
-        back its later messages until it is done, so that a client's events are
-        handled in the order it sent them.
-        """
-        self.metrics.received.inc()
-        event_id: EventId | None = None
-        try:
-            if conn.bucket is not None:
-                verdict = conn.bucket.take(time.monotonic())
-                if verdict is Verdict.CLOSE:
-                    conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded again and again")
-                    return None
-                if verdict is Verdict.REFUSE:
-                    raise EventError(ErrorCode.RATE_LIMITED, "slow down: too many events", salvage_id(text))
-            route, payload, event_id = self.router.decode(text)
-            if route.is_async:
-                return self._handle_async(conn, route, payload, event_id)
-            conn._current_id = event_id
-            conn._replied = False
-            self._acknowledge(conn, event_id, route.handler(payload, conn))
-        except Exception as exc:
-            self.answer_failure(conn, exc, event_id)
-        finally:
-            conn._current_id = None
-        return None
-
-    async def _handle_async(self, conn: Connection, route: Route[Any], payload: Any, event_id: EventId | None) -> None:
-        """The awaited part of `handle`, for an `async def` handler."""
-        conn._current_id = event_id
-        conn._replied = False
-        try:
-            self._acknowledge(conn, event_id, await route.handler(payload, conn))
-        except Exception as exc:
-            self.answer_failure(conn, exc, event_id)
-        finally:
-            conn._current_id = None
-
-    @staticmethod
-    def _acknowledge(conn: Connection, event_id: EventId | None, result: Any) -> None:
-        """The `ack` of a handled event, with the handler's result, unless it was answered already."""
-        if event_id is not None and not conn._replied:
-            conn._replied = True
-            conn.send_frame(text_frame(encode_ack(result, event_id)))
+    # ---- dispatch of client events (the router's) -------------------------------
 
     def answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None:
-        """An `error` event for a failed client event; a bug (not `EventError`) is logged with its traceback."""
-        if isinstance(exc, EventError):
-            code, message = exc.code, exc.message
-            event_id = exc.event_id if exc.event_id is not None else event_id
-        else:
-            log.error("handler.failed", exc_info=exc, extra={"conn": conn.id, "event_id": event_id})
-            code, message = ErrorCode.INTERNAL, "the handler failed"
-        self.metrics.errors.labels(code.value).inc()
-        conn.send_frame(text_frame(encode_error(code, message, event_id)))
+        """An `error` for a failed client event (see `Router.answer_failure`)."""
+        self.router.answer_failure(conn, exc, event_id)
 
-    # ---- heartbeats -----------------------------------------------------------
-
-    async def _sweep(self) -> None:
-        """Ping silent peers; drop those whose pong is late (see hubbub.heartbeat)."""
-        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
-        period = sweep_period(interval, timeout)
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            heard_lately = now - interval
-            for conn in tuple(self.connections):
-                if conn.ping_sent is None and conn.last_seen > heard_lately:
-                    continue  # decide() would say WAIT: skipped inline, as most connections are each time
-                beat = decide(now, conn.last_seen, conn.ping_sent, interval, timeout)
-                if beat is Beat.PING:
-                    conn.ping_sent = now
-                    conn.ping()
-                elif beat is Beat.DROP:
-                    log.info("conn.ping_timeout", extra={"conn": conn.id, "user": conn.identity})
-                    conn.close_code = CloseCode.ABNORMAL_CLOSURE
-                    conn.abort()
+    def answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None:
+        """An `error` event with `code`, counted."""
+        self.router.answer_error(conn, code, message, event_id)
 
 
 _QUIET_CLOSES = frozenset({1000, 1001, 1005, 1006})
-ANONYMOUS = "anonymous"
-
-
-def _recovered(since: int | None, complete: bool) -> dict[str, bool]:
-    """The `recovered` field of a join ack: present only when the join had `since`."""
-    return {} if since is None else {"recovered": complete}

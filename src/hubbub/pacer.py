@@ -12,6 +12,16 @@ picows' job: the pacer only reads each frame header's opcode and lengths.
 
 It costs one copy of inbound bytes and a few Python operations per inbound
 frame, and no memory per connection beyond a cut header.
+
+**Fair reading.** The pacer is also where one client's burst is kept from
+stalling everyone else. A single read can hold thousands of tiny frames (a
+256 KiB read of empty pings is 40,000 of them), and picows would hand every
+one to the application before the event loop could serve anyone else. So the
+pacer passes at most `FRAMES_PER_TURN` frames per loop turn: the rest is held,
+reading pauses (TCP pushes back on the sender), and the next batch is passed
+on a later turn, after the other connections have had theirs. The held bytes
+are at most one read. The application can pause reading too (a connection's
+inbox is full, `pause_for_app`); reading resumes only when neither holds it.
 """
 
 from __future__ import annotations
@@ -26,6 +36,13 @@ _SHARED_READ_BUFFER = memoryview(bytearray(256 * 1024))
 returning, so no two connections ever hold it at the same time."""
 _HTTP_MAX = 65536
 _CLOSE = 0x8
+FRAMES_PER_TURN = 64
+"""Frames one connection may have handled per loop turn (fair reading, above).
+
+One frame costs the server at most tens of microseconds (a small message and
+its handler), so a turn spends about a millisecond on one connection at most;
+a client that keeps 32 messages in flight (the F1 benchmark) never meets it.
+"""
 
 
 def frame_size(data: memoryview | bytes | bytearray, pos: int) -> int | None:
@@ -61,12 +78,30 @@ class FramePacer(asyncio.BufferedProtocol):
         self._in_close = False
         self._closed = False
         self._upgraded = False
+        self._transport: Any = None
+        self._held: bytes = b""
+        """Frames read but not yet passed on: they wait for a later loop turn (fair reading)."""
+        self._app_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._held = b""
         self._inner.connection_lost(exc)
+
+    def pause_for_app(self, paused: bool) -> None:
+        """The application stops (or resumes) reading this connection; fair reading may hold it too."""
+        self._app_paused = paused
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if paused:
+            transport.pause_reading()
+        elif not self._held:
+            transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         result: bool | None = self._inner.eof_received()
@@ -93,6 +128,10 @@ class FramePacer(asyncio.BufferedProtocol):
             data = self._through_handshake(data)
             if not data:
                 return
+        self._walk(data)
+
+    def _walk(self, data: memoryview) -> None:
+        """Pass `data` to picows up to a close frame and at most `FRAMES_PER_TURN` frames; hold the rest."""
         # Walk the frame headers. Frames up to 64 KiB (nearly all) are sized
         # inline; frame_size handles the rest and headers cut by the read.
         pos = 0
@@ -109,7 +148,13 @@ class FramePacer(asyncio.BufferedProtocol):
                 self._closed = True
                 self._feed(data[:pos])
                 return
+        budget = FRAMES_PER_TURN
         while pos < end:
+            if not budget:
+                self._feed(data[:pos])
+                self._hold(data[pos:end])
+                return
+            budget -= 1
             if end - pos >= 4 and (length := data[pos + 1] & 0x7F) < 127:
                 if length == 126:  # 126 to 65535 bytes: a 16-bit length follows
                     size = (8 if data[pos + 1] & 0x80 else 4) + (data[pos + 2] << 8 | data[pos + 3])
@@ -132,6 +177,25 @@ class FramePacer(asyncio.BufferedProtocol):
         if pos > end:
             self._owed = pos - end
         self._feed(data)
+
+    def _hold(self, rest: memoryview) -> None:
+        """Keep `rest` (starting at a frame boundary) for a later turn, and stop reading meanwhile."""
+        self._held = bytes(rest)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self._release)
+
+    def _release(self) -> None:
+        """A later turn: pass the next batch of held frames; read again once none are held."""
+        held = self._held
+        self._held = b""
+        if self._closed or not held:
+            return
+        self._walk(memoryview(held))
+        transport = self._transport
+        if not self._held and not self._app_paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def _through_handshake(self, data: memoryview) -> memoryview:
         """Pass the HTTP request through whole; return the bytes after it."""

@@ -10,22 +10,31 @@ for a handler that awaits.
 
 The router itself does no I/O: `decode` turns a client frame into a route, its
 decoded payload and its `id`, or raises `EventError` with the code PROTOCOL.md
-gives.
+gives; `dispatch` runs the handler and maps what happens to the one answer
+the request is owed (`ack` with the result, or an `error` with its code).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, Union
 
 import msgspec
 
 from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
 from hubbub.events import Empty
-from hubbub.protocol import Envelope, EventId, decode_envelope, decode_payload
+from hubbub.frames import text_frame
+from hubbub.protocol import Envelope, EventId, decode_envelope, decode_payload, encode_ack, encode_error
+
+if TYPE_CHECKING:
+    from hubbub.metrics import Metrics
+    from hubbub.session import Session
+
+log = logging.getLogger("hubbub.router")
 
 P = TypeVar("P")
 C = TypeVar("C")
@@ -45,13 +54,28 @@ class Route(Generic[P]):
     """True when `handler` is a coroutine function: the hub awaits it in the connection's reader task."""
 
 
-class Router:
-    """Maps event types to routes. Registration happens before serving."""
+class Client(Protocol):
+    """What dispatch needs of a connection: its session (the request being
+    answered) and a way to send it a frame."""
 
-    def __init__(self) -> None:
+    id: int
+    session: Session
+
+    def send_frame(self, frame: bytes) -> None: ...
+
+
+class Router:
+    """Maps event types to routes, and dispatches client messages to them.
+
+    Registration happens before serving. `metrics`, when given, counts the
+    messages received and the errors answered, by code.
+    """
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self._routes: dict[str, Route[Any]] = {}
         self._decoder: msgspec.json.Decoder[Any] | None = None
         self._by_struct: dict[type, Route[Any]] = {}
+        self._metrics = metrics
 
     def add(self, type_: str, handler: Callable[[P, Any], Any], schema: type[P]) -> None:
         """Register `handler` for `type_`; registering a type twice is a mistake."""
@@ -114,6 +138,76 @@ class Router:
         if route is None:
             raise EventError(ErrorCode.UNKNOWN_TYPE, f"no handler for type {envelope.type!r}", envelope.id)
         return route, decode_payload(envelope.payload, route.schema, envelope.id)
+
+    # ---- dispatch ---------------------------------------------------------------
+
+    def dispatch(self, client: Client, text: str) -> Coroutine[Any, Any, None] | None:
+        """Handle one client message now; return the rest to await when its handler is async.
+
+        A plain-function handler runs to the end here, inside the read callback,
+        and is answered before this returns. An `async def` handler comes back
+        as a coroutine that the connection awaits in its reader task, holding
+        back its later messages until it is done, so that a client's events are
+        handled in the order it sent them. Either way the event gets exactly one
+        answer when it has an `id` (the session keeps count).
+        """
+        if self._metrics is not None:
+            self._metrics.received.inc()
+        session = client.session
+        began = False
+        try:
+            route, payload, event_id = self.decode(text)
+            if route.is_async:
+                return self._dispatch_async(client, route, payload, event_id)
+            session.begin(event_id)
+            began = True
+            self._acknowledge(client, route.handler(payload, client))
+        except Exception as exc:
+            # Before the handler began, only a decoding error can carry an id (salvaged from the frame).
+            answer_id = session.answer() if began else exc.event_id if isinstance(exc, EventError) else None
+            self.answer_failure(client, exc, answer_id)
+        finally:
+            session.end()
+        return None
+
+    async def _dispatch_async(self, client: Client, route: Route[Any], payload: Any, event_id: EventId | None) -> None:
+        """The awaited part of `dispatch`, for an `async def` handler."""
+        session = client.session
+        session.begin(event_id)
+        try:
+            self._acknowledge(client, await route.handler(payload, client))
+        except Exception as exc:
+            self.answer_failure(client, exc, session.answer())
+        finally:
+            session.end()
+
+    @staticmethod
+    def _acknowledge(client: Client, result: Any) -> None:
+        """The `ack` of a handled event, with the handler's result, unless it was answered already."""
+        event_id = client.session.answer()
+        if event_id is not None:
+            client.send_frame(text_frame(encode_ack(result, event_id)))
+
+    def answer_failure(self, client: Client, exc: Exception, event_id: EventId | None) -> None:
+        """The `error` for a failed client event; a bug (not `EventError`) is logged with its traceback.
+
+        `event_id` is the id this answer may carry: the caller has claimed it
+        from the session (`Session.answer`), so it is None when the event was
+        answered already (a handler that acked, then failed) and no request is
+        ever answered twice.
+        """
+        if isinstance(exc, EventError):
+            code, message = exc.code, exc.message
+        else:
+            log.error("handler.failed", exc_info=exc, extra={"conn": client.id, "event_id": event_id})
+            code, message = ErrorCode.INTERNAL, "the handler failed"
+        self.answer_error(client, code, message, event_id)
+
+    def answer_error(self, client: Client, code: ErrorCode, message: str, event_id: EventId | None) -> None:
+        """Send an `error` event (counted by code)."""
+        if self._metrics is not None:
+            self._metrics.errors.labels(code.value).inc()
+        client.send_frame(text_frame(encode_error(code, message, event_id)))
 
     def __contains__(self, type_: object) -> bool:
         return type_ in self._routes

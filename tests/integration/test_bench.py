@@ -16,7 +16,8 @@ from tests.integration.test_cli import _free_port, _spawn, _wait_listening
 async def _bench(serve: list[str], bench: list[str], with_pid: bool = False) -> dict[str, Any]:
     """Run `hubbub bench ... --json` against a fresh `hubbub serve` process; its JSON result."""
     port = _free_port()
-    server = _spawn("serve", "--port", str(port), *serve)
+    # Benchmarks run with the per-client rate limit off: one publisher sends thousands a second.
+    server = _spawn("serve", "--port", str(port), "--rate-limit", "0", *serve)
     try:
         await _wait_listening(port, server)
         pid = ["--server-pid", str(server.pid)] if with_pid else []

@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hubbub.connection import State
 from hubbub.fanout import Fanout
 from hubbub.metrics import HotCounter
+from hubbub.session import State
 
 
 class FakeConn:
     """Records what fan-out writes to it and what goes through its outbox.
 
-    It has the few attributes the flush reads directly (`state`, `_out`,
-    `_paused`, `_raw`) and is its own transport.
+    It has the few attributes the flush reads directly (`session.state`, `_out`,
+    `_paused`, `_raw`) and is its own transport and session.
     """
 
     def __init__(self, fanout: Fanout) -> None:
         self.fanout = fanout
+        self.session = self
         self.state = State.OPEN
         self._out: list[bytes] = []
         self._paused = False
@@ -174,5 +175,5 @@ async def test_the_sender_gets_its_own_copy_last() -> None:
     await _flushed()
     assert log == [1, 3, 2, 4, 0]
     assert hub.leave(conns[0], "r")
-    assert conns[0] not in hub._last_sender.values()  # nothing holds a member that left
+    assert conns[0] not in hub.room_table._last_sender.values()  # nothing holds a member that left
     await hub.shutdown()

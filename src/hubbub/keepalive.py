@@ -1,0 +1,41 @@
+"""The heartbeat sweep: one task pings silent peers and drops dead ones.
+
+The decision for each connection is the session's (`Session.beat`, after
+`hubbub.heartbeat`); this is the timer around it. One sweep for the whole hub,
+not a timer per connection: most connections are skipped with two attribute
+reads, because they were heard from lately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
+
+from hubbub.heartbeat import Beat, sweep_period
+
+if TYPE_CHECKING:
+    from hubbub.connection import Connection
+
+log = logging.getLogger("hubbub.keepalive")
+
+
+async def sweep(connections: Callable[[], Collection[Connection]], interval: float, pong_timeout: float) -> None:
+    """Forever: ping peers silent for `interval`, abort those whose pong is `pong_timeout` late."""
+    period = sweep_period(interval, pong_timeout)
+    while True:
+        await asyncio.sleep(period)
+        now = time.monotonic()
+        heard_lately = now - interval
+        for conn in tuple(connections()):
+            session = conn.session
+            if session.ping_sent is None and session.last_seen > heard_lately:
+                continue  # the session would say WAIT: skipped inline, as most connections are each time
+            beat = session.beat(now, interval, pong_timeout)
+            if beat is Beat.PING:
+                conn.ping()
+            elif beat is Beat.DROP:
+                log.info("conn.ping_timeout", extra={"conn": conn.id, "user": conn.identity})
+                conn.abort()

@@ -70,7 +70,9 @@ class Node:
 
     def __init__(self, broker: str, *extra: str, port: int | None = None, node_id: str = "") -> None:
         self.port = port or free_port()
-        self.args = ["serve", "--port", str(self.port), "--broker", broker, "--log-level", "warning", *extra]
+        # Publishers in these tests send at full speed: the per-client rate limit is not what they test.
+        self.args = ["serve", "--port", str(self.port), "--broker", broker, "--log-level", "warning"]
+        self.args += ["--rate-limit", "0", *extra]
         if node_id:
             self.args += ["--node-id", node_id]
         self.proc: subprocess.Popen[bytes] | None = None

@@ -52,7 +52,7 @@ async def test_abrupt_disconnects_leave_nothing_behind(server: Server) -> None:
 async def test_slow_consumer_is_dropped_and_others_get_everything(make_server: ServerFactory) -> None:
     """Rule 4: a member that stops reading is dropped with an RST; the others miss nothing."""
     limit = 256 * 1024
-    server = await make_server(send_queue_bytes=limit)
+    server = await make_server(send_queue_bytes=limit, rate_limit=0)  # a publisher at full speed
     hub = server.hub
     stalled = await RawPeer.open(server.port, limit=1024)
     stalled.shrink_receive_buffer()
@@ -123,7 +123,7 @@ async def test_send_buffer_caps_what_a_stalled_client_holds(make_server: ServerF
     outbox bound.
     """
     limit, send_buffer = 128 * 1024, 64 * 1024
-    server = await make_server(send_queue_bytes=limit, send_buffer=send_buffer)
+    server = await make_server(send_queue_bytes=limit, send_buffer=send_buffer, rate_limit=0)
     hub = server.hub
     stalled = await RawPeer.open(server.port, limit=1024)
     stalled.shrink_receive_buffer()
@@ -183,8 +183,9 @@ async def test_pong_keeps_a_quiet_peer(make_server: ServerFactory) -> None:
     assert len(server.hub.connections) == 1
 
 
-async def test_concurrent_publishers_one_order_exactly_once(server: Server) -> None:
+async def test_concurrent_publishers_one_order_exactly_once(make_server: ServerFactory) -> None:
     """Rule 6: every member gets every message once, all in the same order, offsets consecutive."""
+    server = await make_server(rate_limit=0)  # eight publishers at full speed
     members = [await EventClient.open(ws_url(server, query=f"name=m{i}")) for i in range(8)]
     for m in members:
         await m.join("race")
@@ -216,10 +217,11 @@ async def test_concurrent_publishers_one_order_exactly_once(server: Server) -> N
         await m.close()
 
 
-async def test_flooding_client_is_throttled_not_buffered(server: Server) -> None:
+async def test_flooding_client_is_throttled_not_buffered(make_server: ServerFactory) -> None:
     """Messages behind a slow async handler queue in the inbox; past its high-water mark the socket
     is not read any more (TCP pushes back), so the inbox stays bounded, and every event is still
     answered, in the order it was sent."""
+    server = await make_server(rate_limit=0)
     hub = server.hub
 
     @hub.on("slow_echo")

@@ -25,7 +25,7 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
 from hubbub.connection import Connection
-from hubbub.events import NAME_MAX
+from hubbub.events import invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
 from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -156,8 +156,8 @@ class Server:
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         name = query.get("name", [None])[0]
-        if name is not None and not 1 <= len(name) <= NAME_MAX:
-            return _response(HTTPStatus.BAD_REQUEST, f"name must be 1 to {NAME_MAX} characters\n".encode())
+        if name is not None and not valid_name(name):
+            return _response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
         return Connection(self.hub, name)
 
 

@@ -14,8 +14,8 @@ unknown fields and `msgspec.Raw` values) recursively, guarded by CPython's
 recursion check, and raises `RecursionError` (not a `DecodeError`) past it. On
 CPython 3.11 that check counts Python frames too, so the deepest JSON accepted
 is `sys.getrecursionlimit()` (1000) minus the caller's stack depth, minus 3:
-997 from a module's top level, and a little less from the hub's frame callback
-(measured through a real connection: see tests/integration/test_hostile_input.py).
+997 from a module's top level, 951 through a real connection to the hub
+(CPython 3.11.7, picows 2.3; tests/integration/test_hostile_input.py measures it).
 It is deterministic for a given call path; newer CPythons count C recursion
 separately and may allow more. Every decoder here turns `RecursionError` into
 `bad_json` (`bad_payload` for a payload decoded on its own), so any depth gets

@@ -28,6 +28,7 @@ from hubbub.connection import Connection
 from hubbub.events import invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
+from hubbub.logs import PicowsLog
 from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hubbub.pacer import FramePacer
 
@@ -112,7 +113,7 @@ class Server:
                 None,  # path: server side
                 False,  # is_client_side
                 self._route,
-                _PICOWS_LOG,
+                PicowsLog(_PICOWS_LOG),  # not a logging.Logger: no child logger per connection (hubbub.logs)
                 True,  # disconnect_on_exception
                 10.0,  # websocket_handshake_timeout
                 False,  # enable_auto_ping: the hub's sweep pings

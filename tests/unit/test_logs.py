@@ -1,17 +1,20 @@
-"""The log cannot be forged, split or flooded by a client (issue 9): formatters, rate limit."""
+"""The log cannot be forged, split or flooded by a client (issue 9): formatters, rate limit, picows' errors."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import picows
 import pytest
 
 from hubbub import logs
-from hubbub.logs import JsonFormatter, RateLimitFilter, TextFormatter
+from hubbub.logs import JsonFormatter, PicowsLog, RateLimitFilter, TextFormatter
 
 HOSTILE = [
     "a\nb",
@@ -202,3 +205,93 @@ def test_configure_rate_limits_every_logger_on_the_handler(capsys: pytest.Captur
     assert len([line for line in lines if "WS parser error" in line]) == 20
     assert len([line for line in lines if "handler.failed" in line]) == 20
     assert all('user="x\\ny"' in line for line in lines if "handler.failed" in line)
+
+
+# ---- picows' per-connection log ----------------------------------------------------
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    handler = Recorder()
+    loggers = [logging.getLogger("picows.test"), logging.getLogger("hubbub.connection")]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+        lg.propagate = False
+    yield handler
+    for lg, (level, propagate) in zip(loggers, saved, strict=True):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+        lg.propagate = propagate
+
+
+def test_picows_log_says_a_peers_protocol_error_once_at_info(recorder: Recorder) -> None:
+    log = PicowsLog(logging.getLogger("picows.test"))
+    assert not isinstance(log, logging.Logger)  # else picows would swap in a child Logger
+    log.info(logs._ACCEPTED, ("127.0.0.1", 8000), ("127.0.0.1", 51000), 1, 2, 1, 1, "sse2")
+    for _ in range(50):
+        log.error(logs._PARSER_ERROR, (1002, "Received frame with invalid opcode=0x3"))
+    above_debug = [r for r in recorder.records if r.levelno > logging.DEBUG]
+    assert [r.msg for r in above_debug] == [logs._ACCEPTED, "conn.protocol_error"]
+    (fault,) = [r for r in above_debug if r.name == "hubbub.connection"]
+    assert fault.levelno == logging.INFO
+    assert (fault.__dict__["remote"], fault.__dict__["code"], fault.__dict__["reason"]) == (
+        "127.0.0.1:51000",
+        1002,
+        "Received frame with invalid opcode=0x3",
+    )
+    assert len([r for r in recorder.records if r.levelno == logging.DEBUG]) == 49
+
+
+def test_picows_log_keeps_hubbubs_own_failures_at_error_once(recorder: Recorder) -> None:
+    log = PicowsLog(logging.getLogger("picows.test"))
+    for _ in range(3):
+        try:
+            raise RuntimeError("a bug in on_ws_frame")
+        except RuntimeError:
+            log.exception("Initiate disconnect because of exception from WSListener.on_ws_frame")
+    errors = [r for r in recorder.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None and errors[0].name == "picows.test"
+    assert not [r for r in recorder.records if r.levelno == logging.DEBUG and r.exc_info]
+
+
+def test_picows_log_forwards_the_rest(recorder: Recorder) -> None:
+    base = logging.getLogger("picows.test")
+    log = PicowsLog(base)
+    base.setLevel(1)
+    assert log.isEnabledFor(9)  # picows' own debug level
+    base.setLevel(logging.WARNING)
+    assert not log.isEnabledFor(logging.INFO) and log.isEnabledFor(logging.WARNING)
+    base.setLevel(1)
+    log.debug("d %s", 1)
+    log.log(9, "low %s", 2)
+    log.warning("w")
+    log.critical("c")
+    assert [(r.levelno, r.getMessage()) for r in recorder.records] == [
+        (logging.DEBUG, "d 1"),
+        (9, "low 2"),
+        (logging.WARNING, "w"),
+        (logging.CRITICAL, "c"),
+    ]
+
+
+def test_picows_log_has_every_method_picows_calls() -> None:
+    """Read from the installed picows.pyx, so that an upgrade calling something new fails here."""
+    source = Path(picows.__file__).with_name("picows.pyx")
+    if not source.exists():
+        pytest.skip("this picows was installed without its .pyx source")
+    called = set(re.findall(r"self\._logger\.(\w+)", source.read_text()))
+    called -= {"name", "parent", "propagate", "getLogger"}  # only on a logging.Logger, or in a comment
+    assert {"isEnabledFor", "error", "exception"} <= called
+    assert all(callable(getattr(PicowsLog, name, None)) for name in called), called
+    assert not hasattr(PicowsLog(logging.getLogger("x")), "__dict__")  # slots: small per connection

@@ -51,6 +51,11 @@ class Envelope(msgspec.Struct, frozen=True):
 TOO_DEEP: Final = "the JSON is nested too deeply"
 """The message of the error for a frame past the nesting limit (see the module docstring)."""
 
+NOT_UTF8: Final = "the JSON is not valid UTF-8"
+"""The message for bytes with invalid UTF-8 inside a string, or a str holding a lone surrogate: msgspec
+raises `UnicodeDecodeError` or `UnicodeEncodeError` for those, not a `DecodeError`. The hub decodes text
+frames as strict UTF-8 first (1007), so only a caller passing other bytes or strings meets them."""
+
 _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 _any_decoder: Final = msgspec.json.Decoder()
 _encoder: Final = msgspec.json.Encoder()
@@ -67,7 +72,7 @@ def salvage_id(data: str | bytes) -> EventId | None:
     """The `id` of a frame whose envelope failed, so the error can still carry it."""
     try:
         raw = _any_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
         return None
     if isinstance(raw, dict):
         value = raw.get("id")
@@ -88,6 +93,8 @@ def decode_envelope(data: str | bytes) -> Envelope:
         raise EventError(ErrorCode.BAD_JSON, f"the frame is not valid JSON: {exc}") from None
     except RecursionError:
         raise EventError(ErrorCode.BAD_JSON, TOO_DEEP) from None
+    except UnicodeError:
+        raise EventError(ErrorCode.BAD_JSON, NOT_UTF8) from None
     # msgspec strips the whitespace around a Raw value, so its first byte tells the JSON type.
     if memoryview(envelope.payload)[:1].tobytes() != b"{":
         raise EventError(ErrorCode.BAD_ENVELOPE, "`payload` must be an object", envelope.id)
@@ -102,6 +109,8 @@ def decode_payload(raw: msgspec.Raw, schema: type[Any], event_id: EventId | None
         raise EventError(ErrorCode.BAD_PAYLOAD, str(exc), event_id) from None
     except RecursionError:
         raise EventError(ErrorCode.BAD_PAYLOAD, TOO_DEEP, event_id) from None
+    except UnicodeError:
+        raise EventError(ErrorCode.BAD_PAYLOAD, NOT_UTF8, event_id) from None
 
 
 def encode_event(type_: str, payload: Any, event_id: EventId | None = None) -> bytes:

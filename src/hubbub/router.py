@@ -84,7 +84,7 @@ class Router:
         decoder = self._decoder or self._compile()
         try:
             event = decoder.decode(data)
-        except (msgspec.DecodeError, RecursionError):  # too deep: the slow path answers `bad_json`
+        except (msgspec.DecodeError, RecursionError, UnicodeError):  # too deep, bad UTF-8: the slow path says so
             envelope = decode_envelope(data)
             route, payload = self.resolve(envelope)
             return route, payload, envelope.id

@@ -69,12 +69,11 @@ def test_depth_limit_is_the_recursion_limit_less_the_stack() -> None:
         low, high = 1, 5_000
         while low < high:
             mid = (low + high + 1) // 2
+            message: str | None = None
             try:
                 decode_envelope('{"type":"t","payload":{},"x":' + _arrays(mid) + "}")
             except EventError as exc:
                 message = exc.message
-            else:
-                message = None
             assert message in (None, TOO_DEEP)
             low, high = (mid, high) if message is None else (low, mid - 1)
         return low

@@ -9,6 +9,7 @@ server.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
 import msgspec
@@ -44,7 +45,47 @@ Offset = Annotated[int, msgspec.Meta(ge=0)]
 
 NAME_MAX = 64
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX)]
-"""A display name or identity."""
+"""A display name or identity: 1 to NAME_MAX characters, and `valid_name` must hold (checked by the
+handshake for `?name=`, and by `SendMessage` for `from`)."""
+
+_REFUSED_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Unicode categories a name may not contain: controls (C0, DEL, C1), format characters
+(bidi embeddings, overrides and isolates, LRM/RLM, zero-width space and joiners, soft
+hyphen, BOM, tags), surrogates, and the line and paragraph separators U+2028/2029."""
+
+
+def _refuses(name: str) -> bool:
+    """Whether `name`, known not to be `isprintable()`, holds a refused character.
+
+    `isprintable()` is also false for spaces other than U+0020, private-use and
+    unassigned code points (this Python's Unicode tables may predate an emoji);
+    those are allowed, so the slow per-character look-up decides.
+    """
+    category = unicodedata.category
+    return any(category(c) in _REFUSED_IN_NAMES for c in name)
+
+
+def valid_name(name: str) -> bool:
+    """Whether `name` may be a display name: 1 to NAME_MAX characters, none of them a
+    control, format (bidi, zero-width) or line/paragraph-separator character.
+
+    A name is shown to other clients and written in the log: a newline would
+    forge a log line or a chat line, a bidi override would make `evil\u202egnp.exe`
+    read as another name, a zero-width character would make a look-alike of
+    someone else's name. As a consequence, emoji built with the zero-width joiner
+    (family, profession emoji) and tag-sequence flags are refused too.
+
+    Cheap for the names people use: one `len` and one `str.isprintable()` (C, no
+    regex); only a name that is not printable is looked at character by character.
+    """
+    return 1 <= len(name) <= NAME_MAX and (name.isprintable() or not _refuses(name))
+
+
+def invalid_name_message(name: str) -> str:
+    """Why `name` is not `valid_name`, for a 400 body or a `bad_payload` message."""
+    if not 1 <= len(name) <= NAME_MAX:
+        return f"name must be 1 to {NAME_MAX} characters"
+    return "name must not contain control, formatting (bidi, zero-width) or line-separator characters"
 
 
 class JoinRoom(msgspec.Struct, frozen=True):
@@ -61,11 +102,24 @@ class LeaveRoom(msgspec.Struct, frozen=True):
 
 
 class SendMessage(msgspec.Struct, frozen=True, rename={"sender": "from"}):
-    """`send_message`: publish `message` (any JSON value) to every member of `room`."""
+    """`send_message`: publish `message` (any JSON value) to every member of `room`.
+
+    `from` must be a `valid_name` (else `bad_payload`, even where an identity
+    makes it unused). It is checked here, after decoding, rather than with a
+    schema `pattern`: msgspec runs a pattern through `re` on every message that
+    has the field (measured +0.48 us per message), while this hook costs about
+    40 ns per message without `from` and 60 ns with one (`python -m timeit`).
+    """
 
     room: JoinedRoom
     message: msgspec.Raw
     sender: Name | None = None
+
+    def __post_init__(self) -> None:
+        sender = self.sender
+        if sender is not None and not sender.isprintable() and _refuses(sender):
+            # msgspec turns a ValueError here into a ValidationError: `bad_payload`.
+            raise ValueError(f"{invalid_name_message(sender)} - at `$.from`")
 
 
 class GetHistory(msgspec.Struct, frozen=True):

@@ -8,6 +8,22 @@ A client frame decodes in two steps. `decode_envelope` checks the envelope
 (`type`, `payload`, `id`) and keeps the payload as raw JSON; the router later
 decodes that raw payload straight into the schema its handler declared. Errors
 carry the `ErrorCode` the client will see.
+
+Nesting depth. msgspec has no depth limit of its own: it decodes (and skips
+unknown fields and `msgspec.Raw` values) recursively, guarded by CPython's
+recursion check, and raises `RecursionError` (not a `DecodeError`) past it. On
+CPython 3.11 that check counts Python frames too, so the deepest JSON accepted
+is `sys.getrecursionlimit()` (1000) minus the caller's stack depth, minus 3:
+997 from a module's top level, 951 through a real connection to the hub
+(CPython 3.11.7, picows 2.3; tests/integration/test_hostile_input.py measures it).
+It is deterministic for a given call path; newer CPythons count C recursion
+separately and may allow more. Every decoder here turns `RecursionError` into
+`bad_json` (`bad_payload` for a payload decoded on its own), so any depth gets
+a coded answer and no traceback. A deep frame costs little: the decoder stops
+at the limit, having read about a thousand bytes. Never raise the recursion
+limit in a process that serves clients: with `sys.setrecursionlimit(50_000)`,
+200,000 nested `[` overflow the C stack and kill the process (SIGSEGV, measured)
+instead of raising.
 """
 
 from __future__ import annotations
@@ -32,6 +48,14 @@ class Envelope(msgspec.Struct, frozen=True):
     id: EventId | None = None
 
 
+TOO_DEEP: Final = "the JSON is nested too deeply"
+"""The message of the error for a frame past the nesting limit (see the module docstring)."""
+
+NOT_UTF8: Final = "the JSON is not valid UTF-8"
+"""The message for bytes with invalid UTF-8 inside a string, or a str holding a lone surrogate: msgspec
+raises `UnicodeDecodeError` or `UnicodeEncodeError` for those, not a `DecodeError`. The hub decodes text
+frames as strict UTF-8 first (1007), so only a caller passing other bytes or strings meets them."""
+
 _envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 _any_decoder: Final = msgspec.json.Decoder()
 _encoder: Final = msgspec.json.Encoder()
@@ -48,7 +72,7 @@ def salvage_id(data: str | bytes) -> EventId | None:
     """The `id` of a frame whose envelope failed, so the error can still carry it."""
     try:
         raw = _any_decoder.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
         return None
     if isinstance(raw, dict):
         value = raw.get("id")
@@ -67,6 +91,10 @@ def decode_envelope(data: str | bytes) -> Envelope:
         raise EventError(ErrorCode.BAD_ENVELOPE, str(exc), salvage_id(data)) from None
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_JSON, f"the frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EventError(ErrorCode.BAD_JSON, TOO_DEEP) from None
+    except UnicodeError:
+        raise EventError(ErrorCode.BAD_JSON, NOT_UTF8) from None
     # msgspec strips the whitespace around a Raw value, so its first byte tells the JSON type.
     if memoryview(envelope.payload)[:1].tobytes() != b"{":
         raise EventError(ErrorCode.BAD_ENVELOPE, "`payload` must be an object", envelope.id)
@@ -74,11 +102,15 @@ def decode_envelope(data: str | bytes) -> Envelope:
 
 
 def decode_payload(raw: msgspec.Raw, schema: type[Any], event_id: EventId | None = None) -> Any:
-    """Decode a raw payload into `schema`; a mismatch is `bad_payload`."""
+    """Decode a raw payload into `schema`; a mismatch, or nesting past the limit, is `bad_payload`."""
     try:
         return msgspec.json.decode(raw, type=schema)
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_PAYLOAD, str(exc), event_id) from None
+    except RecursionError:
+        raise EventError(ErrorCode.BAD_PAYLOAD, TOO_DEEP, event_id) from None
+    except UnicodeError:
+        raise EventError(ErrorCode.BAD_PAYLOAD, NOT_UTF8, event_id) from None
 
 
 def encode_event(type_: str, payload: Any, event_id: EventId | None = None) -> bytes:

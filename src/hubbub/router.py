@@ -108,7 +108,7 @@ class Router:
         decoder = self._decoder or self._compile()
         try:
             event = decoder.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError, UnicodeError):  # too deep, bad UTF-8: the slow path says so
             envelope = decode_envelope(data)
             route, payload = self.resolve(envelope)
             return route, payload, envelope.id

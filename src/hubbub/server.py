@@ -25,9 +25,10 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
 from hubbub.connection import Connection
-from hubbub.events import NAME_MAX
+from hubbub.events import invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
+from hubbub.logs import PicowsLog
 from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hubbub.pacer import FramePacer
 
@@ -112,7 +113,7 @@ class Server:
                 None,  # path: server side
                 False,  # is_client_side
                 self._route,
-                _PICOWS_LOG,
+                PicowsLog(_PICOWS_LOG),  # not a logging.Logger: no child logger per connection (hubbub.logs)
                 True,  # disconnect_on_exception
                 10.0,  # websocket_handshake_timeout
                 False,  # enable_auto_ping: the hub's sweep pings
@@ -156,8 +157,8 @@ class Server:
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         name = query.get("name", [None])[0]
-        if name is not None and not 1 <= len(name) <= NAME_MAX:
-            return _response(HTTPStatus.BAD_REQUEST, f"name must be 1 to {NAME_MAX} characters\n".encode())
+        if name is not None and not valid_name(name):
+            return _response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
         return Connection(self.hub, name)
 
 

@@ -217,3 +217,37 @@ async def test_nats_nodes_share_rooms_in_one_order(redis: RedisProcess) -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.timeout(150)
+async def test_healthz_200_after_a_redis_restart_means_every_operation_works(redis: RedisProcess) -> None:
+    """Once `/healthz` is 200 again, the first join, send and presence on the node succeed (five restarts)."""
+    node = await Node(redis.url, "--presence-ttl", "1.5").start()
+    try:
+        stayer = await EventClient.open(node.url + "?name=stayer")
+        await stayer.join("stay")
+        for attempt in range(5):
+            # Several commands at once, so that the node's pool holds several connections to go stale.
+            busy = [await EventClient.open(node.url + f"?name=b{attempt}{i}") for i in range(6)]
+            await asyncio.gather(*(b.join(f"warm{i}") for i, b in enumerate(busy)))
+            await asyncio.gather(*(b.request("get_presence", {"room": "stay"}) for b in busy))
+            redis.stop()
+            await eventually(lambda: node.health() == 503, timeout=8)
+            await redis.start()
+            await eventually(lambda: node.health() == 200, timeout=20)
+            client = await EventClient.open(node.url + f"?name=r{attempt}")
+            room = f"after{attempt}"
+            joined = await client.request("join_room", {"room": room})
+            assert joined["type"] == "ack", (attempt, joined)
+            sent = await client.request("send_message", {"room": room, "message": attempt})
+            assert sent["type"] == "ack", (attempt, sent)
+            presence = await client.request("get_presence", {"room": room})
+            assert presence["type"] == "ack", (attempt, presence)
+            assert presence["payload"]["members"] == [{"name": f"r{attempt}", "connections": 1}]
+            for c in [client, *busy]:
+                await c.close()
+        stayed = await stayer.request("get_presence", {"room": "stay"})  # re-entered by the node's refresh
+        assert stayed["payload"]["members"] == [{"name": "stayer", "connections": 1}]
+        await stayer.close()
+    finally:
+        node.stop()

@@ -56,7 +56,9 @@ def open_backends(settings: Settings) -> tuple[Broker, Presence]:
         broker = NatsBroker(
             settings.broker, settings.store, settings.node_id, settings.history_size, settings.history_ttl
         )
-        return broker, RedisPresence(settings.store, settings.node_id, settings.presence_ttl)
+        client, health = broker.presence_client
+        presence = RedisPresence(settings.store, settings.node_id, settings.presence_ttl, client=client, health=health)
+        return broker, presence
     from hubbub.backends.redis import redis_backends
 
     return redis_backends(

@@ -10,7 +10,9 @@ members still see one order. The same gap filling covers a node whose NATS
 connection was down for a while.
 
 Heartbeats go through NATS too: the node publishes on its own subject every
-second and marks itself unhealthy (`/healthz` 503) when it does not hear them.
+second and marks itself unhealthy (`/healthz` 503) when it does not hear them;
+with each heartbeat it also pings the Redis store, so a node whose store is
+down is unhealthy too.
 """
 
 from __future__ import annotations
@@ -126,11 +128,14 @@ class NatsBroker(RedisBroker):
         self._ok = True
 
     async def _beat(self) -> None:
+        """Every second: a heartbeat through NATS, and a ping of the store (which `healthy` then reflects)."""
         while True:
             await asyncio.sleep(1.0)
             with contextlib.suppress(Exception):
-                if self._nc.is_connected:
+                if self._nc is not None and self._nc.is_connected:
                     await self._nc.publish(f"hubbub.node.{self._node}", b"beat")
+            with contextlib.suppress(BrokerUnavailable), self._health.command():
+                await self._redis.ping()
 
     async def _disconnected(self) -> None:
         if self._ok and not self._closed:

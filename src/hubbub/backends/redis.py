@@ -11,8 +11,10 @@ subscription is watched: the node publishes a heartbeat on its own channel
 every second and expects it back; a silent bus (or any error) marks the broker
 unhealthy (`/healthz` 503), and the reader reconnects with backoff, subscribes
 again and fills each room's gap from history, so a node is never silently deaf.
+Commands go through pools that reconnect and retry a dead connection
+(`redis_pool.py`), and the node is unhealthy while its last command failed.
 
-Presence is in `redis_presence.py`.
+Presence is in `redis_presence.py`; it shares the broker's client.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import connect_redis, unavailable_on_error
+from hubbub.backends.redis_pool import Health, connect_redis, one_line
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.broker import Broker, BrokerUnavailable, Sink
 from hubbub.history import History, Page, page_from
@@ -69,7 +71,10 @@ class RedisBroker(Broker, History):
         self._history_ttl = history_ttl
         self._prefix = prefix
         self._redis: aioredis.Redis = connect_redis(url)
-        self._publish = self._redis.register_script(_PUBLISH)
+        # Publishing has a client of its own: a publish that timed out may have run, so it is not sent again.
+        self._publisher: aioredis.Redis = connect_redis(url, retry_timeouts=False, max_connections=2)
+        self._publish = self._publisher.register_script(_PUBLISH)
+        self._health = Health()
         self._sink: Sink | None = None
         self._wanted: set[str] = set()
         self._last: dict[str, int] = {}
@@ -96,6 +101,11 @@ class RedisBroker(Broker, History):
 
     # ---- life -------------------------------------------------------------
 
+    @property
+    def presence_client(self) -> tuple[aioredis.Redis, Health]:
+        """The client (and its health) that this node's presence shares, so `/healthz` covers presence too."""
+        return self._redis, self._health
+
     async def start(self, sink: Sink) -> None:
         self._sink = sink
         try:
@@ -111,14 +121,16 @@ class RedisBroker(Broker, History):
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await self._pubsub.aclose()
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+        for client in (self._publisher, self._redis):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
 
     @property
     def healthy(self) -> bool:
-        return self._ok and time.monotonic() - self._beat_seen < 3.0
+        """The subscription hears its heartbeat, and the last command on the pool succeeded."""
+        return self._ok and time.monotonic() - self._beat_seen < 3.0 and self._health.ok
 
     # ---- the contract -----------------------------------------------------
 
@@ -148,21 +160,23 @@ class RedisBroker(Broker, History):
                         await self._publish(keys=keys, args=args, client=pipe)
                     results = await pipe.execute()
             except (RedisError, OSError) as exc:
+                self._health.ok = False
                 for _, _, future in batch:
                     if not future.done():
-                        future.set_exception(BrokerUnavailable(str(exc) or type(exc).__name__))
+                        future.set_exception(BrokerUnavailable(one_line(exc)))
                 continue
+            self._health.ok = True
             for (_, _, future), offset in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(int(offset))
 
     async def broadcast(self, room: str, event: bytes) -> None:
-        with unavailable_on_error():
+        with self._health.command():
             await self._redis.publish(self._channel(room), b"0:" + event)
 
     async def subscribe(self, room: str) -> None:
         self._wanted.add(room)
-        with unavailable_on_error():
+        with self._health.command():
             await self._pubsub.subscribe(self._channel(room))
             self._last[room] = await self.last_offset(room)
 
@@ -175,12 +189,12 @@ class RedisBroker(Broker, History):
                 await self._pubsub.unsubscribe(self._channel(room))
 
     async def last_offset(self, room: str) -> int:
-        with unavailable_on_error():
+        with self._health.command():
             value = await self._redis.get(f"{self._prefix}offset:{room}")
         return int(value or 0)
 
     async def _entries(self, room: str) -> tuple[list[tuple[int, bytes]], int]:
-        with unavailable_on_error():
+        with self._health.command():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.lrange(f"{self._prefix}history:{room}", 0, -1)
                 pipe.get(f"{self._prefix}offset:{room}")
@@ -205,6 +219,7 @@ class RedisBroker(Broker, History):
 
     async def _connect_pubsub(self) -> None:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._redis.ping()  # the pool's connections too, not only the subscription's
         await self._pubsub.subscribe(self._beat_channel, *(self._channel(r) for r in self._wanted))
         self._ok = True
         self._beat_seen = time.monotonic()
@@ -248,6 +263,7 @@ class RedisBroker(Broker, History):
             if now - self._beat_sent >= 1.0:
                 self._beat_sent = now
                 await self._redis.publish(self._beat_channel, b"beat")
+                self._health.ok = True  # the pool answers
             if now - self._beat_seen > 3.0:
                 raise TimeoutError("no heartbeat through the bus for 3 s")
             message = await pubsub.get_message(timeout=0.25)
@@ -294,7 +310,6 @@ def redis_backends(
     url: str, node_id: str, history_size: int, history_ttl: float, presence_ttl: float
 ) -> tuple[RedisBroker, Presence]:
     """The broker (with history) and the presence of one node on `url`."""
-    return (
-        RedisBroker(url, node_id, history_size, history_ttl),
-        RedisPresence(url, node_id, presence_ttl),
-    )
+    broker = RedisBroker(url, node_id, history_size, history_ttl)
+    client, health = broker.presence_client
+    return broker, RedisPresence(url, node_id, presence_ttl, client=client, health=health)

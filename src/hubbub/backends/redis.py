@@ -24,12 +24,14 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import Health, connect_redis, one_line
+from hubbub.backends import redact
+from hubbub.backends.redis_pool import STARTUP_TIMEOUT, Health, connect_redis, one_line
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.broker import Broker, BrokerUnavailable, Sink
 from hubbub.history import History, Page, page_from
@@ -107,13 +109,32 @@ class RedisBroker(Broker, History):
         return self._redis, self._health
 
     async def start(self, sink: Sink) -> None:
+        """Connect and subscribe; `BrokerUnavailable` (and nothing left running) if Redis does not answer in time."""
         self._sink = sink
         try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"cannot reach Redis at {self._url}: {exc}") from exc
-        await self._connect_pubsub()
+            await self._reach(self._url, "Redis", self._connect_pubsub)
+        except BaseException:
+            await self.close()
+            raise
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+
+    async def _reach(self, url: str, what: str, connect: Callable[[], Awaitable[object]], last_error: str = "") -> None:
+        """Await `connect()` for at most `STARTUP_TIMEOUT`; a failure is one line naming what was not reached.
+
+        `last_error` names an attribute where a client that retries by itself
+        (nats-py) left its last error, to say why it was still trying.
+        """
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                await connect()
+        except TimeoutError:
+            why = getattr(self, last_error, "") if last_error else ""
+            detail = f" (last error: {why})" if why else ""
+            raise BrokerUnavailable(
+                f"cannot reach {what} at {redact(url)}: no answer within {STARTUP_TIMEOUT:g} s{detail}"
+            ) from None
+        except Exception as exc:  # whatever the client raises: refused, unknown host, bad password, ...
+            raise BrokerUnavailable(f"cannot reach {what} at {redact(url)}: {one_line(exc)}") from None
 
     async def close(self) -> None:
         self._closed = True

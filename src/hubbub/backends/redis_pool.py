@@ -33,6 +33,8 @@ from hubbub.broker import BrokerUnavailable
 MAX_CONNECTIONS = 32
 RETRIES = 3
 """Attempts after the first, 50, 100 and 200 ms apart: a restarted Redis is reached, a dead one given up in < 1 s."""
+STARTUP_TIMEOUT = 5.0
+"""Seconds a node waits at start-up for its broker or store before it exits with code 1."""
 
 
 def connect_redis(url: str, *, retry_timeouts: bool = True, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:

@@ -145,6 +145,13 @@ def _add_serve(sub: Any) -> None:
         metavar="S",
         help="seconds a message stays in history (default %(default)s)",
     )
+    p.add_env_argument(
+        "--history-max-bytes",
+        type=_positive_int,
+        default=67_108_864,
+        metavar="BYTES",
+        help="bytes of history the memory broker holds across all rooms; the oldest go first (default %(default)s)",
+    )
     p.add_env_argument("--node-id", default=None, help="this node's name in presence (default: random)")
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
     p.add_env_argument(
@@ -239,6 +246,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         presence_ttl=args.presence_ttl,
         history_size=args.history_size,
         history_ttl=args.history_ttl,
+        history_max_bytes=args.history_max_bytes,
         **({"node_id": args.node_id} if args.node_id else {}),
         allowed_origins=tuple(args.allowed_origin),
         echo=args.echo,

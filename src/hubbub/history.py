@@ -1,9 +1,17 @@
 """The History contract: what a room said recently, for resume-by-offset and `get_history`.
 
-History is bounded by size (messages per room) and age. It stores each
-message as the encoded `new_message` event, the same bytes that went out live,
-so replaying it costs no encoding. A resume asks for everything after an
-offset; `complete` says whether history still reached back that far.
+History is bounded by size (messages per room) and age, and the memory
+backend also by bytes across all rooms. It stores each message as the encoded
+`new_message` event, the same bytes that went out live, so replaying it costs
+no encoding. A resume asks for everything after an offset; `complete` says
+whether history still reached back that far.
+
+A room whose state was dropped (no subscriber and no history left in the
+memory backend; expired in Redis) starts its next life numbering above every
+offset it had before, so an offset a client holds is never reused: a resume
+with it gets `complete` False (`recovered: false`), never a room's new
+messages taken for ones the client has seen. `since` above the room's latest
+offset is therefore incomplete too: the room that offset came from is gone.
 
 Backends: the memory broker (one node) and the Redis broker keep history as
 part of publishing, so a message is in history exactly when it has an offset.
@@ -52,9 +60,14 @@ class History(abc.ABC):
 
 
 def page_from(entries: list[tuple[int, bytes]], latest: int, since: int | None, limit: int) -> Page:
-    """Cut a page out of a room's held entries (sorted by offset), as both backends do."""
+    """Cut a page out of a room's held entries (sorted by offset), as both backends do.
+
+    Complete when the page starts right after `since`, or `since` is the
+    latest offset. A `since` above the latest offset comes from an earlier
+    life of the room (or of the server): incomplete.
+    """
     if since is None:
         return Page(latest, entries[-limit:] if limit else [], True)
     wanted = [(o, e) for o, e in entries if o > since]
-    complete = since >= latest or (bool(wanted) and wanted[0][0] == since + 1)
+    complete = since == latest or (bool(wanted) and wanted[0][0] == since + 1)
     return Page(latest, wanted[:limit], complete)

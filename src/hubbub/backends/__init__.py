@@ -78,7 +78,8 @@ def open_backends(settings: Settings) -> tuple[Broker, Presence]:
     if scheme == "memory":
         from hubbub.backends.memory import MemoryBroker, MemoryPresence
 
-        return MemoryBroker(settings.history_size, settings.history_ttl), MemoryPresence()
+        memory = MemoryBroker(settings.history_size, settings.history_ttl, settings.history_max_bytes)
+        return memory, MemoryPresence()
     if scheme == "nats":
         from hubbub.backends.nats import NatsBroker
         from hubbub.backends.redis_presence import RedisPresence

@@ -12,14 +12,39 @@ from __future__ import annotations
 import asyncio
 import tracemalloc
 
+import redis.asyncio as aioredis
+
 from hubbub.backends.memory import ENTRY_OVERHEAD, ROOM_OVERHEAD, MemoryBroker
+from hubbub.backends.redis import RedisBroker
+from hubbub.history import History
 from hubbub.protocol import new_message_parts
-from tests.contract.conftest import Received, _make_broker
+from tests.contract.conftest import REDIS_URL, Received, _make_broker
 from tests.helpers import eventually
 
 
 def _parts(room: str, text: str) -> tuple[bytes, bytes]:
     return new_message_parts(room, text, "tester", "2026-01-01T00:00:00.000Z")
+
+
+async def test_a_dropped_room_never_reuses_an_offset(broker_backend: str) -> None:
+    """Once a room's history has expired and nothing holds it, a resume is not recovered and offsets go on above."""
+    b = _make_broker(broker_backend, history_size=10, history_ttl=0.2)
+    await b.start(Received())
+    try:
+        assert isinstance(b, History)
+        offsets = [await b.publish("gone", *_parts("gone", str(i))) for i in range(3)]
+        assert offsets == [1, 2, 3]
+        await asyncio.sleep(0.5)  # past the TTL, and past a sweep
+        for since in (3, 2, 0):  # up to date, one behind, from the start: none can be recovered
+            page = await b.since("gone", since, 10)
+            assert not page.complete and page.messages == [], since
+        after = await b.publish("gone", *_parts("gone", "again"))
+        assert after > 3  # a client that saw 3 does not drop it as a repeat
+        page = await b.since("gone", 3, 10)
+        assert [o for o, _ in page.messages] == [after] and not page.complete
+        assert (await b.since("gone", after, 10)).complete
+    finally:
+        await b.close()
 
 
 async def test_a_subscribed_room_keeps_numbering_after_its_history_expired(broker_backend: str) -> None:
@@ -96,4 +121,25 @@ async def test_memory_rooms_without_history_are_reclaimed_on_unsubscribe() -> No
         await b.subscribe("r7")
         assert b.publish_now("r7", *_parts("r7", "m")) > 1
     finally:
+        await b.close()
+
+
+async def test_redis_history_and_offset_keys_are_bounded(broker_backend: str) -> None:
+    """In Redis a room's history is trimmed to `history_size`, and its keys expire after `history_ttl`."""
+    if broker_backend == "memory":
+        return
+    b = _make_broker(broker_backend, history_size=5, history_ttl=0.5)
+    assert isinstance(b, RedisBroker)
+    await b.start(Received())
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        for i in range(20):
+            await b.publish("kept", *_parts("kept", str(i)))
+        history, offset = f"{b._prefix}history:kept", f"{b._prefix}offset:kept"
+        assert await client.llen(history) == 5
+        assert 0 < await client.pttl(history) <= 500 and 0 < await client.pttl(offset) <= 500
+        await asyncio.sleep(0.7)
+        assert await client.exists(history, offset) == 0
+    finally:
+        await client.aclose()
         await b.close()

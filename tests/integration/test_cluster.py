@@ -251,3 +251,31 @@ async def test_healthz_200_after_a_redis_restart_means_every_operation_works(red
         await stayer.close()
     finally:
         node.stop()
+
+
+async def test_a_room_whose_keys_expired_numbers_above_its_past(redis: RedisProcess) -> None:
+    """Redis forgets a quiet room after --history-ttl; a resume is then not recovered, and offsets never go back."""
+    node = await Node(redis.url, "--history-ttl", "0.5").start()
+    try:
+        stayer = await EventClient.open(node.url)
+        writer = await EventClient.open(node.url)
+        await stayer.join("quiet")
+        for room in ("gone", "quiet"):
+            await writer.join(room)
+        for k in range(3):
+            await writer.request("send_message", {"room": "gone", "message": k})
+        await writer.request("send_message", {"room": "quiet", "message": "first"})
+        assert (await stayer.recv_type("new_message"))["payload"]["offset"] == 1
+        await asyncio.sleep(1.0)  # both rooms' keys expire
+        back = await EventClient.open(node.url)
+        reply = await back.request("join_room", {"room": "gone", "since": 3})
+        assert reply["type"] == "ack" and reply["payload"]["recovered"] is False
+        sent = await back.request("send_message", {"room": "gone", "message": "again"})
+        assert sent["payload"]["offset"] > 3
+        await writer.request("send_message", {"room": "quiet", "message": "later"})
+        later = (await stayer.recv_type("new_message"))["payload"]
+        assert later["message"] == "later" and later["offset"] > 1  # a member that stayed drops nothing
+        for c in (stayer, writer, back):
+            await c.close()
+    finally:
+        node.stop()

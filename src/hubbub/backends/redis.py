@@ -6,6 +6,18 @@ history (a list trimmed by size; entries carry their time, so age is enforced
 on read) and `PUBLISH`es it on the room's channel. Redis runs scripts one at a
 time, so every node receives a room's messages in offset order.
 
+Nothing a room leaves in Redis lives forever: its history list and its offset
+counter expire `history_ttl` after its last message. A room that comes back
+after that must not number its messages from 1 again, or a client resuming
+with an older offset would take the new messages for ones it has seen. So the
+script marks every room it starts in a fixed-size filter of names (two bits of
+a 512 KiB bitmap), and a room that starts while its bits are set (it may have
+lived before) numbers its new life from Redis' clock in microseconds: above any
+offset it ever had, since Redis cannot publish a million messages a second to
+one room. A brand-new room starts at 1. A client that resumes in a room that
+restarted gets `recovered: false` (its offset is above the room's latest, or
+history does not reach back to it).
+
 Each node subscribes to the channels of the rooms it has members in. The
 subscription is watched: the node publishes a heartbeat on its own channel
 every second and expects it back; a silent bus (or any error) marks the broker
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -39,16 +52,31 @@ from hubbub.presence import Presence
 
 log = logging.getLogger("hubbub.redis")
 
-_PUBLISH = """
+_SEEN_BITS = 1 << 22
+"""Size of the filter of room names that have lived (a bitmap of 512 KiB)."""
+
+_PUBLISH = f"""
 local offset = redis.call('INCR', KEYS[1])
-local event = ARGV[1] .. offset .. ARGV[2]
+if offset == 1 then
+  local h = redis.sha1hex(KEYS[1])
+  local a = redis.call('SETBIT', KEYS[4], tonumber(string.sub(h, 1, 6), 16) % {_SEEN_BITS}, 1)
+  local b = redis.call('SETBIT', KEYS[4], tonumber(string.sub(h, 7, 12), 16) % {_SEEN_BITS}, 1)
+  if a == 1 and b == 1 then
+    local now = redis.call('TIME')
+    offset = tonumber(now[1]) * 1000000 + tonumber(now[2]) + 1
+    redis.call('SET', KEYS[1], string.format('%d', offset))
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local text = string.format('%d', offset)
+local event = ARGV[1] .. text .. ARGV[2]
 local size = tonumber(ARGV[3])
 if size > 0 then
-  redis.call('RPUSH', KEYS[2], ARGV[5] .. ':' .. offset .. ':' .. event)
+  redis.call('RPUSH', KEYS[2], ARGV[5] .. ':' .. text .. ':' .. event)
   redis.call('LTRIM', KEYS[2], -size, -1)
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-if ARGV[6] == '1' then redis.call('PUBLISH', KEYS[3], offset .. ':' .. event) end
+if ARGV[6] == '1' then redis.call('PUBLISH', KEYS[3], text .. ':' .. event) end
 return offset
 """
 
@@ -163,7 +191,12 @@ class RedisBroker(Broker, History):
         client's messages keep their order) and a busy node pays one round trip
         per batch, not per message.
         """
-        keys = [f"{self._prefix}offset:{room}", f"{self._prefix}history:{room}", self._channel(room)]
+        keys = [
+            f"{self._prefix}offset:{room}",
+            f"{self._prefix}history:{room}",
+            self._channel(room),
+            f"{self._prefix}rooms-seen",
+        ]
         ttl_ms, now_ms = int(self._history_ttl * 1000), int(time.time() * 1000)
         args: list[bytes | int] = [head, tail, self._history_size, ttl_ms, now_ms, 1 if self.redis_fanout else 0]
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -230,7 +263,19 @@ class RedisBroker(Broker, History):
 
     async def since(self, room: str, offset: int, limit: int) -> Page:
         entries, latest = await self._entries(room)
+        if latest == 0 and offset == 0 and await self._lived(room):
+            return Page(0, [], False)  # it expired: whatever it said after 0 is gone
         return page_from(entries, latest, offset, limit)
+
+    async def _lived(self, room: str) -> bool:
+        """Whether a room with no offset now may have had one (the publish script's filter of names)."""
+        key = f"{self._prefix}offset:{room}"
+        with self._health.command():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for bit in _seen_bits(key):
+                    pipe.getbit(f"{self._prefix}rooms-seen", bit)
+                bits = await pipe.execute()
+        return all(bits)
 
     async def latest(self, room: str, limit: int) -> Page:
         entries, latest = await self._entries(room)
@@ -268,7 +313,7 @@ class RedisBroker(Broker, History):
                 await self._connect_pubsub()
                 for room in list(self._wanted):
                     latest = await self.last_offset(room)
-                    if latest < self._last.get(room, 0):  # Redis came back empty: its rooms start over
+                    if latest < self._last.get(room, 0):  # Redis came back empty, or the room expired
                         log.warning("redis.offsets_reset", extra={"room": room, "was": self._last[room]})
                         self._last[room] = latest
                     await self._fill_gap(room)
@@ -325,6 +370,12 @@ class RedisBroker(Broker, History):
             if offset > self._last.get(room, 0):
                 self._last[room] = offset
                 self._sink(room, offset, event)
+
+
+def _seen_bits(offset_key: str) -> tuple[int, int]:
+    """The two bits of the filter of names that the publish script sets for a room (the same arithmetic)."""
+    digest = hashlib.sha1(offset_key.encode()).hexdigest()
+    return int(digest[0:6], 16) % _SEEN_BITS, int(digest[6:12], 16) % _SEEN_BITS
 
 
 def redis_backends(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -163,6 +164,13 @@ def _add_serve(sub: Any) -> None:
         metavar="S",
         help="seconds a message stays in history (default %(default)s)",
     )
+    p.add_env_argument(
+        "--history-max-bytes",
+        type=_positive_int,
+        default=67_108_864,
+        metavar="BYTES",
+        help="bytes of history the memory broker holds across all rooms; the oldest go first (default %(default)s)",
+    )
     p.add_env_argument("--node-id", default=None, help="this node's name in presence (default: random)")
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
     p.add_env_argument(
@@ -259,6 +267,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         presence_ttl=args.presence_ttl,
         history_size=args.history_size,
         history_ttl=args.history_ttl,
+        history_max_bytes=args.history_max_bytes,
         **({"node_id": args.node_id} if args.node_id else {}),
         allowed_origins=tuple(args.allowed_origin),
         echo=args.echo,
@@ -277,16 +286,42 @@ def run_async(main: Any) -> Any:
 
 
 async def _serve(settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT.
+
+    The signal handlers are installed before the broker is reached, and the
+    start-up is a task of its own: a signal while a broker is still being
+    reached (up to `STARTUP_TIMEOUT`) abandons it and exits 0, instead of
+    being ignored until the start-up ends. A start-up that fails raises
+    `BrokerUnavailable` or `OSError`, which `main` reports in one line.
+    """
     from hubbub.backends import open_backends
     from hubbub.hub import Hub
     from hubbub.server import serve
 
-    broker, presence = open_backends(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(Hub(settings, broker, presence), stop=stop)
+    broker, presence = open_backends(settings)
+    hub = Hub(settings, broker, presence)
+    ready = asyncio.Event()
+    serving = asyncio.ensure_future(serve(hub, ready=ready, stop=stop))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if serving.done() or ready.is_set():
+        await serving  # serve() itself shuts down once it listens and `stop` is set
+        return
+    log.info("server.start_abandoned", extra={"broker": backends.redact(settings.broker)})
+    serving.cancel()
+    await asyncio.wait({serving})
+    if not serving.cancelled():
+        serving.exception()  # a start-up that failed at the same moment: we are stopping anyway
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(settings.shutdown_timeout):
+            await hub.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             settings = _settings(args)
             backends.check(settings)
+        except backends.MissingExtra as exc:
+            print(f"hubbub: {exc}", file=sys.stderr)
+            return 2
         except ConfigError as exc:
             parser.error(str(exc))
         logs.configure(settings.log_level, settings.log_format)

@@ -76,6 +76,16 @@ class Settings:
     """Messages kept per room for resume and `get_history`; 0 keeps none."""
     history_ttl: float = 3600.0
     """Seconds a message stays in history."""
+    history_max_bytes: int = 67_108_864
+    """Bytes the memory broker's history may hold across all rooms; past it, the oldest messages go first.
+
+    `history_size` bounds each room, not their number: without this, a flood
+    of large messages over many rooms would hold `history_size` x message size
+    x rooms. Counted as the stored events plus a fixed overhead per message and
+    per room, so that it tracks the memory actually held. The Redis backends
+    keep history in Redis, which bounds it by `history_size` and `history_ttl`
+    per room (and `maxmemory`).
+    """
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """This node's name in presence entries and bus heartbeats."""
     log_level: str = "info"
@@ -116,6 +126,8 @@ class Settings:
             raise ConfigError("--max-rooms-per-connection must be at least 1")
         if self.presence_ttl <= 0 or self.history_ttl <= 0 or self.history_size < 0:
             raise ConfigError("--presence-ttl and --history-ttl must be positive, --history-size at least 0")
+        if self.history_max_bytes <= 0:
+            raise ConfigError("--history-max-bytes must be positive (--history-size 0 keeps no history)")
         if self.log_format not in ("text", "json"):
             raise ConfigError("--log-format must be text or json")
         for origin in self.allowed_origins:

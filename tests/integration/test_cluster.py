@@ -217,3 +217,70 @@ async def test_nats_nodes_share_rooms_in_one_order(redis: RedisProcess) -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.timeout(150)
+async def test_healthz_200_after_a_redis_restart_means_every_operation_works(redis: RedisProcess) -> None:
+    """Once `/healthz` is 200 again, the first join, send and presence on the node succeed (five restarts)."""
+    node = await Node(redis.url, "--presence-ttl", "1.5").start()
+    try:
+        stayer = await EventClient.open(node.url + "?name=stayer")
+        await stayer.join("stay")
+        for attempt in range(5):
+            # Several commands at once, so that the node's pool holds several connections to go stale.
+            busy = [await EventClient.open(node.url + f"?name=b{attempt}{i}") for i in range(6)]
+            await asyncio.gather(*(b.join(f"warm{i}") for i, b in enumerate(busy)))
+            await asyncio.gather(*(b.request("get_presence", {"room": "stay"}) for b in busy))
+            redis.stop()
+            await eventually(lambda: node.health() == 503, timeout=8)
+            await redis.start()
+            await eventually(lambda: node.health() == 200, timeout=20)
+            client = await EventClient.open(node.url + f"?name=r{attempt}")
+            room = f"after{attempt}"
+            joined = await client.request("join_room", {"room": room})
+            assert joined["type"] == "ack", (attempt, joined)
+            sent = await client.request("send_message", {"room": room, "message": attempt})
+            assert sent["type"] == "ack", (attempt, sent)
+            presence = await client.request("get_presence", {"room": room})
+            assert presence["type"] == "ack", (attempt, presence)
+            assert presence["payload"]["members"] == [{"name": f"r{attempt}", "connections": 1}]
+            for c in [client, *busy]:
+                await c.close()
+        # The last Redis came back empty: the node's next presence refresh (every TTL / 4) lists stayer again.
+        deadline = time.monotonic() + 5
+        while (await stayer.request("get_presence", {"room": "stay"}))["payload"]["members"] != [
+            {"name": "stayer", "connections": 1}
+        ]:
+            assert time.monotonic() < deadline, "stayer never came back into presence"
+            await asyncio.sleep(0.1)
+        await stayer.close()
+    finally:
+        node.stop()
+
+
+async def test_a_room_whose_keys_expired_numbers_above_its_past(redis: RedisProcess) -> None:
+    """Redis forgets a quiet room after --history-ttl; a resume is then not recovered, and offsets never go back."""
+    node = await Node(redis.url, "--history-ttl", "0.5").start()
+    try:
+        stayer = await EventClient.open(node.url)
+        writer = await EventClient.open(node.url)
+        await stayer.join("quiet")
+        for room in ("gone", "quiet"):
+            await writer.join(room)
+        for k in range(3):
+            await writer.request("send_message", {"room": "gone", "message": k})
+        await writer.request("send_message", {"room": "quiet", "message": "first"})
+        assert (await stayer.recv_type("new_message"))["payload"]["offset"] == 1
+        await asyncio.sleep(1.0)  # both rooms' keys expire
+        back = await EventClient.open(node.url)
+        reply = await back.request("join_room", {"room": "gone", "since": 3})
+        assert reply["type"] == "ack" and reply["payload"]["recovered"] is False
+        sent = await back.request("send_message", {"room": "gone", "message": "again"})
+        assert sent["payload"]["offset"] > 3
+        await writer.request("send_message", {"room": "quiet", "message": "later"})
+        later = (await stayer.recv_type("new_message"))["payload"]
+        assert later["message"] == "later" and later["offset"] > 1  # a member that stayed drops nothing
+        for c in (stayer, writer, back):
+            await c.close()
+    finally:
+        node.stop()

@@ -8,11 +8,13 @@
 
 NATS alone cannot number messages, keep history or hold presence, so
 `--broker nats://...` without `--store redis://...` is refused at start-up, and
-so is a `--store` that no broker would use.
+so is a `--store` that no broker would use. So is a backend whose client
+library is not installed (`MissingExtra`: `pip install 'hubbub[redis]'`).
 """
 
 from __future__ import annotations
 
+import importlib
 from urllib.parse import urlsplit
 
 from hubbub.broker import Broker
@@ -23,12 +25,26 @@ from hubbub.presence import Presence
 _REDIS = ("redis", "rediss", "unix")
 
 
+class MissingExtra(ConfigError):
+    """The backend asked for needs a library that is not installed; the message says what to install."""
+
+
 def _scheme(url: str) -> str:
     return urlsplit(url).scheme or url
 
 
+def redact(url: str) -> str:
+    """`url` without its password, for messages and logs (`redis://:secret@host` -> `redis://:***@host`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
 def check(settings: Settings) -> None:
-    """Refuse, before anything starts, a backend choice that cannot work."""
+    """Refuse, before anything starts, a backend choice that cannot work (`ConfigError`, or `MissingExtra`)."""
     broker, store = _scheme(settings.broker), _scheme(settings.store) if settings.store else ""
     if broker not in ("memory", "nats", *_REDIS):
         raise ConfigError(f"--broker must be memory, redis://HOST:PORT/DB or nats://HOST:PORT, not {settings.broker!r}")
@@ -39,6 +55,20 @@ def check(settings: Settings) -> None:
         )
     if store and broker != "nats":
         raise ConfigError(f"--store is only for --broker nats://; the {broker} broker keeps its own state")
+    if broker == "nats":
+        _require("nats", "--broker nats://", "nats,redis")
+        _require("redis", "--store redis://", "nats,redis")
+    elif broker in _REDIS:
+        _require("redis", "--broker redis://", "redis")
+
+
+def _require(module: str, flag: str, extras: str) -> None:
+    """Import `module`, or raise `MissingExtra` naming the extras to install."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        reason = " ".join(str(exc).split())
+        raise MissingExtra(f"{flag} needs the {module} package ({reason}): pip install 'hubbub[{extras}]'") from None
 
 
 def open_backends(settings: Settings) -> tuple[Broker, Presence]:
@@ -48,7 +78,8 @@ def open_backends(settings: Settings) -> tuple[Broker, Presence]:
     if scheme == "memory":
         from hubbub.backends.memory import MemoryBroker, MemoryPresence
 
-        return MemoryBroker(settings.history_size, settings.history_ttl), MemoryPresence()
+        memory = MemoryBroker(settings.history_size, settings.history_ttl, settings.history_max_bytes)
+        return memory, MemoryPresence()
     if scheme == "nats":
         from hubbub.backends.nats import NatsBroker
         from hubbub.backends.redis_presence import RedisPresence
@@ -56,7 +87,9 @@ def open_backends(settings: Settings) -> tuple[Broker, Presence]:
         broker = NatsBroker(
             settings.broker, settings.store, settings.node_id, settings.history_size, settings.history_ttl
         )
-        return broker, RedisPresence(settings.store, settings.node_id, settings.presence_ttl)
+        client, health = broker.presence_client
+        presence = RedisPresence(settings.store, settings.node_id, settings.presence_ttl, client=client, health=health)
+        return broker, presence
     from hubbub.backends.redis import redis_backends
 
     return redis_backends(

@@ -3,11 +3,34 @@
 Everything lives in this process, so they cannot span nodes: run one server,
 or use the Redis backend. Delivery is synchronous: `publish` hands the message
 to the sink before it returns, which keeps a single node's fan-out free of any
-extra hop. History is kept per room, bounded by size and age.
+extra hop.
+
+History is bounded three ways: per room by size (`history_size`), by age
+(`history_ttl`, enforced by a sweep that runs while the broker is started, not
+only when history is read), and across all rooms by bytes
+(`history_max_bytes`): past it, the globally oldest messages go first, whatever
+their room. A room's state (its offset counter and history) is reclaimed once
+it has no subscriber and no history left, so rooms that come and go do not
+accumulate.
+
+A reclaimed room that is used again must not number its messages from 1: a
+client that resumes with the offset it last saw would get `recovered: true` or
+have its new messages dropped as repeats. So reclaiming a room raises its
+*floor*, and a room starts its life at its floor: above every offset it ever
+had, consecutive within a life. The floors are a fixed array of 4096 integers
+indexed by two hashes of the room's name (each raised to the room's last
+offset + 1 when it is reclaimed; a room's floor is the lower of its two), which
+costs no memory per room, is never below what the room needs, and is 0 for a
+name that nothing reclaimed shares a slot with. One offset is skipped between
+lives on purpose: a client that resumes into a new life, however far it had
+read, always gets `recovered: false`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import time
 from collections import deque
 
@@ -16,69 +39,237 @@ from hubbub.history import History, Page, page_from
 from hubbub.presence import Expired, Presence
 from hubbub.protocol import splice_offset
 
+ENTRY_OVERHEAD = 160
+"""Bytes a held message costs beyond its event (tuple, time, offset, bytes header, deque slot): measured."""
+ROOM_OVERHEAD = 1024
+"""Bytes a room holding history costs beyond its messages (its state, deque and name): measured."""
+_FLOOR_SLOTS = 4096
+_FLOOR_MASK = _FLOOR_SLOTS - 1
+
+
+class _Room:
+    """One room's state: its offset counter, held messages, and whether this node is subscribed."""
+
+    __slots__ = ("base", "entries", "name", "offset", "queued", "reclaimed", "subscribed")
+
+    def __init__(self, name: str, offset: int) -> None:
+        self.name = name
+        self.base = offset
+        """Where this life of the room started numbering (its floor)."""
+        self.offset = offset
+        """The offset of the room's latest message (its floor, before its first)."""
+        self.entries: deque[tuple[float, int, bytes]] = deque()
+        """`(time published, offset, event)`, oldest first."""
+        self.subscribed = False
+        self.queued = False
+        """Whether the room has an entry in the broker's queue of oldest messages."""
+        self.reclaimed = False
+
 
 class MemoryBroker(Broker, History):
-    """Per-room counters, history and subscriptions in this process."""
+    """Per-room counters, history and subscriptions in this process, history bounded in total bytes."""
 
     synchronous = True
 
-    def __init__(self, history_size: int = 1000, history_ttl: float = 3600.0) -> None:
+    def __init__(
+        self, history_size: int = 1000, history_ttl: float = 3600.0, history_max_bytes: int = 67_108_864
+    ) -> None:
         self._sink: Sink | None = None
-        self._offsets: dict[str, int] = {}
-        self._history: dict[str, deque[tuple[float, int, bytes]]] = {}
+        self._rooms: dict[str, _Room] = {}
         self._history_size = history_size
         self._history_ttl = history_ttl
-        self._subscribed: set[str] = set()
+        self._max_bytes = history_max_bytes
+        self._held = 0
+        self._oldest: list[tuple[float, int, _Room]] = []
+        """A heap of rooms by the time of their oldest held message (never later than it), for eviction."""
+        self._tickets = itertools.count()
+        self._floors = [0] * _FLOOR_SLOTS
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def held_bytes(self) -> int:
+        """What history holds now, as counted against `history_max_bytes`."""
+        return self._held
+
+    @property
+    def room_count(self) -> int:
+        """Rooms with state: subscribed, or holding history."""
+        return len(self._rooms)
 
     async def start(self, sink: Sink) -> None:
         self._sink = sink
+        if self._history_size and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def close(self) -> None:
         self._sink = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
 
     async def publish(self, room: str, head: bytes, tail: bytes) -> int:
         return self.publish_now(room, head, tail)
 
     def publish_now(self, room: str, head: bytes, tail: bytes) -> int:
-        offset = self._offsets.get(room, 0) + 1
-        self._offsets[room] = offset
+        """Number, keep and deliver a message: the hot path, once per message (not per recipient).
+
+        What it costs beyond the old per-room history: adding to a byte count,
+        and, only when a room had no history, queueing it for eviction.
+        """
+        state = self._rooms.get(room)
+        if state is None:
+            state = self._open(room)
+        offset = state.offset = state.offset + 1
         event = splice_offset(head, offset, tail)
         if self._history_size:
-            held = self._history.get(room)
-            if held is None:
-                held = self._history[room] = deque(maxlen=self._history_size)
-            held.append((time.monotonic(), offset, event))
-        if self._sink is not None and room in self._subscribed:
+            entries = state.entries
+            now = time.monotonic()
+            if not entries:
+                self._held += ROOM_OVERHEAD
+                if not state.queued:
+                    self._queue(state, now)
+            entries.append((now, offset, event))
+            self._held += len(event) + ENTRY_OVERHEAD
+            if len(entries) > self._history_size:
+                self._held -= len(entries.popleft()[2]) + ENTRY_OVERHEAD
+            if self._held > self._max_bytes:
+                self._evict()
+        elif not state.subscribed:
+            self._reclaim(state)
+        if state.subscribed and self._sink is not None:
             self._sink(room, offset, event)
         return offset
 
     async def broadcast(self, room: str, event: bytes) -> None:
-        if self._sink is not None and room in self._subscribed:
+        state = self._rooms.get(room)
+        if self._sink is not None and state is not None and state.subscribed:
             self._sink(room, 0, event)
 
     async def subscribe(self, room: str) -> None:
-        self._subscribed.add(room)
+        state = self._rooms.get(room)
+        if state is None:
+            state = self._open(room)
+        state.subscribed = True
 
     async def unsubscribe(self, room: str) -> None:
-        self._subscribed.discard(room)
+        state = self._rooms.get(room)
+        if state is not None:
+            state.subscribed = False
+            if not state.entries:
+                self._reclaim(state)
 
     async def last_offset(self, room: str) -> int:
-        return self._offsets.get(room, 0)
-
-    def _entries(self, room: str) -> list[tuple[int, bytes]]:
-        held = self._history.get(room)
-        if not held:
-            return []
-        oldest = time.monotonic() - self._history_ttl
-        while held and held[0][0] < oldest:
-            held.popleft()
-        return [(offset, event) for _, offset, event in held]
+        state = self._rooms.get(room)
+        return state.offset if state is not None else self._floor(room)
 
     async def since(self, room: str, offset: int, limit: int) -> Page:
-        return page_from(self._entries(room), self._offsets.get(room, 0), offset, limit)
+        return page_from(self._entries(room), await self.last_offset(room), offset, limit)
 
     async def latest(self, room: str, limit: int) -> Page:
-        return page_from(self._entries(room), self._offsets.get(room, 0), None, limit)
+        return page_from(self._entries(room), await self.last_offset(room), None, limit)
+
+    def _entries(self, room: str) -> list[tuple[int, bytes]]:
+        state = self._rooms.get(room)
+        if state is None or not state.entries:
+            return []
+        entries, oldest = state.entries, time.monotonic() - self._history_ttl
+        while entries and entries[0][0] < oldest:  # the sweep may not have come by yet
+            self._drop_oldest(state)
+        return [(offset, event) for _, offset, event in entries]
+
+    # ---- rooms' lives -------------------------------------------------------
+
+    def _open(self, room: str) -> _Room:
+        state = self._rooms[room] = _Room(room, self._floor(room))
+        return state
+
+    def _slots(self, room: str) -> tuple[int, int]:
+        h = hash(room)
+        return h & _FLOOR_MASK, (h >> 12) & _FLOOR_MASK
+
+    def _floor(self, room: str) -> int:
+        """Where `room` starts numbering: above every offset it had before it was reclaimed (0 if never)."""
+        a, b = self._slots(room)
+        return min(self._floors[a], self._floors[b])
+
+    def _reclaim(self, state: _Room) -> None:
+        """Forget a room with no subscriber and no history, raising its floor past its last offset.
+
+        A life in which nothing was published leaves the floor as it was: no
+        client can hold an offset of it.
+        """
+        del self._rooms[state.name]
+        state.reclaimed = True
+        if state.offset > state.base:
+            for slot in self._slots(state.name):
+                self._floors[slot] = max(self._floors[slot], state.offset + 1)
+
+    # ---- bounds ---------------------------------------------------------------
+
+    def _queue(self, state: _Room, oldest: float) -> None:
+        heapq.heappush(self._oldest, (oldest, next(self._tickets), state))
+        state.queued = True
+
+    def _drop_oldest(self, state: _Room) -> None:
+        _, _, event = state.entries.popleft()
+        self._held -= len(event) + ENTRY_OVERHEAD
+        if not state.entries:
+            self._held -= ROOM_OVERHEAD
+
+    def _next_due(self) -> _Room | None:
+        """Pop the room queued first; return it if its oldest message is the one it was queued for.
+
+        A room's place in the queue is never later than its oldest message
+        (messages only leave from the front), so a room found to be queued
+        too early is queued again where it belongs, and one that was
+        reclaimed or emptied meanwhile is settled.
+        """
+        queued_at, _, state = heapq.heappop(self._oldest)
+        state.queued = False
+        if state.reclaimed:
+            return None
+        if not state.entries:
+            self._settle(state)
+            return None
+        if state.entries[0][0] > queued_at:
+            self._queue(state, state.entries[0][0])
+            return None
+        return state
+
+    def _settle(self, state: _Room) -> None:
+        """After messages left a room: queue it by its new oldest one, or reclaim it if nothing holds it."""
+        if state.entries:
+            if not state.queued:
+                self._queue(state, state.entries[0][0])
+        elif not state.subscribed and not state.reclaimed:
+            self._reclaim(state)
+
+    def _evict(self) -> None:
+        """Drop the oldest messages of all rooms until history fits in `history_max_bytes`."""
+        while self._held > self._max_bytes and self._oldest:
+            state = self._next_due()
+            if state is not None:
+                self._drop_oldest(state)
+                self._settle(state)
+
+    def expire(self, now: float | None = None) -> None:
+        """Drop every message older than `history_ttl` and reclaim the rooms this leaves empty."""
+        cutoff = (time.monotonic() if now is None else now) - self._history_ttl
+        while self._oldest and self._oldest[0][0] < cutoff:
+            state = self._next_due()
+            if state is not None:
+                entries = state.entries
+                while entries and entries[0][0] < cutoff:
+                    self._drop_oldest(state)
+                self._settle(state)
+
+    async def _sweep_forever(self) -> None:
+        """Enforce the TTL without waiting for a read: a few times per TTL, at least once a second."""
+        period = max(0.01, min(1.0, self._history_ttl / 4))
+        while True:
+            await asyncio.sleep(period)
+            self.expire()
 
 
 class MemoryPresence(Presence):

@@ -10,7 +10,12 @@ members still see one order. The same gap filling covers a node whose NATS
 connection was down for a while.
 
 Heartbeats go through NATS too: the node publishes on its own subject every
-second and marks itself unhealthy (`/healthz` 503) when it does not hear them.
+second and marks itself unhealthy (`/healthz` 503) when it does not hear them;
+with each heartbeat it also pings the Redis store, so a node whose store is
+down is unhealthy too.
+
+At start-up the node gives NATS `STARTUP_TIMEOUT` to answer, then exits (code
+1) instead of retrying forever; once connected, it reconnects without limit.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import logging
 import time
 from typing import Any
 
-import nats
+from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 
 from hubbub.backends.redis import RedisBroker
+from hubbub.backends.redis_pool import one_line
 from hubbub.broker import BrokerUnavailable, Sink
 
 log = logging.getLogger("hubbub.nats")
@@ -41,30 +47,44 @@ class NatsBroker(RedisBroker):
         self._nc: Any = None
         self._subs: dict[str, Any] = {}
         self._beat_task: asyncio.Task[None] | None = None
+        self._nats_error = ""
 
     def _subject(self, room: str) -> str:
         return f"hubbub.room.{room}"
 
     async def start(self, sink: Sink) -> None:
+        """Reach the Redis store, then NATS, each within `STARTUP_TIMEOUT`; else `BrokerUnavailable`, nothing left."""
         self._sink = sink
         try:
-            await self._redis.ping()
-            self._nc = await nats.connect(
-                self._nats_url,
-                name=f"hubbub-{self._node}",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=2,
-                reconnected_cb=self._reconnected,
-                disconnected_cb=self._disconnected,
-                allow_reconnect=True,
-            )
-            await self._nc.subscribe(f"hubbub.node.{self._node}", cb=self._on_beat)
-        except Exception as exc:
-            raise BrokerUnavailable(f"cannot reach NATS at {self._nats_url} or Redis at {self._url}: {exc}") from exc
+            await self._reach(self._url, "the Redis store", self._redis.ping)
+            await self._reach(self._nats_url, "NATS", self._connect_nats, last_error="_nats_error")
+        except BaseException:
+            await self.close()
+            raise
         self._ok = True
         self._beat_seen = time.monotonic()
         self._beat_task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _connect_nats(self) -> None:
+        nc = NatsClient()
+        self._nc = nc  # before connecting: close() must reach a client that is still trying
+        await nc.connect(
+            self._nats_url,
+            name=f"hubbub-{self._node}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int, used as seconds by asyncio.sleep
+            connect_timeout=2,
+            error_cb=self._error,
+            reconnected_cb=self._reconnected,
+            disconnected_cb=self._disconnected,
+            allow_reconnect=True,
+        )
+        await nc.subscribe(f"hubbub.node.{self._node}", cb=self._on_beat)
+
+    async def _error(self, exc: Exception) -> None:
+        """nats-py reports every failed (re)connect attempt here; `_disconnected` already said the bus is down."""
+        self._nats_error = one_line(exc)
+        log.debug("nats.error", extra={"error": self._nats_error})
 
     async def close(self) -> None:
         self._closed = True
@@ -72,8 +92,10 @@ class NatsBroker(RedisBroker):
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)
         if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
+            nc, self._nc = self._nc, None
+            with contextlib.suppress(Exception):  # a client that never connected cannot drain
+                async with asyncio.timeout(2.0):
+                    await (nc.drain() if nc.is_connected else nc.close())
         await super().close()
 
     async def publish(self, room: str, head: bytes, tail: bytes) -> int:
@@ -126,11 +148,14 @@ class NatsBroker(RedisBroker):
         self._ok = True
 
     async def _beat(self) -> None:
+        """Every second: a heartbeat through NATS, and a ping of the store (which `healthy` then reflects)."""
         while True:
             await asyncio.sleep(1.0)
             with contextlib.suppress(Exception):
-                if self._nc.is_connected:
+                if self._nc is not None and self._nc.is_connected:
                     await self._nc.publish(f"hubbub.node.{self._node}", b"beat")
+            with contextlib.suppress(BrokerUnavailable), self._health.command():
+                await self._redis.ping()
 
     async def _disconnected(self) -> None:
         if self._ok and not self._closed:

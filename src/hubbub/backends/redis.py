@@ -6,28 +6,45 @@ history (a list trimmed by size; entries carry their time, so age is enforced
 on read) and `PUBLISH`es it on the room's channel. Redis runs scripts one at a
 time, so every node receives a room's messages in offset order.
 
+Nothing a room leaves in Redis lives forever: its history list and its offset
+counter expire `history_ttl` after its last message. A room that comes back
+after that must not number its messages from 1 again, or a client resuming
+with an older offset would take the new messages for ones it has seen. So the
+script marks every room it starts in a fixed-size filter of names (two bits of
+a 512 KiB bitmap), and a room that starts while its bits are set (it may have
+lived before) numbers its new life from Redis' clock in microseconds: above any
+offset it ever had, since Redis cannot publish a million messages a second to
+one room. A brand-new room starts at 1. A client that resumes in a room that
+restarted gets `recovered: false` (its offset is above the room's latest, or
+history does not reach back to it).
+
 Each node subscribes to the channels of the rooms it has members in. The
 subscription is watched: the node publishes a heartbeat on its own channel
 every second and expects it back; a silent bus (or any error) marks the broker
 unhealthy (`/healthz` 503), and the reader reconnects with backoff, subscribes
 again and fills each room's gap from history, so a node is never silently deaf.
+Commands go through pools that reconnect and retry a dead connection
+(`redis_pool.py`), and the node is unhealthy while its last command failed.
 
-Presence is in `redis_presence.py`.
+Presence is in `redis_presence.py`; it shares the broker's client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import connect_redis, unavailable_on_error
+from hubbub.backends import redact
+from hubbub.backends.redis_pool import STARTUP_TIMEOUT, Health, connect_redis, one_line
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.broker import Broker, BrokerUnavailable, Sink
 from hubbub.history import History, Page, page_from
@@ -35,16 +52,31 @@ from hubbub.presence import Presence
 
 log = logging.getLogger("hubbub.redis")
 
-_PUBLISH = """
+_SEEN_BITS = 1 << 22
+"""Size of the filter of room names that have lived (a bitmap of 512 KiB)."""
+
+_PUBLISH = f"""
 local offset = redis.call('INCR', KEYS[1])
-local event = ARGV[1] .. offset .. ARGV[2]
+if offset == 1 then
+  local h = redis.sha1hex(KEYS[1])
+  local a = redis.call('SETBIT', KEYS[4], tonumber(string.sub(h, 1, 6), 16) % {_SEEN_BITS}, 1)
+  local b = redis.call('SETBIT', KEYS[4], tonumber(string.sub(h, 7, 12), 16) % {_SEEN_BITS}, 1)
+  if a == 1 and b == 1 then
+    local now = redis.call('TIME')
+    offset = tonumber(now[1]) * 1000000 + tonumber(now[2]) + 1
+    redis.call('SET', KEYS[1], string.format('%d', offset))
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local text = string.format('%d', offset)
+local event = ARGV[1] .. text .. ARGV[2]
 local size = tonumber(ARGV[3])
 if size > 0 then
-  redis.call('RPUSH', KEYS[2], ARGV[5] .. ':' .. offset .. ':' .. event)
+  redis.call('RPUSH', KEYS[2], ARGV[5] .. ':' .. text .. ':' .. event)
   redis.call('LTRIM', KEYS[2], -size, -1)
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-if ARGV[6] == '1' then redis.call('PUBLISH', KEYS[3], offset .. ':' .. event) end
+if ARGV[6] == '1' then redis.call('PUBLISH', KEYS[3], text .. ':' .. event) end
 return offset
 """
 
@@ -69,7 +101,10 @@ class RedisBroker(Broker, History):
         self._history_ttl = history_ttl
         self._prefix = prefix
         self._redis: aioredis.Redis = connect_redis(url)
-        self._publish = self._redis.register_script(_PUBLISH)
+        # Publishing has a client of its own: a publish that timed out may have run, so it is not sent again.
+        self._publisher: aioredis.Redis = connect_redis(url, retry_timeouts=False, max_connections=2)
+        self._publish = self._publisher.register_script(_PUBLISH)
+        self._health = Health()
         self._sink: Sink | None = None
         self._wanted: set[str] = set()
         self._last: dict[str, int] = {}
@@ -96,14 +131,38 @@ class RedisBroker(Broker, History):
 
     # ---- life -------------------------------------------------------------
 
+    @property
+    def presence_client(self) -> tuple[aioredis.Redis, Health]:
+        """The client (and its health) that this node's presence shares, so `/healthz` covers presence too."""
+        return self._redis, self._health
+
     async def start(self, sink: Sink) -> None:
+        """Connect and subscribe; `BrokerUnavailable` (and nothing left running) if Redis does not answer in time."""
         self._sink = sink
         try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"cannot reach Redis at {self._url}: {exc}") from exc
-        await self._connect_pubsub()
+            await self._reach(self._url, "Redis", self._connect_pubsub)
+        except BaseException:
+            await self.close()
+            raise
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+
+    async def _reach(self, url: str, what: str, connect: Callable[[], Awaitable[object]], last_error: str = "") -> None:
+        """Await `connect()` for at most `STARTUP_TIMEOUT`; a failure is one line naming what was not reached.
+
+        `last_error` names an attribute where a client that retries by itself
+        (nats-py) left its last error, to say why it was still trying.
+        """
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                await connect()
+        except TimeoutError:
+            why = getattr(self, last_error, "") if last_error else ""
+            detail = f" (last error: {why})" if why else ""
+            raise BrokerUnavailable(
+                f"cannot reach {what} at {redact(url)}: no answer within {STARTUP_TIMEOUT:g} s{detail}"
+            ) from None
+        except Exception as exc:  # whatever the client raises: refused, unknown host, bad password, ...
+            raise BrokerUnavailable(f"cannot reach {what} at {redact(url)}: {one_line(exc)}") from None
 
     async def close(self) -> None:
         self._closed = True
@@ -111,14 +170,16 @@ class RedisBroker(Broker, History):
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await self._pubsub.aclose()
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+        for client in (self._publisher, self._redis):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
 
     @property
     def healthy(self) -> bool:
-        return self._ok and time.monotonic() - self._beat_seen < 3.0
+        """The subscription hears its heartbeat, and the last command on the pool succeeded."""
+        return self._ok and time.monotonic() - self._beat_seen < 3.0 and self._health.ok
 
     # ---- the contract -----------------------------------------------------
 
@@ -130,7 +191,12 @@ class RedisBroker(Broker, History):
         client's messages keep their order) and a busy node pays one round trip
         per batch, not per message.
         """
-        keys = [f"{self._prefix}offset:{room}", f"{self._prefix}history:{room}", self._channel(room)]
+        keys = [
+            f"{self._prefix}offset:{room}",
+            f"{self._prefix}history:{room}",
+            self._channel(room),
+            f"{self._prefix}rooms-seen",
+        ]
         ttl_ms, now_ms = int(self._history_ttl * 1000), int(time.time() * 1000)
         args: list[bytes | int] = [head, tail, self._history_size, ttl_ms, now_ms, 1 if self.redis_fanout else 0]
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -148,21 +214,23 @@ class RedisBroker(Broker, History):
                         await self._publish(keys=keys, args=args, client=pipe)
                     results = await pipe.execute()
             except (RedisError, OSError) as exc:
+                self._health.ok = False
                 for _, _, future in batch:
                     if not future.done():
-                        future.set_exception(BrokerUnavailable(str(exc) or type(exc).__name__))
+                        future.set_exception(BrokerUnavailable(one_line(exc)))
                 continue
+            self._health.ok = True
             for (_, _, future), offset in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(int(offset))
 
     async def broadcast(self, room: str, event: bytes) -> None:
-        with unavailable_on_error():
+        with self._health.command():
             await self._redis.publish(self._channel(room), b"0:" + event)
 
     async def subscribe(self, room: str) -> None:
         self._wanted.add(room)
-        with unavailable_on_error():
+        with self._health.command():
             await self._pubsub.subscribe(self._channel(room))
             self._last[room] = await self.last_offset(room)
 
@@ -175,12 +243,12 @@ class RedisBroker(Broker, History):
                 await self._pubsub.unsubscribe(self._channel(room))
 
     async def last_offset(self, room: str) -> int:
-        with unavailable_on_error():
+        with self._health.command():
             value = await self._redis.get(f"{self._prefix}offset:{room}")
         return int(value or 0)
 
     async def _entries(self, room: str) -> tuple[list[tuple[int, bytes]], int]:
-        with unavailable_on_error():
+        with self._health.command():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.lrange(f"{self._prefix}history:{room}", 0, -1)
                 pipe.get(f"{self._prefix}offset:{room}")
@@ -195,7 +263,19 @@ class RedisBroker(Broker, History):
 
     async def since(self, room: str, offset: int, limit: int) -> Page:
         entries, latest = await self._entries(room)
+        if latest == 0 and offset == 0 and await self._lived(room):
+            return Page(0, [], False)  # it expired: whatever it said after 0 is gone
         return page_from(entries, latest, offset, limit)
+
+    async def _lived(self, room: str) -> bool:
+        """Whether a room with no offset now may have had one (the publish script's filter of names)."""
+        key = f"{self._prefix}offset:{room}"
+        with self._health.command():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for bit in _seen_bits(key):
+                    pipe.getbit(f"{self._prefix}rooms-seen", bit)
+                bits = await pipe.execute()
+        return all(bits)
 
     async def latest(self, room: str, limit: int) -> Page:
         entries, latest = await self._entries(room)
@@ -205,6 +285,7 @@ class RedisBroker(Broker, History):
 
     async def _connect_pubsub(self) -> None:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._redis.ping()  # the pool's connections too, not only the subscription's
         await self._pubsub.subscribe(self._beat_channel, *(self._channel(r) for r in self._wanted))
         self._ok = True
         self._beat_seen = time.monotonic()
@@ -232,7 +313,7 @@ class RedisBroker(Broker, History):
                 await self._connect_pubsub()
                 for room in list(self._wanted):
                     latest = await self.last_offset(room)
-                    if latest < self._last.get(room, 0):  # Redis came back empty: its rooms start over
+                    if latest < self._last.get(room, 0):  # Redis came back empty, or the room expired
                         log.warning("redis.offsets_reset", extra={"room": room, "was": self._last[room]})
                         self._last[room] = latest
                     await self._fill_gap(room)
@@ -248,6 +329,7 @@ class RedisBroker(Broker, History):
             if now - self._beat_sent >= 1.0:
                 self._beat_sent = now
                 await self._redis.publish(self._beat_channel, b"beat")
+                self._health.ok = True  # the pool answers
             if now - self._beat_seen > 3.0:
                 raise TimeoutError("no heartbeat through the bus for 3 s")
             message = await pubsub.get_message(timeout=0.25)
@@ -290,11 +372,16 @@ class RedisBroker(Broker, History):
                 self._sink(room, offset, event)
 
 
+def _seen_bits(offset_key: str) -> tuple[int, int]:
+    """The two bits of the filter of names that the publish script sets for a room (the same arithmetic)."""
+    digest = hashlib.sha1(offset_key.encode()).hexdigest()
+    return int(digest[0:6], 16) % _SEEN_BITS, int(digest[6:12], 16) % _SEEN_BITS
+
+
 def redis_backends(
     url: str, node_id: str, history_size: int, history_ttl: float, presence_ttl: float
 ) -> tuple[RedisBroker, Presence]:
     """The broker (with history) and the presence of one node on `url`."""
-    return (
-        RedisBroker(url, node_id, history_size, history_ttl),
-        RedisPresence(url, node_id, presence_ttl),
-    )
+    broker = RedisBroker(url, node_id, history_size, history_ttl)
+    client, health = broker.presence_client
+    return broker, RedisPresence(url, node_id, presence_ttl, client=client, health=health)

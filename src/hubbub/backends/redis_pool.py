@@ -1,9 +1,19 @@
-"""One way to open Redis for hubbub: a bounded pool that waits rather than fails.
+"""One way to open Redis for hubbub: a bounded pool that waits rather than fails, and retries dead connections.
 
 A thousand clients joining at once means a thousand presence updates at once.
 redis-py's default pool opens a connection per concurrent command and, past its
 limit, raises; a blocking pool with a few dozen connections queues them instead,
 which Redis (single-threaded) serves just as fast.
+
+A pool outlives the Redis it connected to: after a Redis restart, every idle
+connection in it is dead, and the first command on each would fail
+(`Connection closed by server.`) although Redis is back. redis-py's `Retry`
+reconnects and sends the command again, with exponential backoff, so a dead
+connection costs a reconnect, not an `unavailable` answer. Only commands that
+are safe to send twice are retried on a timeout (see `connect_redis`).
+
+`Health` records whether the last command on a client succeeded: a node whose
+pool still fails must not tell its load balancer that it is healthy.
 """
 
 from __future__ import annotations
@@ -12,25 +22,71 @@ import contextlib
 from collections.abc import Iterator
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.broker import BrokerUnavailable
 
 MAX_CONNECTIONS = 32
+RETRIES = 3
+"""Attempts after the first, 50, 100 and 200 ms apart: a restarted Redis is reached, a dead one given up in < 1 s."""
+STARTUP_TIMEOUT = 5.0
+"""Seconds a node waits at start-up for its broker or store before it exits with code 1."""
 
 
-def connect_redis(url: str) -> aioredis.Redis:
-    """A client on a blocking pool of at most `MAX_CONNECTIONS` connections."""
+def connect_redis(url: str, *, retry_timeouts: bool = True, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+    """A client on a blocking pool whose commands survive a dead pooled connection.
+
+    A command that fails with a connection error is sent again on a fresh
+    connection: it never reached a live Redis, so sending it again is safe.
+    With `retry_timeouts`, a command that timed out is sent again too, which
+    suits reads and idempotent writes; a timed-out command may have run, so a
+    client for commands that must not run twice (publishing) passes False.
+    """
+    errors: list[type[RedisError]] = [RedisConnectionError]
+    if retry_timeouts:
+        errors.append(RedisTimeoutError)
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.025), RETRIES, supported_errors=tuple(errors))
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=10, socket_timeout=5, socket_connect_timeout=2
+        url,
+        max_connections=max_connections,
+        timeout=10,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        retry=retry,
+        retry_on_error=errors,
     )
     return aioredis.Redis(connection_pool=pool)
 
 
-@contextlib.contextmanager
-def unavailable_on_error() -> Iterator[None]:
-    """Turn Redis and socket errors into `BrokerUnavailable`, which the hub answers with `unavailable`."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
+class Health:
+    """Whether the last command a node sent to Redis succeeded; part of what `/healthz` reports.
+
+    The subscription's heartbeat proves that the bus works, not that the
+    pool's connections do: after a Redis restart the heartbeat comes back
+    while a command on another connection may still fail. A node is healthy
+    only while its last command succeeded too.
+    """
+
+    __slots__ = ("ok",)
+
+    def __init__(self) -> None:
+        self.ok = True
+
+    @contextlib.contextmanager
+    def command(self) -> Iterator[None]:
+        """Run Redis commands: record the outcome; errors become `BrokerUnavailable` (answered `unavailable`)."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            self.ok = False
+            raise BrokerUnavailable(one_line(exc)) from None
+        self.ok = True
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of text, for a log field or a client's error message."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -6,6 +6,11 @@ keys with a script, so the entries of a node that died vanish within the TTL
 and exactly one node (the one whose sweep removed the last key) announces
 `member_left`. The sweep walks every room with presence: fine for thousands of
 rooms, to be sharded before millions.
+
+Each refresh writes a node's entries whole (the connection key, the room's
+names and the set of rooms), so a Redis that restarted empty lists the node's
+members again within a quarter of the TTL. A node's presence shares the
+broker's client (`client=`), so `/healthz` covers its commands too.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import connect_redis, unavailable_on_error
+from hubbub.backends.redis_pool import Health, connect_redis
+from hubbub.broker import BrokerUnavailable
 from hubbub.presence import Expired, Presence
 
 log = logging.getLogger("hubbub.redis")
@@ -60,8 +66,20 @@ return gone
 class RedisPresence(Presence):
     """Presence entries in Redis with per-connection expiry, refreshed by their node."""
 
-    def __init__(self, url: str, node_id: str, ttl: float = 30.0, prefix: str = "hubbub:presence:") -> None:
-        self._redis: aioredis.Redis = connect_redis(url)
+    def __init__(
+        self,
+        url: str,
+        node_id: str,
+        ttl: float = 30.0,
+        prefix: str = "hubbub:presence:",
+        *,
+        client: aioredis.Redis | None = None,
+        health: Health | None = None,
+    ) -> None:
+        """Presence on `url`, or on `client` (the broker's, which then owns and closes it) when given."""
+        self._owns_client = client is None
+        self._redis: aioredis.Redis = connect_redis(url) if client is None else client
+        self._health = health or Health()
         self._node = node_id
         self._ttl = ttl
         self._prefix = prefix
@@ -71,6 +89,11 @@ class RedisPresence(Presence):
         self._mine: dict[tuple[str, str, str], None] = {}
         self._task: asyncio.Task[None] | None = None
         self._on_expired: Expired | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """False while the last command on the presence's client failed."""
+        return self._health.ok
 
     def _conns(self, room: str, name: str) -> str:
         return f"{self._prefix}conns:{room}:{name}"
@@ -82,30 +105,31 @@ class RedisPresence(Presence):
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         for room, name, key in list(self._mine):
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(BrokerUnavailable):
                 await self.remove(room, name, key)
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+        if self._owns_client:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.aclose()
 
     async def add(self, room: str, name: str, key: str) -> bool:
         self._mine[(room, name, key)] = None
         keys = [self._conns(room, name), f"{self._prefix}names:{room}", f"{self._prefix}rooms"]
-        with unavailable_on_error():
+        with self._health.command():
             count = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
         return int(count) == 1
 
     async def remove(self, room: str, name: str, key: str) -> bool:
         self._mine.pop((room, name, key), None)
         keys = [self._conns(room, name), f"{self._prefix}names:{room}"]
-        with unavailable_on_error():
+        with self._health.command():
             left = await self._remove(keys=keys, args=[key, name])
         return int(left) == 0
 
     async def members(self, room: str) -> list[tuple[str, int]]:
-        with unavailable_on_error():
+        with self._health.command():
             return await self._members(room)
 
     async def _members(self, room: str) -> list[tuple[str, int]]:
@@ -120,20 +144,38 @@ class RedisPresence(Presence):
         return sorted(result)
 
     async def _maintain(self) -> None:
-        """Refresh this node's entries and sweep everyone's expired ones, four times per TTL."""
+        """Refresh this node's entries and sweep everyone's expired ones, four times per TTL.
+
+        After a failure it tries again every second (at most), so that a Redis
+        that comes back gets the node's entries, and `/healthz` its 200, soon.
+        """
         period = self._ttl / 4
+        failing = False
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(min(period, 1.0) if failing else period)
             try:
-                expiry = time.time() + self._ttl
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for room, name, key in list(self._mine):
-                        pipe.zadd(self._conns(room, name), {key: expiry})
-                    await pipe.execute()
-                gone = await self._sweep(keys=[f"{self._prefix}rooms"], args=[time.time(), self._prefix])
-                names = [bytes(item).decode() for item in gone]
-                for i in range(0, len(names), 2):
-                    if self._on_expired is not None:
-                        self._on_expired(names[i], names[i + 1])
-            except (RedisError, OSError) as exc:
-                log.warning("presence.refresh_failed", extra={"error": str(exc) or type(exc).__name__})
+                with self._health.command():
+                    await self._refresh()
+            except BrokerUnavailable as exc:
+                if not failing:
+                    log.warning("presence.refresh_failed", extra={"error": str(exc)})
+                failing = True
+                continue
+            if failing:
+                log.info("presence.refresh_restored")
+            failing = False
+
+    async def _refresh(self) -> None:
+        """Write this node's entries whole (so a Redis that lost them has them again), then sweep."""
+        expiry = time.time() + self._ttl
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room, name, key in list(self._mine):
+                pipe.zadd(self._conns(room, name), {key: expiry})
+                pipe.sadd(f"{self._prefix}names:{room}", name)
+                pipe.sadd(f"{self._prefix}rooms", room)
+            await pipe.execute()
+        gone = await self._sweep(keys=[f"{self._prefix}rooms"], args=[time.time(), self._prefix])
+        names = [bytes(item).decode() for item in gone]
+        for i in range(0, len(names), 2):
+            if self._on_expired is not None:
+                self._on_expired(names[i], names[i + 1])

@@ -24,7 +24,7 @@ from hubbub.events import (
     invalid_room_message,
     valid_room,
 )
-from hubbub.history import payload_of
+from hubbub.history import page_within, payload_of
 
 if TYPE_CHECKING:
     from hubbub.connection import Connection
@@ -81,22 +81,9 @@ async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]
             page = await history.since(payload.room, payload.since, payload.limit)
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"history is unavailable: {exc}") from None
-    held = _within(page.messages, client.hub.settings.send_queue_bytes // 2, oldest=payload.since is not None)
-    messages = [msgspec.Raw(payload_of(event)) for _, event in held]
+    page = page_within(page, client.hub.settings.send_queue_bytes // 2, newest=payload.since is None)
+    messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
     return {"room": payload.room, "offset": page.offset, "messages": messages}
-
-
-def _within(messages: list[tuple[int, bytes]], budget: int, oldest: bool) -> list[tuple[int, bytes]]:
-    """The oldest (or newest) of `messages` whose encoded size fits in `budget` bytes, in order."""
-    total = 0
-    order = messages if oldest else reversed(messages)
-    kept: list[tuple[int, bytes]] = []
-    for item in order:
-        total += len(item[1])
-        if total > budget:
-            break
-        kept.append(item)
-    return kept if oldest else kept[::-1]
 
 
 async def get_presence(payload: GetPresence, client: Connection) -> dict[str, Any]:

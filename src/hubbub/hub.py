@@ -60,7 +60,7 @@ class Hub:
         presence: Presence | None = None,
     ) -> None:
         self.settings = settings = settings or Settings()
-        self.broker = broker or MemoryBroker(settings.history_size, settings.history_ttl)
+        self.broker = broker or MemoryBroker(settings.history_size, settings.history_ttl, settings.history_max_bytes)
         if not isinstance(self.broker, History):
             raise TypeError("the broker must also implement the History contract")
         self.history: History = self.broker

@@ -20,7 +20,7 @@ from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
 from hubbub.fanout import Fanout
 from hubbub.frames import text_frame
-from hubbub.history import History, Page
+from hubbub.history import History, page_within
 from hubbub.metrics import Metrics
 from hubbub.roster import Roster
 from hubbub.session import State
@@ -105,10 +105,15 @@ class Rooms:
             self._forget_if_empty(room)
             self._roster.left(room, conn)
             return
-        replay, complete = self._replayable(page, since, latest)
-        conn.ack({"room": room, "offset": latest} | _recovered(since, complete))
+        if page is not None:
+            latest = max(latest, page.offset)
+            # The replay goes into the joiner's outbox at once: it must fit well within the
+            # outbox bound, or the joiner would be dropped by its own join. Past the budget
+            # only the newest are replayed, and `recovered` is false (the client reloads).
+            page = page_within(page, self._replay_bytes, newest=True)
+        conn.ack({"room": room, "offset": latest} | _recovered(since, page.complete if page else True))
         last = latest if since is None else since
-        for offset, event in replay:
+        for offset, event in page.messages if page else ():
             if offset > last:
                 conn.send_frame(text_frame(event))
                 last = offset
@@ -121,31 +126,6 @@ class Rooms:
         self._last_sender.pop(room, None)  # the joiner is at the end now
         conn.rooms.add(room)
         self._fanout.seal(room)
-
-    def _replayable(self, page: Page | None, since: int | None, latest: int) -> tuple[list[tuple[int, bytes]], bool]:
-        """What a resuming joiner is sent, and whether that is everything it missed.
-
-        The replay goes into the joiner's outbox at once, so it must fit well
-        within the outbox bound, or the joiner would be dropped by its own
-        join. When the missed messages are more than `replay_bytes`, only the
-        newest that fit are sent and `recovered` is false: the client knows it
-        must reload the room (e.g. with `get_history`, page by page).
-        """
-        if page is None:
-            return [], True
-        messages = page.messages
-        total = sum(len(event) for _, event in messages)
-        if total <= self._replay_bytes:
-            return messages, page.complete
-        kept: list[tuple[int, bytes]] = []
-        room_left = self._replay_bytes
-        for offset, event in reversed(messages):
-            if len(event) > room_left:
-                break
-            room_left -= len(event)
-            kept.append((offset, event))
-        kept.reverse()
-        return kept, False
 
     def _stop_waiting(self, room: str, conn: Connection) -> None:
         waiting = self._joining.get(room)

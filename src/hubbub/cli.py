@@ -117,7 +117,15 @@ def _add_serve(sub: Any) -> None:
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="accept this exact Origin (repeatable); default: same host only",
+        help="accept this Origin, scheme://host[:port] (repeatable); default: same host only",
+    )
+    p.add_env_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="answer requests whose Host is this name (any port) or name:port (repeatable); default: on a"
+        " loopback address the loopback names, else any host",
     )
     p.add_env_argument("--broker", default="memory", help="memory, redis://HOST:PORT/DB or nats://HOST:PORT")
     p.add_env_argument(
@@ -240,6 +248,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         history_ttl=args.history_ttl,
         **({"node_id": args.node_id} if args.node_id else {}),
         allowed_origins=tuple(args.allowed_origin),
+        allowed_hosts=tuple(args.allowed_host),
         echo=args.echo,
         log_level=args.log_level,
         log_format=args.log_format,

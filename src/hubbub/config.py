@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from hubbub.errors import ConfigError
+from hubbub.origins import config_origin, parse_authority
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,10 @@ class Settings:
     rate_burst: float = 0.0
     """Events a client may send at once; 0 means twice `rate_limit`."""
     allowed_origins: tuple[str, ...] = ()
-    """Exact `Origin` values accepted; empty means same-host origins only."""
+    """`Origin` values accepted (scheme, host and port compared normalized); empty means same-host origins only."""
+    allowed_hosts: tuple[str, ...] = ()
+    """`Host` values answered on every route (`name` any port, `name:port` that port). Empty: the
+    loopback names and the bound address when listening on loopback, else any host."""
     echo: bool = False
     """Serve `/echo` for protocol conformance runs."""
     close_timeout: float = 2.0
@@ -91,3 +95,8 @@ class Settings:
         for origin in self.allowed_origins:
             if "://" not in origin:
                 raise ConfigError(f"--allowed-origin needs a scheme, like https://example.com: {origin!r}")
+            if config_origin(origin) is None:
+                raise ConfigError(f"--allowed-origin must be scheme://host[:port], with no path: {origin!r}")
+        for host in self.allowed_hosts:
+            if parse_authority(host) is None:
+                raise ConfigError(f"--allowed-host must be a host name or address, optionally :port: {host!r}")

@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 from hubbub.codes import CloseCode, ErrorCode
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+REJECT_REASONS = ("origin", "host")
+"""Why `hubbub_handshakes_rejected_total` refused a connection: a foreign `Origin` or `Host` (403)."""
 
 
 class HotCounter:
@@ -73,6 +75,14 @@ class Metrics:
             self.errors.labels(code.value)
         for close in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.ABNORMAL_CLOSURE):
             self.closes.labels(str(int(close)))
+        self.handshakes_rejected = Counter(
+            "hubbub_handshakes_rejected",
+            "Connections refused before the WebSocket upgrade, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.handshakes_rejected.labels(reason)
 
     def render(self) -> bytes:
         """The text exposition format."""

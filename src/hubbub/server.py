@@ -1,10 +1,11 @@
-"""The listening socket: HTTP routes, the WebSocket handshake, origin checks, shutdown.
+"""The listening socket: HTTP routes, the WebSocket handshake, host and origin checks, shutdown.
 
 One port serves everything. picows parses each request and asks `_route`
 what to do with it: a plain HTTP answer (the chat page, `/healthz`,
 `/metrics`, a 4xx) or a `Connection` to upgrade to. Rejections happen here,
 before the upgrade, with an HTTP status (PROTOCOL.md: 403 for a foreign
-origin, 404 for an unknown path, 400 for a bad name).
+origin, 404 for an unknown path, 400 for a bad name; and 403 on every route
+for a `Host` this server does not answer to, see `origins.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from hubbub.events import NAME_MAX
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
 from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hubbub.origins import HostPolicy
+from hubbub.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
 from hubbub.pacer import FramePacer
 
 log = logging.getLogger("hubbub.server")
@@ -60,24 +63,18 @@ def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; 
     return WSUpgradeResponseWithListener(response, None)
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """The origin rule: no `Origin` (not a browser) passes; else the allowlist, or same host."""
-    if origin is None:
-        return True
-    if allowed:
-        return origin in allowed
-    if host is None or origin == "null":
-        return False
-    return urlsplit(origin).netloc.lower() == host.lower()
-
-
 class Server:
     """A hub behind a listening socket; `start`, then `stop` (idempotent)."""
+
+    scheme = "http"
+    """What the server speaks; a same-host `Origin` must have this scheme."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings = hub.settings
         self._server: asyncio.Server | None = None
+        self.hosts = HostPolicy(None)
+        """Which `Host` headers are answered; set from the bound addresses at `start`."""
         self._page = resources.files("hubbub").joinpath("static/index.html").read_bytes()
         self._stopped = False
 
@@ -92,6 +89,8 @@ class Server:
         self._server = await asyncio.get_running_loop().create_server(
             self._protocol, self.settings.host, self.settings.port, reuse_address=True
         )
+        bound = [str(sock.getsockname()[0]) for sock in self._server.sockets]
+        self.hosts = HostPolicy.for_listener(self.settings.allowed_hosts, bound, self.settings.host)
         log.info("server.listening", extra={"host": self.settings.host, "port": self.port})
 
     async def stop(self) -> None:
@@ -131,10 +130,15 @@ class Server:
     def _route(self, request: WSUpgradeRequest) -> Routed:
         url = urlsplit(request.path.decode("latin-1"))
         path = url.path
+        if not self._host_ok(request, url.netloc):
+            self.hub.metrics.handshakes_rejected.labels("host").inc()
+            log.info("handshake.rejected", extra={"reason": "host", "host": request.headers.get("Host"), "path": path})
+            return _response(HTTPStatus.FORBIDDEN, b"host not allowed\n")
         if path == "/ws":
             return self._upgrade(request, parse_qs(url.query))
         if path == "/echo" and self.settings.echo:
             if not self._origin_ok(request):
+                self.hub.metrics.handshakes_rejected.labels("origin").inc()
                 return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
             return EchoConnection(self.hub, None)
         if path == "/":
@@ -147,12 +151,28 @@ class Server:
             return _response(HTTPStatus.OK, self.hub.metrics.render(), METRICS_CONTENT_TYPE)
         return _response(HTTPStatus.NOT_FOUND, b"not found\n")
 
+    def _host_ok(self, request: WSUpgradeRequest, target_authority: str) -> bool:
+        """Whether the request is for a name this server answers to: its one `Host` header, and
+        the authority of an absolute-form target (`GET http://name/ws`) when there is one."""
+        if self.hosts.names is None:
+            return True
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) != 1 or not self.hosts.allows(hosts[0]):
+            return False
+        return not target_authority or self.hosts.allows(target_authority)
+
     def _origin_ok(self, request: WSUpgradeRequest) -> bool:
         headers = request.headers
-        return origin_allowed(headers.get("Origin"), headers.get("Host"), self.settings.allowed_origins)
+        origins = headers.getall("Origin", [])
+        if len(origins) > 1:
+            return False
+        return origin_allowed(
+            origins[0] if origins else None, headers.get("Host"), self.settings.allowed_origins, self.scheme
+        )
 
     def _upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed:
         if not self._origin_ok(request):
+            self.hub.metrics.handshakes_rejected.labels("origin").inc()
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         name = query.get("name", [None])[0]

@@ -45,6 +45,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     """`Host` values answered on every route (`name` any port, `name:port` that port). Empty: the
     loopback names and the bound address when listening on loopback, else any host."""
+    max_connections: int | None = None
+    """Accepted sockets held at once (pre-handshake, HTTP and WebSocket); past it, 503. None:
+    65536, or the file-descriptor limit minus a reserve when that is lower."""
+    max_connections_per_ip: int = 16384
+    """Accepted sockets held at once per client address (an IPv6 /64); past it, 429."""
+    backlog: int = 2048
+    """Listen backlog: connections the kernel queues before they are accepted (capped by somaxconn)."""
     echo: bool = False
     """Serve `/echo` for protocol conformance runs."""
     close_timeout: float = 2.0
@@ -100,3 +107,7 @@ class Settings:
         for host in self.allowed_hosts:
             if parse_authority(host) is None:
                 raise ConfigError(f"--allowed-host must be a host name or address, optionally :port: {host!r}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ConfigError("--max-connections must be at least 1")
+        if self.max_connections_per_ip < 1 or self.backlog < 1:
+            raise ConfigError("--max-connections-per-ip and --backlog must be at least 1")

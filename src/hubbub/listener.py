@@ -15,12 +15,21 @@ past that the answer goes at once. A refused socket therefore costs an
 `accept`, a `recv`, a `send` and a `close`, and holds nothing once its
 request is in.
 
-The accept loop is hubbub's own (`loop.connect_accepted_socket` for each
-admitted socket) so that a refusal never reaches a transport. An `accept()`
-failure (out of descriptors, ENOBUFS, ENOMEM) is counted in
-`hubbub_accept_errors_total{errno}`, logged at most once per `LOG_INTERVAL`,
-and pauses accepting for `ACCEPT_PAUSE`: the connections wait in the listen
-backlog instead of a busy loop retrying.
+The accept loop is hubbub's own rather than the event loop's, because libuv
+(under uvloop) hides running out of descriptors: when `accept()` fails with
+EMFILE it closes a spare descriptor it keeps, accepts every pending connection
+and closes each at once, and tells nobody: no callback, no log, no count.
+Here the same trick is done in the open. A spare descriptor is held; when
+`accept()` fails with EMFILE or ENFILE, the spare is closed, one connection
+accepted in its place and refused like any other (`503`, after its request;
+until then the next ones wait in the backlog), and the spare reopened. Each
+is counted (`hubbub_accept_errors_total{errno}`,
+`hubbub_handshakes_rejected_total{reason="fd_limit"}`) and logged at most
+once per `LOG_INTERVAL`, with how many were lost. As soon as descriptors are
+free again, `accept()` succeeds and the server serves as before. Other accept
+failures (ENOBUFS, ENOMEM, or no spare to be had) pause accepting for
+`ACCEPT_PAUSE`: the connections wait in the listen backlog instead of a busy
+loop retrying.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import resource
 import socket
 from collections.abc import Callable
@@ -45,15 +55,16 @@ REFUSAL_WAIT = 1.0
 """Seconds a refused socket waits for its request before it is answered anyway."""
 FD_RESERVE = 64 + 64 + REFUSALS_WAITING
 """Descriptors kept back from the connection cap: 64 for the process itself (stdio, the
-event loop's own, logs, a NATS or Redis pub/sub connection), 64 for the two Redis pools of
-32 (broker and presence), and the refused sockets waiting for their request."""
+event loop's own, the spare, logs, a NATS or Redis pub/sub connection), 64 for the two Redis
+pools of 32 (broker and presence), and the refused sockets waiting for their request."""
 LOG_INTERVAL = 5.0
 """At most one log line per this many seconds for each recurring refusal."""
 ACCEPT_PAUSE = 0.1
-"""Seconds accepting stops after an `accept()` failure."""
+"""Seconds accepting stops after an `accept()` failure that the spare cannot absorb."""
 _ACCEPT_BATCH = 64
 """Sockets accepted per readiness callback: the rest wait for the next turn of the loop, so
 a connection storm cannot starve the connections already open."""
+_FD_ERRORS = (errno.EMFILE, errno.ENFILE)
 _IGNORED = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM)
 """A peer that reset before `accept()` returned, or a firewall's veto: that one socket is gone."""
 
@@ -68,6 +79,7 @@ def _answer(status: str, body: bytes) -> bytes:
 
 AT_CAPACITY = _answer("503 Service Unavailable", b"server at capacity\n")
 OVER_PER_IP = _answer("429 Too Many Requests", b"too many connections from your address\n")
+OUT_OF_FDS = _answer("503 Service Unavailable", b"server out of file descriptors\n")
 
 
 def raise_fd_limit() -> int:
@@ -184,13 +196,18 @@ class Listener:
         self.open = 0
         """Accepted sockets not yet closed."""
         self.per_ip: dict[str, int] = {}
-        self._waiting: dict[socket.socket, tuple[bytes, asyncio.TimerHandle]] = {}
+        self._spare: int | None = None
+        self._spare_lent = False
+        """A refused socket holds the spare's descriptor until it is answered."""
+        self._waiting: dict[socket.socket, tuple[bytes, asyncio.TimerHandle, Callable[[], None] | None]] = {}
         self._paused: asyncio.TimerHandle | None = None
         self._serving = False
         self._full = Tally("conn.rejected", logging.INFO)
         self._crowded = Tally("conn.rejected", logging.INFO)
+        self._starved = Tally("accept.out_of_fds", logging.WARNING)
+        """Connections answered 503 through the spare descriptor (`count` of them per line)."""
         self._paused_log = Tally("accept.paused", logging.WARNING)
-        """accept() failures (`count` of them per line)."""
+        """accept() failures the spare could not absorb (`count` of pauses per line)."""
         metrics.watch_sockets(lambda: self.open)
 
     async def listen(self, host: str, port: int, backlog: int) -> None:
@@ -230,6 +247,7 @@ class Listener:
 
     def start(self) -> None:
         """Begin accepting."""
+        self._spare = _open_spare()
         self._serving = True
         self._watch()
 
@@ -243,7 +261,10 @@ class Listener:
         self._close_sockets()
         for sock in list(self._waiting):
             self._answer(sock)
-        for tally in (self._full, self._crowded, self._paused_log):
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        for tally in (self._full, self._crowded, self._starved, self._paused_log):
             tally.close()
 
     def release(self, key: str) -> None:
@@ -310,38 +331,76 @@ class Listener:
             raise
         task.add_done_callback(lambda done: _attached(done, slot, sock))
 
-    def _refuse(self, sock: socket.socket, answer: bytes) -> None:
-        """Answer `answer` and close, once the request is read (see the module docstring)."""
+    def _refuse(self, sock: socket.socket, answer: bytes, then: Callable[[], None] | None = None) -> None:
+        """Answer `answer` and close, once the request is read (see the module docstring);
+        `then` runs when the socket is closed. With `then`, the socket may always wait."""
         try:
             sock.recv(65536, socket.MSG_DONTWAIT)  # the request, or b"" when the peer already left
         except BlockingIOError:
-            if len(self._waiting) < REFUSALS_WAITING:
+            if then is not None or len(self._waiting) < REFUSALS_WAITING:
                 loop = asyncio.get_running_loop()
-                self._waiting[sock] = (answer, loop.call_later(REFUSAL_WAIT, self._answer, sock))
+                self._waiting[sock] = (answer, loop.call_later(REFUSAL_WAIT, self._answer, sock), then)
                 loop.add_reader(sock, self._answer, sock)
                 return
         except OSError:
             answer = b""
         _send_and_close(sock, answer)
+        if then is not None:
+            then()
 
     def _answer(self, sock: socket.socket) -> None:
         """A waiting refused socket's request came (or its time is up): answer it."""
-        answer, timer = self._waiting.pop(sock)
+        answer, timer, then = self._waiting.pop(sock)
         timer.cancel()
         asyncio.get_running_loop().remove_reader(sock)
         with contextlib.suppress(OSError):
             sock.recv(65536, socket.MSG_DONTWAIT)
         _send_and_close(sock, answer)
+        if then is not None:
+            then()
 
     def _accept_failed(self, listening: socket.socket, exc: OSError) -> bool:
-        """Count and log a failed `accept()`, and pause. Return whether to keep accepting now."""
+        """Count and log a failed `accept()`; when descriptors ran out, answer the waiting
+        connection through the spare. Return whether to keep accepting now."""
         code = exc.errno or 0
-        self._count_failure(errno.errorcode.get(code, str(code)))
-        self._pause()
-        return False
+        name = errno.errorcode.get(code, str(code))
+        if code in _FD_ERRORS and self._spare_lent:
+            self._pause()  # the spare is answering one already; the others wait in the backlog
+            return False
+        if code not in _FD_ERRORS or self._spare is None:
+            self._count_failure(name)
+            self._pause()
+            return False
+        os.close(self._spare)
+        self._spare = None
+        try:
+            sock = listening.accept()[0]
+        except BlockingIOError:
+            # Linux takes the descriptor before it looks at the queue: nobody was waiting.
+            self._spare_back()
+            return False
+        except OSError:
+            self._spare_back()
+            self._count_failure(name)
+            self._pause()
+            return False
+        self.metrics.accept_errors.labels(name).inc()
+        self.metrics.handshakes_rejected.labels("fd_limit").inc()
+        self._starved.add(errno=name, fd_limit=self.fd_limit, sockets=self.open)
+        self._spare_lent = True
+        self._refuse(sock, OUT_OF_FDS, then=self._spare_back)
+        return self._spare is not None  # answered at once: go on; else wait for the answer
+
+    def _spare_back(self) -> None:
+        """The socket accepted on the spare descriptor is closed: take the spare again."""
+        self._spare_lent = False
+        self._spare = _open_spare()
+        if self._paused is not None and self._spare is not None:
+            self._paused.cancel()
+            self._resume()
 
     def _count_failure(self, name: str) -> None:
-        """An accept() failure: counted, and logged once per interval."""
+        """An accept() failure the spare could not absorb: counted, and logged once per interval."""
         self.metrics.accept_errors.labels(name).inc()
         self._paused_log.add(errno=name, fd_limit=self.fd_limit, sockets=self.open, pause=ACCEPT_PAUSE)
 
@@ -357,7 +416,16 @@ class Listener:
         self._paused = None
         if not self._serving:
             return
+        if self._spare is None and not self._spare_lent:
+            self._spare = _open_spare()
         self._watch()
+
+
+def _open_spare() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def _send_and_close(sock: socket.socket, answer: bytes) -> None:

@@ -19,9 +19,9 @@ from prometheus_client.registry import Collector
 from hubbub.codes import CloseCode, ErrorCode
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-REJECT_REASONS = ("origin", "host", "capacity", "per_ip")
+REJECT_REASONS = ("origin", "host", "capacity", "per_ip", "fd_limit")
 """Why `hubbub_handshakes_rejected_total` refused a connection: a foreign `Origin` or `Host`
-(403), `--max-connections` (503), `--max-connections-per-ip` (429)."""
+(403), `--max-connections` (503), `--max-connections-per-ip` (429), no file descriptor (503)."""
 
 
 class HotCounter:

@@ -137,7 +137,37 @@ def _add_serve(sub: Any) -> None:
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="accept this exact Origin (repeatable); default: same host only",
+        help="accept this Origin, scheme://host[:port] (repeatable); default: same host only",
+    )
+    p.add_env_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="answer requests whose Host is this name (any port) or name:port (repeatable); default: on a"
+        " loopback address the loopback names, else any host",
+    )
+    p.add_env_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="sockets held at once, before and after the handshake; past it: 503 (default 65536, or the"
+        " file-descriptor limit minus 192 if lower)",
+    )
+    p.add_env_argument(
+        "--max-connections-per-ip",
+        type=_positive_int,
+        default=16384,
+        metavar="N",
+        help="sockets held at once per client address (IPv6: per /64); past it: 429 (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--backlog",
+        type=_positive_int,
+        default=2048,
+        metavar="N",
+        help="listen backlog, capped by net.core.somaxconn (default %(default)s)",
     )
     p.add_env_argument("--broker", default="memory", help="memory, redis://HOST:PORT/DB or nats://HOST:PORT")
     p.add_env_argument(
@@ -270,6 +300,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         history_max_bytes=args.history_max_bytes,
         **({"node_id": args.node_id} if args.node_id else {}),
         allowed_origins=tuple(args.allowed_origin),
+        allowed_hosts=tuple(args.allowed_host),
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        backlog=args.backlog,
         echo=args.echo,
         log_level=args.log_level,
         log_format=args.log_format,

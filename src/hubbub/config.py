@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from hubbub.errors import ConfigError
+from hubbub.origins import config_origin, parse_authority
 from hubbub.session import Limits
 
 
@@ -55,7 +56,17 @@ class Settings:
     max_rooms_per_connection: int = 128
     """Rooms one connection may be in at once; past it `join_room` gets `limit_exceeded`."""
     allowed_origins: tuple[str, ...] = ()
-    """Exact `Origin` values accepted; empty means same-host origins only."""
+    """`Origin` values accepted (scheme, host and port compared normalized); empty means same-host origins only."""
+    allowed_hosts: tuple[str, ...] = ()
+    """`Host` values answered on every route (`name` any port, `name:port` that port). Empty: the
+    loopback names and the bound address when listening on loopback, else any host."""
+    max_connections: int | None = None
+    """Accepted sockets held at once (pre-handshake, HTTP and WebSocket); past it, 503. None:
+    65536, or the file-descriptor limit minus a reserve when that is lower."""
+    max_connections_per_ip: int = 16384
+    """Accepted sockets held at once per client address (an IPv6 /64); past it, 429."""
+    backlog: int = 2048
+    """Listen backlog: connections the kernel queues before they are accepted (capped by somaxconn)."""
     echo: bool = False
     """Serve `/echo` for protocol conformance runs."""
     close_timeout: float = 2.0
@@ -133,3 +144,12 @@ class Settings:
         for origin in self.allowed_origins:
             if "://" not in origin:
                 raise ConfigError(f"--allowed-origin needs a scheme, like https://example.com: {origin!r}")
+            if config_origin(origin) is None:
+                raise ConfigError(f"--allowed-origin must be scheme://host[:port], with no path: {origin!r}")
+        for host in self.allowed_hosts:
+            if parse_authority(host) is None:
+                raise ConfigError(f"--allowed-host must be a host name or address, optionally :port: {host!r}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ConfigError("--max-connections must be at least 1")
+        if self.max_connections_per_ip < 1 or self.backlog < 1:
+            raise ConfigError("--max-connections-per-ip and --backlog must be at least 1")

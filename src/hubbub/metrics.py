@@ -19,6 +19,9 @@ from prometheus_client.registry import Collector
 from hubbub.codes import CloseCode, ErrorCode
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+REJECT_REASONS = ("origin", "host", "capacity", "per_ip", "fd_limit")
+"""Why `hubbub_handshakes_rejected_total` refused a connection: a foreign `Origin` or `Host`
+(403), `--max-connections` (503), `--max-connections-per-ip` (429), no file descriptor (503)."""
 
 
 class HotCounter:
@@ -73,6 +76,26 @@ class Metrics:
             self.errors.labels(code.value)
         for close in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.ABNORMAL_CLOSURE):
             self.closes.labels(str(int(close)))
+        self.sockets = Gauge(
+            "hubbub_sockets", "Accepted TCP sockets open: before the handshake, HTTP, and WebSocket.", registry=r
+        )
+        self.handshakes_rejected = Counter(
+            "hubbub_handshakes_rejected",
+            "Connections refused before the WebSocket upgrade, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.handshakes_rejected.labels(reason)
+        self.accept_errors = Counter(
+            "hubbub_accept_errors", "accept() failures on a listening socket, by errno name.", ["errno"], registry=r
+        )
+        for name in ("EMFILE", "ENFILE"):
+            self.accept_errors.labels(name)
+
+    def watch_sockets(self, count: Callable[[], int]) -> None:
+        """Read `hubbub_sockets` from `count` at each scrape (the listener's own tally)."""
+        self.sockets.set_function(lambda: float(count()))
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -1,10 +1,12 @@
-"""The listening socket: HTTP routes, the WebSocket handshake, origin checks, shutdown.
+"""The server: HTTP routes, the WebSocket handshake, host and origin checks, shutdown.
 
-One port serves everything. picows parses each request and asks `_route`
-what to do with it: a plain HTTP answer (the chat page, `/healthz`,
+One port serves everything. `listener.py` accepts each socket (or turns it
+away at once when a cap is reached); picows parses its request and asks
+`_route` what to do with it: a plain HTTP answer (the chat page, `/healthz`,
 `/metrics`, a 4xx) or a `Connection` to upgrade to. Rejections happen here,
 before the upgrade, with an HTTP status (PROTOCOL.md: 403 for a foreign
-origin, 404 for an unknown path, 400 for a bad name).
+origin, 404 for an unknown path, 400 for a bad name; and 403 on every route
+for a `Host` this server does not answer to, see `origins.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 from http import HTTPStatus
 from importlib import resources
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from picows import (
@@ -28,8 +31,11 @@ from hubbub.connection import Connection
 from hubbub.events import invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
+from hubbub.listener import DEFAULT_MAX_CONNECTIONS, Listener, Slot, connection_cap, raise_fd_limit
 from hubbub.logs import PicowsLog
 from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hubbub.origins import HostPolicy
+from hubbub.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
 from hubbub.pacer import FramePacer
 
 log = logging.getLogger("hubbub.server")
@@ -61,53 +67,83 @@ def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; 
     return WSUpgradeResponseWithListener(response, None)
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """The origin rule: no `Origin` (not a browser) passes; else the allowlist, or same host."""
-    if origin is None:
-        return True
-    if allowed:
-        return origin in allowed
-    if host is None or origin == "null":
-        return False
-    return urlsplit(origin).netloc.lower() == host.lower()
+class _CountedPacer(FramePacer):
+    """The frame pacer of one admitted socket: it gives the socket's place under the caps back
+    when the connection ends (a subclass, so the per-read path is the pacer's own)."""
+
+    def __init__(self, inner: Any, slot: Slot) -> None:
+        super().__init__(inner)
+        self._slot = slot
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self._slot()
 
 
 class Server:
     """A hub behind a listening socket; `start`, then `stop` (idempotent)."""
 
+    scheme = "http"
+    """What the server speaks; a same-host `Origin` must have this scheme."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings = hub.settings
-        self._server: asyncio.Server | None = None
+        self.listener: Listener | None = None
+        self.hosts = HostPolicy(None)
+        """Which `Host` headers are answered; set from the bound addresses at `start`."""
         self._page = resources.files("hubbub").joinpath("static/index.html").read_bytes()
         self._stopped = False
 
     @property
     def port(self) -> int:
         """The bound port (useful when started with port 0)."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self.listener is not None
+        return int(self.listener.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        """Start the hub, raise the descriptor limit, bind, and begin accepting."""
         await self.hub.start()
-        self._server = await asyncio.get_running_loop().create_server(
-            self._protocol, self.settings.host, self.settings.port, reuse_address=True
+        s = self.settings
+        fd_limit = raise_fd_limit()
+        cap = connection_cap(s.max_connections, fd_limit)
+        listener = Listener(self._protocol, self.hub.metrics, cap, s.max_connections_per_ip, fd_limit)
+        await listener.listen(s.host, s.port, s.backlog)
+        self.listener = listener
+        self.hosts = HostPolicy.for_listener(s.allowed_hosts, listener.addresses, s.host)
+        listener.start()
+        log.info(
+            "server.listening",
+            extra={
+                "host": s.host,
+                "port": self.port,
+                "max_connections": cap,
+                "max_connections_per_ip": s.max_connections_per_ip,
+                "backlog": s.backlog,
+                "allowed_hosts": ",".join(self.hosts.names) if self.hosts.names is not None else "any",
+            },
         )
-        log.info("server.listening", extra={"host": self.settings.host, "port": self.port})
+        if s.max_connections is None and cap < DEFAULT_MAX_CONNECTIONS:
+            log.info("server.max_connections_lowered", extra={"max_connections": cap, "fd_limit": fd_limit})
+        elif cap > fd_limit:
+            # the operator's call; past the limit, accept() fails and listener.py answers 503
+            log.warning("server.max_connections_above_fd_limit", extra={"max_connections": cap, "fd_limit": fd_limit})
 
     async def stop(self) -> None:
         """Stop accepting, close every connection with 1001, release the port."""
         if self._stopped:
             return
         self._stopped = True
-        if self._server is not None:
-            self._server.close()
+        if self.listener is not None:
+            self.listener.close()
         await self.hub.shutdown()
         log.info("server.stopped")
 
-    def _protocol(self) -> FramePacer:
+    def _protocol(self, slot: Slot) -> FramePacer:
         """A picows server protocol for one accepted socket, behind the frame pacer."""
-        return FramePacer(
+        return _CountedPacer(
             WSProtocol(
                 None,  # host and port: server side
                 None,  # path: server side
@@ -126,16 +162,22 @@ class Server:
                 # picows grows the buffer when a larger frame comes; 16 KiB per idle
                 # connection would be most of its memory.
                 2048,  # read_buffer_init_size
-            )
+            ),
+            slot,
         )
 
     def _route(self, request: WSUpgradeRequest) -> Routed:
         url = urlsplit(request.path.decode("latin-1"))
         path = url.path
+        if not self._host_ok(request, url.netloc):
+            self.hub.metrics.handshakes_rejected.labels("host").inc()
+            log.info("handshake.rejected", extra={"reason": "host", "host": request.headers.get("Host"), "path": path})
+            return _response(HTTPStatus.FORBIDDEN, b"host not allowed\n")
         if path == "/ws":
             return self._upgrade(request, parse_qs(url.query))
         if path == "/echo" and self.settings.echo:
             if not self._origin_ok(request):
+                self.hub.metrics.handshakes_rejected.labels("origin").inc()
                 return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
             return EchoConnection(self.hub, None)
         if path == "/":
@@ -148,12 +190,28 @@ class Server:
             return _response(HTTPStatus.OK, self.hub.metrics.render(), METRICS_CONTENT_TYPE)
         return _response(HTTPStatus.NOT_FOUND, b"not found\n")
 
+    def _host_ok(self, request: WSUpgradeRequest, target_authority: str) -> bool:
+        """Whether the request is for a name this server answers to: its one `Host` header, and
+        the authority of an absolute-form target (`GET http://name/ws`) when there is one."""
+        if self.hosts.names is None:
+            return True
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) != 1 or not self.hosts.allows(hosts[0]):
+            return False
+        return not target_authority or self.hosts.allows(target_authority)
+
     def _origin_ok(self, request: WSUpgradeRequest) -> bool:
         headers = request.headers
-        return origin_allowed(headers.get("Origin"), headers.get("Host"), self.settings.allowed_origins)
+        origins = headers.getall("Origin", [])
+        if len(origins) > 1:
+            return False
+        return origin_allowed(
+            origins[0] if origins else None, headers.get("Host"), self.settings.allowed_origins, self.scheme
+        )
 
     def _upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed:
         if not self._origin_ok(request):
+            self.hub.metrics.handshakes_rejected.labels("origin").inc()
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         name = query.get("name", [None])[0]

@@ -84,7 +84,8 @@ async def test_bad_name_is_refused_with_400(server: Server) -> None:
 def test_origin_rule() -> None:
     assert origin_allowed(None, "h:1", ())
     assert origin_allowed("http://h:1", "h:1", ())
-    assert origin_allowed("https://H:1", "h:1", ())
+    assert origin_allowed("http://H:1", "h:1", ())
+    assert not origin_allowed("https://h:1", "h:1", ())  # the server speaks http: an https page is another origin
     assert not origin_allowed("http://h:2", "h:1", ())
     assert not origin_allowed("null", "h:1", ())
     assert not origin_allowed("http://h:1", None, ())

@@ -221,7 +221,7 @@ async def test_flooding_client_is_throttled_not_buffered(make_server: ServerFact
     """Messages behind a slow async handler queue in the inbox; past its high-water mark the socket
     is not read any more (TCP pushes back), so the inbox stays bounded, and every event is still
     answered, in the order it was sent."""
-    server = await make_server(rate_limit=0)
+    server: Server = await make_server(rate_limit=0)
     hub = server.hub
 
     @hub.on("slow_echo")

@@ -415,8 +415,12 @@ class Attack:
         raise NotImplementedError
 
     def attacker(self, ctx: Ctx) -> dict[str, Any]:
-        """What became of the attacker (its first connection by default)."""
+        """What became of the attacker (its first connection by default), at the window's end."""
         return ctx.peers[0].fate(ctx.start) if ctx.peers else {"status": "none"}
+
+    def after(self, ctx: Ctx) -> dict[str, Any]:
+        """What became of the bystanders, once the attacker has gone and `--settle` has passed."""
+        return {}
 
 
 def batch_of(frame: bytes, size: int = 65536) -> tuple[bytes, int]:
@@ -489,10 +493,10 @@ class RoomFlood(Attack):
         batch, count = batch_of(message, 16384)
         await ctx.flood(attacker, batch, count, "messages")
 
-    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+    def after(self, ctx: Ctx) -> dict[str, Any]:
         members = ctx.peers[1:]
         after = sorted(p.ended - ctx.start for p in members if p.ended is not None)
-        return super().attacker(ctx) | {
+        return {
             "members": {
                 "count": len(members),
                 "fates": dict(Counter(p.fate_text() for p in members)),
@@ -859,7 +863,10 @@ class Tree:
     label: str
     src: Path
     commit: str
+    """The last commit that changed `src` (+dirty when it has changes not committed)."""
     server_args: list[str]
+    head: str = ""
+    """The checkout's HEAD."""
 
 
 def resolve_tree(path: str, label: str, server_args: str) -> Tree:
@@ -868,12 +875,15 @@ def resolve_tree(path: str, label: str, server_args: str) -> Tree:
         src = src / "src"
     if not (src / "hubbub").is_dir():
         raise SystemExit(f"attacks.py: no hubbub package in {path}")
-    git = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    commit = git.stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."], capture_output=True, text=True)
-    if dirty.stdout.strip():
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True).stdout.strip()
+
+    # The last commit that changed the tree: the code measured, whatever was committed elsewhere since.
+    commit = git("log", "-1", "--format=%h", "--", ".") or "unknown"
+    if git("status", "--porcelain", "--", "."):
         commit += "+dirty"
-    return Tree(label, src, commit, shlex.split(server_args))
+    return Tree(label, src, commit, shlex.split(server_args), git("rev-parse", "--short", "HEAD"))
 
 
 _SAMPLE = re.compile(r"^(hubbub_[a-z_]+_total)(\{[^}]*\})? ([0-9.e+]+)$")
@@ -1044,6 +1054,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
         "tree": tree.label,
         "src": str(tree.src),
         "commit": tree.commit,
+        "head": tree.head,
         "server_args": tree.server_args,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "duration_s": opts.duration,
@@ -1084,11 +1095,14 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
             doc["attack_error"] = repr(exc)
         t_end = time.monotonic()
         attacker = attack.attacker(ctx) | {k: v for k, v in ctx.report.items() if k != "fate_before_close"}
+        if ctx.peers:
+            ctx.peers[0].abort()  # the attacker goes; the bystanders stay, watched, until after --settle
+        await asyncio.sleep(opts.settle)
+        attacker |= attack.after(ctx)
         for task in ctx.tasks:
             task.cancel()
         for peer in ctx.peers:
             peer.abort()
-        await asyncio.sleep(opts.settle)
         t_settled = time.monotonic()
         cpu1 = proc_cpu_s(proc.pid)
         counters1 = await scrape(port)

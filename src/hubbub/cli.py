@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
                 kind = kwargs.get("type", str)
                 try:
                     kwargs["default"] = kind(env)
-                except ValueError:
+                except (ValueError, argparse.ArgumentTypeError):
                     self.error(f"HUBBUB_{flag.lstrip('-').replace('-', '_').upper()}: invalid value {env!r}")
         self.add_argument(flag, **kwargs)
 

@@ -103,7 +103,9 @@ class Client:
                 transport, _ = await ws_connect(lambda: _Listener(self), self.url)
             except WSHandshakeError as exc:
                 status = exc.response.status if exc.response is not None else 0
-                if 400 <= status < 500:  # refused (origin, credentials, name): retrying cannot help
+                # Refused (origin, credentials, name): retrying cannot help. But 429 (too many
+                # connections from this address) and 503 (server full) pass: retried with backoff.
+                if 400 <= status < 500 and status != 429:
                     self._fatal = ConnectionRefusedError(f"the hub refused the connection: HTTP {int(status)}")
                     self._connected.set()
                     return
@@ -150,7 +152,10 @@ class Client:
         self._lost.set()
 
     def _on_text(self, text: str) -> None:
-        event: dict[str, Any] = json.loads(text)
+        try:
+            event: dict[str, Any] = json.loads(text)
+        except (ValueError, RecursionError):  # not from a hubbub server, or nested past what json can read
+            return
         kind = event.get("type")
         if kind in ("ack", "error"):
             future, on_ack = self._pending.pop(str(event.get("id")), (None, None))

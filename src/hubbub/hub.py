@@ -121,9 +121,11 @@ class Hub:
         """Close every connection with 1001, wait briefly for them, then abort the rest.
 
         Then the background work their departures started (presence removals,
-        unsubscribes) gets the same grace to finish before it is cancelled,
-        and the broker and presence are closed last.
+        unsubscribes) gets what is left of `shutdown_timeout` to finish before
+        it is cancelled and awaited, and the broker and presence are closed last.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
@@ -136,7 +138,8 @@ class Hub:
             )
         for conn in everyone:
             conn.abort()
-        await self.tasks.close(grace=self.settings.shutdown_timeout)
+        # One deadline for both waits, so that SIGTERM still ends the process within the timeout.
+        await self.tasks.close(grace=max(0.1, deadline - loop.time()))
         await self.presence.close()
         await self.broker.close()
 

@@ -289,6 +289,12 @@ class Connection(WSListener):
             self._abort_handle.cancel()
             self._abort_handle = None
 
+    @property
+    def reader(self) -> asyncio.Task[None] | None:
+        """The reader task while an async handler runs (owned here: cancelled by `_detach`,
+        awaited by the hub at shutdown)."""
+        return self._reader
+
     async def _read_on(self, pending: Coroutine[Any, Any, None] | None) -> None:
         """The reader task: await an async handler, then handle what queued meanwhile, in order.
 
@@ -328,8 +334,9 @@ class Connection(WSListener):
         self._out_bytes += len(frame)
         if self._out_bytes > self._limit:
             self._overflow()
-        else:
-            self._want_write()
+        elif not self._queued:
+            self._queued = True
+            self.hub.want_write(self)
 
     def _want_write(self) -> None:
         if not self._queued:

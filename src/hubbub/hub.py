@@ -86,6 +86,9 @@ class Hub:
             max_rooms=settings.max_rooms_per_connection,
             replay_bytes=settings.send_queue_bytes // 2,
         )
+        self._last_sender = self.room_table.last_sender
+        self.want_write: Callable[[Connection], None] = self.fanout.want_write
+        """`conn` has frames in its outbox: it writes them in this turn's flush (the fan-out's own method)."""
         self._heartbeat: asyncio.Task[None] | None = None
         self.dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
         """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
@@ -136,8 +139,10 @@ class Hub:
             await asyncio.wait(
                 [asyncio.ensure_future(c.wait_closed()) for c in everyone], timeout=self.settings.shutdown_timeout
             )
+        readers = [conn.reader for conn in everyone if conn.reader is not None]
         for conn in everyone:
-            conn.abort()
+            conn.abort()  # cancels each one's reader task, awaited here
+        await asyncio.gather(*readers, return_exceptions=True)
         # One deadline for both waits, so that SIGTERM still ends the process within the timeout.
         await self.tasks.close(grace=max(0.1, deadline - loop.time()))
         await self.presence.close()
@@ -158,10 +163,6 @@ class Hub:
         self.metrics.closes.labels(str(code)).inc()
         level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
         log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
-
-    def want_write(self, conn: Connection) -> None:
-        """`conn` has frames in its outbox: it writes them in this turn's flush."""
-        self.fanout.want_write(conn)
 
     def slow_consumer(self, conn: Connection) -> None:
         """`conn`'s outbox overflowed: it is being dropped (counted and logged once)."""
@@ -207,11 +208,11 @@ class Hub:
         fan-out instead of running ahead of it, which keeps the queues short
         (F1: median latency 16 -> 11 ms, docs/performance.md).
         """
-        if origin is not None:
+        if origin is not None and self._last_sender.get(room) is not origin:
             self.room_table.sender_last(room, origin)
         head, tail = new_message_parts(room, message, sender, utc_timestamp())
         if not self.broker.synchronous:
-            return asyncio.ensure_future(self._publish(room, head, tail))
+            return self.tasks.spawn(self._publish(room, head, tail), report=False)
         try:
             offset = self.broker.publish_now(room, head, tail)
         except BrokerUnavailable as exc:

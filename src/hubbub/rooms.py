@@ -58,8 +58,9 @@ class Rooms:
         self.members: dict[str, dict[Connection, None]] = {}
         """Each room's local members, in delivery order: a dict used as an ordered set (see `sender_last`)."""
         self._joining: dict[str, dict[Connection, list[tuple[int, bytes]]]] = {}
-        self._last_sender: dict[str, Connection] = {}
-        """The member at the end of each room's delivery order because it sent last."""
+        self.last_sender: dict[str, Connection] = {}
+        """The member at the end of each room's delivery order because it sent last (the hub reads
+        it before calling `sender_last`, to spare a call per message)."""
         self._subscriptions: dict[str, asyncio.Future[None]] = {}
 
     # ---- joining --------------------------------------------------------------
@@ -123,7 +124,7 @@ class Rooms:
                 self._metrics.delivered.inc()
                 last = max(last, offset)
         self.members.setdefault(room, {})[conn] = None
-        self._last_sender.pop(room, None)  # the joiner is at the end now
+        self.last_sender.pop(room, None)  # the joiner is at the end now
         conn.rooms.add(room)
         self._fanout.seal(room)
 
@@ -138,7 +139,7 @@ class Rooms:
         """Subscribe the broker to `room` once, however many join at the same time."""
         future = self._subscriptions.get(room)
         if future is None:
-            future = self._subscriptions[room] = asyncio.ensure_future(self._broker.subscribe(room))
+            future = self._subscriptions[room] = self._tasks.spawn(self._broker.subscribe(room), report=False)
         try:
             await asyncio.shield(future)
         except BaseException:
@@ -166,8 +167,8 @@ class Rooms:
         members = self.members.get(room)
         if members is not None:
             members.pop(conn, None)
-            if self._last_sender.get(room) is conn:
-                del self._last_sender[room]  # holds no connection that has left
+            if self.last_sender.get(room) is conn:
+                del self.last_sender[room]  # holds no connection that has left
             self._fanout.seal(room)
             if not members:
                 del self.members[room]
@@ -196,12 +197,12 @@ class Rooms:
 
     def sender_last(self, room: str, origin: Connection) -> None:
         """Move `origin` to the end of `room`'s delivery order (see `Hub.publish_nowait`)."""
-        if self._last_sender.get(room) is not origin:
+        if self.last_sender.get(room) is not origin:
             members = self.members.get(room)
             if members and origin in members:
                 del members[origin]
                 members[origin] = None
-                self._last_sender[room] = origin
+                self.last_sender[room] = origin
 
     def deliver(self, room: str, offset: int, event: bytes) -> None:
         """The broker's sink: frame the message once and hand it to fan-out (and to joiners)."""

@@ -159,15 +159,20 @@ class Router:
             route, payload, event_id = self.decode(text)
             if route.is_async:
                 return self._dispatch_async(client, route, payload, event_id)
-            session.begin(event_id)
+            # Session.begin, answer and end, written out: this runs once per message.
+            session.event_id = event_id
+            session.replied = False
             began = True
-            self._acknowledge(client, route.handler(payload, client))
+            result = route.handler(payload, client)
+            if event_id is not None and not session.replied:
+                session.replied = True
+                client.send_frame(text_frame(encode_ack(result, event_id)))
         except Exception as exc:
             # Before the handler began, only a decoding error can carry an id (salvaged from the frame).
             answer_id = session.answer() if began else exc.event_id if isinstance(exc, EventError) else None
             self.answer_failure(client, exc, answer_id)
         finally:
-            session.end()
+            session.event_id = None
         return None
 
     async def _dispatch_async(self, client: Client, route: Route[Any], payload: Any, event_id: EventId | None) -> None:

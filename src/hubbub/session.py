@@ -280,7 +280,11 @@ class Session:
     # ---- requests -------------------------------------------------------------
 
     def begin(self, event_id: str | int | None) -> None:
-        """A client event is being handled: its answer is owed (when it has an `id`)."""
+        """A client event is being handled: its answer is owed (when it has an `id`).
+
+        (`Router.dispatch` writes begin, answer and end out inline for plain
+        handlers, once per message; any change here must be made there too.)
+        """
         self.event_id = event_id
         self.replied = False
 

@@ -26,11 +26,16 @@ class TaskOwner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
-    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run `work` in a task owned here; its failure is logged, never lost."""
+    def spawn(self, work: Coroutine[Any, Any, T], *, report: bool = True) -> asyncio.Task[T]:
+        """Run `work` in a task owned here.
+
+        With `report`, a failure is logged (it would otherwise be lost); without
+        it, the caller takes the outcome from the task itself (a publish whose
+        result answers a request, a subscription joiners await).
+        """
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(self._done if report else self._tasks.discard)
         return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:

@@ -175,5 +175,5 @@ async def test_the_sender_gets_its_own_copy_last() -> None:
     await _flushed()
     assert log == [1, 3, 2, 4, 0]
     assert hub.leave(conns[0], "r")
-    assert conns[0] not in hub.room_table._last_sender.values()  # nothing holds a member that left
+    assert conns[0] not in hub.room_table.last_sender.values()  # nothing holds a member that left
     await hub.shutdown()

@@ -21,6 +21,7 @@ from hubbub.broker import Broker
 from hubbub.config import Settings
 from hubbub.errors import ConfigError
 from hubbub.presence import Presence
+from hubbub.redaction import redact as redact  # re-exported: the CLI's messages use it
 
 _REDIS = ("redis", "rediss", "unix")
 
@@ -31,16 +32,6 @@ class MissingExtra(ConfigError):
 
 def _scheme(url: str) -> str:
     return urlsplit(url).scheme or url
-
-
-def redact(url: str) -> str:
-    """`url` without its password, for messages and logs (`redis://:secret@host` -> `redis://:***@host`)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def check(settings: Settings) -> None:

@@ -23,7 +23,7 @@ terms (docs/lifecycle.md tells it at length):
   (`hubbub.fanout`). No await and no task wake-up per frame.
 * **Bounded outbox.** Bytes queued but not handed to the kernel are counted;
   past `send_queue_bytes` the connection is dropped (close 1013, then RST). A
-  pong is never queued twice: at most one is owed (the latest ping's). The
+  pong is never queued past a bound: at most 16 are owed (the latest pings'). The
   kernel's send buffer is capped too (`send_buffer`).
 * **One end.** `_detach` removes the connection from the hub exactly once,
   whoever notices first: the reader (peer closed, protocol error, a budget

@@ -91,6 +91,9 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
 
     Membership is required, as for `get_history`: who is in a room is the
     room's business (a private room's member list is not for passers-by).
+    Like `get_history`, the answer is bounded in bytes (half the send-queue
+    bound) so that asking cannot get the asker dropped: a list cut short
+    carries `"truncated": true` (a hubbub extension).
     """
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before asking who is in it")
@@ -98,7 +101,14 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
         members = await client.hub.presence.members(payload.room)
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"presence is unavailable: {exc}") from None
-    return {"room": payload.room, "members": [{"name": n, "connections": c} for n, c in members]}
+    budget = client.hub.settings.send_queue_bytes // 2
+    listed: list[dict[str, Any]] = []
+    for name, connections in members:
+        budget -= len(name.encode()) * 6 + 40  # the worst case of JSON escaping, and the entry's keys
+        if budget < 0:
+            return {"room": payload.room, "members": listed, "truncated": True}
+        listed.append({"name": name, "connections": connections})
+    return {"room": payload.room, "members": listed}
 
 
 def install(router: Router) -> None:

@@ -203,9 +203,9 @@ async def test_endless_empty_continuations_are_closed_and_hold_one_buffer(
 
 
 async def test_room_flood_is_rate_limited_then_closed_and_no_member_is_dropped(server: Server) -> None:
-    """One client pipelines send_message into a room of 100 members that read: it gets its burst
-    through, then `rate_limited` errors, then 1008. Every member gets every published message and
-    none is dropped as a slow consumer."""
+    """One client pipelines send_message into a room of 100 members that read: its burst is
+    published, the rest refused (`rate_limited`), then it is closed with 1008. Every member gets
+    every published message and none is dropped as a slow consumer."""
     hub = server.hub
     members: list[RawPeer] = []
     for i in range(100):
@@ -235,18 +235,20 @@ async def test_room_flood_is_rate_limited_then_closed_and_no_member_is_dropped(s
     )
     events, code = await read_events(flooder)
     assert code == 1008 and conn.close_code == 1008
+    # The server's side: the burst published, then the rate (20/s) for the moment it lasted; then
+    # refusals, each answered `rate_limited`, until `strikes` in a row closed it.
+    published = hub.metrics.published.value
+    assert 100 <= published < 110
+    assert rate_limited(server) >= 99
+    # The flooder's side: answers still in its outbox when the close was decided are not written
+    # (the close clears it, docs/lifecycle.md rule 3), so how many acks and errors it sees before
+    # the 1008 depends on the flushes in between; what it sees is right.
     answers = {e["id"]: e for e in events if "id" in e and e["id"] != "join"}
     acked = sorted(i for i, e in answers.items() if e["type"] == "ack")
     limited = sorted(i for i, e in answers.items() if e["type"] == "error")
-    assert {answers[i]["payload"]["code"] for i in limited} == {"rate_limited"}
-    assert acked[:100] == list(range(100))  # the burst
-    assert len(acked) < 110  # then the rate, 20/s, for the moment it lasted
-    # then refusals, each answered, until `strikes` in a row close it (the last turn's answers
-    # are not written: after the close is decided, nothing is)
-    assert limited and min(limited) >= 100 and len(acked) + len(limited) <= 100 + 10 + 100
-    assert rate_limited(server) >= 99
-    published = hub.metrics.published.value
-    assert published == len(acked)
+    assert acked == list(range(len(acked))) and len(acked) <= published
+    assert {answers[i]["payload"]["code"] for i in limited} <= {"rate_limited"}
+    assert all(i >= 100 for i in limited)
     await eventually(lambda: got == [published] * len(members))
     assert hub.metrics.slow_dropped._value.get() == 0
     assert member_conns <= hub.connections and len(hub.connections) == len(members)

@@ -17,9 +17,11 @@ frame, and no memory per connection beyond a cut header.
 stalling everyone else. A single read can hold thousands of tiny frames (a
 256 KiB read of empty pings is 40,000 of them), and picows would hand every
 one to the application before the event loop could serve anyone else. So the
-pacer passes at most `FRAMES_PER_TURN` frames per loop turn: the rest is held,
+pacer passes frames in batches of at most `FRAMES_PER_TURN`: the rest is held,
 reading pauses (TCP pushes back on the sender), and the next batch is passed
-on a later turn, after the other connections have had theirs. The held bytes
+on a later turn, after the other connections have had theirs. (When the last
+held batch is passed, reading resumes and uvloop may read again in the same
+turn: a turn can see up to two batches, never more.) The held bytes
 are at most one read. The application can pause reading too (a connection's
 inbox is full, `pause_for_app`); reading resumes only when neither holds it.
 """

@@ -344,6 +344,9 @@ async def test_join_flood_stops_at_the_room_limit_and_closes_quickly(make_server
     assert [i for i in range(1000) if answers[i]["type"] == "ack"] == list(range(limit))
     assert {answers[i]["payload"]["code"] for i in range(limit, 1000)} == {"limit_exceeded"}
     assert len(conn.rooms) == limit and len(hub.rooms) == limit
+    # a refused join changes nothing: no subscription, no presence entry
+    assert hub.room_table.subscribed == {f"r-{n}" for n in range(limit)}
+    assert not any([await hub.presence.members(f"r-{n}") for n in range(limit, 1000)])
     # still usable: it can ask, leave and join again
     peer.send_event("get_presence", {"room": "r-0"}, "who")
     peer.send_event("leave_room", {"room": "r-0"}, "leave")

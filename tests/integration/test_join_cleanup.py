@@ -28,7 +28,7 @@ from hubbub.backends.memory import MemoryBroker, MemoryPresence
 from hubbub.backends.nats import NatsBroker
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.broker import Broker
+from hubbub.broker import Broker, BrokerUnavailable
 from hubbub.config import Settings
 from hubbub.hub import Hub
 from hubbub.presence import Presence
@@ -133,6 +133,7 @@ async def leftovers(server: Server, room: str) -> dict[str, object]:
     hub = server.hub
     found: dict[str, object] = {
         "hub subscription": room in hub.room_table.subscribed,
+        "joiner": room in hub.room_table._joining,
         "backend subscription": broker_subscribed(hub.broker, room),
         "members": {r: [c.identity for c in m] for r, m in hub.rooms.items()},
         "connections": len(hub.connections),
@@ -141,10 +142,11 @@ async def leftovers(server: Server, room: str) -> dict[str, object]:
     return {what: value for what, value in found.items() if value}
 
 
-async def nothing_left(server: Server, room: str) -> None:
-    """No subscription (the hub's or the backend's), no member, no presence entry for `room`."""
+async def nothing_left(server: Server, room: str, connected: int = 0) -> None:
+    """No subscription (the hub's or the backend's), no joiner, no member, no presence entry for
+    `room`, and no connection but the `connected` still open."""
     deadline = time.monotonic() + 3
-    while left := await leftovers(server, room):
+    while left := {k: v for k, v in (await leftovers(server, room)).items() if (k, v) != ("connections", connected)}:
         assert time.monotonic() < deadline, f"left behind: {left}"
         await asyncio.sleep(0.02)
 
@@ -214,4 +216,32 @@ async def test_a_vanished_joiner_does_not_take_the_room_from_others(
     assert await hub.presence.members(room) == [("bob", 1)]
     await receives_its_own_messages(bob, room)
     await bob.close()
+    await nothing_left(server, room)
+
+
+@pytest.mark.parametrize("call", ["subscribe", "history"])
+async def test_a_failed_broker_call_is_answered_unavailable_and_leaves_nothing_behind(
+    server: Server, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """The broker fails during join_room: its subscribe, or (after subscribing) the history read of
+    a resume. The join is answered `unavailable` and undone (no subscription, joiner or presence
+    entry), the client stays connected, and once the broker works again the same join succeeds."""
+    hub = server.hub
+    target: Any = hub.broker if call == "subscribe" else hub.room_table._history
+    method = "subscribe" if call == "subscribe" else "since"
+    original = getattr(target, method)
+
+    async def failing(*args: Any) -> Any:
+        raise BrokerUnavailable("down for the test")
+
+    monkeypatch.setattr(target, method, failing)
+    room = fresh_room()
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    reply = await alice.request("join_room", {"room": room, "since": 0})
+    assert reply["type"] == "error" and reply["payload"]["code"] == "unavailable", reply
+    await nothing_left(server, room, connected=1)
+    monkeypatch.setattr(target, method, original)
+    assert (await alice.request("join_room", {"room": room, "since": 0}))["type"] == "ack"
+    await receives_its_own_messages(alice, room)
+    await alice.close()
     await nothing_left(server, room)

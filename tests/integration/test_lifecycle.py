@@ -9,6 +9,8 @@ import socket
 import time
 import weakref
 
+import pytest
+
 from hubbub.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import PONG, EventClient, RawPeer, eventually, ws_url
@@ -248,3 +250,57 @@ async def test_flooding_client_is_throttled_not_buffered(make_server: ServerFact
     # already holds is the only excess.
     assert longest <= 256 * 1024 + hub.settings.inbox_high_water * 100
     assert conn._reader is None and not conn._inbox  # caught up: back to handling messages as they are read
+
+
+def _hubbub_tasks() -> list[asyncio.Task[object]]:
+    """Pending tasks running hubbub's code (not the test's or its clients')."""
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if not task.done() and code is not None and "/hubbub/" in code.co_filename:
+            found.append(task)
+    return found
+
+
+@pytest.mark.parametrize(("removal", "finished"), [(0.3, True), (30.0, False)], ids=["finishes", "cancelled"])
+async def test_stop_leaves_no_task_pending(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, removal: float, finished: bool
+) -> None:
+    """Server.stop while the presence removals of the last disconnects are still running (each one
+    slowed to `removal` seconds): they finish within the shutdown grace, or past it are cancelled
+    and awaited; either way no task the hub spawned is left pending, and stop takes at most about
+    `shutdown_timeout`."""
+    server: Server = await make_server(shutdown_timeout=0.8)
+    hub = server.hub
+    started: list[str] = []
+    done: list[str] = []
+    original = hub.presence.remove
+
+    async def slow_remove(room: str, name: str, key: str) -> bool:
+        started.append(key)
+        await asyncio.sleep(removal)
+        result = await original(room, name, key)
+        done.append(key)
+        return result
+
+    monkeypatch.setattr(hub.presence, "remove", slow_remove)
+    rude = [await RawPeer.open(server.port) for _ in range(3)]
+    for i, peer in enumerate(rude):
+        peer.send_event("join_room", {"room": "r"}, i)
+        await peer.read_frame()
+    polite = [await EventClient.open(ws_url(server)) for _ in range(3)]
+    for client in polite:
+        await client.join("r")
+    for peer in rude:
+        peer.reset()  # the last disconnects before the stop: their removals are under way
+    await eventually(lambda: len(started) == 3)
+    assert len(_hubbub_tasks()) >= 3  # the removals (and the heartbeat) are seen here
+    begun = time.monotonic()
+    await server.stop()  # closes the polite ones with 1001: three more removals
+    assert time.monotonic() - begun < hub.settings.shutdown_timeout + 1
+    assert len(started) == 6
+    assert len(done) == (6 if finished else 0)
+    assert len(hub.tasks) == 0
+    assert _hubbub_tasks() == []
+    for client in polite:
+        await client.ws.wait_closed()

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import socket
 import subprocess
+from collections import Counter
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hubbub.listener import REFUSAL_WAIT, REFUSALS_WAITING, Tally, connection_cap, peer_key
+from hubbub.connection import Connection
+from hubbub.events import Empty
+from hubbub.listener import _ACCEPT_BATCH, REFUSAL_WAIT, REFUSALS_WAITING, Tally, connection_cap, peer_key
 from hubbub.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
@@ -180,3 +184,55 @@ async def test_tally_says_at_most_one_line_per_interval(caplog: pytest.LogCaptur
         tally.close()
     assert [r.__dict__["count"] for r in caplog.records] == [1, 9, 1, 1]
     assert tally.total == 12
+
+
+async def test_a_connection_storm_is_accepted_over_several_turns_while_open_connections_are_served(
+    make_server: ServerFactory,
+) -> None:
+    """400 connections wait in the backlog at once: at most `_ACCEPT_BATCH` (64) are accepted per
+    loop turn, so accepting them takes several turns, and a request from a connection already open,
+    sent together with the storm, is handled by the server before most of the storm is accepted."""
+    server: Server = await make_server()
+    listener = server.listener
+    assert listener is not None
+    loop = asyncio.get_running_loop()
+
+    @server.hub.on("honest")
+    def honest_event(payload: Empty, client: Connection) -> dict[str, int]:
+        return {"open": listener.open}
+
+    honest = await EventClient.open(ws_url(server))
+    assert listener.open == 1
+    storm = 400
+    per_turn: Counter[int] = Counter()
+    turn = 0
+    ticking = True
+
+    def tick() -> None:  # one call per loop iteration: how many sockets the listener holds by then
+        nonlocal turn
+        per_turn[turn] = listener.open
+        turn += 1
+        if ticking:
+            loop.call_soon(tick)
+
+    sockets = []
+    try:
+        # Blocking connects: the loop does not run meanwhile, so all 400 wait in the backlog together.
+        for _ in range(storm):
+            sockets.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        loop.call_soon(tick)
+        reply = await asyncio.wait_for(honest.request("honest", {}), 5)
+        await eventually(lambda: listener.open == storm + 1, timeout=5)
+        ticking = False
+        counts = [per_turn[t] for t in sorted(per_turn)]
+        steps = [b - a for a, b in zip([1, *counts], counts, strict=False)]
+        assert max(steps) <= _ACCEPT_BATCH  # never more than a batch per turn
+        assert sum(1 for step in steps if step) >= -(-storm // _ACCEPT_BATCH)  # over several turns
+        # handled within the first few batches of the storm (the request is written a turn or two
+        # after the storm is in the backlog), not behind all of it
+        assert reply["type"] == "ack" and reply["payload"]["open"] <= 1 + 3 * _ACCEPT_BATCH
+    finally:
+        ticking = False
+        for sock in sockets:
+            sock.close()
+    await honest.close()

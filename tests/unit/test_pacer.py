@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 
-from hubbub.pacer import FramePacer, frame_size
-from tests.helpers import CLOSE, TEXT, mask_frame
+from hubbub.pacer import FRAMES_PER_TURN, FramePacer, frame_size
+from tests.helpers import CLOSE, PING, TEXT, mask_frame
 
 
 class Recorder:
@@ -21,6 +22,25 @@ class Recorder:
 
     def buffer_updated(self, n: int) -> None:
         self.chunks.append(bytes(self.buffer[:n]))
+
+    def connection_made(self, transport: object) -> None:
+        pass
+
+
+class Transport:
+    """Stands in for the transport: records whether reading is paused."""
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return False
 
 
 def _push(pacer: FramePacer, data: bytes, cuts: list[int]) -> None:
@@ -90,3 +110,33 @@ def test_random_reads_stop_exactly_at_the_end_of_a_close_frame() -> None:
             cuts.add(end_of_close)  # a read that ends exactly with the close frame
         _push(pacer, data, sorted(cuts))
         assert b"".join(inner.chunks) == handshake + b"".join(before) + close
+
+
+async def test_one_read_of_thousands_of_frames_is_passed_at_most_a_batch_per_turn() -> None:
+    """Fair reading: a read of 3,000 empty pings is passed `FRAMES_PER_TURN` frames at a time, one
+    batch per loop turn; reading stays paused while frames are held and resumes after the last
+    batch; every byte is passed once, in order."""
+    handshake = b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"
+    ping = mask_frame(PING, b"")
+    total = 3000
+    inner = Recorder()
+    transport = Transport()
+    pacer = FramePacer(inner)
+    pacer.connection_made(transport)  # type: ignore[arg-type]
+    _push(pacer, handshake, [])
+    inner.chunks.clear()
+    _push(pacer, ping * total, [])  # one read
+    assert inner.chunks == [ping * FRAMES_PER_TURN]
+    assert transport.paused
+    turns = 0
+    while transport.paused:
+        passed = len(inner.chunks)
+        await asyncio.sleep(0)  # one loop turn: the pacer's release runs before this task resumes
+        turns += 1
+        assert len(inner.chunks) == passed + 1  # one batch per turn, never more
+        assert len(inner.chunks[-1]) <= FRAMES_PER_TURN * len(ping)
+        assert transport.paused is (sum(map(len, inner.chunks)) < total * len(ping))  # paused while held
+        assert turns < total
+    assert b"".join(inner.chunks) == ping * total  # every byte, once, in order
+    assert len(inner.chunks) == -(-total // FRAMES_PER_TURN)
+    assert not transport.paused  # reading again

@@ -124,6 +124,22 @@ def test_persistent_control_or_continuation_frames_close_with_1008(opcode: Opcod
     assert session.take_pongs() == [] and session.buffered == 0
 
 
+def test_the_frame_budget_holds_with_the_message_budget_off() -> None:
+    """`--rate-limit 0` turns off the message budget only: pings still spend the frame budget, one
+    over it owes no pong, and `strikes` over it in a row close with 1008."""
+    session = opened(Limits(rate=0, burst=0, frame_rate=100, frame_burst=200, strikes=100))
+    assert all(session.text(0.0) is Verdict.ALLOW for _ in range(1000))
+    for i in range(200):
+        session.ping(b"%d" % i, 0.0)
+        session.take_pongs()
+    assert session.ping(b"over", 0.0) is False and session.take_pongs() == []
+    for _ in range(98):
+        session.ping(b"", 0.0)
+    assert session.is_open
+    session.ping(b"", 0.0)
+    assert session.state is State.CLOSING and session.close_code == 1008
+
+
 def test_owed_pongs_are_bounded_and_the_latest_are_kept_in_order() -> None:
     session = opened()
     for i in range(MAX_OWED_PONGS * 3):
@@ -183,6 +199,27 @@ def test_fragments_over_max_fragments_close_with_1009() -> None:
         assert session.fragment(Opcode.CONTINUATION, b"", False, 0.0) == (Verdict.ALLOW, None)
     assert session.fragment(Opcode.CONTINUATION, b"", True, 0.0) == (Verdict.CLOSE, None)
     assert session.close_code == 1009
+
+
+def test_with_the_defaults_the_1025th_frame_of_a_message_closes_with_1009() -> None:
+    """The default `max_fragments` (1024), frames sent within the frame budget (100/s): 1024 frames
+    make a message, the 1025th closes with 1009 and lets the buffer go."""
+    assert Limits().max_fragments == 1024
+    for frames, whole in ((1024, True), (1025, False)):
+        session = opened()
+        now = 0.0
+        session.fragment(Opcode.TEXT, b"x", False, now)
+        for i in range(1, frames):
+            now += 0.01
+            verdict, message = session.fragment(Opcode.CONTINUATION, b"x", i == frames - 1, now)
+            assert session.buffered <= session.limits.max_message_size
+            if i < frames - 1:
+                assert (verdict, message) == (Verdict.ALLOW, None)
+        if whole:
+            assert verdict is Verdict.ALLOW and message is not None and len(message.data) == 1024
+        else:
+            assert (verdict, message) == (Verdict.CLOSE, None)
+            assert session.close_code == 1009 and session.buffered == 0
 
 
 def test_max_fragments_frames_make_a_message() -> None:

@@ -145,6 +145,10 @@ class Rooms:
         except BaseException:
             if self._subscriptions.get(room) is future and future.done():
                 del self._subscriptions[room]
+                if not future.cancelled() and future.exception() is not None:
+                    # The backend may have subscribed before it failed (reading the room's
+                    # offset after SUBSCRIBE): undo that too, unless the room is wanted again.
+                    self._tasks.spawn(self._unsubscribe(room))
             raise
 
     # ---- leaving --------------------------------------------------------------
@@ -184,6 +188,8 @@ class Rooms:
             self._tasks.spawn(self._unsubscribe(room))
 
     async def _unsubscribe(self, room: str) -> None:
+        if room in self._subscriptions or room in self.members:
+            return  # wanted again since this was scheduled: a new join is subscribing
         # A broker that is gone re-subscribes, on reconnecting, only to rooms still wanted.
         with contextlib.suppress(BrokerUnavailable, ConnectionError, OSError):
             await self._broker.unsubscribe(room)

@@ -219,19 +219,22 @@ async def test_a_vanished_joiner_does_not_take_the_room_from_others(
     await nothing_left(server, room)
 
 
-@pytest.mark.parametrize("call", ["subscribe", "history"])
+@pytest.mark.parametrize("call", ["subscribe", "subscribe-after-subscribing", "history"])
 async def test_a_failed_broker_call_is_answered_unavailable_and_leaves_nothing_behind(
     server: Server, monkeypatch: pytest.MonkeyPatch, call: str
 ) -> None:
-    """The broker fails during join_room: its subscribe, or (after subscribing) the history read of
-    a resume. The join is answered `unavailable` and undone (no subscription, joiner or presence
+    """The broker fails during join_room: its subscribe (before or after the backend subscribed the
+    channel), or (after subscribing) the history read of a resume. The join is answered
+    `unavailable` and undone (no subscription, the backend's included, no joiner or presence
     entry), the client stays connected, and once the broker works again the same join succeeds."""
     hub = server.hub
-    target: Any = hub.broker if call == "subscribe" else hub.room_table._history
-    method = "subscribe" if call == "subscribe" else "since"
+    target: Any = hub.room_table._history if call == "history" else hub.broker
+    method = "since" if call == "history" else "subscribe"
     original = getattr(target, method)
 
     async def failing(*args: Any) -> Any:
+        if call == "subscribe-after-subscribing":
+            await original(*args)  # the channel is subscribed; then, say, the gap read fails
         raise BrokerUnavailable("down for the test")
 
     monkeypatch.setattr(target, method, failing)

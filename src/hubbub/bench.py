@@ -15,6 +15,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import ssl
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,8 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import urlopen
+
+from hubbub.tls import client_context
 
 SCENARIOS: dict[str, dict[str, int]] = {
     "F1": {"clients": 1000, "rooms": 1, "msgs": 3000, "window": 32, "size": 64},
@@ -50,11 +53,19 @@ class Plan:
     stalled: int = 0
     timeout: float = 120.0
     room_prefix: str = "bench"
+    ca: str | None = None
+    """For `wss://` URLs: a PEM file to trust (e.g. the server's self-signed certificate)."""
 
     @property
     def urls(self) -> list[str]:
         """`url` may list several nodes, comma-separated: clients are spread over them."""
         return [u for u in self.url.split(",") if u]
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context when a URL is `wss://` (trusting `ca` when given), else None."""
+        if self.ca is None and not any(urlsplit(u).scheme == "wss" for u in self.urls):
+            return None
+        return client_context(self.ca)
 
     @property
     def expected(self) -> int:
@@ -136,6 +147,7 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
     from picows import WSListener, WSMsgType, ws_connect
 
     loop = asyncio.get_running_loop()
+    context = plan.ssl_context()
     samples: list[int] = []
     counts = [0]
     echoes: dict[int, asyncio.Queue[None]] = {}
@@ -163,7 +175,9 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
     for i in indexes:
         room = i % plan.rooms
         listener = Sub(room, publisher=i < plan.rooms)
-        transport, _ = await ws_connect(lambda listener=listener: listener, plan.urls[i % len(plan.urls)])
+        transport, _ = await ws_connect(
+            lambda listener=listener: listener, plan.urls[i % len(plan.urls)], ssl_context=context
+        )
         subs.append((transport, listener))
         if listener.publisher:
             echoes[room] = asyncio.Queue()
@@ -173,7 +187,7 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
     stalled = []
     if 0 in indexes:  # the worker with client 0 also holds the stalled members of F4
         for _ in range(plan.stalled):
-            transport, _ = await ws_connect(WSListener, plan.urls[0])
+            transport, _ = await ws_connect(WSListener, plan.urls[0], ssl_context=context)
             join = {"type": "join_room", "payload": {"room": f"{plan.room_prefix}-0"}}
             transport.send(WSMsgType.TEXT, json.dumps(join).encode())
             stalled.append(transport)
@@ -232,14 +246,14 @@ def _cpu_ns(pid: int) -> int:
     return int(total * 1e6)
 
 
-def _dropped_so_far(urls: list[str]) -> int | None:
+def _dropped_so_far(urls: list[str], context: ssl.SSLContext | None = None) -> int | None:
     """`hubbub_slow_consumers_dropped_total` summed over the nodes, or None if a node does not say."""
     total = 0
     for url in urls:
         parts = urlsplit(url)
         scheme = "https" if parts.scheme == "wss" else "http"
         try:
-            with urlopen(f"{scheme}://{parts.netloc}/metrics", timeout=2) as response:
+            with urlopen(f"{scheme}://{parts.netloc}/metrics", timeout=2, context=context) as response:
                 text = response.read().decode()
         except (OSError, ValueError):
             return None
@@ -297,7 +311,8 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
     time.sleep(0.5 + plan.clients / 10000)  # let joins settle; joins are not acked
     rss_per_conn = (_rss_bytes(server_pid) - rss0) / plan.clients if server_pid else None
     cpu0 = _cpu_ns(server_pid) if server_pid else 0
-    dropped0 = _dropped_so_far(plan.urls)
+    context = plan.ssl_context()
+    dropped0 = _dropped_so_far(plan.urls, context)
     started = time.monotonic()
     for pipe in pipes:
         pipe.send("go")
@@ -317,7 +332,7 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
     for proc in workers:
         proc.join(10)
     samples.sort()
-    dropped1 = _dropped_so_far(plan.urls) if dropped0 is not None else None
+    dropped1 = _dropped_so_far(plan.urls, context) if dropped0 is not None else None
     cpu_us = None
     if server_pid and received:
         cpu_us = (_cpu_ns(server_pid) - cpu0) / 1e3 / received

@@ -45,8 +45,11 @@ async def _lines(stream: TextIO) -> Any:
         yield line.rstrip("\n")
 
 
-async def run(url: str, room: str, name: str, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
-    client = Client(url, name)
+async def run(
+    url: str, room: str, name: str, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, ca: str | None = None
+) -> int:
+    """Chat until `/quit` or the end of input; `ca` is a PEM file to trust for a `wss://` URL."""
+    client = Client(url, name, ca=ca)
     await client.start()
     current = room
     await client.join(room)

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hubbub import __version__, backends, logs
+from hubbub import __version__, backends, logs, tls
 from hubbub.broker import BrokerUnavailable
 from hubbub.config import Settings
 from hubbub.errors import ConfigError
@@ -169,6 +169,15 @@ def _add_serve(sub: Any) -> None:
         metavar="N",
         help="listen backlog, capped by net.core.somaxconn (default %(default)s)",
     )
+    p.add_env_argument(
+        "--tls-cert",
+        default="",
+        metavar="FILE",
+        help="PEM certificate (chain); with --tls-key the port serves https:// and wss:// (default: plain HTTP)",
+    )
+    p.add_env_argument(
+        "--tls-key", default="", metavar="FILE", help="PEM private key of --tls-cert, unencrypted (never logged)"
+    )
     p.add_env_argument("--broker", default="memory", help="memory, redis://HOST:PORT/DB or nats://HOST:PORT")
     p.add_env_argument(
         "--store", default="", help="with --broker nats://: redis://HOST:PORT/DB for offsets, history and presence"
@@ -229,6 +238,7 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for deliveries (default %(default)s)")
     p.add_argument("--server-pid", type=int, default=0, help="report this process's CPU per delivery and RSS growth")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--ca", metavar="FILE", help="for wss:// URLs: trust this PEM certificate (e.g. a self-signed one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -243,7 +253,12 @@ def _bench(args: argparse.Namespace) -> int:
                 print(f"hubbub bench: --{name} must be positive", file=sys.stderr)
                 return 2
             preset[name] = value
-    plan = Plan(url=args.url, timeout=args.timeout)
+    plan = Plan(url=args.url, timeout=args.timeout, ca=args.ca)
+    try:
+        plan.ssl_context()
+    except ConfigError as exc:
+        print(f"hubbub bench: {exc}", file=sys.stderr)
+        return 2
     for name, value in preset.items():
         setattr(plan, name, value)
     try:
@@ -266,6 +281,7 @@ def _add_chat(sub: Any) -> None:
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8000/ws", help="the hub (default %(default)s)")
     p.add_argument("--room", default="lobby", help="room to join (default %(default)s)")
     p.add_argument("--name", default=os.environ.get("USER", "guest"), help="display name (default: $USER)")
+    p.add_argument("--ca", metavar="FILE", help="for wss://: trust this PEM certificate (e.g. a self-signed one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,6 +320,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_connections_per_ip,
         backlog=args.backlog,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         echo=args.echo,
         log_level=args.log_level,
         log_format=args.log_format,
@@ -365,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             settings = _settings(args)
             backends.check(settings)
+            if settings.tls_cert:
+                tls.server_context(settings.tls_cert, settings.tls_key)  # a bad file: one line, exit 2
         except backends.MissingExtra as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
@@ -385,9 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hubbub import chat
 
         try:
-            return int(run_async(chat.run(args.url, args.room, args.name)))
+            return int(run_async(chat.run(args.url, args.room, args.name, ca=args.ca)))
         except KeyboardInterrupt:
             return 0
+        except ConfigError as exc:
+            print(f"hubbub chat: {exc}", file=sys.stderr)
+            return 2
         except ConnectionRefusedError as exc:
             print(f"hubbub chat: {exc}", file=sys.stderr)
             return 1

@@ -13,6 +13,13 @@ history no longer reached back far enough, it yields a local event
 `{"type": "room_reset", "payload": {"room": R, "offset": O}}` so the
 application can reload that room some other way. Together with the server's
 history this makes delivery to the application exactly-once within history.
+
+A `wss://` URL is verified against the system's CAs, or against `ca` (a PEM
+file, such as a server's self-signed certificate), or with the `ssl` context
+given:
+
+    async with hubbub.client.connect("wss://localhost:8443/ws", ca="cert.pem") as c:
+        ...
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
+from ssl import SSLCertVerificationError, SSLContext
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
+
+from hubbub.tls import client_context
 
 log = logging.getLogger("hubbub.client")
 
@@ -58,8 +68,22 @@ class _Listener(WSListener):
 class Client:
     """One logical connection to a hub, surviving any number of real ones."""
 
-    def __init__(self, url: str, name: str | None = None, backoff: float = 0.2, max_backoff: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str | None = None,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        *,
+        ssl: SSLContext | None = None,
+        ca: str | None = None,
+    ) -> None:
+        """`ssl` is the TLS context for a `wss://` URL; without it, one that trusts the system's
+        CAs, or only `ca` (a PEM file) when given. `ConfigError` if `ca` cannot be read."""
         self.url = url if name is None else f"{url}{'&' if '?' in url else '?'}name={quote(name)}"
+        if ssl is None and (ca is not None or urlsplit(url).scheme == "wss"):
+            ssl = client_context(ca)
+        self._ssl = ssl
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._transport: WSTransport | None = None
@@ -100,7 +124,7 @@ class Client:
         while not self._closing:
             try:
                 self._lost.clear()
-                transport, _ = await ws_connect(lambda: _Listener(self), self.url)
+                transport, _ = await ws_connect(lambda: _Listener(self), self.url, ssl_context=self._ssl)
             except WSHandshakeError as exc:
                 status = exc.response.status if exc.response is not None else 0
                 # Refused (origin, credentials, name): retrying cannot help. But 429 (too many
@@ -113,6 +137,10 @@ class Client:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            except SSLCertVerificationError as exc:  # the server is not who the URL says: retrying cannot help
+                self._fatal = ConnectionRefusedError(f"the hub's TLS certificate is not trusted: {exc.verify_message}")
+                self._connected.set()
+                return
             except Exception as exc:  # any other failed dial is retried
                 delay = random.uniform(0, min(self._max_backoff, self._backoff * 2**attempt))
                 attempt += 1
@@ -248,9 +276,18 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str, name: str | None = None, **options: float) -> AsyncIterator[Client]:
-    """Connect to a hub; the client reconnects by itself until the block ends."""
-    client = Client(url, name, **options)
+async def connect(
+    url: str,
+    name: str | None = None,
+    backoff: float = 0.2,
+    max_backoff: float = 10.0,
+    *,
+    ssl: SSLContext | None = None,
+    ca: str | None = None,
+) -> AsyncIterator[Client]:
+    """Connect to a hub; the client reconnects by itself until the block ends (`ssl`, `ca`: see
+    `Client`)."""
+    client = Client(url, name, backoff, max_backoff, ssl=ssl, ca=ca)
     await client.start()
     try:
         yield client

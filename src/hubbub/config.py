@@ -67,6 +67,10 @@ class Settings:
     """Accepted sockets held at once per client address (an IPv6 /64); past it, 429."""
     backlog: int = 2048
     """Listen backlog: connections the kernel queues before they are accepted (capped by somaxconn)."""
+    tls_cert: str = ""
+    """PEM certificate chain; with `tls_key`, the port serves `https://` and `wss://`. Empty: plain HTTP."""
+    tls_key: str = ""
+    """PEM private key (unencrypted) of `tls_cert`; never logged."""
     echo: bool = False
     """Serve `/echo` for protocol conformance runs."""
     close_timeout: float = 2.0
@@ -153,3 +157,5 @@ class Settings:
             raise ConfigError("--max-connections must be at least 1")
         if self.max_connections_per_ip < 1 or self.backlog < 1:
             raise ConfigError("--max-connections-per-ip and --backlog must be at least 1")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together: give both, or neither")

@@ -30,6 +30,15 @@ free again, `accept()` succeeds and the server serves as before. Other accept
 failures (ENOBUFS, ENOMEM, or no spare to be had) pause accepting for
 `ACCEPT_PAUSE`: the connections wait in the listen backlog instead of a busy
 loop retrying.
+
+With TLS (`ssl`), each admitted socket is handed to the loop with the
+server's context, and the handshake has `TLS_HANDSHAKE_TIMEOUT` to finish.
+One that fails (plain HTTP on the TLS port, garbage, a client that does not
+trust the certificate, silence) is closed without a word: there is no channel
+to answer on. It is counted (`hubbub_handshakes_rejected_total{reason="tls"}`)
+and logged at debug, at most once per `LOG_INTERVAL`, since any peer can make
+it happen at will. Refusals under the caps get no HTTP answer either: plain
+text on a TLS connection would only be a protocol error to the client.
 """
 
 from __future__ import annotations
@@ -41,10 +50,12 @@ import logging
 import os
 import resource
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from hubbub.metrics import Metrics
+from hubbub.tls import TLS_HANDSHAKE_TIMEOUT
 
 log = logging.getLogger("hubbub.listener")
 
@@ -184,9 +195,17 @@ class Listener:
     """Listening sockets with caps on what they accept (see the module docstring)."""
 
     def __init__(
-        self, factory: ProtocolFactory, metrics: Metrics, max_connections: int, max_per_ip: int, fd_limit: int = 0
+        self,
+        factory: ProtocolFactory,
+        metrics: Metrics,
+        max_connections: int,
+        max_per_ip: int,
+        fd_limit: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.factory = factory
+        self.tls = tls
+        """The server's TLS context; None for plain TCP."""
         self.metrics = metrics
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
@@ -208,6 +227,8 @@ class Listener:
         """Connections answered 503 through the spare descriptor (`count` of them per line)."""
         self._paused_log = Tally("accept.paused", logging.WARNING)
         """accept() failures the spare could not absorb (`count` of pauses per line)."""
+        self._tls_failed = Tally("tls.handshake_failed", logging.DEBUG)
+        """TLS handshakes that failed (`count` of them per line): any peer can cause one."""
         metrics.watch_sockets(lambda: self.open)
 
     async def listen(self, host: str, port: int, backlog: int) -> None:
@@ -264,7 +285,7 @@ class Listener:
         if self._spare is not None:
             os.close(self._spare)
             self._spare = None
-        for tally in (self._full, self._crowded, self._starved, self._paused_log):
+        for tally in (self._full, self._crowded, self._starved, self._paused_log, self._tls_failed):
             tally.close()
 
     def release(self, key: str) -> None:
@@ -324,16 +345,41 @@ class Listener:
         try:
             protocol = self.factory(slot)
             loop = asyncio.get_running_loop()
-            task = loop.create_task(loop.connect_accepted_socket(lambda: protocol, sock))
+            if self.tls is None:
+                attach = loop.connect_accepted_socket(lambda: protocol, sock)
+            else:
+                attach = loop.connect_accepted_socket(
+                    lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+                )
+            task = loop.create_task(attach)
         except BaseException:
             slot()
             sock.close()
             raise
-        task.add_done_callback(lambda done: _attached(done, slot, sock))
+        task.add_done_callback(lambda done: self._attached(done, slot, sock))
+
+    def _attached(self, task: asyncio.Task[Any], slot: Slot, sock: socket.socket) -> None:
+        """The transport for an admitted socket exists (with TLS: its handshake is done), or could
+        not be made: then free its place, and with TLS count a failed handshake."""
+        if not task.cancelled() and task.exception() is None:
+            return
+        slot()
+        sock.close()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if self.tls is not None and isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError, EOFError)):
+            self.metrics.handshakes_rejected.labels("tls").inc()
+            self._tls_failed.add(error=type(exc).__name__, reason=getattr(exc, "reason", None) or "")
+        else:
+            log.info("accept.attach_failed", extra={"error": repr(exc)})
 
     def _refuse(self, sock: socket.socket, answer: bytes, then: Callable[[], None] | None = None) -> None:
         """Answer `answer` and close, once the request is read (see the module docstring);
-        `then` runs when the socket is closed. With `then`, the socket may always wait."""
+        `then` runs when the socket is closed. With `then`, the socket may always wait. With
+        TLS the answer is only the close (the request read is the client's hello)."""
+        if self.tls is not None:
+            answer = b""
         try:
             sock.recv(65536, socket.MSG_DONTWAIT)  # the request, or b"" when the peer already left
         except BlockingIOError:
@@ -435,13 +481,3 @@ def _send_and_close(sock: socket.socket, answer: bytes) -> None:
         pass  # the peer is gone, or its window is full: the close says the rest
     finally:
         sock.close()
-
-
-def _attached(task: asyncio.Task[Any], slot: Slot, sock: socket.socket) -> None:
-    """The transport for an admitted socket exists, or could not be made: then free its place."""
-    if not task.cancelled() and task.exception() is None:
-        return
-    if not task.cancelled():
-        log.info("accept.attach_failed", extra={"error": repr(task.exception())})
-    slot()
-    sock.close()

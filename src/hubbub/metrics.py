@@ -19,9 +19,10 @@ from prometheus_client.registry import Collector
 from hubbub.codes import CloseCode, ErrorCode
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-REJECT_REASONS = ("origin", "host", "capacity", "per_ip", "fd_limit")
+REJECT_REASONS = ("origin", "host", "capacity", "per_ip", "fd_limit", "tls")
 """Why `hubbub_handshakes_rejected_total` refused a connection: a foreign `Origin` or `Host`
-(403), `--max-connections` (503), `--max-connections-per-ip` (429), no file descriptor (503)."""
+(403), `--max-connections` (503), `--max-connections-per-ip` (429), no file descriptor (503),
+a TLS handshake that failed (closed without an answer)."""
 
 
 class HotCounter:

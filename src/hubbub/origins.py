@@ -15,8 +15,8 @@ rebinding page cannot choose the name it is reached under), unless
 its public names, so it accepts any `Host` unless told them.
 
 `Origin` is the page that opened a WebSocket. With `--allowed-origin` it must
-be one of the list; without, it must be this very server: scheme `http`
-(the server speaks plain HTTP) and the `Host` header's host and port. Both
+be one of the list; without, it must be this very server: the scheme it
+speaks (`http`, or `https` with TLS) and the `Host` header's host and port. Both
 comparisons are on normalized values: scheme and host lowercase, a trailing
 dot dropped, and the scheme's default port made explicit. A request with no
 `Origin` is not from a browser and passes; `null` never does.

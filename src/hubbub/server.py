@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -37,6 +38,7 @@ from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hubbub.origins import HostPolicy
 from hubbub.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
 from hubbub.pacer import FramePacer
+from hubbub.tls import server_context
 
 log = logging.getLogger("hubbub.server")
 _PICOWS_LOG = logging.getLogger("picows.server")
@@ -86,11 +88,15 @@ class Server:
     """A hub behind a listening socket; `start`, then `stop` (idempotent)."""
 
     scheme = "http"
-    """What the server speaks; a same-host `Origin` must have this scheme."""
+    """What the server speaks; a same-host `Origin` must have this scheme (`https` with TLS)."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings = hub.settings
+        self.ssl: ssl.SSLContext | None = None
+        """The TLS context when `tls_cert` is set (built at `start`): the port speaks only TLS."""
+        if self.settings.tls_cert:
+            self.scheme = "https"
         self.listener: Listener | None = None
         self.hosts = HostPolicy(None)
         """Which `Host` headers are answered; set from the bound addresses at `start`."""
@@ -105,11 +111,13 @@ class Server:
 
     async def start(self) -> None:
         """Start the hub, raise the descriptor limit, bind, and begin accepting."""
-        await self.hub.start()
         s = self.settings
+        if s.tls_cert:  # before the broker: a bad certificate or key fails fast
+            self.ssl = server_context(s.tls_cert, s.tls_key)
+        await self.hub.start()
         fd_limit = raise_fd_limit()
         cap = connection_cap(s.max_connections, fd_limit)
-        listener = Listener(self._protocol, self.hub.metrics, cap, s.max_connections_per_ip, fd_limit)
+        listener = Listener(self._protocol, self.hub.metrics, cap, s.max_connections_per_ip, fd_limit, self.ssl)
         await listener.listen(s.host, s.port, s.backlog)
         self.listener = listener
         self.hosts = HostPolicy.for_listener(s.allowed_hosts, listener.addresses, s.host)
@@ -122,6 +130,7 @@ class Server:
                 "max_connections": cap,
                 "max_connections_per_ip": s.max_connections_per_ip,
                 "backlog": s.backlog,
+                "scheme": self.scheme,
                 "allowed_hosts": ",".join(self.hosts.names) if self.hosts.names is not None else "any",
             },
         )

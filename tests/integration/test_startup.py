@@ -112,11 +112,12 @@ async def test_a_signal_during_a_hanging_start_up_exits_at_once(
         await asyncio.wait_for(peer.connected.wait(), 10)  # it is waiting for the broker now
         started = time.monotonic()
         proc.send_signal(sig)
-        code, lines = await _finish(proc, within=10)
+        code, lines = await _finish(proc, within=5)
     finally:
         proc.kill()
-    # It exits within a tenth of a second on a quiet machine; the bound leaves room for a loaded one.
-    assert code == 0 and time.monotonic() - started < 5
+    # About 0.1 s. (It was 5 s one time in three: redis-py absorbs a cancellation during its
+    # handshake until its socket timeout; `redis_pool.abandon` cancels again until it ends.)
+    assert code == 0 and time.monotonic() - started < 2
     assert not any("Traceback" in line for line in lines), lines
 
 

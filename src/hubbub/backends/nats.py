@@ -30,7 +30,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 
 from hubbub.backends.redis import RedisBroker
-from hubbub.backends.redis_pool import one_line
+from hubbub.backends.redis_pool import close_quickly, one_line
 from hubbub.broker import BrokerUnavailable, Sink
 
 log = logging.getLogger("hubbub.nats")
@@ -59,7 +59,7 @@ class NatsBroker(RedisBroker):
             await self._reach(self._url, "the Redis store", self._redis.ping)
             await self._reach(self._nats_url, "NATS", self._connect_nats, last_error="_nats_error")
         except BaseException:
-            await self.close()
+            await close_quickly(self)
             raise
         self._ok = True
         self._beat_seen = time.monotonic()

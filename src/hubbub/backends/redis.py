@@ -43,7 +43,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import STARTUP_TIMEOUT, Health, connect_redis, one_line
+from hubbub.backends.redis_pool import STARTUP_TIMEOUT, Health, abandon, close_quickly, connect_redis, one_line
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.broker import Broker, BrokerUnavailable, Sink
 from hubbub.history import History, Page, page_from
@@ -142,7 +142,7 @@ class RedisBroker(Broker, History):
         try:
             await self._reach(self._url, "Redis", self._connect_pubsub)
         except BaseException:
-            await self.close()
+            await close_quickly(self)
             raise
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
 
@@ -152,17 +152,24 @@ class RedisBroker(Broker, History):
         `last_error` names an attribute where a client that retries by itself
         (nats-py) left its last error, to say why it was still trying.
         """
+        attempt = asyncio.ensure_future(connect())
         try:
-            async with asyncio.timeout(STARTUP_TIMEOUT):
-                await connect()
-        except TimeoutError:
+            done, _ = await asyncio.wait({attempt}, timeout=STARTUP_TIMEOUT)
+        except asyncio.CancelledError:  # a signal during start-up
+            await abandon(attempt)
+            raise
+        if not done:
+            await abandon(attempt)
             why = getattr(self, last_error, "") if last_error else ""
             detail = f" (last error: {why})" if why else ""
             raise BrokerUnavailable(
                 f"cannot reach {what} at {redact(url)}: no answer within {STARTUP_TIMEOUT:g} s{detail}"
             ) from None
-        except Exception as exc:  # whatever the client raises: refused, unknown host, bad password, ...
+        exc = attempt.exception()
+        if isinstance(exc, Exception):  # whatever the client raises: refused, unknown host, bad password, ...
             raise BrokerUnavailable(f"cannot reach {what} at {redact(url)}: {one_line(exc)}") from None
+        if exc is not None:
+            raise exc
 
     async def close(self) -> None:
         self._closed = True

@@ -18,8 +18,10 @@ pool still fails must not tell its load balancer that it is healthy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -33,6 +35,9 @@ from hubbub.broker import BrokerUnavailable
 MAX_CONNECTIONS = 32
 RETRIES = 3
 """Attempts after the first, 50, 100 and 200 ms apart: a restarted Redis is reached, a dead one given up in < 1 s."""
+CLOSE_TIMEOUT = 0.5
+"""Seconds a failed or abandoned start-up waits for its half-open connections to close."""
+
 STARTUP_TIMEOUT = 5.0
 """Seconds a node waits at start-up for its broker or store before it exits with code 1."""
 
@@ -90,3 +95,34 @@ class Health:
 def one_line(exc: BaseException) -> str:
     """An exception as one line of text, for a log field or a client's error message."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def close_quickly(backend: _Closable) -> None:
+    """Close a backend whose start-up failed or was abandoned, waiting at most `CLOSE_TIMEOUT`.
+
+    A connection still in its handshake with a peer that does not answer would
+    otherwise hold the close for the client's socket timeout (5 s): a signal
+    during start-up must end the process at once.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await backend.close()
+
+
+async def abandon(task: asyncio.Future[object]) -> None:
+    """Cancel `task` and wait for it to end, for at most `CLOSE_TIMEOUT`.
+
+    A client library may absorb one cancellation while it tears a connection
+    down (redis-py does during its handshake, and then holds on until its
+    socket timeout), so the task is cancelled again until it ends: a signal
+    during start-up must end the process at once, not 5 s later.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_TIMEOUT
+    while not task.done() and loop.time() < deadline:
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.05)

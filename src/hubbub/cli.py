@@ -316,7 +316,12 @@ def _hash_password() -> int:
     """`hubbub hash-password`: stdin to one hash line; a bad input is one line on stderr and exit 2."""
     from hubbub.passwords import hash_password
 
-    data = sys.stdin.buffer.read()
+    if sys.stdin.isatty():  # typed by hand: not echoed
+        import getpass
+
+        data = getpass.getpass("password: ").encode()
+    else:
+        data = sys.stdin.buffer.read()
     if data.endswith(b"\r\n"):
         data = data[:-2]
     elif data.endswith(b"\n"):

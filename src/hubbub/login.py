@@ -114,9 +114,18 @@ def ticket_of(target: str) -> str | None:
 class AuthPacer(FramePacer):
     """A frame pacer that answers `POST /login` and holds `/ws` handshakes for their ticket."""
 
-    def __init__(self, inner: Any, auth: Authenticator, peer: str, spawn: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        auth: Authenticator,
+        peer: str,
+        spawn: Callable[[Any], Any],
+        allowed: Callable[[dict[str, list[str]]], bool],
+    ) -> None:
+        """`allowed`: the server's `Host` and `Origin` rules, for the requests picows never sees."""
         super().__init__(inner)
         self._auth = auth
+        self._allowed = allowed
         self._peer = peer
         self._spawn = spawn
         self._body: bytearray | None = None
@@ -134,7 +143,10 @@ class AuthPacer(FramePacer):
             return True  # picows answers malformed requests
         method, target, headers = parsed
         if method == "POST" and urlsplit(target).path == "/login":
-            self._start_login(headers, rest)
+            if not self._allowed(headers):  # DNS rebinding and foreign pages: as for /ws
+                self._reply(HTTPStatus.FORBIDDEN, b"host or origin not allowed\n")
+            else:
+                self._start_login(headers, rest)
             return False
         if method == "GET":
             ticket = ticket_of(target)

@@ -97,8 +97,8 @@ class _CountedPacer(FramePacer):
 class _CountedAuthPacer(AuthPacer):
     """`_CountedPacer` for a server with `--users`: the same slot given back at the end."""
 
-    def __init__(self, slot: Slot, auth: Authenticator, spawn: Any) -> None:
-        super().__init__(None, auth, slot.key, spawn)
+    def __init__(self, slot: Slot, auth: Authenticator, spawn: Any, allowed: Any) -> None:
+        super().__init__(None, auth, slot.key, spawn, allowed)
         self._slot = slot
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -190,7 +190,7 @@ class Server:
         """A picows server protocol for one accepted socket, behind the frame pacer."""
         if self.auth is None:
             return _CountedPacer(self._picows(self._route), slot)
-        pacer = _CountedAuthPacer(slot, self.auth, self._auth_tasks.spawn)
+        pacer = _CountedAuthPacer(slot, self.auth, self._auth_tasks.spawn, self._login_allowed)
         # picows calls the route while the pacer feeds it the request head: `pacer.user` is then the ticket's
         # user, if there was a ticket (held by picows only until the handshake ends)
         pacer._inner = self._picows(lambda request: self._route(request, pacer.user))
@@ -253,6 +253,18 @@ class Server:
         if len(hosts) != 1 or not self.hosts.allows(hosts[0]):
             return False
         return not target_authority or self.hosts.allows(target_authority)
+
+    def _login_allowed(self, headers: dict[str, list[str]]) -> bool:
+        """`POST /login` under the rules of `/ws`: a `Host` this server answers, a same-host or allowed `Origin`."""
+        hosts = headers.get("host", [])
+        if self.hosts.names is not None and (len(hosts) != 1 or not self.hosts.allows(hosts[0])):
+            return False
+        origins = headers.get("origin", [])
+        if len(origins) > 1:
+            return False
+        return origin_allowed(
+            origins[0] if origins else None, hosts[0] if hosts else None, self.settings.allowed_origins, self.scheme
+        )
 
     def _origin_ok(self, request: WSUpgradeRequest) -> bool:
         headers = request.headers

@@ -114,6 +114,16 @@ async def test_wrong_password_unknown_user_and_bad_bodies(make_server: ServerFac
     assert (await post(server.port, b"not json"))[0] == 400
     assert (await post(server.port, b"x" * 5000))[0] == 413
     assert (await post(server.port, b"", "Authorization: Basic !!!\r\n"))[0] == 400
+    good = json.dumps({"username": "ada", "password": PASSWORDS["ada"]}).encode()
+    assert (await post(server.port, good, "Origin: https://evil.example\r\n"))[0] == 403
+
+
+async def test_login_obeys_the_host_rule(make_server: ServerFactory, users_file: str) -> None:
+    server = await make_server(users_file=users_file)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /login HTTP/1.1\r\nHost: rebound.example\r\nContent-Length: 0\r\n\r\n")
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 403 ")
+    writer.close()
 
 
 async def test_repeated_failed_logins_get_429(make_server: ServerFactory, users_file: str) -> None:

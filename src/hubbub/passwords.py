@@ -68,7 +68,8 @@ class Users:
         self._hashes = hashes
         from argon2 import extract_parameters
 
-        # The dummy costs what a real user's hash costs: the most common parameters in the file.
+        # The dummy costs what a real user's hash costs: the parameters of the file's first hash
+        # (`hubbub hash-password` gives every hash the same ones).
         params = extract_parameters(next(iter(hashes.values())))
         self._hasher = PasswordHasher.from_parameters(params)
         self._dummy = self._hasher.hash(secrets.token_urlsafe(24))

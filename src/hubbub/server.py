@@ -115,7 +115,7 @@ class Server:
     """What the server speaks; a same-host `Origin` must have this scheme (`https` with TLS)."""
 
     def __init__(self, hub: Hub, tickets: TicketStore | None = None) -> None:
-        """`tickets`: where logins keep their tickets; by default the one `--broker` implies."""
+        """`tickets`: where logins keep their tickets (closed by `stop`); by default the one `--broker` implies."""
         self.hub = hub
         self.settings = hub.settings
         self.ssl: ssl.SSLContext | None = None

@@ -447,15 +447,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             backends.check(settings)
             if settings.tls_cert:
                 tls.server_context(settings.tls_cert, settings.tls_key)  # a bad file: one line, exit 2
-            if settings.users_file:
-                from hubbub.passwords import Users
-
-                Users.load(settings.users_file)  # a bad file: one line and exit 2, before anything starts
         except backends.MissingExtra as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
         except ConfigError as exc:
             parser.error(str(exc))
+        if settings.users_file:
+            from hubbub.passwords import Users
+
+            try:
+                Users.load(settings.users_file)  # a bad file: one line and exit 2, before anything starts
+            except ConfigError as exc:
+                print(f"hubbub: {exc}", file=sys.stderr)
+                return 2
         logs.configure(settings.log_level, settings.log_format)
         try:
             run_async(_serve(settings))

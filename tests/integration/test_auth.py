@@ -91,7 +91,7 @@ def test_a_bad_users_file_exits_2_naming_the_line(tmp_path: Path, users_text: st
         timeout=30,
     )
     assert out.returncode == 2
-    message = out.stderr.strip().splitlines()[-1]
+    [message] = out.stderr.strip().splitlines()
     assert "line 2" in message and "$argon2id$" not in out.stderr and "Traceback" not in out.stderr
 
 

@@ -230,3 +230,17 @@ async def test_no_password_or_ticket_reaches_the_log(
 
 async def test_login_route_without_users_is_404(server: Server) -> None:
     assert (await post(server.port, b"{}"))[0] in (400, 404)
+
+
+async def test_a_login_body_may_come_in_pieces(make_server: ServerFactory, users_file: str) -> None:
+    server = await make_server(users_file=users_file)
+    body = json.dumps({"username": "ada", "password": PASSWORDS["ada"]}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+    await asyncio.sleep(0.05)
+    writer.write(body[5:20])
+    await asyncio.sleep(0.05)
+    writer.write(body[20:])
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and b'"ticket"' in data

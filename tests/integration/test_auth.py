@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 import subprocess
 import sys
 import uuid
@@ -26,6 +27,7 @@ from hubbub.server import Server
 from hubbub.tickets import RedisTickets
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
+from tests.integration.test_tls import tls_files as tls_files  # the module's self-signed certificate
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORDS = {"ada": "correct horse", "bob": "hunter2"}
@@ -244,3 +246,27 @@ async def test_a_login_body_may_come_in_pieces(make_server: ServerFactory, users
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     assert data.startswith(b"HTTP/1.1 200 ") and b'"ticket"' in data
+
+
+async def test_login_over_https_and_ticket_over_wss(
+    make_server: ServerFactory, users_file: str, tls_files: tuple[Path, Path]
+) -> None:
+    """With TLS the pacer sees the decrypted request: logins and tickets work the same."""
+    server = await make_server(users_file=users_file, tls_cert=str(tls_files[0]), tls_key=str(tls_files[1]))
+    context = ssl.create_default_context(cafile=str(tls_files[0]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context, server_hostname="localhost")
+    body = json.dumps({"username": "ada", "password": PASSWORDS["ada"]}).encode()
+    writer.write(f"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 "), data[:60]
+    ticket = json.loads(data.partition(b"\r\n\r\n")[2])["ticket"]
+    url = f"wss://127.0.0.1:{server.port}/ws?ticket={ticket}"
+    client = await EventClient.open(url, ssl=context)
+    await client.join("lobby")
+    await client.request("send_message", {"room": "lobby", "message": "hi"})
+    assert (await client.recv_type("new_message"))["payload"]["from"] == "ada"
+    await client.close()
+    with pytest.raises(InvalidStatus) as caught:
+        await connect(url, ssl=context)
+    assert caught.value.response.status_code == 401

@@ -133,6 +133,25 @@ def _add_serve(sub: Any) -> None:
         help="rooms one connection may be in; past it join_room gets limit_exceeded (default %(default)s)",
     )
     p.add_env_argument(
+        "--users",
+        default="",
+        metavar="FILE",
+        help="name:HASH lines (hubbub hash-password); clients then log in with POST /login and connect with"
+        " /ws?ticket=T (default: no authentication)",
+    )
+    p.add_env_argument(
+        "--ticket-ttl",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds a login's single-use ticket stays valid (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="with --users: let clients without a ticket in too",
+    )
+    p.add_env_argument(
         "--allowed-origin",
         action="append",
         default=[],
@@ -284,6 +303,45 @@ def _add_chat(sub: Any) -> None:
     p.add_argument("--ca", metavar="FILE", help="for wss://: trust this PEM certificate (e.g. a self-signed one)")
 
 
+def _add_hash_password(sub: Any) -> None:
+    sub.add_parser(
+        "hash-password",
+        help="hash a password for --users",
+        description="Read a password on stdin (a trailing newline is not part of it) and print its argon2id hash,"
+        " for a name:HASH line of a --users file.",
+    )
+
+
+def _hash_password() -> int:
+    """`hubbub hash-password`: stdin to one hash line; a bad input is one line on stderr and exit 2."""
+    from hubbub.passwords import hash_password
+
+    if sys.stdin.isatty():  # typed by hand: not echoed
+        import getpass
+
+        data = getpass.getpass("password: ").encode()
+    else:
+        data = sys.stdin.buffer.read()
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    try:
+        password = data.decode()
+    except UnicodeDecodeError:
+        print("hubbub hash-password: the password is not UTF-8", file=sys.stderr)
+        return 2
+    if not password:
+        print("hubbub hash-password: empty password (give it on stdin)", file=sys.stderr)
+        return 2
+    try:
+        print(hash_password(password))
+    except ConfigError as exc:
+        print(f"hubbub hash-password: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hubbub", description="A real-time event hub over WebSockets.")
     parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
@@ -291,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_bench(sub)
     _add_chat(sub)
+    _add_hash_password(sub)
     return parser
 
 
@@ -308,6 +367,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         rate_burst=args.rate_burst,
         frame_rate=args.frame_rate,
         max_rooms_per_connection=args.max_rooms_per_connection,
+        users_file=args.users,
+        ticket_ttl=args.ticket_ttl,
+        allow_anonymous=args.allow_anonymous,
         broker=args.broker,
         store=args.store,
         presence_ttl=args.presence_ttl,
@@ -390,6 +452,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         except ConfigError as exc:
             parser.error(str(exc))
+        if settings.users_file:
+            from hubbub.passwords import Users
+
+            try:
+                Users.load(settings.users_file)  # a bad file: one line and exit 2, before anything starts
+            except ConfigError as exc:
+                print(f"hubbub: {exc}", file=sys.stderr)
+                return 2
         logs.configure(settings.log_level, settings.log_format)
         try:
             run_async(_serve(settings))
@@ -399,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
             return 1
+    if args.command == "hash-password":
+        return _hash_password()
     if args.command == "bench":
         return _bench(args)
     if args.command == "chat":

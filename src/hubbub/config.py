@@ -55,6 +55,12 @@ class Settings:
     """Most frames one message may span (1009 past it); browsers never fragment."""
     max_rooms_per_connection: int = 128
     """Rooms one connection may be in at once; past it `join_room` gets `limit_exceeded`."""
+    users_file: str = ""
+    """`name:HASH` lines (`hubbub hash-password`); when set, `/ws` wants a ticket from `POST /login`."""
+    ticket_ttl: float = 5.0
+    """Seconds a login's ticket stays valid (it is usable once)."""
+    allow_anonymous: bool = False
+    """With `users_file`: let clients without a ticket in too, named as without authentication."""
     allowed_origins: tuple[str, ...] = ()
     """`Origin` values accepted (scheme, host and port compared normalized); empty means same-host origins only."""
     allowed_hosts: tuple[str, ...] = ()
@@ -139,6 +145,10 @@ class Settings:
             raise ConfigError("--frame-rate must be at least 1")
         if self.max_rooms_per_connection < 1:
             raise ConfigError("--max-rooms-per-connection must be at least 1")
+        if not 0 < self.ticket_ttl <= 3600:
+            raise ConfigError("--ticket-ttl must be more than 0 and at most 3600 seconds")
+        if self.allow_anonymous and not self.users_file:
+            raise ConfigError("--allow-anonymous needs --users (without it every client is anonymous)")
         if self.presence_ttl <= 0 or self.history_ttl <= 0 or self.history_size < 0:
             raise ConfigError("--presence-ttl and --history-ttl must be positive, --history-size at least 0")
         if self.history_max_bytes <= 0:

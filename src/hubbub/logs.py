@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from hubbub.redaction import redact_arg
+
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 _TOKEN: Final = re.compile(r"[\w.:/@+\-]+", re.ASCII)
@@ -230,7 +232,8 @@ class PicowsLog:
         return self._logger.isEnabledFor(level)
 
     def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
-        self._logger.debug(msg, *args, **kwargs)
+        # picows logs raw request heads at debug ("New data: %s"): their tickets and credentials go first
+        self._logger.debug(msg, *(redact_arg(arg) for arg in args), **kwargs)
 
     def info(self, msg: object, *args: object, **kwargs: Any) -> None:
         if not self._remote and len(args) > 1 and msg == _ACCEPTED:
@@ -250,7 +253,9 @@ class PicowsLog:
         self.log(logging.CRITICAL, msg, *args, **kwargs)
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if level < logging.ERROR:
+        if level < logging.INFO:
+            self._logger.log(level, msg, *(redact_arg(arg) for arg in args), **kwargs)
+        elif level < logging.ERROR:
             self._logger.log(level, msg, *args, **kwargs)
         elif self._faulted:
             kwargs.pop("exc_info", None)

@@ -209,9 +209,21 @@ class FramePacer(asyncio.BufferedProtocol):
             else:
                 self._carry = bytearray(data)
             return memoryview(b"")
+        end = index + len(_HTTP_END)
+        if not self._request_head(data[:end], data[end:]):
+            return memoryview(b"")
         self._upgraded = True
-        self._feed(data[: index + len(_HTTP_END)])
-        return data[index + len(_HTTP_END) :]
+        self._feed(data[:end])
+        return data[end:]
+
+    def _request_head(self, head: memoryview, rest: memoryview) -> bool:
+        """Whether picows gets this request head now, with `rest` after it.
+
+        A subclass that answers the request itself (picows reads only `GET`s
+        without a body) or only later (after an asynchronous check) returns
+        False and takes both over; this one always says yes.
+        """
+        return True
 
     def _feed(self, data: memoryview) -> None:
         inner = self._inner

@@ -7,6 +7,11 @@ away at once when a cap is reached); picows parses its request and asks
 before the upgrade, with an HTTP status (PROTOCOL.md: 403 for a foreign
 origin, 404 for an unknown path, 400 for a bad name; and 403 on every route
 for a `Host` this server does not answer to, see `origins.py`).
+
+With `--users`, `POST /login` and the tickets of `/ws` are handled below
+picows, in `login.AuthPacer` (picows reads no POST and no body), and a `/ws`
+request that reaches `_route` without a ticket's user gets 401 unless
+`--allow-anonymous`.
 """
 
 from __future__ import annotations
@@ -28,16 +33,21 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
+from hubbub.auth import Authenticator
 from hubbub.connection import Connection
 from hubbub.events import invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
 from hubbub.listener import DEFAULT_MAX_CONNECTIONS, Listener, Slot, connection_cap, raise_fd_limit
+from hubbub.login import AuthPacer
 from hubbub.logs import PicowsLog
 from hubbub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hubbub.origins import HostPolicy
 from hubbub.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
 from hubbub.pacer import FramePacer
+from hubbub.passwords import Users
+from hubbub.tasks import TaskOwner
+from hubbub.tickets import TicketStore, open_tickets
 from hubbub.tls import server_context
 
 log = logging.getLogger("hubbub.server")
@@ -84,19 +94,38 @@ class _CountedPacer(FramePacer):
             self._slot()
 
 
+class _CountedAuthPacer(AuthPacer):
+    """`_CountedPacer` for a server with `--users`: the same slot given back at the end."""
+
+    def __init__(self, slot: Slot, auth: Authenticator, spawn: Any, allowed: Any) -> None:
+        super().__init__(None, auth, slot.key, spawn, allowed)
+        self._slot = slot
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self._slot()
+
+
 class Server:
     """A hub behind a listening socket; `start`, then `stop` (idempotent)."""
 
     scheme = "http"
     """What the server speaks; a same-host `Origin` must have this scheme (`https` with TLS)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, tickets: TicketStore | None = None) -> None:
+        """`tickets`: where logins keep their tickets (closed by `stop`); by default the one `--broker` implies."""
         self.hub = hub
         self.settings = hub.settings
         self.ssl: ssl.SSLContext | None = None
         """The TLS context when `tls_cert` is set (built at `start`): the port speaks only TLS."""
         if self.settings.tls_cert:
             self.scheme = "https"
+        self.auth: Authenticator | None = None
+        """Logins and tickets, when `--users` is set."""
+        self._tickets = tickets
+        self._auth_tasks = TaskOwner("auth")
         self.listener: Listener | None = None
         self.hosts = HostPolicy(None)
         """Which `Host` headers are answered; set from the bound addresses at `start`."""
@@ -114,6 +143,10 @@ class Server:
         s = self.settings
         if s.tls_cert:  # before the broker: a bad certificate or key fails fast
             self.ssl = server_context(s.tls_cert, s.tls_key)
+        if s.users_file and self.auth is None:
+            users = Users.load(s.users_file)
+            tickets = self._tickets if self._tickets is not None else open_tickets(s)
+            self.auth = Authenticator(users, tickets, s.ticket_ttl)
         await self.hub.start()
         fd_limit = raise_fd_limit()
         cap = connection_cap(s.max_connections, fd_limit)
@@ -147,35 +180,45 @@ class Server:
         self._stopped = True
         if self.listener is not None:
             self.listener.close()
+        await self._auth_tasks.close()
         await self.hub.shutdown()
+        if self.auth is not None:
+            await self.auth.tickets.close()
         log.info("server.stopped")
 
     def _protocol(self, slot: Slot) -> FramePacer:
         """A picows server protocol for one accepted socket, behind the frame pacer."""
-        return _CountedPacer(
-            WSProtocol(
-                None,  # host and port: server side
-                None,  # path: server side
-                False,  # is_client_side
-                self._route,
-                PicowsLog(_PICOWS_LOG),  # not a logging.Logger: no child logger per connection (hubbub.logs)
-                True,  # disconnect_on_exception
-                10.0,  # websocket_handshake_timeout
-                False,  # enable_auto_ping: the hub's sweep pings
-                20.0,
-                20.0,
-                WSAutoPingStrategy.PING_WHEN_IDLE,
-                False,  # enable_auto_pong: Connection answers pings itself
-                self.settings.max_message_size,  # max_frame_size
-                None,  # extra_headers
-                # picows grows the buffer when a larger frame comes; 16 KiB per idle
-                # connection would be most of its memory.
-                2048,  # read_buffer_init_size
-            ),
-            slot,
+        if self.auth is None:
+            return _CountedPacer(self._picows(self._route), slot)
+        pacer = _CountedAuthPacer(slot, self.auth, self._auth_tasks.spawn, self._login_allowed)
+        # picows calls the route while the pacer feeds it the request head: `pacer.user` is then the ticket's
+        # user, if there was a ticket (held by picows only until the handshake ends)
+        pacer._inner = self._picows(lambda request: self._route(request, pacer.user))
+        return pacer
+
+    def _picows(self, route: Any) -> Any:
+        """picows' server protocol, routing its request with `route`."""
+        return WSProtocol(
+            None,  # host and port: server side
+            None,  # path: server side
+            False,  # is_client_side
+            route,
+            PicowsLog(_PICOWS_LOG),  # not a logging.Logger: no child logger per connection (hubbub.logs)
+            True,  # disconnect_on_exception
+            10.0,  # websocket_handshake_timeout
+            False,  # enable_auto_ping: the hub's sweep pings
+            20.0,
+            20.0,
+            WSAutoPingStrategy.PING_WHEN_IDLE,
+            False,  # enable_auto_pong: Connection answers pings itself
+            self.settings.max_message_size,  # max_frame_size
+            None,  # extra_headers
+            # picows grows the buffer when a larger frame comes; 16 KiB per idle
+            # connection would be most of its memory.
+            2048,  # read_buffer_init_size
         )
 
-    def _route(self, request: WSUpgradeRequest) -> Routed:
+    def _route(self, request: WSUpgradeRequest, user: str | None = None) -> Routed:
         url = urlsplit(request.path.decode("latin-1"))
         path = url.path
         if not self._host_ok(request, url.netloc):
@@ -183,12 +226,14 @@ class Server:
             log.info("handshake.rejected", extra={"reason": "host", "host": request.headers.get("Host"), "path": path})
             return _response(HTTPStatus.FORBIDDEN, b"host not allowed\n")
         if path == "/ws":
-            return self._upgrade(request, parse_qs(url.query))
+            return self._upgrade(request, parse_qs(url.query), user)
         if path == "/echo" and self.settings.echo:
             if not self._origin_ok(request):
                 self.hub.metrics.handshakes_rejected.labels("origin").inc()
                 return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
             return EchoConnection(self.hub, None)
+        if path == "/login" and self.auth is not None:
+            return _response(HTTPStatus.METHOD_NOT_ALLOWED, b"POST /login\n")
         if path == "/":
             return _response(HTTPStatus.OK, self._page, "text/html; charset=utf-8")
         if path == "/healthz":
@@ -209,6 +254,18 @@ class Server:
             return False
         return not target_authority or self.hosts.allows(target_authority)
 
+    def _login_allowed(self, headers: dict[str, list[str]]) -> bool:
+        """`POST /login` under the rules of `/ws`: a `Host` this server answers, a same-host or allowed `Origin`."""
+        hosts = headers.get("host", [])
+        if self.hosts.names is not None and (len(hosts) != 1 or not self.hosts.allows(hosts[0])):
+            return False
+        origins = headers.get("origin", [])
+        if len(origins) > 1:
+            return False
+        return origin_allowed(
+            origins[0] if origins else None, hosts[0] if hosts else None, self.settings.allowed_origins, self.scheme
+        )
+
     def _origin_ok(self, request: WSUpgradeRequest) -> bool:
         headers = request.headers
         origins = headers.getall("Origin", [])
@@ -218,11 +275,16 @@ class Server:
             origins[0] if origins else None, headers.get("Host"), self.settings.allowed_origins, self.scheme
         )
 
-    def _upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed:
+    def _upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]], user: str | None) -> Routed:
         if not self._origin_ok(request):
             self.hub.metrics.handshakes_rejected.labels("origin").inc()
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
+        if user is not None:
+            return Connection(self.hub, user)  # the ticket's user: `name` and payload `from` are ignored
+        if self.auth is not None and not self.settings.allow_anonymous:
+            self.hub.metrics.handshakes_rejected.labels("auth").inc()
+            return _response(HTTPStatus.UNAUTHORIZED, b"log in first: POST /login, then /ws?ticket=T\n")
         name = query.get("name", [None])[0]
         if name is not None and not valid_name(name):
             return _response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())

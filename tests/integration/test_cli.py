@@ -92,6 +92,10 @@ def test_version() -> None:
         (["serve", "--send-buffer", "100"], "--send-buffer must be 0"),
         (["serve", "--allowed-origin", "example.com"], "needs a scheme"),
         (["serve", "--log-format", "xml"], "invalid choice"),
+        (["serve", "--allow-anonymous"], "--allow-anonymous needs --users"),
+        (["serve", "--users", "/nonexistent/users"], "--users: cannot read"),
+        (["serve", "--users", "/dev/null", "--ticket-ttl", "0"], "--ticket-ttl must be more than 0"),
+        (["serve", "--users", "/dev/null"], "hubbub: --users: the file names no user"),
     ],
 )
 def test_bad_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:

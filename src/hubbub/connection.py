@@ -81,6 +81,7 @@ class HubPort(Protocol):
     limits: Limits
     history: History
     presence: Presence
+    join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None
 
     def register(self, conn: Connection) -> None: ...
     def unregister(self, conn: Connection) -> None: ...
@@ -121,6 +122,7 @@ class Connection(WSListener):
         "_reader",
         "_reading_paused",
         "_transport",
+        "data",
         "hub",
         "id",
         "identity",
@@ -140,6 +142,8 @@ class Connection(WSListener):
         self.remote = remote
         """The peer's address, for logs."""
         self.rooms: set[str] = set()
+        self.data: dict[str, Any] = {}
+        """The application's own state for this session (hooks and handlers read and write it)."""
         self.session = Session(hub.limits, time.monotonic())
         """The protocol state: life, budgets, reassembly, the request being answered, heartbeat."""
         self._transport: WSTransport | None = None
@@ -289,6 +293,13 @@ class Connection(WSListener):
             self._abort_handle.cancel()
             self._abort_handle = None
 
+    def run_first(self, pending: Coroutine[Any, Any, None]) -> None:
+        """Await `pending` (an async `on_connect` hook) in the reader task before any client message."""
+        if self._reader is None and self.session.state is _OPEN:
+            self._reader = asyncio.get_running_loop().create_task(self._read_on(pending))
+        else:
+            pending.close()
+
     @property
     def reader(self) -> asyncio.Task[None] | None:
         """The reader task while an async handler runs (owned here: cancelled by `_detach`,
@@ -428,10 +439,11 @@ class Connection(WSListener):
         if self.session.state is _OPEN and self._transport is not None:
             self._transport.send_ping()
 
-    def close(self, code: CloseCode = CloseCode.NORMAL_CLOSURE, reason: str = "", timeout: float | None = None) -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "", timeout: float | None = None) -> None:
         """Close politely: leave the hub, send a close frame, abort if the peer is silent.
 
-        Idempotent; safe from any callback. The peer gets `timeout` seconds
+        `code` is a `CloseCode` or an application code (4000-4999). Idempotent; safe from any
+        callback. The peer gets `timeout` seconds
         (default `close_timeout`) to answer with its own close frame.
         """
         if self.session.close(int(code), reason):
@@ -444,8 +456,9 @@ class Connection(WSListener):
         if transport is None or self._abort_handle is not None:
             return
         code = self.session.close_code or CloseCode.NORMAL_CLOSURE
-        with contextlib.suppress(ValueError):
-            transport.send_close(WSCloseCode(code), self.session.close_reason.encode()[:123])
+        # picows types the code as its enum, but its Cython signature takes any int: an application's
+        # 4000-4999 code is sent as given (tests/integration/test_apps.py), not dropped.
+        transport.send_close(int(code), self.session.close_reason.encode()[:123])  # type: ignore[arg-type]
         wait = self.hub.settings.close_timeout if timeout is None else timeout
         self._abort_handle = asyncio.get_running_loop().call_later(wait, self.abort)
 

@@ -107,6 +107,11 @@ class Settings:
     keep history in Redis, which bounds it by `history_size` and `history_ttl`
     per room (and `maxmemory`).
     """
+    presence_events: bool = True
+    """Send `member_joined` / `member_left` to rooms; False for clients that do not know them
+    (presence is still recorded, and `get_presence` answers)."""
+    static_dir: str = ""
+    """Serve the files under this directory at `/` instead of the built-in chat page (`hubbub.static_files`)."""
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """This node's name in presence entries and bus heartbeats."""
     log_level: str = "info"

@@ -3,6 +3,7 @@
     HubbubError
      +-- EventError        a client event failed; becomes an `error` event
      +-- ConfigError       settings that cannot work; the CLI exits with code 2
+     +-- Refused           an `on_connect` hook turns a connection away with a close code
 
 An `EventError` is the one way a handler reports a failure to its client: raise
 it with an `ErrorCode` and a human message, and the router answers with an
@@ -31,3 +32,12 @@ class EventError(HubbubError):
 
 class ConfigError(HubbubError, ValueError):
     """Settings that cannot work together; raised before anything listens."""
+
+
+class Refused(HubbubError):
+    """Raised by an `on_connect` hook: close the new connection with `code` (e.g. 4001) and `reason`."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"refused with {code}: {reason}")
+        self.code = code
+        self.reason = reason

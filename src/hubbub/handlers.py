@@ -32,7 +32,13 @@ if TYPE_CHECKING:
 
 
 async def join_room(payload: JoinRoom, client: Connection) -> None:
-    """Subscribe the client to a room; the ack (sent by the hub, before any replay) carries its offset."""
+    """Subscribe the client to a room; the ack (sent by the hub, before any replay) carries its offset.
+
+    With an `authorize_join` hook, the hook judges the request first (`forbidden`: nothing done).
+    """
+    guard = client.hub.join_guard
+    if guard is not None:
+        await guard(client, payload.room)
     await client.join(payload.room, payload.since)
 
 
@@ -111,10 +117,11 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
     return {"room": payload.room, "members": listed}
 
 
-def install(router: Router) -> None:
-    """Register the built-in events on `router`."""
+def install(router: Router) -> tuple[str, ...]:
+    """Register the built-in events on `router`; return their types."""
     router.add("join_room", join_room, JoinRoom)
     router.add("leave_room", leave_room, LeaveRoom)
     router.add("send_message", send_message, SendMessage)
     router.add("get_history", get_history, GetHistory)
     router.add("get_presence", get_presence, GetPresence)
+    return ("join_room", "leave_room", "send_message", "get_history", "get_presence")

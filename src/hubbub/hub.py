@@ -35,6 +35,7 @@ from hubbub.errors import EventError
 from hubbub.events import Empty
 from hubbub.fanout import Fanout
 from hubbub.history import History
+from hubbub.hooks import ConnectHook, DisconnectHook, Hooks, JoinHook
 from hubbub.keepalive import sweep
 from hubbub.metrics import Metrics
 from hubbub.presence import Presence
@@ -58,8 +59,30 @@ class Hub:
         settings: Settings | None = None,
         broker: Broker | None = None,
         presence: Presence | None = None,
+        *,
+        presence_events: bool | None = None,
     ) -> None:
-        self.settings = settings = settings or Settings()
+        """`presence_events`: False sends no member_joined/member_left whatever the settings say
+        (the app's own clients do not know them); None follows `Settings.presence_events`."""
+        self.connections: set[Connection] = set()
+        self._presence_events = presence_events
+        self.router = Router()
+        self.tasks = TaskOwner("hub")
+        """Owner of the hub's background work (presence updates, unsubscribes, the heartbeat, async hooks)."""
+        self.hooks = Hooks(self.tasks)
+        """The application's hooks (`on_connect`, `on_disconnect`, `authorize_join`)."""
+        self.join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None = None
+        """`Hooks.authorize` once an `authorize_join` hook is registered: `join_room` tests this one attribute."""
+        self._builtins = set(handlers.install(self.router))
+        """Built-in event types an application has not replaced yet (`on` replaces each once)."""
+        self._started = False
+        self.dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
+        """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
+        self._build(settings or Settings(), broker, presence)
+
+    def _build(self, settings: Settings, broker: Broker | None, presence: Presence | None) -> None:
+        """Everything made from the settings; the router, hooks and task owner stay (see `configure`)."""
+        self.settings = settings
         self.broker = broker or MemoryBroker(settings.history_size, settings.history_ttl, settings.history_max_bytes)
         if not isinstance(self.broker, History):
             raise TypeError("the broker must also implement the History contract")
@@ -68,13 +91,11 @@ class Hub:
         self.node_id = settings.node_id
         self.limits = settings.limits()
         """The per-connection bounds every session enforces."""
-        self.connections: set[Connection] = set()
         self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.room_table.members))
-        self.router = Router(self.metrics)
+        self.router.metrics = self.metrics
         self.fanout = Fanout(self.metrics.delivered, settings.write_delay)
-        self.tasks = TaskOwner("hub")
-        """Owner of the hub's background work (presence updates, unsubscribes, the heartbeat)."""
-        self.roster = Roster(self.presence, self.broker, self.node_id, self.tasks)
+        announce = settings.presence_events if self._presence_events is None else self._presence_events
+        self.roster = Roster(self.presence, self.broker, self.node_id, self.tasks, announce)
         self.room_table = Rooms(
             self.broker,
             self.history,
@@ -90,9 +111,19 @@ class Hub:
         self.want_write: Callable[[Connection], None] = self.fanout.want_write
         """`conn` has frames in its outbox: it writes them in this turn's flush (the fan-out's own method)."""
         self._heartbeat: asyncio.Task[None] | None = None
-        self.dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
-        """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
-        handlers.install(self.router)
+
+    def configure(self, settings: Settings, broker: Broker | None = None, presence: Presence | None = None) -> None:
+        """Give a hub made elsewhere (an app's `hub = Hub()` at import) the server's settings and backends.
+
+        `hubbub serve --app` calls this before `start`, so that every flag of
+        the command line applies to the app's hub. What was made from the old
+        settings (broker, presence, metrics, rooms, fan-out) is made anew;
+        handlers and hooks stay. Only before `start`: a running hub has
+        connections and subscriptions that belong to the old parts.
+        """
+        if self._started:
+            raise RuntimeError("configure() is for a hub that has not started")
+        self._build(settings, broker, presence)
 
     @property
     def rooms(self) -> dict[str, dict[Connection, None]]:
@@ -104,16 +135,51 @@ class Hub:
         type_: str,
         schema: type[P] = Empty,  # type: ignore[assignment]
     ) -> Callable[[Callable[[P, Connection], Any]], Callable[[P, Connection], Any]]:
-        """Register a handler for a custom event type: `@hub.on("typing", Typing)`.
+        """Register a handler for an event type: `@hub.on("typing", Typing)`.
 
         The handler is a plain function or an `async def` (see `hubbub.router`).
+        A built-in type (`send_message`, `join_room`, ...) may be taken over
+        once: the application's handler replaces hubbub's. A second handler
+        for one type is an error, as for any type.
         """
-        return self.router.on(type_, schema)
+
+        def register(handler: Callable[[P, Connection], Any]) -> Callable[[P, Connection], Any]:
+            if type_ in self._builtins:
+                self._builtins.discard(type_)
+                self.router.replace(type_, handler, schema)
+            else:
+                self.router.add(type_, handler, schema)
+            return handler
+
+        return register
+
+    # ---- hooks (docs/apps.md) -------------------------------------------------
+
+    def on_connect(self, hook: ConnectHook) -> ConnectHook:
+        """Decorator: `hook(conn)` runs as each connection opens; a close code returned (or
+        `Refused` raised) turns it away. See `hubbub.hooks`."""
+        _once(self.hooks.on_connect, "on_connect")
+        self.hooks.on_connect = hook
+        return hook
+
+    def on_disconnect(self, hook: DisconnectHook) -> DisconnectHook:
+        """Decorator: `hook(conn, code)` runs as each connection leaves the hub."""
+        _once(self.hooks.on_disconnect, "on_disconnect")
+        self.hooks.on_disconnect = hook
+        return hook
+
+    def authorize_join(self, hook: JoinHook) -> JoinHook:
+        """Decorator: `hook(conn, room)` judges each client `join_room`; anything but True is `forbidden`."""
+        _once(self.hooks.authorize_join, "authorize_join")
+        self.hooks.authorize_join = hook
+        self.join_guard = self.hooks.authorize
+        return hook
 
     # ---- life of the hub ----------------------------------------------------
 
     async def start(self) -> None:
         """Connect the broker and start the heartbeat sweep."""
+        self._started = True
         await self.broker.start(self.room_table.deliver)
         await self.presence.start(self.roster.expired)
         self._heartbeat = self.tasks.spawn(
@@ -154,12 +220,16 @@ class Hub:
         """`conn`'s WebSocket is open: it is live."""
         self.connections.add(conn)
         log.debug("conn.opened", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
+        if self.hooks.on_connect is not None:
+            self.hooks.connected(conn)  # last: the hook may close `conn` at once
 
     def unregister(self, conn: Connection) -> None:
         """Remove `conn` from the hub and its rooms. Called once, by `_detach`."""
         self.connections.discard(conn)
-        self.room_table.leave_all(conn)
         code = conn.close_code or CloseCode.ABNORMAL_CLOSURE
+        if self.hooks.on_disconnect is not None:
+            self.hooks.disconnected(conn, int(code))  # before leaving: the hook still sees `conn.rooms`
+        self.room_table.leave_all(conn)
         self.metrics.closes.labels(str(code)).inc()
         level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
         log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
@@ -237,6 +307,11 @@ class Hub:
     def answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None:
         """An `error` event with `code`, counted."""
         self.router.answer_error(conn, code, message, event_id)
+
+
+def _once(current: object, kind: str) -> None:
+    if current is not None:
+        raise ValueError(f"an {kind} hook is already registered")
 
 
 _QUIET_CLOSES = frozenset({1000, 1001, 1005, 1006})

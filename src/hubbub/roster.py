@@ -28,8 +28,12 @@ ANONYMOUS = "anonymous"
 class Roster:
     """Presence changes of this node's connections, announced to their rooms."""
 
-    def __init__(self, presence: Presence, broker: Broker, node_id: str, tasks: TaskOwner) -> None:
+    def __init__(
+        self, presence: Presence, broker: Broker, node_id: str, tasks: TaskOwner, announce: bool = True
+    ) -> None:
         self.presence = presence
+        self._announce_changes = announce
+        """False (`--no-presence-events`): entries are still recorded, but no member_joined/member_left is sent."""
         self._broker = broker
         self._node = node_id
         self._tasks = tasks
@@ -46,7 +50,7 @@ class Roster:
                 changed = await self.presence.add(room, name, self.key(conn))
             else:
                 changed = await self.presence.remove(room, name, self.key(conn))
-            if changed:
+            if changed and self._announce_changes:
                 event = encode_event("member_joined" if joined else "member_left", {"room": room, "name": name})
                 await self._broker.broadcast(room, event)
         except (BrokerUnavailable, ConnectionError, OSError) as exc:
@@ -61,7 +65,9 @@ class Roster:
         self._tasks.spawn(self.change(room, conn, joined=False))
 
     def expired(self, room: str, name: str) -> None:
-        """A dead node's last connection of `name` in `room` expired: tell the room."""
+        """A dead node's last connection of `name` in `room` expired: tell the room (if events are on)."""
+        if not self._announce_changes:
+            return
         event = encode_event("member_left", {"room": room, "name": name})
         self._tasks.spawn(self._announce(room, event))
 

@@ -75,12 +75,20 @@ class Router:
         self._routes: dict[str, Route[Any]] = {}
         self._decoder: msgspec.json.Decoder[Any] | None = None
         self._by_struct: dict[type, Route[Any]] = {}
-        self._metrics = metrics
+        self.metrics = metrics
+        """Counts messages received and errors answered (the hub sets it)."""
 
     def add(self, type_: str, handler: Callable[[P, Any], Any], schema: type[P]) -> None:
         """Register `handler` for `type_`; registering a type twice is a mistake."""
         if type_ in self._routes:
             raise ValueError(f"a handler for {type_!r} is already registered")
+        self._routes[type_] = Route(type_, schema, handler, inspect.iscoroutinefunction(handler))
+        self._decoder = None
+
+    def replace(self, type_: str, handler: Callable[[P, Any], Any], schema: type[P]) -> None:
+        """Put `handler` in place of the one registered for `type_` (which must exist)."""
+        if type_ not in self._routes:
+            raise ValueError(f"no handler for {type_!r} to replace")
         self._routes[type_] = Route(type_, schema, handler, inspect.iscoroutinefunction(handler))
         self._decoder = None
 
@@ -151,8 +159,8 @@ class Router:
         handled in the order it sent them. Either way the event gets exactly one
         answer when it has an `id` (the session keeps count).
         """
-        if self._metrics is not None:
-            self._metrics.received.inc()
+        if self.metrics is not None:
+            self.metrics.received.inc()
         session = client.session
         began = False
         try:
@@ -210,8 +218,8 @@ class Router:
 
     def answer_error(self, client: Client, code: ErrorCode, message: str, event_id: EventId | None) -> None:
         """Send an `error` event (counted by code)."""
-        if self._metrics is not None:
-            self._metrics.errors.labels(code.value).inc()
+        if self.metrics is not None:
+            self.metrics.errors.labels(code.value).inc()
         client.send_frame(text_frame(encode_error(code, message, event_id)))
 
     def __contains__(self, type_: object) -> bool:

@@ -15,12 +15,15 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubbub import __version__, backends, logs, tls
 from hubbub.broker import BrokerUnavailable
 from hubbub.config import Settings
 from hubbub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hubbub.hub import Hub
 
 log = logging.getLogger("hubbub.cli")
 
@@ -230,6 +233,24 @@ def _add_serve(sub: Any) -> None:
         help="bytes of history the memory broker holds across all rooms; the oldest go first (default %(default)s)",
     )
     p.add_env_argument("--node-id", default=None, help="this node's name in presence (default: random)")
+    p.add_env_argument(
+        "--app",
+        default="",
+        metavar="MODULE:ATTR",
+        help="serve this application's Hub, or a function returning one, imported with the current directory"
+        " first on sys.path (default: the plain hub)",
+    )
+    p.add_env_argument(
+        "--static",
+        default="",
+        metavar="DIR",
+        help="serve the files under DIR at / (index.html for a directory) instead of the chat page",
+    )
+    p.add_env_argument(
+        "--no-presence-events",
+        action="store_true",
+        help="send no member_joined/member_left (presence is still recorded for get_presence)",
+    )
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
     p.add_env_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default %(default)s)"
@@ -385,6 +406,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         echo=args.echo,
+        presence_events=not args.no_presence_events,
+        static_dir=args.static,
         log_level=args.log_level,
         log_format=args.log_format,
     )
@@ -399,7 +422,7 @@ def run_async(main: Any) -> Any:
     return uvloop.run(main)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, app: Hub | None = None) -> None:
     """Run the server until SIGTERM or SIGINT.
 
     The signal handlers are installed before the broker is reached, and the
@@ -407,6 +430,8 @@ async def _serve(settings: Settings) -> None:
     reached (up to `STARTUP_TIMEOUT`) abandons it and exits 0, instead of
     being ignored until the start-up ends. A start-up that fails raises
     `BrokerUnavailable` or `OSError`, which `main` reports in one line.
+
+    `app`, the hub of `--app`, gets these settings and backends (`Hub.configure`).
     """
     from hubbub.backends import open_backends
     from hubbub.hub import Hub
@@ -417,7 +442,11 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     broker, presence = open_backends(settings)
-    hub = Hub(settings, broker, presence)
+    if app is not None:
+        app.configure(settings, broker, presence)
+        hub = app
+    else:
+        hub = Hub(settings, broker, presence)
     ready = asyncio.Event()
     serving = asyncio.ensure_future(serve(hub, ready=ready, stop=stop))
     stopped = asyncio.ensure_future(stop.wait())
@@ -460,9 +489,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ConfigError as exc:
                 print(f"hubbub: {exc}", file=sys.stderr)
                 return 2
+        app: Hub | None = None
+        try:
+            if settings.static_dir:
+                from hubbub.static_files import StaticFiles
+
+                try:
+                    StaticFiles(settings.static_dir)
+                except OSError:
+                    raise ConfigError(f"--static: {settings.static_dir!r} is not a readable directory") from None
+            if args.app:
+                from hubbub.apps import load_app
+
+                app = load_app(args.app, settings)
+        except ConfigError as exc:
+            print(f"hubbub: {exc}", file=sys.stderr)
+            return 2
         logs.configure(settings.log_level, settings.log_format)
         try:
-            run_async(_serve(settings))
+            run_async(_serve(settings, app))
         except BrokerUnavailable as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 1

@@ -46,6 +46,7 @@ from hubbub.origins import HostPolicy
 from hubbub.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
 from hubbub.pacer import FramePacer
 from hubbub.passwords import Users
+from hubbub.static_files import StaticFiles
 from hubbub.tasks import TaskOwner
 from hubbub.tickets import TicketStore, open_tickets
 from hubbub.tls import server_context
@@ -130,6 +131,8 @@ class Server:
         self.hosts = HostPolicy(None)
         """Which `Host` headers are answered; set from the bound addresses at `start`."""
         self._page = resources.files("hubbub").joinpath("static/index.html").read_bytes()
+        self._static = StaticFiles(self.settings.static_dir) if self.settings.static_dir else None
+        """`--static DIR`: the app's files at `/`, in place of the chat page."""
         self._stopped = False
 
     @property
@@ -234,7 +237,7 @@ class Server:
             return EchoConnection(self.hub, None)
         if path == "/login" and self.auth is not None:
             return _response(HTTPStatus.METHOD_NOT_ALLOWED, b"POST /login\n")
-        if path == "/":
+        if path == "/" and self._static is None:
             return _response(HTTPStatus.OK, self._page, "text/html; charset=utf-8")
         if path == "/healthz":
             if self.hub.broker.healthy:
@@ -242,7 +245,23 @@ class Server:
             return _response(HTTPStatus.SERVICE_UNAVAILABLE, b"broker unreachable\n")
         if path == "/metrics":
             return _response(HTTPStatus.OK, self.hub.metrics.render(), METRICS_CONTENT_TYPE)
+        if self._static is not None:
+            return self._static_file(request, path)
         return _response(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    def _static_file(self, request: WSUpgradeRequest, path: str) -> Routed:
+        """A file of `--static DIR` (GET only); 404 for anything not under it."""
+        assert self._static is not None
+        if request.method not in (b"GET", "GET"):
+            return _response(HTTPStatus.METHOD_NOT_ALLOWED, b"GET only\n")
+        found = self._static.lookup(path)
+        if found is None:
+            return _response(HTTPStatus.NOT_FOUND, b"not found\n")
+        body, kind = found
+        routed = _response(HTTPStatus.OK, body, kind)
+        assert isinstance(routed, WSUpgradeResponseWithListener)
+        routed.response.headers["X-Content-Type-Options"] = "nosniff"
+        return routed
 
     def _host_ok(self, request: WSUpgradeRequest, target_authority: str) -> bool:
         """Whether the request is for a name this server answers to: its one `Host` header, and

@@ -104,7 +104,8 @@ class ReadGate(Protocol):
 
 
 class Connection(WSListener):
-    """A client as handlers see it: `identity`, `rooms`, `send`, `join`, `leave`, `publish`, `close`."""
+    """The session object handlers and hooks get: `identity`, `rooms`, `data`, `send`, `ack`, `join`, `leave`,
+    `publish`, `close` (docs/apps.md). `state` is the protocol state; the app's own is `data`."""
 
     # Slots, not a __dict__: fan-out reads a few of these per recipient per
     # flush, and a slot is the fastest attribute Python has.

@@ -123,6 +123,6 @@ def test_token_from_subprotocols() -> None:
 
 
 def test_mint_refuses_nonsense() -> None:
-    for args in (("", "a", 1.0), (SECRET, "", 1.0), (SECRET, "a", 0.0)):
-        with pytest.raises(ValueError):
+    for args, why in ((("", "a", 1.0), "secret"), ((SECRET, "", 1.0), "sub"), ((SECRET, "a", 0.0), "ttl")):
+        with pytest.raises(ValueError, match=why):
             mint_token(*args)

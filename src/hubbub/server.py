@@ -12,6 +12,12 @@ With `--users`, `POST /login` and the tickets of `/ws` are handled below
 picows, in `login.AuthPacer` (picows reads no POST and no body), and a `/ws`
 request that reaches `_route` without a ticket's user gets 401 unless
 `--allow-anonymous`.
+
+With `--auth-secret`, a `/ws` request may carry a signed token instead
+(`?token=T`, or the subprotocol `hubbub.token.T` next to `hubbub`): it is
+verified right here (an HMAC, no I/O: `hubbub.tokens`), the connection gets the
+token's `sub` and its grant (rooms, expiry), and the `refresh` event is
+registered. Without a credential: 401, unless `--allow-anonymous`.
 """
 
 from __future__ import annotations

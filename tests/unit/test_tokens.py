@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 from hubbub.auth import mint_token, verify_token
+from hubbub.redaction import redact_secrets
 from hubbub.tokens import LEEWAY, Grant, TokenError, room_matches, token_from_subprotocols
 
 SECRET = "s" * 64
@@ -126,3 +127,9 @@ def test_mint_refuses_nonsense() -> None:
     for args, why in ((("", "a", 1.0), "secret"), ((SECRET, "", 1.0), "sub"), ((SECRET, "a", 0.0), "ttl")):
         with pytest.raises(ValueError, match=why):
             mint_token(*args)
+
+
+def test_a_subprotocol_token_is_redacted_from_request_dumps() -> None:
+    head = "GET /ws?token=abc.def.ghi HTTP/1.1\r\nSec-WebSocket-Protocol: hubbub, hubbub.token.abc.def.ghi\r\n"
+    redacted = redact_secrets(head)
+    assert "abc" not in redacted and "hubbub.token.***" in redacted and "token=***" in redacted

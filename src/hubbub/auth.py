@@ -20,6 +20,10 @@ connection caps count) and in total:
 
 Nothing here logs a password, a ticket or a hash: the log says who (the
 name, the address) and what happened.
+
+Signed tokens (`--auth-secret`) need no store and no bound of this kind: they
+are checked in `hubbub.tokens` (no I/O), whose `mint_token` and
+`verify_token` are re-exported here.
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ from collections.abc import Callable
 
 from hubbub.passwords import Users
 from hubbub.tickets import MAX_TICKET_LENGTH, TicketStore
+from hubbub.tokens import Grant, TokenError, mint_token, verify_token
+
+__all__ = [
+    "AttemptLimiter",
+    "Authenticator",
+    "Grant",
+    "Outcome",
+    "TokenError",
+    "mint_token",
+    "verify_token",
+]
 
 log = logging.getLogger("hubbub.auth")
 

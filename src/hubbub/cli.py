@@ -1,4 +1,4 @@
-"""The `hubbub` command: `serve` (and more subcommands as they come).
+"""The `hubbub` command: `serve`, `bench`, `chat`, `hash-password` and `token`.
 
 Every flag of `serve` can also be set by an environment variable named
 `HUBBUB_<FLAG>` (`--send-queue-bytes` is `HUBBUB_SEND_QUEUE_BYTES`); a flag on
@@ -149,10 +149,23 @@ def _add_serve(sub: Any) -> None:
         metavar="S",
         help="seconds a login's single-use ticket stays valid (default %(default)s)",
     )
+    _add_secret(p)
+    p.add_env_argument(
+        "--auth-audience",
+        default="",
+        metavar="A",
+        help="with --auth-secret: a token's aud claim must be A (default: not checked)",
+    )
+    p.add_env_argument(
+        "--auth-issuer",
+        default="",
+        metavar="I",
+        help="with --auth-secret: a token's iss claim must be I (default: not checked)",
+    )
     p.add_env_argument(
         "--allow-anonymous",
         action="store_true",
-        help="with --users: let clients without a ticket in too",
+        help="with --users or --auth-secret: let clients without a ticket or token in too",
     )
     p.add_env_argument(
         "--allowed-origin",
@@ -256,6 +269,93 @@ def _add_serve(sub: Any) -> None:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default %(default)s)"
     )
     p.add_env_argument("--log-format", default="text", choices=["text", "json"], help="(default %(default)s)")
+
+
+def _add_secret(p: _Parser) -> None:
+    """`--auth-secret` and `--auth-secret-file`; the help never shows the value (it may come from the env)."""
+    p.add_env_argument(
+        "--auth-secret",
+        default="",
+        metavar="S",
+        help="HS256 secret of signed tokens (JWT), at least 32 bytes; /ws then wants ?token=T or the subprotocol"
+        " hubbub.token.T (prefer HUBBUB_AUTH_SECRET or --auth-secret-file: a flag shows in ps)",
+    )
+    p.add_env_argument(
+        "--auth-secret-file",
+        default="",
+        metavar="FILE",
+        help="read --auth-secret from FILE (one trailing newline stripped)",
+    )
+
+
+def _secret(args: argparse.Namespace) -> str:
+    """The secret of `--auth-secret` or `--auth-secret-file` (not both); `ConfigError` for a bad file."""
+    if not args.auth_secret_file:
+        return str(args.auth_secret)
+    if args.auth_secret:
+        raise ConfigError("give --auth-secret or --auth-secret-file, not both")
+    try:
+        with open(args.auth_secret_file, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise ConfigError(f"cannot read --auth-secret-file {args.auth_secret_file}: {reason}") from None
+    secret = text[:-1] if text.endswith("\n") else text
+    if secret.endswith("\r"):
+        secret = secret[:-1]
+    if not secret:
+        raise ConfigError(f"--auth-secret-file {args.auth_secret_file} is empty")
+    return secret
+
+
+def _add_token(sub: Any) -> None:
+    p: _Parser = sub.add_parser(
+        "token",
+        help="mint a signed token for --auth-secret",
+        description="Print one HS256 token (JWT) for a hub started with the same --auth-secret.",
+    )
+    p.add_argument("--sub", required=True, help="the identity the token connects as")
+    p.add_argument("--ttl", type=float, default=3600.0, metavar="S", help="seconds it is valid (default %(default)s)")
+    p.add_argument(
+        "--rooms",
+        default=None,
+        metavar="LIST",
+        help="comma-separated rooms it may join, exact names or prefix* patterns (default: any room)",
+    )
+    p.add_argument("--audience", default=None, help="its aud claim (the hub's --auth-audience)")
+    p.add_argument("--issuer", default=None, help="its iss claim (the hub's --auth-issuer)")
+    _add_secret(p)
+
+
+def _token(args: argparse.Namespace) -> int:
+    """`hubbub token`: one token on stdout; a bad input is one line on stderr and exit 2."""
+    from hubbub.tokens import MIN_SECRET_BYTES, mint_token
+
+    try:
+        secret = _secret(args)
+        if not secret:
+            raise ConfigError("no secret: give --auth-secret, --auth-secret-file or HUBBUB_AUTH_SECRET")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"--auth-secret must be at least {MIN_SECRET_BYTES} bytes")
+        if not args.sub:
+            raise ConfigError("--sub must not be empty")
+        if not 0 < args.ttl < 10 * 365 * 86400:
+            raise ConfigError("--ttl must be positive (and under ten years)")
+        rooms = None if args.rooms is None else [r.strip() for r in args.rooms.split(",") if r.strip()]
+        backends_require_jwt()
+    except ConfigError as exc:
+        print(f"hubbub token: {exc}", file=sys.stderr)
+        return 2
+    print(mint_token(secret, args.sub, args.ttl, rooms, args.audience, args.issuer))
+    return 0
+
+
+def backends_require_jwt() -> None:
+    """`MissingExtra` (a `ConfigError`) unless PyJWT is installed."""
+    try:
+        import jwt  # noqa: F401
+    except ImportError:
+        raise backends.MissingExtra("tokens need the PyJWT package: pip install 'hubbub[auth]'") from None
 
 
 def _add_bench(sub: Any) -> None:
@@ -371,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_chat(sub)
     _add_hash_password(sub)
+    _add_token(sub)
     return parser
 
 
@@ -390,6 +491,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_rooms_per_connection=args.max_rooms_per_connection,
         users_file=args.users,
         ticket_ttl=args.ticket_ttl,
+        auth_secret=_secret(args),
+        auth_audience=args.auth_audience,
+        auth_issuer=args.auth_issuer,
         allow_anonymous=args.allow_anonymous,
         broker=args.broker,
         store=args.store,
@@ -516,6 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.command == "hash-password":
         return _hash_password()
+    if args.command == "token":
+        return _token(args)
     if args.command == "bench":
         return _bench(args)
     if args.command == "chat":

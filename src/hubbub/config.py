@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from hubbub.errors import ConfigError
 from hubbub.origins import config_origin, parse_authority
 from hubbub.session import Limits
+from hubbub.tokens import MIN_SECRET_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,16 @@ class Settings:
     """`name:HASH` lines (`hubbub hash-password`); when set, `/ws` wants a ticket from `POST /login`."""
     ticket_ttl: float = 5.0
     """Seconds a login's ticket stays valid (it is usable once)."""
+    auth_secret: str = field(default="", repr=False)
+    """HS256 secret of signed tokens (`hubbub.tokens`); when set, `/ws` wants a token (or a ticket). Never
+    printed: left out of the repr."""
+    auth_audience: str = ""
+    """With `auth_secret`: a token's `aud` must be this (empty: not checked)."""
+    auth_issuer: str = ""
+    """With `auth_secret`: a token's `iss` must be this (empty: not checked)."""
     allow_anonymous: bool = False
-    """With `users_file`: let clients without a ticket in too, named as without authentication."""
+    """With `users_file` or `auth_secret`: let clients without a credential in too, named as without
+    authentication."""
     allowed_origins: tuple[str, ...] = ()
     """`Origin` values accepted (scheme, host and port compared normalized); empty means same-host origins only."""
     allowed_hosts: tuple[str, ...] = ()
@@ -152,8 +161,14 @@ class Settings:
             raise ConfigError("--max-rooms-per-connection must be at least 1")
         if not 0 < self.ticket_ttl <= 3600:
             raise ConfigError("--ticket-ttl must be more than 0 and at most 3600 seconds")
-        if self.allow_anonymous and not self.users_file:
-            raise ConfigError("--allow-anonymous needs --users (without it every client is anonymous)")
+        if self.allow_anonymous and not (self.users_file or self.auth_secret):
+            raise ConfigError(
+                "--allow-anonymous needs --users or --auth-secret (without them every client is anonymous)"
+            )
+        if self.auth_secret and len(self.auth_secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"--auth-secret must be at least {MIN_SECRET_BYTES} bytes (RFC 7518: HS256 keys)")
+        if (self.auth_audience or self.auth_issuer) and not self.auth_secret:
+            raise ConfigError("--auth-audience and --auth-issuer need --auth-secret")
         if self.presence_ttl <= 0 or self.history_ttl <= 0 or self.history_size < 0:
             raise ConfigError("--presence-ttl and --history-ttl must be positive, --history-size at least 0")
         if self.history_max_bytes <= 0:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from hubbub.codes import CloseCode, ErrorCode
+from hubbub.errors import EventError
 from hubbub.frames import pong_frame, text_frame
 from hubbub.protocol import EventId, encode_ack, encode_event, salvage_id
 from hubbub.session import Opcode, PeerClose, Session, State, Verdict
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from hubbub.history import History
     from hubbub.presence import Presence
     from hubbub.session import Limits
+    from hubbub.tokens import Grant
 
 log = logging.getLogger("hubbub.connection")
 
@@ -124,6 +126,7 @@ class Connection(WSListener):
         "_reading_paused",
         "_transport",
         "data",
+        "grant",
         "hub",
         "id",
         "identity",
@@ -142,6 +145,8 @@ class Connection(WSListener):
         """The name fixed at the handshake (query `name` or a credential), else None."""
         self.remote = remote
         """The peer's address, for logs."""
+        self.grant: Grant | None = None
+        """With a signed token: its rooms and expiry (replaced by `refresh`); None otherwise."""
         self.rooms: set[str] = set()
         self.data: dict[str, Any] = {}
         """The application's own state for this session (hooks and handlers read and write it)."""
@@ -424,7 +429,12 @@ class Connection(WSListener):
         future.add_done_callback(done)
 
     async def join(self, room: str, since: int | None = None) -> None:
-        """Join `room` (acked; with `since`, replaying what was missed first), as `join_room` does."""
+        """Join `room` (acked; with `since`, replaying what was missed first), as `join_room` does.
+
+        A token's `rooms` are checked here: a room outside them is `forbidden`, nothing done.
+        """
+        if self.grant is not None and not self.grant.may_join(room):
+            raise EventError(ErrorCode.FORBIDDEN, f"your token does not allow room {room!r}")
         await self.hub.join(self, room, since)
 
     def leave(self, room: str) -> bool:

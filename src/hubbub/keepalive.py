@@ -4,6 +4,10 @@ The decision for each connection is the session's (`Session.beat`, after
 `hubbub.heartbeat`); this is the timer around it. One sweep for the whole hub,
 not a timer per connection: most connections are skipped with two attribute
 reads, because they were heard from lately.
+
+The same sweep ends connections whose signed token has expired (close 1008,
+`hubbub.tokens`): `exp + LEEWAY` has passed and no `refresh` moved it, so a
+connection outlives its token by at most one sweep period (0.5 s at most).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+from hubbub.codes import CloseCode
 from hubbub.heartbeat import Beat, sweep_period
+from hubbub.tokens import LEEWAY
 
 if TYPE_CHECKING:
     from hubbub.connection import Connection
@@ -29,7 +35,14 @@ async def sweep(connections: Callable[[], Collection[Connection]], interval: flo
         await asyncio.sleep(period)
         now = time.monotonic()
         heard_lately = now - interval
+        expired = time.time() - LEEWAY  # a token's exp is wall-clock time
         for conn in tuple(connections()):
+            grant = conn.grant
+            if grant is not None and grant.exp <= expired:
+                log.info("conn.token_expired", extra={"conn": conn.id, "user": conn.identity})
+                conn.grant = None  # closed once; the close is the session's from here on
+                conn.close(CloseCode.POLICY_VIOLATION, "token expired")
+                continue
             session = conn.session
             if session.ping_sent is None and session.last_seen > heard_lately:
                 continue  # the session would say WAIT: skipped inline, as most connections are each time

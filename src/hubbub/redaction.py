@@ -1,4 +1,4 @@
-"""Secrets out of what hubbub prints: broker URLs lose their passwords, requests their tickets.
+"""Secrets out of what hubbub prints: broker URLs lose their passwords, requests their tickets and tokens.
 
 Its own module, below the backends and the CLI that both need it, so that no
 backend imports the package that chooses between backends.
@@ -20,15 +20,18 @@ def redact(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
-_SECRET_VALUES = re.compile(r"((?:^|[?&;\s])(?:ticket|otp|token)=)[^&;\s#]*|(authorization:[ \t]*)[^\r\n]*", re.I)
+_SECRET_VALUES = re.compile(
+    r"((?:^|[?&;\s])(?:ticket|otp|token)=)[^&;\s#]*|(authorization:[ \t]*)[^\r\n]*|(hubbub\.token\.)[^,\s]*", re.I
+)
 
 
 def redact_secrets(text: str) -> str:
-    """`text` with the values of `ticket`, `otp` and `token` query parameters, and of an
-    `Authorization` header, replaced by `***`: for anything that may hold a request line or head."""
-    if "=" not in text and ":" not in text:
+    """`text` with the values of `ticket`, `otp` and `token` query parameters, of an
+    `Authorization` header and of a `hubbub.token.T` subprotocol replaced by `***`: for anything
+    that may hold a request line or head."""
+    if "=" not in text and ":" not in text and "hubbub.token." not in text:
         return text
-    return _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+    return _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", text)
 
 
 def redact_arg(value: object) -> object:

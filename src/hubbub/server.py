@@ -12,6 +12,12 @@ With `--users`, `POST /login` and the tickets of `/ws` are handled below
 picows, in `login.AuthPacer` (picows reads no POST and no body), and a `/ws`
 request that reaches `_route` without a ticket's user gets 401 unless
 `--allow-anonymous`.
+
+With `--auth-secret`, a `/ws` request may carry a signed token instead
+(`?token=T`, or the subprotocol `hubbub.token.T` next to `hubbub`): it is
+verified right here (an HMAC, no I/O: `hubbub.tokens`), the connection gets the
+token's `sub` and its grant (rooms, expiry), and the `refresh` event is
+registered. Without a credential: 401, unless `--allow-anonymous`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 from picows import (
     WSAutoPingStrategy,
     WSListener,
@@ -34,7 +41,9 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
 from hubbub.auth import Authenticator
+from hubbub.codes import ErrorCode
 from hubbub.connection import Connection
+from hubbub.errors import EventError
 from hubbub.events import invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
 from hubbub.hub import Hub
@@ -50,6 +59,7 @@ from hubbub.static_files import StaticFiles
 from hubbub.tasks import TaskOwner
 from hubbub.tickets import TicketStore, open_tickets
 from hubbub.tls import server_context
+from hubbub.tokens import SUBPROTOCOL, TokenError, token_from_subprotocols, verify_token
 
 log = logging.getLogger("hubbub.server")
 _PICOWS_LOG = logging.getLogger("picows.server")
@@ -134,6 +144,8 @@ class Server:
         self._static = StaticFiles(self.settings.static_dir) if self.settings.static_dir else None
         """`--static DIR`: the app's files at `/`, in place of the chat page."""
         self._stopped = False
+        if self.settings.auth_secret and "refresh" not in hub.router:
+            hub.router.add("refresh", self._refresh, Refresh)
 
     @property
     def port(self) -> int:
@@ -301,13 +313,74 @@ class Server:
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         if user is not None:
             return Connection(self.hub, user)  # the ticket's user: `name` and payload `from` are ignored
-        if self.auth is not None and not self.settings.allow_anonymous:
+        if self.settings.auth_secret:
+            with_token = self._token_upgrade(request, query)
+            if with_token is not None:
+                return with_token
+        if (self.auth is not None or self.settings.auth_secret) and not self.settings.allow_anonymous:
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
+            if self.auth is None:
+                return _response(HTTPStatus.UNAUTHORIZED, b"a token is required: /ws?token=T\n")
             return _response(HTTPStatus.UNAUTHORIZED, b"log in first: POST /login, then /ws?ticket=T\n")
         name = query.get("name", [None])[0]
         if name is not None and not valid_name(name):
             return _response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
         return Connection(self.hub, name)
+
+    def _token_upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed | None:
+        """The connection of a signed token (`?token=T`, or the subprotocol `hubbub.token.T` next to
+        `hubbub`), a 401 for a bad one, or None when the request carries no token.
+
+        The identity is the token's `sub`; `name` and payload `from` are ignored. A token offered as a
+        subprotocol gets `hubbub` selected in the response, so the token is never echoed back.
+        """
+        token, offered_plain = token_from_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+        via_subprotocol = token is not None
+        if token is None:
+            token = query.get("token", [None])[0]
+            if token is None:
+                return None
+        elif not offered_plain:
+            self.hub.metrics.handshakes_rejected.labels("auth").inc()
+            return _response(HTTPStatus.BAD_REQUEST, b"offer the subprotocol hubbub next to hubbub.token.T\n")
+        s = self.settings
+        try:
+            grant = verify_token(s.auth_secret, token, s.auth_audience or None, s.auth_issuer or None)
+        except TokenError as exc:  # its message never holds the token
+            self.hub.metrics.handshakes_rejected.labels("auth").inc()
+            log.info("handshake.token_refused", extra={"reason": str(exc)})
+            return _response(HTTPStatus.UNAUTHORIZED, b"invalid or expired token\n")
+        conn = Connection(self.hub, grant.sub)
+        conn.grant = grant
+        if not via_subprotocol:
+            return conn
+        response = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": SUBPROTOCOL})
+        return WSUpgradeResponseWithListener(response, conn)
+
+    def _refresh(self, payload: Refresh, client: Connection) -> dict[str, Any]:
+        """`refresh`: a new token for the same `sub` with a later `exp` replaces the connection's grant
+        (its `rooms` apply from now on, rooms already joined are kept); anything else is `forbidden`."""
+        s = self.settings
+        current = client.grant
+        if current is None:
+            raise EventError(ErrorCode.FORBIDDEN, "this connection did not authenticate with a token")
+        try:
+            grant = verify_token(s.auth_secret, payload.token, s.auth_audience or None, s.auth_issuer or None)
+        except TokenError as exc:
+            log.info("conn.refresh_refused", extra={"conn": client.id, "user": client.identity, "reason": str(exc)})
+            raise EventError(ErrorCode.FORBIDDEN, str(exc)) from None
+        if grant.sub != current.sub:
+            raise EventError(ErrorCode.FORBIDDEN, "the new token is for another identity")
+        if grant.exp <= current.exp:
+            raise EventError(ErrorCode.FORBIDDEN, "the new token must expire later than the current one")
+        client.grant = grant
+        return {"exp": grant.exp}
+
+
+class Refresh(msgspec.Struct, forbid_unknown_fields=True):
+    """The payload of `refresh`: a new signed token."""
+
+    token: str
 
 
 async def serve(hub: Hub, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:

@@ -46,6 +46,8 @@ def check(settings: Settings) -> None:
         )
     if store and broker != "nats":
         raise ConfigError(f"--store is only for --broker nats://; the {broker} broker keeps its own state")
+    if settings.auth_secret:
+        _require("jwt", "--auth-secret", "auth")
     if broker == "nats":
         _require("nats", "--broker nats://", "nats,redis")
         _require("redis", "--store redis://", "nats,redis")

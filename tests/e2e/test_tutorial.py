@@ -37,6 +37,9 @@ async def _log_in(browser: Any, port: int, name: str, viewport: dict[str, int], 
     await page.click("#log-in")
     await page.wait_for_function("document.querySelector('#status').dataset.state === 'open'")
     assert await page.locator("#chat").is_visible()
+    # in general once its own first message comes back (on_connect joins after the handshake)
+    await _say(page, f"{name} is here")
+    await page.locator("#messages li.message", has_text=f"{name}: {name} is here").wait_for()
     return page
 
 

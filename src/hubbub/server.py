@@ -90,7 +90,19 @@ def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; 
     return WSUpgradeResponseWithListener(response, None)
 
 
-class _CountedPacer(FramePacer):
+class _GivesItsPlaceBack:
+    """Mixed into a pacer: the socket's place under the connection caps is given back when it ends."""
+
+    _slot: Slot
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)  # type: ignore[misc]  # the pacer's, next in the MRO
+        finally:
+            self._slot()
+
+
+class _CountedPacer(_GivesItsPlaceBack, FramePacer):
     """The frame pacer of one admitted socket: it gives the socket's place under the caps back
     when the connection ends (a subclass, so the per-read path is the pacer's own)."""
 
@@ -98,25 +110,13 @@ class _CountedPacer(FramePacer):
         super().__init__(inner)
         self._slot = slot
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        try:
-            super().connection_lost(exc)
-        finally:
-            self._slot()
 
-
-class _CountedAuthPacer(AuthPacer):
+class _CountedAuthPacer(_GivesItsPlaceBack, AuthPacer):
     """`_CountedPacer` for a server with `--users`: the same slot given back at the end."""
 
     def __init__(self, slot: Slot, auth: Authenticator, spawn: Any, allowed: Any) -> None:
         super().__init__(None, auth, slot.key, spawn, allowed)
         self._slot = slot
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        try:
-            super().connection_lost(exc)
-        finally:
-            self._slot()
 
 
 class Server:

@@ -264,6 +264,13 @@ def _add_serve(sub: Any) -> None:
         action="store_true",
         help="send no member_joined/member_left (presence is still recorded for get_presence)",
     )
+    # ---- server API flags (issue 11) below this line ----
+
+    # ---- webhook flags (issue 11) below this line ----
+
+    # ---- proxy flags (issue 11) below this line ----
+
+    # ---- end of the issue 11 flags ----
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
     p.add_env_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default %(default)s)"
@@ -512,6 +519,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         echo=args.echo,
         presence_events=not args.no_presence_events,
         static_dir=args.static,
+        # ---- server API settings below this line ----
+        # ---- webhook settings below this line ----
+        # ---- proxy settings below this line ----
+        # ---- end of the issue 11 settings ----
         log_level=args.log_level,
         log_format=args.log_format,
     )

@@ -123,6 +123,13 @@ class Settings:
     """Serve the files under this directory at `/` instead of the built-in chat page (`hubbub.static_files`)."""
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """This node's name in presence entries and bus heartbeats."""
+    # ---- server API (issue 11): fields below this line ----
+
+    # ---- webhooks (issue 11): fields below this line ----
+
+    # ---- proxy to the app (issue 11): fields below this line ----
+
+    # ---- end of the issue 11 fields ----
     log_level: str = "info"
     log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
@@ -189,3 +196,14 @@ class Settings:
             raise ConfigError("--max-connections-per-ip and --backlog must be at least 1")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together: give both, or neither")
+        self._check_integration()
+
+    def _check_integration(self) -> None:
+        """The checks of the server API, webhooks and the proxy to the app (issue 11)."""
+        # ---- server API checks below this line ----
+
+        # ---- webhook checks below this line ----
+
+        # ---- proxy checks below this line ----
+
+        # ---- end of the issue 11 checks ----

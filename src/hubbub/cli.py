@@ -267,6 +267,13 @@ def _add_serve(sub: Any) -> None:
     # ---- server API flags (issue 11) below this line ----
 
     # ---- webhook flags (issue 11) below this line ----
+    p.add_env_argument(
+        "--webhook-secret",
+        default="",
+        metavar="S",
+        help="the secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their"
+        " body under it in X-Hubbub-Signature (prefer HUBBUB_WEBHOOK_SECRET: a flag shows in ps)",
+    )
 
     # ---- proxy flags (issue 11) below this line ----
 
@@ -521,6 +528,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         static_dir=args.static,
         # ---- server API settings below this line ----
         # ---- webhook settings below this line ----
+        webhook_secret=args.webhook_secret,
         # ---- proxy settings below this line ----
         # ---- end of the issue 11 settings ----
         log_level=args.log_level,

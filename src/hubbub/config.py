@@ -126,6 +126,9 @@ class Settings:
     # ---- server API (issue 11): fields below this line ----
 
     # ---- webhooks (issue 11): fields below this line ----
+    webhook_secret: str = field(default="", repr=False)
+    """The secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their
+    body under it (`hubbub.signing`). Never printed: left out of the repr."""
 
     # ---- proxy to the app (issue 11): fields below this line ----
 

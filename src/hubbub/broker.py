@@ -18,6 +18,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
+ControlSink = Callable[[bytes], None]
+"""Called on the event loop with each control message (`Broker.send_control`) any node sent."""
+
 Sink = Callable[[str, int, bytes], None]
 """Called on the event loop for each delivery: `(room, offset, event_json)`.
 
@@ -77,3 +80,19 @@ class Broker(abc.ABC):
     def healthy(self) -> bool:
         """False while the broker cannot be reached (`/healthz` answers 503)."""
         return True
+
+    # ---- the control channel (the server API's disconnect, subscribe, unsubscribe) ----
+
+    control_sink: ControlSink | None = None
+    """Where this node gets control messages; set before `start` (the hub's `Control.receive`)."""
+
+    async def send_control(self, message: bytes) -> None:
+        """Deliver `message` to the control sink of every started node, this one's included.
+
+        At most once, like messages: a node that is not connected at that moment
+        misses it. This default is a broker that spans one node (memory): the
+        message goes straight to this node's sink. Raises `BrokerUnavailable`
+        when the message could not be sent.
+        """
+        if self.control_sink is not None:
+            self.control_sink(message)

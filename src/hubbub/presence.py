@@ -13,6 +13,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
+NodeReport = tuple[str, int, int]
+"""`(node id, connections, rooms)`: what one node last said about itself (`Presence.report_node`)."""
+
 Expired = Callable[[str, str], None]
 """Called with `(room, name)` when an identity's last connection in a room expired."""
 
@@ -39,3 +42,20 @@ class Presence(abc.ABC):
     @abc.abstractmethod
     async def members(self, room: str) -> list[tuple[str, int]]:
         """`(name, connections)` for every name with a live connection in `room`, sorted by name."""
+
+    @abc.abstractmethod
+    async def rooms(self) -> list[tuple[str, int]]:
+        """`(room, names)` for every room with a member now, cluster-wide, sorted by room.
+
+        `names` counts distinct identities (as `members` lists them). In Redis,
+        the entries of a node that died count until the sweep removes them
+        (within the presence TTL), as for `members`.
+        """
+
+    @abc.abstractmethod
+    async def report_node(self, node: str, connections: int, rooms: int, ttl: float) -> None:
+        """Record this node's numbers for `GET /api/info`; they vanish `ttl` seconds after the last report."""
+
+    @abc.abstractmethod
+    async def nodes(self) -> list[NodeReport]:
+        """Every node whose report has not expired, sorted by id (memory: this node only)."""

@@ -96,3 +96,33 @@ async def test_history_is_bounded_by_age(broker_backend: str) -> None:
         assert [o for o, _ in page.messages] == [second] and not page.complete
     finally:
         await b.close()
+
+
+async def test_control_messages_reach_every_node_once(broker_backend: str) -> None:
+    """`send_control` reaches the control sink of every started node of the cluster, the sender's too.
+
+    Memory spans one node: it delivers to itself. Redis and NATS: two brokers on one
+    store (and bus) both hear a message either sends. Other test runs may share the
+    NATS subject, so only this test's own messages are counted.
+    """
+    first = _make_broker(broker_backend)
+    nodes = [first]
+    if broker_backend != "memory":
+        second = _make_broker(broker_backend)
+        second._prefix = first._prefix  # type: ignore[attr-defined]  # one cluster
+        nodes.append(second)
+    heard: list[list[bytes]] = [[] for _ in nodes]
+    tag = f"control-{id(first)}".encode()
+    for node, got in zip(nodes, heard, strict=True):
+        node.control_sink = lambda message, got=got: got.append(message) if message.startswith(tag) else None
+        await node.start(Received())
+    try:
+        await nodes[-1].send_control(tag + b":one")
+        await first.send_control(tag + b":two")
+        await eventually(lambda: all(len(got) == 2 for got in heard), timeout=5)
+        await asyncio.sleep(0.2)  # and no more than once
+        for got in heard:
+            assert sorted(got) == [tag + b":one", tag + b":two"]
+    finally:
+        for node in nodes:
+            await node.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.presence import Presence
 from tests.helpers import eventually
@@ -38,3 +40,31 @@ async def test_a_dead_nodes_entries_expire(
     b._task.cancel()  # b stops refreshing: it has died without a word
     await eventually(lambda: ("room", "ghost") in expired, timeout=4)
     assert await a.members("room") == [("alive", 1)]
+
+
+async def test_rooms_with_members_cluster_wide(
+    presence_pair: tuple[Presence, Presence, list[tuple[str, str]]],
+) -> None:
+    a, b, _ = presence_pair
+    assert await a.rooms() == []
+    await a.add("r2", "alice", "a:1")
+    await b.add("r2", "alice", "b:1")  # the same identity twice: one member
+    await b.add("r2", "bob", "b:2")
+    await a.add("r1", "carol", "a:3")
+    assert await a.rooms() == [("r1", 1), ("r2", 2)]
+    assert await b.rooms() == [("r1", 1), ("r2", 2)]
+    await a.remove("r1", "carol", "a:3")
+    assert await b.rooms() == [("r2", 2)]
+
+
+async def test_node_reports_expire(presence_pair: tuple[Presence, Presence, list[tuple[str, str]]]) -> None:
+    a, b, _ = presence_pair
+    await a.report_node("node-a", 3, 2, 0.5)
+    await b.report_node("node-b", 1, 1, 30.0)
+    expected = [("node-a", 3, 2), ("node-b", 1, 1)]
+    assert await a.nodes() == expected
+    assert await b.nodes() == expected
+    await a.report_node("node-a", 4, 2, 0.5)  # a new report replaces the last
+    assert (await b.nodes())[0] == ("node-a", 4, 2)
+    await asyncio.sleep(0.7)
+    assert await a.nodes() == [("node-b", 1, 1)]  # node-a stopped reporting: it is gone

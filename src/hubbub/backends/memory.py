@@ -36,7 +36,7 @@ from collections import deque
 
 from hubbub.broker import Broker, Sink
 from hubbub.history import History, Page, page_from
-from hubbub.presence import Expired, Presence
+from hubbub.presence import Expired, NodeReport, Presence
 from hubbub.protocol import splice_offset
 
 ENTRY_OVERHEAD = 160
@@ -277,6 +277,7 @@ class MemoryPresence(Presence):
 
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, set[str]]] = {}
+        self._nodes: dict[str, tuple[float, int, int]] = {}
 
     async def start(self, on_expired: Expired) -> None:
         return None
@@ -304,3 +305,15 @@ class MemoryPresence(Presence):
 
     async def members(self, room: str) -> list[tuple[str, int]]:
         return sorted((name, len(keys)) for name, keys in self._rooms.get(room, {}).items())
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        return sorted((room, len(names)) for room, names in self._rooms.items())
+
+    async def report_node(self, node: str, connections: int, rooms: int, ttl: float) -> None:
+        self._nodes[node] = (time.monotonic() + ttl, connections, rooms)
+
+    async def nodes(self) -> list[NodeReport]:
+        now = time.monotonic()
+        for node in [node for node, (until, _, _) in self._nodes.items() if until <= now]:
+            del self._nodes[node]
+        return sorted((node, connections, rooms) for node, (_, connections, rooms) in self._nodes.items())

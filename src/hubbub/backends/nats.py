@@ -35,6 +35,9 @@ from hubbub.broker import BrokerUnavailable, Sink
 
 log = logging.getLogger("hubbub.nats")
 
+CONTROL_SUBJECT = "hubbub.control"
+"""Where control messages (`Broker.send_control`) travel: every node subscribes to it."""
+
 
 class NatsBroker(RedisBroker):
     """Fan-out over NATS core subjects; offsets and history in Redis."""
@@ -80,6 +83,7 @@ class NatsBroker(RedisBroker):
             allow_reconnect=True,
         )
         await nc.subscribe(f"hubbub.node.{self._node}", cb=self._on_beat)
+        await nc.subscribe(CONTROL_SUBJECT, cb=self._on_control)
 
     async def _error(self, exc: Exception) -> None:
         """nats-py reports every failed (re)connect attempt here; `_disconnected` already said the bus is down."""
@@ -106,6 +110,14 @@ class NatsBroker(RedisBroker):
 
     async def broadcast(self, room: str, event: bytes) -> None:
         await self._send(self._subject(room), b"0:" + event)
+
+    async def send_control(self, message: bytes) -> None:
+        """Publish on the control subject, which every node subscribes to."""
+        await self._send(CONTROL_SUBJECT, message)
+
+    async def _on_control(self, msg: Any) -> None:
+        if self.control_sink is not None:
+            self.control_sink(msg.data)
 
     async def _send(self, subject: str, data: bytes) -> None:
         if self._nc is None or not self._nc.is_connected:

@@ -126,6 +126,10 @@ class RedisBroker(Broker, History):
         return channel[len(self._prefix) + len("room:") :]
 
     @property
+    def _control_channel(self) -> str:
+        return f"{self._prefix}control"
+
+    @property
     def _beat_channel(self) -> str:
         return f"{self._prefix}node:{self._node}"
 
@@ -235,6 +239,11 @@ class RedisBroker(Broker, History):
         with self._health.command():
             await self._redis.publish(self._channel(room), b"0:" + event)
 
+    async def send_control(self, message: bytes) -> None:
+        """PUBLISH on the cluster's control channel, which every node's subscription hears."""
+        with self._health.command():
+            await self._redis.publish(self._control_channel, message)
+
     async def subscribe(self, room: str) -> None:
         self._wanted.add(room)
         with self._health.command():
@@ -293,7 +302,8 @@ class RedisBroker(Broker, History):
     async def _connect_pubsub(self) -> None:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await self._redis.ping()  # the pool's connections too, not only the subscription's
-        await self._pubsub.subscribe(self._beat_channel, *(self._channel(r) for r in self._wanted))
+        channels = (self._beat_channel, self._control_channel, *(self._channel(r) for r in self._wanted))
+        await self._pubsub.subscribe(*channels)
         self._ok = True
         self._beat_seen = time.monotonic()
 
@@ -346,6 +356,10 @@ class RedisBroker(Broker, History):
             if channel == self._beat_channel:
                 self._beat_seen = time.monotonic()
                 self._ok = True
+                continue
+            if channel == self._control_channel:
+                if self.control_sink is not None:
+                    self.control_sink(message["data"])
                 continue
             offset_text, _, event = message["data"].partition(b":")
             await self._deliver(self._room_of(channel), int(offset_text), event)

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from hubbub.backends.redis_pool import Health, connect_redis
 from hubbub.broker import BrokerUnavailable
-from hubbub.presence import Expired, Presence
+from hubbub.presence import Expired, NodeReport, Presence
 
 log = logging.getLogger("hubbub.redis")
 
@@ -143,6 +143,38 @@ class RedisPresence(Presence):
                 result.append((name, int(count)))
         return sorted(result)
 
+    async def rooms(self) -> list[tuple[str, int]]:
+        """Two round trips: the set of rooms, then the size of each room's set of names."""
+        with self._health.command():
+            rooms = sorted(_text(raw) for raw in await self._redis.smembers(f"{self._prefix}rooms"))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    pipe.scard(f"{self._prefix}names:{room}")
+                counts = await pipe.execute()
+        return [(room, int(count)) for room, count in zip(rooms, counts, strict=True) if count]
+
+    async def report_node(self, node: str, connections: int, rooms: int, ttl: float) -> None:
+        """A key per node expiring after `ttl`, and the node in a sorted set scored by that expiry."""
+        expiry = time.time() + ttl
+        with self._health.command():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self._prefix}node:{node}", f"{connections}:{rooms}", px=int(ttl * 1000))
+                pipe.zadd(f"{self._prefix}nodes", {node: expiry})
+                pipe.zremrangebyscore(f"{self._prefix}nodes", "-inf", time.time())
+                await pipe.execute()
+
+    async def nodes(self) -> list[NodeReport]:
+        with self._health.command():
+            live = await self._redis.zrangebyscore(f"{self._prefix}nodes", time.time(), "+inf")
+            names = [_text(raw) for raw in live]
+            values = await self._redis.mget([f"{self._prefix}node:{name}" for name in names]) if names else []
+        found = []
+        for name, value in zip(names, values, strict=True):
+            if value is not None:
+                connections, _, rooms = _text(value).partition(":")
+                found.append((name, int(connections), int(rooms)))
+        return sorted(found)
+
     async def _maintain(self) -> None:
         """Refresh this node's entries and sweep everyone's expired ones, four times per TTL.
 
@@ -179,3 +211,8 @@ class RedisPresence(Presence):
         for i in range(0, len(names), 2):
             if self._on_expired is not None:
                 self._on_expired(names[i], names[i + 1])
+
+
+def _text(raw: object) -> str:
+    """A value from Redis as text (the client answers bytes)."""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

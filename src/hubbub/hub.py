@@ -31,6 +31,7 @@ from hubbub.broker import Broker, BrokerUnavailable
 from hubbub.codes import CloseCode, ErrorCode
 from hubbub.config import Settings
 from hubbub.connection import Connection
+from hubbub.control import Control
 from hubbub.errors import EventError
 from hubbub.events import Empty
 from hubbub.fanout import Fanout
@@ -78,6 +79,8 @@ class Hub:
         self._started = False
         self.dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
         """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
+        self.control = Control(self)
+        """Control messages between nodes (the server API's disconnect, subscribe, unsubscribe) and node reports."""
         self._build(settings or Settings(), broker, presence)
 
     def _build(self, settings: Settings, broker: Broker | None, presence: Presence | None) -> None:
@@ -180,8 +183,10 @@ class Hub:
     async def start(self) -> None:
         """Connect the broker and start the heartbeat sweep."""
         self._started = True
+        self.broker.control_sink = self.control.receive
         await self.broker.start(self.room_table.deliver)
         await self.presence.start(self.roster.expired)
+        self.control.start_reports(self.presence, lambda: (len(self.connections), len(self.room_table.members)))
         self._heartbeat = self.tasks.spawn(
             sweep(lambda: self.connections, self.settings.ping_interval, self.settings.ping_timeout)
         )
@@ -211,6 +216,7 @@ class Hub:
         await asyncio.gather(*readers, return_exceptions=True)
         # One deadline for both waits, so that SIGTERM still ends the process within the timeout.
         await self.tasks.close(grace=max(0.1, deadline - loop.time()))
+        await self.control.close()
         await self.presence.close()
         await self.broker.close()
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from hubbub.broker import Broker, BrokerUnavailable
 from hubbub.codes import ErrorCode
@@ -65,7 +66,14 @@ class Rooms:
 
     # ---- joining --------------------------------------------------------------
 
-    async def join(self, conn: Connection, room: str, since: int | None = None) -> None:
+    async def join(
+        self,
+        conn: Connection,
+        room: str,
+        since: int | None = None,
+        *,
+        ack: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """Add `conn` to `room` and ack; with `since`, first replay what it missed.
 
         While the broker is subscribed, history is read and presence is
@@ -74,9 +82,13 @@ class Rooms:
         messages, the kept live ones (each offset once, in order), and
         membership, so the client sees no gap and no duplicate. A connection
         already in `max_rooms` rooms gets `limit_exceeded`.
+
+        `ack` sends the ack in place of `conn.ack`: a join the server API asked
+        for answers no request of the client's (`hubbub.control`).
         """
+        answer = conn.ack if ack is None else ack
         if room in conn.rooms:
-            conn.ack({"room": room, "offset": await self._broker.last_offset(room)} | _recovered(since, True))
+            answer({"room": room, "offset": await self._broker.last_offset(room)} | _recovered(since, True))
             return
         if len(conn.rooms) >= self._max_rooms:
             raise EventError(ErrorCode.LIMIT_EXCEEDED, f"a connection may be in at most {self._max_rooms} rooms")
@@ -112,7 +124,7 @@ class Rooms:
             # outbox bound, or the joiner would be dropped by its own join. Past the budget
             # only the newest are replayed, and `recovered` is false (the client reloads).
             page = page_within(page, self._replay_bytes, newest=True)
-        conn.ack({"room": room, "offset": latest} | _recovered(since, page.complete if page else True))
+        answer({"room": room, "offset": latest} | _recovered(since, page.complete if page else True))
         last = latest if since is None else since
         for offset, event in page.messages if page else ():
             if offset > last:

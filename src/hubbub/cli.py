@@ -265,6 +265,20 @@ def _add_serve(sub: Any) -> None:
         help="send no member_joined/member_left (presence is still recorded for get_presence)",
     )
     # ---- server API flags (issue 11) below this line ----
+    p.add_env_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="enable the server API (/api/...) for calls with 'Authorization: apikey KEY' (repeatable; prefer"
+        " HUBBUB_API_KEY, comma-separated: a flag shows in ps)",
+    )
+    p.add_env_argument(
+        "--api-from",
+        default="server",
+        metavar="NAME",
+        help="the from of messages published through the API when the call gives none (default %(default)s)",
+    )
 
     # ---- webhook flags (issue 11) below this line ----
     p.add_env_argument(
@@ -527,6 +541,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         presence_events=not args.no_presence_events,
         static_dir=args.static,
         # ---- server API settings below this line ----
+        api_keys=tuple(args.api_key),
+        api_from=args.api_from,
         # ---- webhook settings below this line ----
         webhook_secret=args.webhook_secret,
         # ---- proxy settings below this line ----

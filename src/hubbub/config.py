@@ -6,9 +6,13 @@ import uuid
 from dataclasses import dataclass, field
 
 from hubbub.errors import ConfigError
+from hubbub.events import invalid_name_message, valid_name
 from hubbub.origins import config_origin, parse_authority
 from hubbub.session import Limits
 from hubbub.tokens import MIN_SECRET_BYTES
+
+API_KEY_MIN = 16
+"""Shortest server API key accepted: a key is all that stands between the network and every API call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,11 @@ class Settings:
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """This node's name in presence entries and bus heartbeats."""
     # ---- server API (issue 11): fields below this line ----
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Keys of the server API (`/api/...`, `hubbub.server_api`): a call with `Authorization: apikey K`
+    for any of them is served; none set, `/api/...` answers 404. Never printed: left out of the repr."""
+    api_from: str = "server"
+    """The `from` of messages published through the server API when the call gives none."""
 
     # ---- webhooks (issue 11): fields below this line ----
     webhook_secret: str = field(default="", repr=False)
@@ -204,6 +213,14 @@ class Settings:
     def _check_integration(self) -> None:
         """The checks of the server API, webhooks and the proxy to the app (issue 11)."""
         # ---- server API checks below this line ----
+        for key in self.api_keys:  # the message never holds the key
+            if len(key) < API_KEY_MIN or not all("!" <= c <= "~" and c != "," for c in key):
+                raise ConfigError(
+                    f"--api-key must be at least {API_KEY_MIN} printable ASCII characters, with no space or comma"
+                    " (try: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        if not valid_name(self.api_from):
+            raise ConfigError(f"--api-from: {invalid_name_message(self.api_from)}")
 
         # ---- webhook checks below this line ----
 

@@ -24,7 +24,8 @@ from hubbub.events import (
     invalid_room_message,
     valid_room,
 )
-from hubbub.history import page_within, payload_of
+from hubbub.history import History, page_within, payload_of
+from hubbub.presence import Presence
 
 if TYPE_CHECKING:
     from hubbub.connection import Connection
@@ -79,7 +80,11 @@ async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]
     """
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before reading its history")
-    history = client.hub.history
+    return await history_answer(client.hub.history, payload, client.hub.settings.send_queue_bytes // 2)
+
+
+async def history_answer(history: History, payload: GetHistory, budget: int) -> dict[str, Any]:
+    """The ack of `get_history` (and the answer of `GET /api/history`), at most about `budget` bytes."""
     try:
         if payload.since is None:
             page = await history.latest(payload.room, payload.limit)
@@ -87,7 +92,7 @@ async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]
             page = await history.since(payload.room, payload.since, payload.limit)
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"history is unavailable: {exc}") from None
-    page = page_within(page, client.hub.settings.send_queue_bytes // 2, newest=payload.since is None)
+    page = page_within(page, budget, newest=payload.since is None)
     messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
     return {"room": payload.room, "offset": page.offset, "messages": messages}
 
@@ -103,18 +108,22 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
     """
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before asking who is in it")
+    return await presence_answer(client.hub.presence, payload.room, client.hub.settings.send_queue_bytes // 2)
+
+
+async def presence_answer(presence: Presence, room: str, budget: int) -> dict[str, Any]:
+    """The ack of `get_presence` (and the answer of `GET /api/presence`), at most about `budget` bytes."""
     try:
-        members = await client.hub.presence.members(payload.room)
+        members = await presence.members(room)
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"presence is unavailable: {exc}") from None
-    budget = client.hub.settings.send_queue_bytes // 2
     listed: list[dict[str, Any]] = []
     for name, connections in members:
         budget -= len(name.encode()) * 6 + 40  # the worst case of JSON escaping, and the entry's keys
         if budget < 0:
-            return {"room": payload.room, "members": listed, "truncated": True}
+            return {"room": room, "members": listed, "truncated": True}
         listed.append({"name": name, "connections": connections})
-    return {"room": payload.room, "members": listed}
+    return {"room": room, "members": listed}
 
 
 def install(router: Router) -> tuple[str, ...]:

@@ -6,9 +6,10 @@ answers any other method, and any non-zero `Content-Length`, with its own
 route of `server.py`. The frame pacer (`hubbub.pacer`) already sees every
 request head before picows does; `AuthPacer` looks at it there:
 
-- `POST /login`: the pacer keeps the socket, reads the body
-  (`Content-Length`, at most `MAX_BODY` bytes, within `BODY_TIMEOUT`), answers
-  it itself (`Authenticator.login`) and closes. picows never sees it.
+- `POST /login`: a route of the HTTP pacer (`hubbub.http`), read there
+  (`Content-Length`, at most `MAX_BODY` bytes, within `BODY_TIMEOUT`),
+  answered by `Authenticator.login`, and the connection closes. picows never
+  sees it.
 - `GET /ws?ticket=T` (or `otp=T`): reading pauses while the ticket is taken
   from its store (Redis is a network round trip, and picows' route callback
   cannot wait); an unknown, spent or expired ticket is answered 401 here, a
@@ -22,7 +23,6 @@ which also spares it a CORS preflight), or as HTTP Basic.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -35,7 +35,8 @@ import msgspec
 
 from hubbub.auth import Authenticator, Outcome
 from hubbub.broker import BrokerUnavailable
-from hubbub.pacer import FramePacer
+from hubbub.http import Claim, Head, HttpPacer, Request, Response, Route
+from hubbub.http import parse_head as http_head
 from hubbub.tickets import StoreFull
 
 log = logging.getLogger("hubbub.login")
@@ -56,30 +57,10 @@ class Credentials(msgspec.Struct, forbid_unknown_fields=False):
 _DECODER = msgspec.json.Decoder(Credentials)
 
 
-def answer(status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
-    """A whole HTTP/1.1 response that closes the connection."""
-    head = (
-        f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode() + body
-
-
 def parse_head(head: bytes) -> tuple[str, str, dict[str, list[str]]] | None:
     """Method, target and headers (lowercased names) of a request head; None if it is not one."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        return None
-    headers: dict[str, list[str]] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            return None
-        headers.setdefault(name.strip().lower(), []).append(value.strip())
-    return parts[0], parts[1], headers
+    parsed = http_head(head)
+    return None if parsed is None else (parsed.method, parsed.target, parsed.headers)
 
 
 def credentials(headers: dict[str, list[str]], body: bytes) -> tuple[str, str] | None:
@@ -111,8 +92,11 @@ def ticket_of(target: str) -> str | None:
     return values[0] if values else None
 
 
-class AuthPacer(FramePacer):
-    """A frame pacer that answers `POST /login` and holds `/ws` handshakes for their ticket."""
+class AuthPacer(HttpPacer):
+    """An HTTP pacer that answers `POST /login` and holds `/ws` handshakes for their ticket.
+
+    Requests of other routes (`claim`: the server API) are read and answered as `HttpPacer` does.
+    """
 
     def __init__(
         self,
@@ -121,115 +105,60 @@ class AuthPacer(FramePacer):
         peer: str,
         spawn: Callable[[Any], Any],
         allowed: Callable[[dict[str, list[str]]], bool],
+        claim: Claim | None = None,
     ) -> None:
         """`allowed`: the server's `Host` and `Origin` rules, for the requests picows never sees."""
-        super().__init__(inner)
+        super().__init__(inner, self._claim_login, peer, spawn)
         self._auth = auth
         self._allowed = allowed
-        self._peer = peer
-        self._spawn = spawn
-        self._body: bytearray | None = None
-        self._body_size = 0
-        self._headers: dict[str, list[str]] = {}
-        self._body_timer: asyncio.TimerHandle | None = None
+        self._other = claim
+        self._login_route = Route(self._login, _refuse_login, MAX_BODY, BODY_TIMEOUT, keep_alive=False)
         self.user: str | None = None
         """The ticket's user while picows routes this connection's request."""
+
+    def _claim_login(self, head: Head) -> Route | None:
+        if head.method == "POST" and head.path == "/login":
+            return self._login_route
+        return self._other(head) if self._other is not None else None
 
     # ---- the request head ----------------------------------------------------
 
     def _request_head(self, head: memoryview, rest: memoryview) -> bool:
-        parsed = parse_head(bytes(head))
+        parsed = http_head(bytes(head))
         if parsed is None:
             return True  # picows answers malformed requests
-        method, target, headers = parsed
-        if method == "POST" and urlsplit(target).path == "/login":
-            if not self._allowed(headers):  # DNS rebinding and foreign pages: as for /ws
-                self._reply(HTTPStatus.FORBIDDEN, b"host or origin not allowed\n")
-            else:
-                self._start_login(headers, rest)
+        if parsed.method == "POST" and parsed.path == "/login" and not self._allowed(parsed.headers):
+            self._answer(_refuse(HTTPStatus.FORBIDDEN, "host or origin not allowed"))  # as for /ws
             return False
-        if method == "GET":
-            ticket = ticket_of(target)
+        if parsed.method == "GET":
+            ticket = ticket_of(parsed.target)
             if ticket is not None:
+                self._cancel_timer()
                 self._hold_for_ticket(ticket, bytes(head), bytes(rest))
                 return False
-        return True
-
-    def _through_handshake(self, data: memoryview) -> memoryview:
-        if self._body is not None:  # the rest of a login body
-            self._add_body(data)
-            return memoryview(b"")
-        return super()._through_handshake(data)
+        return super()._request_head(head, rest)
 
     def _reply(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(answer(status, body, content_type))
-            transport.close()
-        self._closed = True
+        self._answer(Response(status, body, content_type, close=True))
 
     # ---- POST /login ---------------------------------------------------------
 
-    def _start_login(self, headers: dict[str, list[str]], rest: memoryview) -> None:
-        lengths = headers.get("content-length", [])
-        if "transfer-encoding" in headers or len(lengths) > 1:
-            self._reply(HTTPStatus.BAD_REQUEST, b"send the body with one Content-Length\n")
-            return
-        try:
-            size = int(lengths[0]) if lengths else 0
-        except ValueError:
-            size = -1
-        if size < 0:
-            self._reply(HTTPStatus.BAD_REQUEST, b"bad Content-Length\n")
-            return
-        if size > MAX_BODY:
-            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"login body too large\n")
-            return
-        self._headers = headers
-        self._body_size = size
-        self._body = bytearray()
-        self._body_timer = asyncio.get_running_loop().call_later(BODY_TIMEOUT, self._body_late)
-        self._add_body(rest)
-
-    def _body_late(self) -> None:
-        self._body_timer = None
-        self._body = None
-        self._reply(HTTPStatus.REQUEST_TIMEOUT, b"login body incomplete\n")
-
-    def _add_body(self, data: memoryview) -> None:
-        body = self._body
-        assert body is not None
-        body += data
-        if len(body) < self._body_size:
-            return
-        self._body = None
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-        if self._transport is not None:
-            self._transport.pause_reading()  # one request per connection: the rest is not read
-        self._spawn(self._login(bytes(body[: self._body_size])))
-
-    async def _login(self, body: bytes) -> None:
-        found = credentials(self._headers, body)
+    async def _login(self, request: Request) -> Response:
+        found = credentials(request.head.headers, request.body)
         if found is None:
-            self._reply(HTTPStatus.BAD_REQUEST, b'send {"username": ..., "password": ...} or HTTP Basic\n')
-            return
+            return _refuse(HTTPStatus.BAD_REQUEST, 'send {"username": ..., "password": ...} or HTTP Basic')
         name, password = found
         if len(name) > MAX_FIELD or len(password) > MAX_FIELD:
-            self._reply(HTTPStatus.BAD_REQUEST, b"username or password too long\n")
-            return
+            return _refuse(HTTPStatus.BAD_REQUEST, "username or password too long")
         try:
             result = await self._auth.login(self._peer, name, password)
         except (StoreFull, BrokerUnavailable):
             log.warning("login.store_unavailable", extra={"peer": self._peer})
-            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"try again later\n")
-            return
+            return _refuse(HTTPStatus.SERVICE_UNAVAILABLE, "try again later")
         if isinstance(result, Outcome):
-            self._reply(HTTPStatus(result.value), _REASONS[result])
-            return
+            return Response(HTTPStatus(result.value), _REASONS[result], _TEXT, close=True)
         reply = {"ticket": result, "otp": result, "expires_in": self._auth.ttl}
-        self._reply(HTTPStatus.OK, msgspec.json.encode(reply), "application/json")
+        return Response(HTTPStatus.OK, msgspec.json.encode(reply), "application/json", close=True)
 
     # ---- GET /ws?ticket= -----------------------------------------------------
 
@@ -261,11 +190,18 @@ class AuthPacer(FramePacer):
         if transport is not None and not transport.is_closing() and not self._held and not self._app_paused:
             transport.resume_reading()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-        super().connection_lost(exc)
+
+_TEXT = "text/plain; charset=utf-8"
+
+
+def _refuse_login(head: Head, status: HTTPStatus, message: str) -> Response:
+    """`_refuse`, as the HTTP reader calls it."""
+    return _refuse(status, message)
+
+
+def _refuse(status: HTTPStatus, message: str) -> Response:
+    """A refusal of `POST /login`: plain text, and the connection closes."""
+    return Response(status, f"{message}\n".encode(), _TEXT, close=True)
 
 
 _REASONS = {

@@ -18,6 +18,9 @@ With `--auth-secret`, a `/ws` request may carry a signed token instead
 verified right here (an HMAC, no I/O: `hubbub.tokens`), the connection gets the
 token's `sub` and its grant (rooms, expiry), and the `refresh` event is
 registered. Without a credential: 401, unless `--allow-anonymous`.
+
+With `--api-key`, `/api/...` (the server API, `hubbub.server_api`) is read
+below picows too, by the HTTP pacer (`hubbub.http`), which `AuthPacer` extends.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from hubbub.connection import Connection
 from hubbub.errors import EventError
 from hubbub.events import invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
+from hubbub.http import Claim, HttpPacer
 from hubbub.hub import Hub
 from hubbub.listener import DEFAULT_MAX_CONNECTIONS, Listener, Slot, connection_cap, raise_fd_limit
 from hubbub.login import AuthPacer
@@ -55,6 +59,7 @@ from hubbub.origins import HostPolicy
 from hubbub.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
 from hubbub.pacer import FramePacer
 from hubbub.passwords import Users
+from hubbub.server_api import ServerApi
 from hubbub.static_files import StaticFiles
 from hubbub.tasks import TaskOwner
 from hubbub.tickets import TicketStore, open_tickets
@@ -114,8 +119,16 @@ class _CountedPacer(_GivesItsPlaceBack, FramePacer):
 class _CountedAuthPacer(_GivesItsPlaceBack, AuthPacer):
     """`_CountedPacer` for a server with `--users`: the same slot given back at the end."""
 
-    def __init__(self, slot: Slot, auth: Authenticator, spawn: Any, allowed: Any) -> None:
-        super().__init__(None, auth, slot.key, spawn, allowed)
+    def __init__(self, slot: Slot, auth: Authenticator, spawn: Any, allowed: Any, claim: Claim | None) -> None:
+        super().__init__(None, auth, slot.key, spawn, allowed, claim)
+        self._slot = slot
+
+
+class _CountedHttpPacer(_GivesItsPlaceBack, HttpPacer):
+    """`_CountedPacer` for a server with `--api-key` (and no `--users`): `/api` is read below picows."""
+
+    def __init__(self, inner: Any, slot: Slot, claim: Claim, spawn: Any) -> None:
+        super().__init__(inner, claim, slot.key, spawn)
         self._slot = slot
 
 
@@ -143,6 +156,8 @@ class Server:
         self._page = resources.files("hubbub").joinpath("static/index.html").read_bytes()
         self._static = StaticFiles(self.settings.static_dir) if self.settings.static_dir else None
         """`--static DIR`: the app's files at `/`, in place of the chat page."""
+        self.api = ServerApi(hub, lambda head: self._login_allowed(head.headers)) if self.settings.api_keys else None
+        """The server API (`/api/...`), when `--api-key` is set."""
         self._stopped = False
         if self.settings.auth_secret and "refresh" not in hub.router:
             hub.router.add("refresh", self._refresh, Refresh)
@@ -203,9 +218,12 @@ class Server:
 
     def _protocol(self, slot: Slot) -> FramePacer:
         """A picows server protocol for one accepted socket, behind the frame pacer."""
+        claim = self.api.claim if self.api is not None else None
         if self.auth is None:
-            return _CountedPacer(self._picows(self._route), slot)
-        pacer = _CountedAuthPacer(slot, self.auth, self._auth_tasks.spawn, self._login_allowed)
+            if claim is None:
+                return _CountedPacer(self._picows(self._route), slot)
+            return _CountedHttpPacer(self._picows(self._route), slot, claim, self._auth_tasks.spawn)
+        pacer = _CountedAuthPacer(slot, self.auth, self._auth_tasks.spawn, self._login_allowed, claim)
         # picows calls the route while the pacer feeds it the request head: `pacer.user` is then the ticket's
         # user, if there was a ticket (held by picows only until the handshake ends)
         pacer._inner = self._picows(lambda request: self._route(request, pacer.user))

@@ -192,10 +192,13 @@ class ServerApi:
         return response
 
     def _refuse(self, head: Head, status: HTTPStatus, message: str) -> Response:
-        """The HTTP reader's refusals (400, 408, 411, 413, 500) in the API's error format, counted."""
+        """The HTTP reader's refusals in the API's error format, with the reader's status (400, 408,
+        411, 413, 500), counted. 408 and 411 have no code of their own: `bad_payload`."""
         call = _CALLS.get(head.path)
         self.requests.labels(call.name if call is not None else "unknown", str(status.value)).inc()
-        return error_response(_CODE_OF_STATUS.get(status, ApiCode.BAD_PAYLOAD), message, close=True)
+        code = _CODE_OF_STATUS.get(status, ApiCode.BAD_PAYLOAD)
+        body = msgspec.json.encode({"error": {"code": code.value, "message": message}})
+        return Response(status, body, close=True)
 
     async def _answer(self, request: Request, call: _Call | None) -> Response:
         head = request.head

@@ -48,9 +48,11 @@ async def _quiet(client: EventClient, seconds: float = 0.3) -> list[dict[str, An
 
 async def _closed(client: EventClient) -> None:
     """Read until the server closes the connection."""
-    with pytest.raises(ConnectionClosed):
-        while True:
+    while True:
+        try:
             await client.recv(timeout=5)
+        except ConnectionClosed:
+            return
 
 
 async def _event(client: EventClient, type_: str, payload: dict[str, Any]) -> None:
@@ -195,7 +197,7 @@ async def test_keys_are_required(api: tuple[Server, httpx.AsyncClient]) -> None:
 
 
 async def test_bad_requests_get_coded_errors(api: tuple[Server, httpx.AsyncClient]) -> None:
-    server, client = api
+    _, client = api
     cases: list[tuple[str, str, Any, int, str]] = [
         ("POST", "/api/publish", b"{not json", 400, "bad_json"),
         ("POST", "/api/publish", b"", 400, "bad_json"),

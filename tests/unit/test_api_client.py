@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -315,3 +317,21 @@ async def test_context_managers_close_the_pool() -> None:
         assert await client.publish("a", 3) == 2
     with pytest.raises(RuntimeError):
         await client.publish("a", 4)
+
+
+def _docs_examples() -> dict[str, str]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api_client.md").read_text()
+    return dict(re.findall(r"<!-- example: (\S+) -->\n```python\n(.*?)```", text, re.S))
+
+
+def test_the_docs_examples_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    examples = _docs_examples()
+    assert sorted(examples) == ["api_async.py", "api_sync.py"]
+    fake = FakeApi(keys=("docs-key",))
+    monkeypatch.setenv("HUBBUB_API_KEY", "docs-key")
+    with serve_fake(fake) as url:
+        for name, code in sorted(examples.items()):
+            exec(compile(code.replace("http://127.0.0.1:8000", url), name, "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert "published at 1" in out and "400 bad_payload" in out and "{'ada': 1, 'bob': 1, 'eve': 1}" in out
+    assert fake.closed == [("mallory", 4003, "banned")]

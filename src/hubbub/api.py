@@ -210,6 +210,7 @@ class _ErrorBody(msgspec.Struct, frozen=True):
 
 T = TypeVar("T")
 A = TypeVar("A")
+_JSON_BODY = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,11 @@ class _Call(Generic[T]):
     pick: Callable[[Any], T]
     body: bytes | None = None
     params: dict[str, str | int] | None = None
+
+    def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        """The request, with the client's base URL, key and timeout."""
+        headers = None if self.body is None else _JSON_BODY
+        return http.build_request(self.method, self.path, content=self.body, params=self.params, headers=headers)
 
     def result(self, response: httpx.Response) -> T:
         """The result of a 200, or the `ApiError` the answer stands for, raised."""
@@ -285,7 +291,7 @@ def _history(room: str, since: int | None, limit: int | None) -> _Call[History]:
         params["since"] = since
     if limit is not None:
         params["limit"] = limit
-    return _Call("GET", "/api/history", History, lambda a: a, params=params)
+    return _Call("GET", "/api/history", History, _identity, params=params)
 
 
 def _identity(answer: A) -> A:
@@ -321,7 +327,6 @@ def _headers(key: str) -> dict[str, str]:
     return {
         "Authorization": f"apikey {key}",
         "Accept": "application/json",
-        "Content-Type": "application/json",
         "User-Agent": f"hubbub-api/{__version__}",
     }
 
@@ -365,7 +370,7 @@ class ApiClient:
 
     def _call(self, call: _Call[T]) -> T:
         try:
-            response = self._http.request(call.method, call.path, content=call.body, params=call.params)
+            response = self._http.send(call.request(self._http))
         except httpx.RequestError as exc:
             raise _no_answer(exc, str(self._url)) from exc
         return call.result(response)
@@ -441,7 +446,7 @@ class AsyncApiClient:
 
     async def _call(self, call: _Call[T]) -> T:
         try:
-            response = await self._http.request(call.method, call.path, content=call.body, params=call.params)
+            response = await self._http.send(call.request(self._http))
         except httpx.RequestError as exc:
             raise _no_answer(exc, str(self._url)) from exc
         return call.result(response)

@@ -119,7 +119,12 @@ async def test_disconnect_subscribe_and_unsubscribe(call: Call, fake: FakeApi) -
     assert fake.requests[-1].path == "/api/subscribe"
     presence = await call("presence", "lobby")
     assert presence == Presence("lobby", [Member("ada", 2), Member("bob", 1)], truncated=False)
-    assert (fake.requests[-1].method, fake.requests[-1].query) == ("GET", {"room": "lobby"})
+    assert (fake.requests[-1].method, fake.requests[-1].query, fake.requests[-1].body) == (
+        "GET",
+        {"room": "lobby"},
+        b"",
+    )
+    assert "content-type" not in fake.requests[-1].headers
     await call("unsubscribe", "ada", "lobby")
     assert fake.requests[-1].path == "/api/unsubscribe"
     assert [m.name for m in (await call("presence", "lobby")).members] == ["bob"]

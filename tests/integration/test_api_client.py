@@ -8,6 +8,9 @@ tests assert what the clients receive, not only what the API answers.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +19,7 @@ import pytest
 
 import hubbub
 from hubbub.api import ApiClient, AsyncApiClient, BadRequest, NotFound, RoomInfo, Unauthorized
-from tests.cluster import Node
+from tests.cluster import Node, RedisProcess
 from tests.helpers import EventClient
 
 pytest.importorskip("hubbub.server_api", reason="the server API (branch api) is not merged here yet")
@@ -160,3 +163,46 @@ async def test_many_publishes_over_one_kept_alive_connection(node: Node) -> None
     assert received == list(range(count))
     print(f"sync publish: {count / elapsed:.0f} calls/s, {elapsed / count * 1e3:.2f} ms each")
     await ada.close()
+
+
+async def test_hubbub_publish_reaches_a_member(node: Node) -> None:
+    ada = await _client(node, "ada")
+    await ada.join("lobby")
+    env = {**os.environ, "HUBBUB_API_KEY": KEY}
+    args = [sys.executable, "-m", "hubbub", "publish", _http(node), "--room", "lobby", "--message", '{"n": 1}']
+    done = await asyncio.to_thread(subprocess.run, [*args, "--from", "cron"], capture_output=True, text=True, env=env)
+    assert (done.returncode, done.stderr) == (0, "")
+    event = (await ada.recv_type("new_message", timeout=10))["payload"]
+    assert (event["message"], event["from"], event["offset"]) == ({"n": 1}, "cron", int(done.stdout))
+    refused = await asyncio.to_thread(
+        subprocess.run, [*args, "--api-key", "not-the-key-0123456789"], capture_output=True, text=True, env=env
+    )
+    assert refused.returncode == 1 and refused.stderr.startswith("hubbub publish: unauthorized: ")
+    await ada.close()
+
+
+async def test_one_client_reaches_users_on_both_nodes() -> None:
+    """Two nodes on a private Redis: the API of node A reaches a user connected to node B."""
+    redis = RedisProcess()
+    await redis.start()
+    a = await Node(redis.url, "--api-key", KEY, node_id="node-a").start()
+    b = await Node(redis.url, "--api-key", KEY, node_id="node-b").start()
+    try:
+        ada = await _client(b, "ada")
+        await ada.join("lobby")
+        async with AsyncApiClient(_http(a), KEY, timeout=10) as api:
+            offset = await api.publish("lobby", "across")
+            event = (await ada.recv_type("new_message", timeout=10))["payload"]
+            assert (event["message"], event["offset"]) == ("across", offset)
+            assert [(m.name, m.connections) for m in (await api.presence("lobby")).members] == [("ada", 1)]
+            assert await api.rooms() == [RoomInfo("lobby", 1)]
+            assert sorted(n.id for n in (await api.info()).nodes) == ["node-a", "node-b"]
+            await api.subscribe("ada", "news")
+            await _about(ada, "member_joined", "ada")
+            await api.disconnect("ada", code=4001, reason="moved")
+            await asyncio.wait_for(ada.ws.wait_closed(), 10)
+            assert ada.ws.close_code == 4001
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()

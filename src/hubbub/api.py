@@ -251,7 +251,8 @@ def _unexpected(response: httpx.Response) -> str:
     """Why an answer is not the API's: its status, type and the start of its body, on one line."""
     kind = response.headers.get("content-type", "no content type")
     start = " ".join(response.content[:120].decode("utf-8", "replace").split())
-    hint = " (is the server started with --api-key?)" if response.status_code == 404 else ""
+    # a server without --api-key answers /api as any unknown path: GET 404, and POST 400 (picows reads no POST)
+    hint = " (is the server started with --api-key?)" if response.status_code in (400, 404) else ""
     where = f"HTTP {response.status_code} answer of {response.request.url.path}"
     return f"{where} is not the API's JSON ({kind}): {start!r}{hint}"
 

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hubbub import __version__, backends, logs, tls
 from hubbub.broker import BrokerUnavailable
@@ -33,6 +34,18 @@ def _env(flag: str) -> str | None:
 
 
 class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A bad command line: one line naming the (sub)command and what is wrong, then exit 2.
+
+        argparse's default prints the whole usage block first, burying the one line that
+        matters; `--help` still prints it for whoever asks.
+        """
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
+        message = re.sub(r"^command: invalid choice: ('[^']*')", r"unknown command \1", message)
+        if message == "the following arguments are required: command":
+            message = f"choose a command: {', '.join(_commands(self))} (hubbub --help says what each does)"
+        self.exit(2, f"{self.prog}: {message}\n")
+
     def add_env_argument(self, flag: str, **kwargs: Any) -> None:
         """`add_argument` whose default comes from `HUBBUB_<FLAG>` when set."""
         env = _env(flag)
@@ -48,6 +61,23 @@ class _Parser(argparse.ArgumentParser):
                 except (ValueError, argparse.ArgumentTypeError):
                     self.error(f"HUBBUB_{flag.lstrip('-').replace('-', '_').upper()}: invalid value {env!r}")
         self.add_argument(flag, **kwargs)
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers by name (empty for a parser without subcommands)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`parser.parse_args`, but an unknown flag is reported by its subcommand (`hubbub serve: unrecognized
+    arguments: --prot`), as every other bad flag is, not by the top-level parser."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _commands(parser).get(getattr(args, "command", ""), parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _positive_int(text: str) -> int:
@@ -592,7 +622,7 @@ async def _serve(settings: Settings, app: Hub | None = None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.command == "serve":
         try:
             settings = _settings(args)
@@ -603,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
         except ConfigError as exc:
-            parser.error(str(exc))
+            _commands(parser)["serve"].error(str(exc))
         if settings.users_file:
             from hubbub.passwords import Users
 

@@ -114,3 +114,36 @@ def test_port_in_use_is_a_clear_error() -> None:
         )
     assert out.returncode == 1
     assert "cannot listen" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["serve", "--port", "abc"], "hubbub serve: --port: invalid int value: 'abc'"),
+        (["serve", "--prot", "8000"], "hubbub serve: unrecognized arguments: --prot 8000"),
+        (["serve", "--port", "70000"], "hubbub serve: --port must be between 0 and 65535, not 70000"),
+        (["chat", "--room"], "hubbub chat: --room: expected one argument"),
+        (["bench", "F9"], "hubbub bench: scenario: invalid choice: 'F9' (choose from 'F1', 'F2', 'F3', 'F4', 'smoke')"),
+        (["bench", "--clients", "x"], "hubbub bench: --clients: invalid int value: 'x'"),
+        (["token"], "hubbub token: the following arguments are required: --sub"),
+        (["nope"], "hubbub: unknown command 'nope' (choose from 'serve', 'bench', 'chat', "),
+        ([], "hubbub: choose a command: serve, bench, chat, "),
+    ],
+)
+def test_a_bad_command_line_is_one_line_naming_the_subcommand_and_exit_2(args: list[str], line: str) -> None:
+    """No usage block: one line that names the subcommand and the flag, as the README promises
+    (the list of commands is matched by its start: other commands may join it)."""
+    out = subprocess.run([sys.executable, "-m", "hubbub", *args], capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr.startswith(line) and out.stderr.count("\n") == 1 and "usage" not in out.stderr
+
+
+def test_a_bad_environment_variable_is_one_line_too() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hubbub", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HUBBUB_PORT": "abc"},
+    )
+    assert (out.returncode, out.stderr) == (2, "hubbub serve: HUBBUB_PORT: invalid value 'abc'\n")

@@ -25,6 +25,7 @@ from hubbub.errors import ConfigError
 
 if TYPE_CHECKING:
     from hubbub.hub import Hub
+    from hubbub.server import Server
 
 log = logging.getLogger("hubbub.cli")
 
@@ -575,6 +576,31 @@ def run_async(main: Any) -> Any:
     return uvloop.run(main)
 
 
+def start_line(server: Server) -> str:
+    """The line a person reads at start-up: the page to open and the WebSocket URL.
+
+    The host is one a browser on this machine can use: the first `--allowed-host` when
+    given (a proxy's public name), 127.0.0.1 (or ::1) for a wildcard `--host`, else `--host`.
+    """
+    s = server.settings
+    port = server.port
+    if s.allowed_hosts:
+        first = s.allowed_hosts[0]  # `name`, `name:port`, `[v6]` or `[v6]:port`
+        has_port = ":" in first.rsplit("]", 1)[-1]
+        authority = first if has_port else f"{first}:{port}"
+    else:
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(s.host, s.host)
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    ws = "wss" if server.scheme == "https" else "ws"
+    page = f"files of {s.static_dir}" if s.static_dir else "chat page"
+    return f"hubbub: serving {server.scheme}://{authority}/ ({page}), {ws}://{authority}/ws"
+
+
+def _print_start_line(server: Server) -> None:
+    """On stdout, for people: the logs (stderr) may be JSON lines for machines."""
+    print(start_line(server), flush=True)
+
+
 async def _serve(settings: Settings, app: Hub | None = None) -> None:
     """Run the server until SIGTERM or SIGINT.
 
@@ -601,7 +627,7 @@ async def _serve(settings: Settings, app: Hub | None = None) -> None:
     else:
         hub = Hub(settings, broker, presence)
     ready = asyncio.Event()
-    serving = asyncio.ensure_future(serve(hub, ready=ready, stop=stop))
+    serving = asyncio.ensure_future(serve(hub, ready=ready, stop=stop, started=_print_start_line))
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -618,6 +644,38 @@ async def _serve(settings: Settings, app: Hub | None = None) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.shutdown_timeout):
             await hub.shutdown()
+
+
+def _run(settings: Settings, app: Hub | None) -> int:
+    """Serve until SIGTERM or SIGINT (0), or report in one line why it could not start (1, or 2 for
+    settings that cannot work)."""
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        run_async(_serve(settings, app))
+    except BrokerUnavailable as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:  # e.g. a TLS file that cannot be used, met at start
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(hub: Hub) -> None:
+    """Serve an application's `hub` from a script, as `hubbub serve --app` would: `hubbub.run(hub)`.
+
+    It prints the start line (the URL to open), logs as `hub.settings` says, and
+    returns when Ctrl-C or SIGTERM has closed every connection with 1001: no
+    traceback. The backends come from `hub.settings` (`broker`, `store`), as
+    for `--app`. A port in use or a broker that cannot be reached is one line
+    on stderr and `SystemExit(1)`; settings that cannot work, `SystemExit(2)`.
+    """
+    code = _run(hub.settings, hub)
+    if code:
+        raise SystemExit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -658,15 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
-        logs.configure(settings.log_level, settings.log_format)
-        try:
-            run_async(_serve(settings, app))
-        except BrokerUnavailable as exc:
-            print(f"hubbub: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
-            return 1
+        code = _run(settings, app)
+        if code:
+            return code
     if args.command == "hash-password":
         return _hash_password()
     if args.command == "token":

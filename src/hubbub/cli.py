@@ -404,14 +404,20 @@ def backends_require_jwt() -> None:
 
 
 def _add_bench(sub: Any) -> None:
-    from hubbub.bench import SCENARIOS
+    from hubbub.bench import MEASURES, SCENARIO_HELP, SCENARIOS
 
+    scenarios = "\n".join(f"  {name:<6} {text}" for name, text in SCENARIO_HELP.items())
     p: _Parser = sub.add_parser(
         "bench",
         help="fan-out load generator",
-        description="Load a hub with publishers and subscribers; report throughput and latency.",
+        description="Load a hub with publishers and subscribers; report throughput and latency."
+        f"\n\nscenarios:\n{scenarios}\n\n{MEASURES}\n\nRun the server with --rate-limit 0: a publisher"
+        " sends thousands of messages a second.",
+        formatter_class=_BenchHelp,
     )
-    p.add_argument("scenario", nargs="?", default="F1", choices=sorted(SCENARIOS), help="preset (default F1)")
+    p.add_argument(
+        "scenario", nargs="?", default="F1", choices=sorted(SCENARIOS), help="preset, described above (default F1)"
+    )
     p.add_argument(
         "--url",
         default="ws://127.0.0.1:8000/ws",
@@ -425,6 +431,18 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--ca", metavar="FILE", help="for wss:// URLs: trust this PEM certificate (e.g. a self-signed one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+class _BenchHelp(argparse.RawDescriptionHelpFormatter):
+    """Keeps the scenario list's lines, and wraps the long paragraphs of the description."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n".join(
+            textwrap.fill(line, width, subsequent_indent=indent + " " * (9 if line.startswith("  ") else 0))
+            for line in text.splitlines()
+        )
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -480,8 +480,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _add_chat(sub: Any) -> None:
-    p: _Parser = sub.add_parser("chat", help="terminal chat", description="Chat in a room from the terminal.")
-    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8000/ws", help="the hub (default %(default)s)")
+    p: _Parser = sub.add_parser(
+        "chat",
+        help="terminal chat",
+        description="Chat in a room from the terminal; /help lists the commands once connected.",
+    )
+    p.add_argument(
+        "url",
+        nargs="?",
+        default="ws://127.0.0.1:8000/ws",
+        help="the hub, ws:// or wss:// (a page's http:// URL is taken for its hub's) (default %(default)s)",
+    )
     p.add_argument("--room", default="lobby", help="room to join (default %(default)s)")
     p.add_argument("--name", default=os.environ.get("USER", "guest"), help="display name (default: $USER)")
     p.add_argument("--ca", metavar="FILE", help="for wss://: trust this PEM certificate (e.g. a self-signed one)")
@@ -750,10 +759,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(run_async(chat.run(args.url, args.room, args.name, ca=args.ca)))
         except KeyboardInterrupt:
             return 0
-        except ConfigError as exc:
+        except ValueError as exc:  # ConfigError (--ca), InvalidURL, a bad --room
             print(f"hubbub chat: {exc}", file=sys.stderr)
             return 2
-        except ConnectionRefusedError as exc:
+        except ConnectionError as exc:  # HubUnreachable, HandshakeRefused, an untrusted certificate
             print(f"hubbub chat: {exc}", file=sys.stderr)
             return 1
     return 0

@@ -60,7 +60,7 @@ class HandshakeRefused(ConnectionRefusedError):
 def check_url(url: str) -> str:
     """`url` when the client can dial it, else `InvalidURL` saying what to write instead."""
     if "://" not in url:
-        raise InvalidURL(f"{url!r} has no scheme: write ws://{url} (or wss:// for TLS)")
+        raise InvalidURL(f"{url!r} has no scheme: write {websocket_url('http://' + url)} (or wss:// for TLS)")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):

@@ -230,3 +230,33 @@ def test_hubbub_run_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> N
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and out.stdout == ""
     assert "hubbub: cannot listen on 127.0.0.1:" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_the_readme_custom_event_example_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    """Issue 12: it printed nothing at start and dumped a double traceback on Ctrl-C."""
+    from tests.integration.test_client import readme_example
+
+    port = _free_port()
+    source = readme_example("typing_app.py")
+    assert "Settings(port=8000)" in source and "hubbub.run(hub)" in source
+    script = tmp_path / "typing_app.py"
+    script.write_text(source.replace("Settings(port=8000)", f"Settings(port={port})"))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert await _start_line(proc) == (
+            f"hubbub: serving http://127.0.0.1:{port}/ (chat page), ws://127.0.0.1:{port}/ws\n"
+        )
+        client = await EventClient.open(f"ws://127.0.0.1:{port}/ws")
+        await client.join("lobby")
+        ack = await client.request("typing", {"room": "lobby", "active": True})
+        assert ack["type"] == "ack" and ack["payload"] == {"room": "lobby"}
+        assert (await client.recv_type("typing_seen"))["payload"] == {"room": "lobby"}
+        refused = await client.request("typing", {"room": "elsewhere", "active": True})
+        assert refused["payload"]["code"] == "not_in_room"
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +270,38 @@ async def test_iterating_ends_when_the_client_is_closed(server: Server) -> None:
     await client.close()
     await asyncio.wait_for(reader, 5)
     assert client.state is State.CLOSED and seen[0]["type"] == "member_joined"
+
+
+def readme_example(name: str) -> str:
+    """The README's code block marked `<!-- example: NAME -->`."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```python\n(.*?)```", text, re.S)
+    assert match is not None, f"README.md has no example {name}"
+    return match.group(1)
+
+
+async def test_the_readme_client_example_runs_as_a_script(server: Server, tmp_path: Path) -> None:
+    """Issue 12: it was `async with` outside a function and pointed at port 8001. Run as it
+    stands (on the test server's port): it prints its own hello, and Ctrl-C ends it quietly."""
+    script = tmp_path / "client.py"
+    script.write_text(readme_example("client.py").replace("ws://127.0.0.1:8000/ws", ws_url(server)))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            while not (line := (await proc.stdout.readline()).decode()).startswith("new_message"):
+                assert line, "the example ended without printing its message"
+        assert "'message': 'hello'" in line and "'from': 'ada'" in line
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()

@@ -37,6 +37,27 @@ SCENARIOS: dict[str, dict[str, int]] = {
 enough for its backlog to pass what the kernel holds for it (up to 4 MiB on Linux) and
 the outbox bound, so that the server really drops it while the others are measured."""
 
+SCENARIO_HELP: dict[str, str] = {
+    "F1": "1 room x 1,000 clients, 3,000 messages from one publisher (32 in flight): fan-out to a crowd,"
+    " the deliveries per second and the latency of one big room",
+    "F2": "500 rooms x 10 clients, 200 messages per room: many small rooms at once, the throughput"
+    " across rooms (each room's publisher keeps 8 in flight)",
+    "F3": "100 rooms x 100 clients (10,000), 1 message per room: connection scale, the time to connect and,"
+    " with --server-pid, the server's memory per connection",
+    "F4": "F1 with 40,000 messages and one member that stops reading: the server must drop it (slow"
+    " consumers dropped: 1) while the others keep everything and their latency",
+    "smoke": "5 rooms x 10 clients, 100 messages per room: a few seconds' check that everything arrives",
+}
+"""What each scenario runs and what it shows, for `hubbub bench --help`."""
+
+MEASURES = (
+    "Every scenario reports what was delivered and lost, deliveries per second, and the latency from"
+    " publish to receipt (p50/p90/p99/max, measured by every member); with --server-pid, the server's CPU"
+    " per delivery and its RSS growth per connection; from hubbub's /metrics, the slow consumers it"
+    " dropped. A figure that cannot be measured (no message arrived, the server's RSS shrank while the"
+    " clients connected) is printed as n/a with the reason, never as a negative number."
+)
+
 SAMPLES_PER_WORKER = 200_000
 
 
@@ -86,16 +107,42 @@ class Result:
     received: int
     seconds: float
     deliveries_per_s: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    """Latency percentiles in ms; None when no message arrived (`unmeasured` says so)."""
     connect_s: float
     server_cpu_us_per_delivery: float | None = None
     server_rss_bytes_per_conn: float | None = None
     slow_consumers_dropped: int | None = None
     """How many clients the server dropped for not keeping up during the run, when it says (hubbub's /metrics)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    """Figures asked for that could not be measured, by field name: why (shown as `n/a (why)`)."""
+
+    def vetted(self, asked_server: bool) -> Result:
+        """This result with every figure that means nothing replaced by None and a reason in
+        `unmeasured`: a negative or zero RSS growth (the server freed more than the connections
+        took: it was busy, or had just shed a load), CPU per delivery with nothing delivered, a
+        drop counter that went back (the server restarted), latencies without samples."""
+        why = dict(self.unmeasured)
+        if self.server_rss_bytes_per_conn is not None and self.server_rss_bytes_per_conn <= 0:
+            self.server_rss_bytes_per_conn = None
+            why["server_rss_bytes_per_conn"] = "server busy: its RSS did not grow while the clients connected"
+        if self.server_cpu_us_per_delivery is not None and self.server_cpu_us_per_delivery <= 0:
+            self.server_cpu_us_per_delivery = None
+            why["server_cpu_us_per_delivery"] = "no CPU time was read"
+        elif asked_server and self.server_cpu_us_per_delivery is None:
+            why["server_cpu_us_per_delivery"] = "nothing was delivered"
+        if self.slow_consumers_dropped is not None and self.slow_consumers_dropped < 0:
+            self.slow_consumers_dropped = None
+            why["slow_consumers_dropped"] = "the server's counter went back: did it restart?"
+        if None in (self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms):
+            self.p50_ms = self.p90_ms = self.p99_ms = self.max_ms = None
+            why["p50_ms"] = "no message arrived"
+        self.unmeasured = why
+        return self
 
     @property
     def lost(self) -> int:
@@ -108,25 +155,30 @@ class Result:
             ("delivered", f"{self.received:,} of {self.expected:,} ({self.lost:,} lost)"),
             ("time", f"{self.seconds:.2f} s (connect {self.connect_s:.2f} s)"),
             ("deliveries/s", f"{self.deliveries_per_s:,.0f}"),
-            (
-                "latency p50/p90/p99/max",
-                f"{self.p50_ms:.1f} / {self.p90_ms:.1f} / {self.p99_ms:.1f} / {self.max_ms:.1f} ms",
-            ),
         ]
-        if self.server_cpu_us_per_delivery is not None:
-            rows.append(("server CPU per delivery", f"{self.server_cpu_us_per_delivery:.3f} us"))
-        if self.server_rss_bytes_per_conn is not None:
-            rows.append(("server RSS per connection", f"{self.server_rss_bytes_per_conn:,.0f} bytes"))
-        if self.slow_consumers_dropped is not None:
-            rows.append(("slow consumers dropped", f"{self.slow_consumers_dropped}"))
+        latencies = (self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms)
+        if None in latencies:
+            rows.append(("latency p50/p90/p99/max", f"n/a ({self.unmeasured.get('p50_ms', 'not measured')})"))
+        else:
+            rows.append(("latency p50/p90/p99/max", " / ".join(f"{v:.1f}" for v in latencies) + " ms"))
+        for key, label, fmt in (
+            ("server_cpu_us_per_delivery", "server CPU per delivery", "{:.3f} us"),
+            ("server_rss_bytes_per_conn", "server RSS per connection", "{:,.0f} bytes"),
+            ("slow_consumers_dropped", "slow consumers dropped", "{}"),
+        ):
+            value = getattr(self, key)
+            if value is not None:
+                rows.append((label, fmt.format(value)))
+            elif key in self.unmeasured:
+                rows.append((label, f"n/a ({self.unmeasured[key]})"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def percentile(sorted_values: list[int], p: float) -> float:
-    """The p-quantile of nanosecond samples, in milliseconds (-1 when there are none)."""
+def percentile(sorted_values: list[int], p: float) -> float | None:
+    """The p-quantile of nanosecond samples, in milliseconds (None when there are none)."""
     if not sorted_values:
-        return -1.0
+        return None
     return sorted_values[int(p * (len(sorted_values) - 1))] / 1e6
 
 
@@ -333,9 +385,8 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
         proc.join(10)
     samples.sort()
     dropped1 = _dropped_so_far(plan.urls, context) if dropped0 is not None else None
-    cpu_us = None
-    if server_pid and received:
-        cpu_us = (_cpu_ns(server_pid) - cpu0) / 1e3 / received
+    cpu_us = (_cpu_ns(server_pid) - cpu0) / 1e3 / received if server_pid and received else None
+    dropped = None if dropped0 is None or dropped1 is None else dropped1 - dropped0
     return Result(
         scenario=scenario,
         clients=plan.clients,
@@ -351,9 +402,9 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
         connect_s=connect_s,
         server_cpu_us_per_delivery=cpu_us,
         server_rss_bytes_per_conn=rss_per_conn,
-        slow_consumers_dropped=None if dropped0 is None or dropped1 is None else dropped1 - dropped0,
+        slow_consumers_dropped=dropped,
         extra={"procs": procs, "window": plan.window, "size": plan.size, "msgs": plan.msgs, "stalled": plan.stalled},
-    )
+    ).vetted(asked_server=bool(server_pid))
 
 
 def to_json(result: Result) -> str:

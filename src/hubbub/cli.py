@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hubbub import __version__, backends, logs, tls
 from hubbub.broker import BrokerUnavailable
@@ -24,6 +25,7 @@ from hubbub.errors import ConfigError
 
 if TYPE_CHECKING:
     from hubbub.hub import Hub
+    from hubbub.server import Server
 
 log = logging.getLogger("hubbub.cli")
 
@@ -33,6 +35,18 @@ def _env(flag: str) -> str | None:
 
 
 class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A bad command line: one line naming the (sub)command and what is wrong, then exit 2.
+
+        argparse's default prints the whole usage block first, burying the one line that
+        matters; `--help` still prints it for whoever asks.
+        """
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
+        message = re.sub(r"^command: invalid choice: ('[^']*')", r"unknown command \1", message)
+        if message == "the following arguments are required: command":
+            message = f"choose a command: {', '.join(_commands(self))} (hubbub --help says what each does)"
+        self.exit(2, f"{self.prog}: {message}\n")
+
     def add_env_argument(self, flag: str, **kwargs: Any) -> None:
         """`add_argument` whose default comes from `HUBBUB_<FLAG>` when set."""
         env = _env(flag)
@@ -48,6 +62,23 @@ class _Parser(argparse.ArgumentParser):
                 except (ValueError, argparse.ArgumentTypeError):
                     self.error(f"HUBBUB_{flag.lstrip('-').replace('-', '_').upper()}: invalid value {env!r}")
         self.add_argument(flag, **kwargs)
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers by name (empty for a parser without subcommands)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`parser.parse_args`, but an unknown flag is reported by its subcommand (`hubbub serve: unrecognized
+    arguments: --prot`), as every other bad flag is, not by the top-level parser."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _commands(parser).get(getattr(args, "command", ""), parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _positive_int(text: str) -> int:
@@ -387,14 +418,20 @@ def backends_require_jwt() -> None:
 
 
 def _add_bench(sub: Any) -> None:
-    from hubbub.bench import SCENARIOS
+    from hubbub.bench import MEASURES, SCENARIO_HELP, SCENARIOS
 
+    scenarios = "\n".join(f"  {name:<6} {text}" for name, text in SCENARIO_HELP.items())
     p: _Parser = sub.add_parser(
         "bench",
         help="fan-out load generator",
-        description="Load a hub with publishers and subscribers; report throughput and latency.",
+        description="Load a hub with publishers and subscribers; report throughput and latency."
+        f"\n\nscenarios:\n{scenarios}\n\n{MEASURES}\n\nRun the server with --rate-limit 0: a publisher"
+        " sends thousands of messages a second.",
+        formatter_class=_BenchHelp,
     )
-    p.add_argument("scenario", nargs="?", default="F1", choices=sorted(SCENARIOS), help="preset (default F1)")
+    p.add_argument(
+        "scenario", nargs="?", default="F1", choices=sorted(SCENARIOS), help="preset, described above (default F1)"
+    )
     p.add_argument(
         "--url",
         default="ws://127.0.0.1:8000/ws",
@@ -408,6 +445,18 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--ca", metavar="FILE", help="for wss:// URLs: trust this PEM certificate (e.g. a self-signed one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+class _BenchHelp(argparse.RawDescriptionHelpFormatter):
+    """Keeps the scenario list's lines, and wraps the long paragraphs of the description."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n".join(
+            textwrap.fill(line, width, subsequent_indent=indent + " " * (9 if line.startswith("  ") else 0))
+            for line in text.splitlines()
+        )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -445,8 +494,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _add_chat(sub: Any) -> None:
-    p: _Parser = sub.add_parser("chat", help="terminal chat", description="Chat in a room from the terminal.")
-    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8000/ws", help="the hub (default %(default)s)")
+    p: _Parser = sub.add_parser(
+        "chat",
+        help="terminal chat",
+        description="Chat in a room from the terminal; /help lists the commands once connected.",
+    )
+    p.add_argument(
+        "url",
+        nargs="?",
+        default="ws://127.0.0.1:8000/ws",
+        help="the hub, ws:// or wss:// (a page's http:// URL is taken for its hub's) (default %(default)s)",
+    )
     p.add_argument("--room", default="lobby", help="room to join (default %(default)s)")
     p.add_argument("--name", default=os.environ.get("USER", "guest"), help="display name (default: $USER)")
     p.add_argument("--ca", metavar="FILE", help="for wss://: trust this PEM certificate (e.g. a self-signed one)")
@@ -609,6 +667,31 @@ def run_async(main: Any) -> Any:
     return uvloop.run(main)
 
 
+def start_line(server: Server) -> str:
+    """The line a person reads at start-up: the page to open and the WebSocket URL.
+
+    The host is one a browser on this machine can use: the first `--allowed-host` when
+    given (a proxy's public name), 127.0.0.1 (or ::1) for a wildcard `--host`, else `--host`.
+    """
+    s = server.settings
+    port = server.port
+    if s.allowed_hosts:
+        first = s.allowed_hosts[0]  # `name`, `name:port`, `[v6]` or `[v6]:port`
+        has_port = ":" in first.rsplit("]", 1)[-1]
+        authority = first if has_port else f"{first}:{port}"
+    else:
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(s.host, s.host)
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    ws = "wss" if server.scheme == "https" else "ws"
+    page = f"files of {s.static_dir}" if s.static_dir else "chat page"
+    return f"hubbub: serving {server.scheme}://{authority}/ ({page}), {ws}://{authority}/ws"
+
+
+def _print_start_line(server: Server) -> None:
+    """On stdout, for people: the logs (stderr) may be JSON lines for machines."""
+    print(start_line(server), flush=True)
+
+
 async def _serve(settings: Settings, app: Hub | None = None) -> None:
     """Run the server until SIGTERM or SIGINT.
 
@@ -635,7 +718,7 @@ async def _serve(settings: Settings, app: Hub | None = None) -> None:
     else:
         hub = Hub(settings, broker, presence)
     ready = asyncio.Event()
-    serving = asyncio.ensure_future(serve(hub, ready=ready, stop=stop))
+    serving = asyncio.ensure_future(serve(hub, ready=ready, stop=stop, started=_print_start_line))
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -654,9 +737,41 @@ async def _serve(settings: Settings, app: Hub | None = None) -> None:
             await hub.shutdown()
 
 
+def _run(settings: Settings, app: Hub | None) -> int:
+    """Serve until SIGTERM or SIGINT (0), or report in one line why it could not start (1, or 2 for
+    settings that cannot work)."""
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        run_async(_serve(settings, app))
+    except BrokerUnavailable as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:  # e.g. a TLS file that cannot be used, met at start
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(hub: Hub) -> None:
+    """Serve an application's `hub` from a script, as `hubbub serve --app` would: `hubbub.run(hub)`.
+
+    It prints the start line (the URL to open), logs as `hub.settings` says, and
+    returns when Ctrl-C or SIGTERM has closed every connection with 1001: no
+    traceback. The backends come from `hub.settings` (`broker`, `store`), as
+    for `--app`. A port in use or a broker that cannot be reached is one line
+    on stderr and `SystemExit(1)`; settings that cannot work, `SystemExit(2)`.
+    """
+    code = _run(hub.settings, hub)
+    if code:
+        raise SystemExit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.command == "serve":
         try:
             settings = _settings(args)
@@ -667,7 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
         except ConfigError as exc:
-            parser.error(str(exc))
+            _commands(parser)["serve"].error(str(exc))
         if settings.users_file:
             from hubbub.passwords import Users
 
@@ -692,15 +807,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"hubbub: {exc}", file=sys.stderr)
             return 2
-        logs.configure(settings.log_level, settings.log_format)
-        try:
-            run_async(_serve(settings, app))
-        except BrokerUnavailable as exc:
-            print(f"hubbub: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"hubbub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
-            return 1
+        code = _run(settings, app)
+        if code:
+            return code
     if args.command == "hash-password":
         return _hash_password()
     if args.command == "token":
@@ -716,10 +825,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(run_async(chat.run(args.url, args.room, args.name, ca=args.ca)))
         except KeyboardInterrupt:
             return 0
-        except ConfigError as exc:
+        except ValueError as exc:  # ConfigError (--ca), InvalidURL, a bad --room
             print(f"hubbub chat: {exc}", file=sys.stderr)
             return 2
-        except ConnectionRefusedError as exc:
+        except ConnectionError as exc:  # HubUnreachable, HandshakeRefused, an untrusted certificate
             print(f"hubbub chat: {exc}", file=sys.stderr)
             return 1
     return 0

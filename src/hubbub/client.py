@@ -20,23 +20,56 @@ given:
 
     async with hubbub.client.connect("wss://localhost:8443/ws", ca="cert.pem") as c:
         ...
+
+Failures are bounded in time and said in words (`hubbub.client_errors`): a
+URL that is not `ws://` or `wss://` raises `InvalidURL` at once; the first
+connection must succeed within `connect_timeout` (10 s; each attempt within
+`open_timeout`), else `start` raises `HubUnreachable` naming the last reason
+(refused, no answer); a handshake refused with a 4xx status (401, 403...)
+raises `HandshakeRefused` at once, with the `status`, and 429 or 503 are
+retried within `connect_timeout` first. Once connected, a dropped connection
+is retried **without limit** by default, so a client outlives a server's
+restart; `reconnect_timeout=S` gives up after S seconds without a
+connection, and then every request, `next_event` and the iteration raise
+`HubUnreachable`. A server that vanishes without a FIN is noticed by a ping
+unanswered for `ping_timeout` after `ping_interval` of silence.
+
+The application sees the connection's life among its events (local, not on
+the wire, like `room_reset`): `{"type": "disconnected", "payload": {"reason":
+R}}` when a connection drops, and `{"type": "reconnected", "payload":
+{"reconnects": N}}` once its rooms are joined again. `connected` says
+whether it is up now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Callable
-from ssl import SSLCertVerificationError, SSLContext
+from ssl import SSLCertVerificationError, SSLContext, SSLError
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
+from hubbub.client_errors import RETRIED_STATUSES, HandshakeRefused, HubUnreachable, InvalidURL, check_url
+from hubbub.codes import CloseCode
 from hubbub.tls import client_context
+
+__all__ = [
+    "Client",
+    "HandshakeRefused",
+    "HubUnreachable",
+    "InvalidURL",
+    "RequestFailed",
+    "State",
+    "connect",
+]
 
 log = logging.getLogger("hubbub.client")
 
@@ -50,6 +83,42 @@ class RequestFailed(Exception):
         self.message = message
 
 
+class State(enum.Enum):
+    """Where a `Client` is in its life."""
+
+    CONNECTING = "connecting"
+    """Before the first connection."""
+    OPEN = "open"
+    """Connected, its rooms joined."""
+    RECONNECTING = "reconnecting"
+    """The connection dropped; dialling again with backoff."""
+    CLOSED = "closed"
+    """`close` was called, or the client gave up (`failure` says why). Final."""
+
+
+_END = {"type": "_end"}
+"""Put on the event queue when the client closes or gives up: wakes every reader."""
+
+
+class _Retry(Exception):
+    """One attempt failed in a way that may pass: try again within the time allowed."""
+
+    def __init__(self, reason: str, status: int | None = None, body: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.body = body
+
+
+def _closed_by_hub(code: int) -> str:
+    """The reason a person reads when the hub closes the connection with `code`."""
+    try:
+        name = CloseCode(code).name.lower().replace("_", " ")
+    except ValueError:
+        name = "an application's code"
+    return f"the hub closed the connection ({code}: {name})"
+
+
 class _Listener(WSListener):
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -58,6 +127,7 @@ class _Listener(WSListener):
         if frame.msg_type is WSMsgType.TEXT:
             self._client._on_text(frame.get_payload_as_utf8_text())
         elif frame.msg_type is WSMsgType.CLOSE:
+            self._client._close_reason = _closed_by_hub(frame.get_close_code().value)
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
 
@@ -77,18 +147,38 @@ class Client:
         *,
         ssl: SSLContext | None = None,
         ca: str | None = None,
+        connect_timeout: float = 10.0,
+        reconnect_timeout: float | None = None,
+        open_timeout: float = 10.0,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
     ) -> None:
         """`ssl` is the TLS context for a `wss://` URL; without it, one that trusts the system's
-        CAs, or only `ca` (a PEM file) when given. `ConfigError` if `ca` cannot be read."""
+        CAs, or only `ca` (a PEM file) when given. `ConfigError` if `ca` cannot be read,
+        `InvalidURL` for a URL that is not `ws://` or `wss://`.
+
+        `connect_timeout`: seconds for the first connection, retries included; `reconnect_timeout`:
+        seconds without a connection after a drop before giving up (None: never give up);
+        `open_timeout`: seconds for one attempt (TCP, TLS and the handshake); `ping_interval` and
+        `ping_timeout`: after this much silence a ping is sent, and a hub that does not answer it
+        in time is taken for gone (the connection is dropped and dialled again).
+        """
+        check_url(url)
         self.url = url if name is None else f"{url}{'&' if '?' in url else '?'}name={quote(name)}"
         if ssl is None and (ca is not None or urlsplit(url).scheme == "wss"):
             ssl = client_context(ca)
         self._ssl = ssl
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._connect_timeout = connect_timeout
+        self._reconnect_timeout = reconnect_timeout
+        self._open_timeout = open_timeout
+        self._ping = (ping_interval, ping_timeout)
         self._transport: WSTransport | None = None
         self._connected = asyncio.Event()
+        """Set while the connection is open, and for good once the client is closed or failed."""
         self._lost: asyncio.Event = asyncio.Event()
+        self._close_reason = ""
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._pending: dict[str, tuple[asyncio.Future[dict[str, Any]], Callable[[dict[str, Any]], object] | None]] = {}
         """Requests awaiting their answer: the future, and what to do the moment the ack is read."""
@@ -96,21 +186,33 @@ class Client:
         """Joined rooms and the last offset delivered to the application."""
         self._ids = 0
         self._runner: asyncio.Task[None] | None = None
-        self._closing = False
-        self._fatal: Exception | None = None
+        self.state = State.CONNECTING
+        self.failure: Exception | None = None
+        """Why the client gave up (`HubUnreachable`, `HandshakeRefused`...), once `state` is CLOSED."""
         self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now (a send would go out at once)."""
+        return self.state is State.OPEN
 
     # ---- the connection, kept alive ---------------------------------------
 
     async def start(self) -> None:
-        """Connect (retrying with backoff) and keep the connection up until `close`."""
+        """Connect, retrying with backoff for up to `connect_timeout`, and keep the connection up
+        until `close`. Raises `HubUnreachable`, `HandshakeRefused` or `ConnectionRefusedError` (an
+        untrusted certificate) when the first connection cannot be made."""
         self._runner = asyncio.get_running_loop().create_task(self._run())
         await self._connected.wait()
-        if self._fatal is not None:
-            raise self._fatal
+        if self.failure is not None:
+            await self._runner
+            raise self.failure
 
     async def close(self) -> None:
-        self._closing = True
+        """Close the connection and stop reconnecting; readers of events see the end. Idempotent."""
+        failure = self.failure
+        self._finish(None)
+        self.failure = failure
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -119,46 +221,128 @@ class Client:
             self._transport.send_close(WSCloseCode.OK)
             self._transport.disconnect()
 
+    def _finish(self, failure: Exception | None) -> None:
+        """Become CLOSED (for `failure`, or closed by the application): wake every waiter."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self.failure = failure
+        for future, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(failure or ConnectionError("the client was closed"))
+        self._pending.clear()
+        self._connected.set()
+        self._events.put_nowait(_END)
+
     async def _run(self) -> None:
+        try:
+            await self._keep_connected()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not leave `start` waiting for ever
+            log.exception("client.failed")
+            self._finish(exc)
+
+    async def _keep_connected(self) -> None:
+        """Connect, and connect again after every drop, until closed or out of time."""
+        loop = asyncio.get_running_loop()
+        limit: float | None = self._connect_timeout
+        since = loop.time()
         attempt = 0
-        while not self._closing:
-            try:
-                self._lost.clear()
-                transport, _ = await ws_connect(lambda: _Listener(self), self.url, ssl_context=self._ssl)
-            except WSHandshakeError as exc:
-                status = exc.response.status if exc.response is not None else 0
-                # Refused (origin, credentials, name): retrying cannot help. But 429 (too many
-                # connections from this address) and 503 (server full) pass: retried with backoff.
-                if 400 <= status < 500 and status != 429:
-                    self._fatal = ConnectionRefusedError(f"the hub refused the connection: HTTP {int(status)}")
-                    self._connected.set()
-                    return
-                delay = random.uniform(0, min(self._max_backoff, self._backoff * 2**attempt))
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            except SSLCertVerificationError as exc:  # the server is not who the URL says: retrying cannot help
-                self._fatal = ConnectionRefusedError(f"the hub's TLS certificate is not trusted: {exc.verify_message}")
-                self._connected.set()
+        last: _Retry | None = None
+        while True:
+            remaining = None if limit is None else since + limit - loop.time()
+            if remaining is not None and remaining <= 0 and last is not None:
+                self._finish(self._gave_up(last, limit))
                 return
-            except Exception as exc:  # any other failed dial is retried
-                delay = random.uniform(0, min(self._max_backoff, self._backoff * 2**attempt))
-                attempt += 1
-                log.debug("client.retry", extra={"error": str(exc), "delay": round(delay, 3)})
-                await asyncio.sleep(delay)
-                continue
-            self._transport = transport
+            window = self._open_timeout if remaining is None else min(self._open_timeout, max(remaining, 0.5))
             try:
-                await self._resume()
-            except (ConnectionError, RequestFailed):
-                transport.disconnect()
-                await self._lost.wait()
+                await self._resume_on(await self._open(window))
+            except _Retry as failed:
+                # A status the hub said (503, 429) says more than a short last attempt's silence.
+                if failed.status is not None or last is None or last.status is None:
+                    last = failed
+                delay = random.uniform(0, min(self._max_backoff, self._backoff * 2**attempt))
+                if limit is not None:
+                    delay = min(delay, since + limit - loop.time())
+                attempt += 1
+                log.debug("client.retry", extra={"error": failed.reason, "delay": round(delay, 3)})
+                await asyncio.sleep(max(0.0, delay))
                 continue
-            attempt = 0
+            except ConnectionRefusedError as refused:  # HandshakeRefused, or an untrusted certificate
+                self._finish(refused)
+                return
+            last = None
+            if self.state is State.RECONNECTING:
+                self.reconnects += 1
+                self._events.put_nowait({"type": "reconnected", "payload": {"reconnects": self.reconnects}})
+            self.state = State.OPEN
             self._connected.set()
             await self._lost.wait()
             self._connected.clear()
-            self.reconnects += 1
+            self.state = State.RECONNECTING
+            reason = self._close_reason or "the connection dropped"
+            self._events.put_nowait({"type": "disconnected", "payload": {"reason": reason}})
+            limit, since, attempt = self._reconnect_timeout, loop.time(), 0
+
+    def _gave_up(self, last: _Retry, limit: float | None) -> Exception:
+        """What the client raises when `limit` seconds passed without a connection."""
+        if last.status is not None:
+            return HandshakeRefused(last.status, last.body, retried_for=limit)
+        return HubUnreachable(f"no connection to {self._where()} within {limit:g} s: {last.reason}")
+
+    def _where(self) -> str:
+        """The hub's address for messages (never the query: it may hold a ticket or token)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+    async def _open(self, timeout: float) -> WSTransport:  # noqa: ASYNC109
+        """One attempt, within `timeout` seconds; `_Retry` when it may pass, the final exception else."""
+        self._lost.clear()
+        self._close_reason = ""
+        try:
+            async with asyncio.timeout(max(timeout, 0.001)):
+                transport, _ = await ws_connect(
+                    lambda: _Listener(self),
+                    self.url,
+                    ssl_context=self._ssl,
+                    websocket_handshake_timeout=max(timeout, 0.001),
+                    enable_auto_ping=True,
+                    auto_ping_idle_timeout=self._ping[0],
+                    auto_ping_reply_timeout=self._ping[1],
+                )
+        except WSHandshakeError as exc:
+            status = int(exc.response.status) if exc.response is not None else 0
+            body = bytes(exc.response.body or b"").decode("utf-8", "replace").strip() if exc.response else ""
+            body = body.splitlines()[0][:200] if body else ""
+            if status in RETRIED_STATUSES or status == 0:
+                raise _Retry(f"HTTP {status}", status or None, body) from None
+            raise HandshakeRefused(status, body) from None
+        except SSLCertVerificationError as exc:  # the server is not who the URL says: retrying cannot help
+            raise ConnectionRefusedError(f"the hub's TLS certificate is not trusted: {exc.verify_message}") from None
+        except SSLError as exc:
+            raise ConnectionRefusedError(
+                f"TLS with {self._where()} failed ({exc.reason or exc}): is it a ws:// (not wss://) server?"
+            ) from None
+        except TimeoutError:
+            hint = " (does the server speak TLS? wss:// needs --tls-cert)" if self._ssl is not None else ""
+            raise _Retry(f"no answer within {timeout:g} s{hint}") from None
+        except OSError as exc:  # uvloop's "Connect call failed" carries the errno, not its words
+            raise _Retry(os.strerror(exc.errno) if exc.errno else str(exc)) from None
+        except Exception as exc:  # picows' own errors (a connection closed during the handshake...)
+            raise _Retry(str(exc) or type(exc).__name__) from None
+        return transport
+
+    async def _resume_on(self, transport: WSTransport) -> None:
+        """Use `transport`: join every room again (`_Retry` if that fails or takes too long)."""
+        self._transport = transport
+        try:
+            async with asyncio.timeout(self._open_timeout):
+                await self._resume()
+        except (ConnectionError, RequestFailed, TimeoutError) as exc:
+            transport.disconnect()
+            await self._lost.wait()
+            raise _Retry(f"rejoining the rooms failed: {exc}") from None
 
     async def _resume(self) -> None:
         """After a reconnect, join every room again from the last offset delivered."""
@@ -173,6 +357,8 @@ class Client:
 
     def _on_disconnected(self) -> None:
         self._transport = None
+        if not self._close_reason:
+            self._close_reason = "the connection dropped"
         for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("the connection dropped before the answer came"))
@@ -232,6 +418,8 @@ class Client:
         """
         async with asyncio.timeout(timeout):
             await self._connected.wait()
+            if self.state is State.CLOSED:
+                raise self.failure or ConnectionError("the client is closed")
             return await self._request(type_, payload, on_ack)
 
     # ---- the API ------------------------------------------------------------
@@ -262,17 +450,29 @@ class Client:
         return members
 
     async def next_event(self, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
-        """The next event for the application (messages deduplicated across reconnects)."""
-        if timeout is None:
-            return await self._events.get()
-        return await asyncio.wait_for(self._events.get(), timeout)
+        """The next event for the application (messages deduplicated across reconnects).
+
+        Once the client has given up, `failure` (`HubUnreachable`...); once closed, `ConnectionError`.
+        """
+        async with asyncio.timeout(timeout):
+            event = await self._events.get()
+        if event is _END:
+            self._events.put_nowait(_END)  # for the next reader too
+            raise self.failure or ConnectionError("the client is closed")
+        return event
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        """Events until the client is closed (the iteration ends) or gives up (`failure` is raised)."""
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
         while True:
-            yield await self._events.get()
+            try:
+                yield await self.next_event()
+            except ConnectionError:
+                if self.failure is not None:
+                    raise
+                return
 
 
 @contextlib.asynccontextmanager
@@ -284,10 +484,23 @@ async def connect(
     *,
     ssl: SSLContext | None = None,
     ca: str | None = None,
+    connect_timeout: float = 10.0,
+    reconnect_timeout: float | None = None,
+    open_timeout: float = 10.0,
 ) -> AsyncIterator[Client]:
-    """Connect to a hub; the client reconnects by itself until the block ends (`ssl`, `ca`: see
-    `Client`)."""
-    client = Client(url, name, backoff, max_backoff, ssl=ssl, ca=ca)
+    """Connect to a hub; the client reconnects by itself until the block ends (`ssl`, `ca` and the
+    timeouts: see `Client`)."""
+    client = Client(
+        url,
+        name,
+        backoff,
+        max_backoff,
+        ssl=ssl,
+        ca=ca,
+        connect_timeout=connect_timeout,
+        reconnect_timeout=reconnect_timeout,
+        open_timeout=open_timeout,
+    )
     await client.start()
     try:
         yield client

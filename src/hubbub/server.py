@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -401,10 +402,20 @@ class Refresh(msgspec.Struct, forbid_unknown_fields=True):
     token: str
 
 
-async def serve(hub: Hub, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run a server until `stop` is set, then shut down politely."""
+async def serve(
+    hub: Hub,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    started: Callable[[Server], object] | None = None,
+) -> None:
+    """Run a server until `stop` is set, then shut down politely.
+
+    `started` is called with the server once it listens (`hubbub serve` prints the URL to open).
+    """
     server = Server(hub)
     await server.start()
+    if started is not None:
+        started(server)
     if ready is not None:
         ready.set()
     try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 
+from hubbub.bench import SCENARIO_HELP, SCENARIOS, Result, percentile, to_json
 from tests.integration.test_cli import _free_port, _spawn, _wait_listening
 
 
@@ -66,3 +69,52 @@ def test_bench_without_a_server_says_so() -> None:
     )
     assert out.returncode == 1
     assert "could not connect" in out.stderr and "Traceback" not in out.stderr
+
+
+def _result(**figures: Any) -> Result:
+    base: dict[str, Any] = {
+        "scenario": "smoke",
+        "clients": 50,
+        "rooms": 5,
+        "expected": 5000,
+        "received": 5000,
+        "seconds": 1.0,
+        "deliveries_per_s": 5000.0,
+        "p50_ms": 1.0,
+        "p90_ms": 2.0,
+        "p99_ms": 3.0,
+        "max_ms": 4.0,
+        "connect_s": 0.1,
+    }
+    return Result(**{**base, **figures}).vetted(asked_server=True)
+
+
+def test_bench_never_prints_a_negative_or_meaningless_figure() -> None:
+    """Issue 12: "server RSS per connection -102 bytes" against a busy server. A figure that
+    cannot be measured is n/a with its reason, in the table and (null + unmeasured) in JSON."""
+    busy = _result(server_rss_bytes_per_conn=-102.0, server_cpu_us_per_delivery=0.3, slow_consumers_dropped=-4)
+    table = " ".join(busy.table().split())
+    assert "server RSS per connection n/a (server busy: its RSS did not grow" in table
+    assert "slow consumers dropped n/a (the server's counter went back" in table
+    assert "server CPU per delivery 0.300 us" in table and not re.search(r"-\d", table)
+    doc = json.loads(to_json(busy))
+    assert doc["server_rss_bytes_per_conn"] is None and "server_rss_bytes_per_conn" in doc["unmeasured"]
+    nothing = _result(received=0, deliveries_per_s=0.0, p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None)
+    table = " ".join(nothing.table().split())
+    assert "latency p50/p90/p99/max n/a (no message arrived)" in table
+    assert "server CPU per delivery n/a (nothing was delivered)" in table
+    assert percentile([], 0.5) is None
+
+
+def test_bench_help_describes_every_scenario() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hubbub", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert out.returncode == 0
+    for name in SCENARIOS:
+        assert f"\n  {name:<6} {SCENARIO_HELP[name][:20]}" in out.stdout
+    assert "never as a negative number" in out.stdout.replace("\n", " ")

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from hubbub.client import Client, RequestFailed, connect
+from hubbub.client import Client, HandshakeRefused, HubUnreachable, InvalidURL, RequestFailed, State, connect
 from hubbub.server import Server
+from tests.cluster import free_port
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
 
@@ -113,3 +120,188 @@ async def test_terminal_chat(server: Server) -> None:
     assert "#tty term: hello room" in text
     assert "* in #tty: term (1), watcher (1)" in text
     await watcher.close()
+
+
+# ---- failure modes: each a clear exception within a bounded time ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://127.0.0.1:8000/", "a hub's WebSocket URL is ws://127.0.0.1:8000/ws"),
+        ("https://chat.example.com/", "wss://chat.example.com/ws"),
+        ("127.0.0.1:8000/ws", "has no scheme: write ws://127.0.0.1:8000/ws"),
+        ("ftp://127.0.0.1/ws", "the scheme must be ws:// or wss://"),
+        ("ws://127.0.0.1:99999/ws", "the port is not a number"),
+        ("ws:///ws", "no host"),
+    ],
+)
+def test_a_bad_url_raises_at_once_saying_what_to_write(url: str, words: str) -> None:
+    with pytest.raises(InvalidURL, match=re.escape(words)):
+        Client(url)
+
+
+async def _refused(url: str, connect_timeout: float = 10.0) -> tuple[HandshakeRefused, float]:
+    started = time.monotonic()
+    with pytest.raises(HandshakeRefused) as refused:
+        async with asyncio.timeout(20), connect(url, connect_timeout=connect_timeout):
+            pass
+    return refused.value, time.monotonic() - started
+
+
+async def test_a_refused_handshake_is_final_at_once_with_its_status(make_server: ServerFactory) -> None:
+    """401 (no credential), 403 (a Host not allowed), 404 (a wrong path): retrying cannot help."""
+    locked = await make_server(auth_secret="s" * 32)
+    error, took = await _refused(ws_url(locked))
+    assert error.status == 401 and "HTTP 401 Unauthorized: the hub wants a login" in str(error) and took < 5
+    named = await make_server(allowed_hosts=("chat.example.com",))
+    error, took = await _refused(ws_url(named))
+    assert error.status == 403 and "HTTP 403 Forbidden: forbidden: this Host or Origin" in str(error) and took < 5
+    error, took = await _refused(ws_url(named).replace("/ws", "/nope").replace("127.0.0.1", "localhost"))
+    assert error.status == 403  # the Host check comes first
+    plain = await make_server()
+    error, took = await _refused(ws_url(plain, path="/nope"))
+    assert error.status == 404 and "HTTP 404 Not Found" in str(error) and took < 5
+
+
+@pytest.mark.parametrize(("cap", "status"), [({"max_connections": 1}, 503), ({"max_connections_per_ip": 1}, 429)])
+async def test_a_full_hub_is_retried_then_reported_with_its_status(
+    make_server: ServerFactory, cap: dict[str, int], status: int
+) -> None:
+    """503 and 429 can pass (someone leaves): retried within connect_timeout, then the status."""
+    server = await make_server(**cap)
+    holder = await EventClient.open(ws_url(server))
+    try:
+        error, took = await _refused(ws_url(server), connect_timeout=1.5)
+        assert error.status == status and str(error).endswith("(still after 1.5 s of retries)")
+        assert 1.4 < took < 8
+    finally:
+        await holder.close()
+
+
+async def test_a_dead_port_is_reported_within_connect_timeout() -> None:
+    url = f"ws://127.0.0.1:{free_port()}/ws"
+    started = time.monotonic()
+    with pytest.raises(
+        HubUnreachable, match=r"no connection to ws://127\.0\.0\.1:\d+/ws within 1 s: Connection refused"
+    ):
+        await Client(url, connect_timeout=1.0).start()
+    assert time.monotonic() - started < 6
+
+
+async def test_a_host_that_never_answers_is_reported_within_connect_timeout() -> None:
+    """A socket that accepts (the kernel's backlog) but never answers the handshake: each attempt
+    ends at open_timeout, the whole at connect_timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        started = time.monotonic()
+        with pytest.raises(HubUnreachable, match="no answer within"):
+            await Client(f"ws://127.0.0.1:{silent.getsockname()[1]}/ws", connect_timeout=1.5, open_timeout=0.5).start()
+        assert 1.4 < time.monotonic() - started < 8
+
+
+async def test_wss_to_a_plain_server_says_so(server: Server) -> None:
+    """The plain server waits for an HTTP request that never comes: bounded, and the hint names TLS."""
+    with pytest.raises(HubUnreachable, match=r"no answer within [\d.]+ s \(does the server speak TLS"):
+        async with asyncio.timeout(10):
+            await Client(f"wss://127.0.0.1:{server.port}/ws", connect_timeout=1.5, open_timeout=1).start()
+
+
+async def test_after_a_drop_the_client_says_so_and_reconnects_when_the_hub_is_back(make_server: ServerFactory) -> None:
+    """Unbounded by default: a hub that went away and came back on the same port is found again."""
+    first = await make_server()
+    port = first.port
+    async with connect(ws_url(first), name="ed", backoff=0.05, max_backoff=0.3) as ed:
+        await ed.join("r")
+        assert (await ed.next_event(timeout=5))["type"] == "member_joined"
+        await first.stop()
+        gone = await ed.next_event(timeout=10)
+        assert gone == {
+            "type": "disconnected",
+            "payload": {"reason": "the hub closed the connection (1001: going away)"},
+        }
+        assert not ed.connected
+        await asyncio.sleep(1.0)  # down for a while: attempts are refused meanwhile
+        again = await make_server(port=port)
+        while (event := await ed.next_event(timeout=10))["type"] == "member_joined":
+            pass  # its own join again, announced while its rooms are rejoined
+        assert event == {"type": "reconnected", "payload": {"reconnects": 1}}
+        assert ed.connected and await ed.send("r", "back") >= 1
+        assert any(c.identity == "ed" and "r" in c.rooms for c in again.hub.connections)
+
+
+async def _drain(client: Client) -> None:
+    """Read events until the client raises."""
+    while True:
+        await client.next_event(timeout=10)
+
+
+async def test_with_a_reconnect_timeout_the_client_gives_up_and_says_why(make_server: ServerFactory) -> None:
+    server = await make_server()
+    client = Client(ws_url(server), backoff=0.05, max_backoff=0.2, reconnect_timeout=1.0)
+    await client.start()
+    try:
+        await client.join("r")
+        await server.stop()
+        assert (await client.next_event(timeout=5))["type"] in ("member_joined", "disconnected")
+        started = time.monotonic()
+        with pytest.raises(HubUnreachable, match="within 1 s"):
+            await _drain(client)
+        assert time.monotonic() - started < 6 and client.state is State.CLOSED
+        with pytest.raises(HubUnreachable):
+            await client.send("r", "anyone?")
+    finally:
+        await client.close()
+
+
+async def test_iterating_ends_when_the_client_is_closed(server: Server) -> None:
+    client = Client(ws_url(server))
+    await client.start()
+    seen: list[dict[str, object]] = []
+
+    async def read() -> None:
+        async for event in client:
+            seen.append(event)
+
+    reader = asyncio.create_task(read())
+    await client.join("r")
+    await eventually(lambda: len(seen) == 1)
+    await client.close()
+    await asyncio.wait_for(reader, 5)
+    assert client.state is State.CLOSED and seen[0]["type"] == "member_joined"
+
+
+def readme_example(name: str) -> str:
+    """The README's code block marked `<!-- example: NAME -->`."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```python\n(.*?)```", text, re.S)
+    assert match is not None, f"README.md has no example {name}"
+    return match.group(1)
+
+
+async def test_the_readme_client_example_runs_as_a_script(server: Server, tmp_path: Path) -> None:
+    """Issue 12: it was `async with` outside a function and pointed at port 8001. Run as it
+    stands (on the test server's port): it prints its own hello, and Ctrl-C ends it quietly."""
+    script = tmp_path / "client.py"
+    script.write_text(readme_example("client.py").replace("ws://127.0.0.1:8000/ws", ws_url(server)))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            while not (line := (await proc.stdout.readline()).decode()).startswith("new_message"):
+                assert line, "the example ended without printing its message"
+        assert "'message': 'hello'" in line and "'from': 'ada'" in line
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()

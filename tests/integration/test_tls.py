@@ -272,3 +272,15 @@ async def test_past_the_cap_a_tls_socket_is_closed_without_a_plain_text_answer(
         assert server.hub.metrics.handshakes_rejected.labels("capacity")._value.get() == 1
     finally:
         await holder.close()
+
+
+async def test_the_start_line_gives_https_and_wss_urls(tls_files: tuple[Path, Path]) -> None:
+    port = _free_port()
+    server = _spawn("serve", "--port", str(port), "--tls-cert", str(tls_files[0]), "--tls-key", str(tls_files[1]))
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(server.stdout.readline), 30)
+        assert line.decode() == f"hubbub: serving https://127.0.0.1:{port}/ (chat page), wss://127.0.0.1:{port}/ws\n"
+    finally:
+        server.terminate()
+        server.wait(10)

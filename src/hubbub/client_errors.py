@@ -1,0 +1,87 @@
+"""What `hubbub.client` raises when it cannot reach a hub, each saying what is wrong in words.
+
+    ValueError
+     +-- InvalidURL            not a ws:// or wss:// URL with a host; raised at once, nothing is dialled
+    ConnectionError
+     +-- HubUnreachable        no connection within the time allowed (refused, timed out, no route)
+     +-- ConnectionRefusedError
+          +-- HandshakeRefused  the hub answered the WebSocket handshake with an HTTP error (`status`)
+
+A URL check and the words for each handshake status live here, apart from the
+connection machinery, so that `hubbub chat` and applications word them alike.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+HANDSHAKE_STATUS_WORDS: dict[int, str] = {
+    400: "the hub did not accept the request (a name it refuses?)",
+    401: "the hub wants a login: a ticket (POST /login) or a token",
+    403: "forbidden: this Host or Origin is not allowed, or the credential does not grant it",
+    404: "no hub at this path (it is usually /ws)",
+    429: "too many connections from this address",
+    503: "the hub is full, or cannot reach its broker",
+}
+"""What a person should read for each status a hub answers a handshake with (docs/protocol.md)."""
+
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Statuses that can pass by themselves (a full server, a proxy restarting): retried with
+backoff within the time allowed. Any other refusal is final: retrying cannot help."""
+
+
+class InvalidURL(ValueError):
+    """A URL the client cannot connect to: not `ws://` or `wss://`, no host, a bad port."""
+
+
+class HubUnreachable(ConnectionError):
+    """No connection to the hub within the time allowed: `connect_timeout` for the first one,
+    `reconnect_timeout` after a drop. The message names the last reason (refused, no answer...)."""
+
+
+class HandshakeRefused(ConnectionRefusedError):
+    """The hub answered the WebSocket handshake with an HTTP error: `status` (401, 403, 429, 503...)
+    and the hub's one-line `body`. Final for 4xx other than 429; for 429 and 5xx, raised once the
+    time allowed has passed with the hub still refusing."""
+
+    def __init__(self, status: int, body: str = "", retried_for: float | None = None) -> None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "error"
+        why = body or HANDSHAKE_STATUS_WORDS.get(status, "")
+        after = f" (still after {retried_for:g} s of retries)" if retried_for is not None else ""
+        super().__init__(f"the hub refused the connection: HTTP {status} {phrase}{': ' + why if why else ''}{after}")
+        self.status = status
+        self.body = body
+
+
+def check_url(url: str) -> str:
+    """`url` when the client can dial it, else `InvalidURL` saying what to write instead."""
+    if "://" not in url:
+        raise InvalidURL(f"{url!r} has no scheme: write {websocket_url('http://' + url)} (or wss:// for TLS)")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        raise InvalidURL(f"{url} is a web page's URL: a hub's WebSocket URL is {websocket_url(url)}")
+    if scheme not in ("ws", "wss"):
+        raise InvalidURL(f"{url}: the scheme must be ws:// or wss://, not {parts.scheme}://")
+    try:
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise InvalidURL(f"{url}: the port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise InvalidURL(f"{url}: no host (ws://HOST:PORT/ws)")
+    return url
+
+
+def websocket_url(url: str) -> str:
+    """The hub URL of a page URL: `http://h:p/` is `ws://h:p/ws`, `https://` is `wss://`; a path
+    other than `/` is kept. Any other URL is returned as is."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower())
+    if scheme is None:
+        return url
+    path = parts.path if parts.path not in ("", "/") else "/ws"
+    return parts._replace(scheme=scheme, path=path).geturl()

@@ -15,6 +15,8 @@ them, against real `hubbub` processes:
   `hubbub serve` started for it when the page has none there): it must exit 0,
   or still be running at the end having printed something and no traceback (a
   client that listens for ever).
+- The directory has `examples/` of the repository (pages say "from the
+  repository root"), nothing else of it.
 - Ports are the page's own: every `127.0.0.1:N`, `localhost:N`, `--port N` and
   `port=N` of a page is mapped to one free port, so pages can run beside other
   servers on the machine; `redis://127.0.0.1:6379` is a private redis-server.
@@ -51,7 +53,7 @@ import pytest
 from tests.cluster import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs" / "tutorial").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "docs" / "tutorial.md", *sorted((ROOT / "docs" / "tutorial").glob("*.md"))]
 SHELL = {"sh", "bash", "shell", "console"}
 PYTHON = {"python", "py", "python3"}
 MARKER = re.compile(r"<!--\s*doc-test:\s*([\w-]+)\s*:?\s*(.*?)\s*-->")
@@ -124,6 +126,7 @@ class PageRun:
     def __init__(self, page: Path, workdir: Path) -> None:
         self.page = page
         self.dir = workdir
+        (workdir / "examples").symlink_to(ROOT / "examples")  # pages run "from the repository root"
         self.state = workdir / ".doc-test"
         self.state.mkdir(parents=True)
         self.ports: dict[str, int] = {}

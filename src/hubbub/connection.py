@@ -148,6 +148,7 @@ class Connection(WSListener):
         self.grant: Grant | None = None
         """With a signed token: its rooms and expiry (replaced by `refresh`); None otherwise."""
         self.rooms: set[str] = set()
+        """The rooms this connection is in (read it; join and leave change it)."""
         self.data: dict[str, Any] = {}
         """The application's own state for this session (hooks and handlers read and write it)."""
         self.session = Session(hub.limits, time.monotonic())

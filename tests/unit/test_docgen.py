@@ -1,0 +1,57 @@
+"""The generated reference pages (docs/reference/) say what the code says now.
+
+`python -m hubbub.docgen` writes them from the argparse parser, the docstrings
+of the public API and the collectors of a fresh hub; a flag, a docstring or a
+metric changed without running it leaves a page that lies, and this fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hubbub import docgen
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_generated_pages_are_up_to_date() -> None:
+    stale = docgen.stale(ROOT)
+    assert not stale, f"stale: {stale}; run `python -m hubbub.docgen` and commit the pages"
+
+
+def test_the_pages_do_not_depend_on_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = docgen.cli_reference()
+    monkeypatch.setenv("HUBBUB_PORT", "9999")
+    monkeypatch.setenv("HUBBUB_LOG_LEVEL", "debug")
+    assert docgen.cli_reference() == before
+    assert os.environ["HUBBUB_PORT"] == "9999"  # restored for whoever reads it next
+
+
+def test_the_pages_name_what_a_reader_looks_for() -> None:
+    cli, python, metrics = docgen.cli_reference(), docgen.python_reference(), docgen.metrics_reference()
+    assert "## `hubbub serve`" in cli and "`--send-queue-bytes N`" in cli and "(default 1048576)" in cli
+    for name in ("hubbub.Hub", "hubbub.Connection", "hubbub.Settings", "hubbub.EventError", "hubbub.client.connect"):
+        assert name in python
+    assert "`NOT_IN_ROOM` | `'not_in_room'`" in python
+    assert "on_ws_frame" not in python  # picows' callbacks are not the app's API
+    assert "`hubbub_slow_consumers_dropped_total` | counter" in metrics
+
+
+def test_check_mode_reports_a_stale_page_and_exits_1(tmp_path: Path) -> None:
+    for path, build in docgen.PAGES.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(build())
+    (tmp_path / "docs/reference/cli.md").write_text("old\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "hubbub.docgen", "--check", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip() == "stale: docs/reference/cli.md (run python -m hubbub.docgen)"

@@ -64,7 +64,7 @@ class Roster:
         """
         self._tasks.spawn(self.change(room, conn, joined=False))
 
-    def expired(self, room: str, name: str) -> None:
+    def expired(self, room: str, name: str, vacated: bool = False) -> None:
         """A dead node's last connection of `name` in `room` expired: tell the room (if events are on)."""
         if not self._announce_changes:
             return

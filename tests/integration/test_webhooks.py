@@ -6,6 +6,7 @@ that records each POST and answers 200, a scripted 500 / 404, or never.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import subprocess
@@ -17,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from hubbub.config import Settings
 from hubbub.server import Server
+from hubbub.webhooks import safe_url
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 from tests.webhook_receiver import HANG, Receiver, Request
@@ -255,3 +258,39 @@ async def test_metrics_are_served(make_server: ServerFactory, receiver: Receiver
     for name in ("hubbub_webhooks_sent_total", "hubbub_webhooks_failed_attempts_total", "hubbub_webhooks_queued"):
         assert name in text
     assert 'hubbub_webhooks_dropped_total{reason="queue_full"}' in text
+
+
+async def test_a_slow_answer_times_out_and_is_retried(make_server: ServerFactory, receiver: Receiver) -> None:
+    receiver.delay = 1.5  # every answer comes after --webhook-timeout: each attempt fails, however it ends
+    server = await _hooked(make_server, receiver, webhook_timeout=0.3, webhook_retry_for=30.0)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await receiver.wait_for(lambda _: len(receiver.requests) >= 2, timeout=10)
+    first, second = receiver.requests[:2]
+    assert first.event["id"] == second.event["id"]  # the same event again, after the timeout and a backoff
+    assert 0.3 + 0.1 <= second.at - first.at < 1.5
+    assert _metric(server, "hubbub_webhooks_failed_attempts_total") >= 1
+    assert _metric(server, "hubbub_webhooks_sent_total") == 0
+    await alice.close()
+
+
+async def test_posts_in_flight_are_bounded_by_the_concurrency(make_server: ServerFactory, receiver: Receiver) -> None:
+    receiver.default = HANG
+    server = await _hooked(make_server, receiver, webhook_concurrency=2, webhook_timeout=30.0)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    for k in range(5):  # five rooms, each with its own order: at most two are sent at once
+        await alice.join(f"room{k}")
+    await receiver.wait_for(lambda _: len(receiver.requests) >= 2)
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == 2
+    assert _metric(server, "hubbub_webhooks_queued") == 1 + 5 * 2  # connected, and occupied + joined per room
+    await alice.close()
+
+
+def test_logged_urls_lose_credentials_and_query() -> None:
+    assert safe_url("https://app:s3cret@example.com:8443/hooks/in?token=abc#x") == "https://example.com:8443/hooks/in"
+    assert safe_url("http://example.com/h") == "http://example.com/h"
+
+
+def test_the_secret_is_not_in_the_settings_repr() -> None:
+    settings = Settings(webhooks=("http://127.0.0.1:9/h",), webhook_secret=SECRET)
+    assert SECRET not in repr(settings)

@@ -307,6 +307,14 @@ def _add_serve(sub: Any) -> None:
         help="events waiting per URL at most; past it new ones are dropped (default %(default)s)",
     )
     p.add_env_argument(
+        "--webhook-queue-bytes",
+        type=_positive_int,
+        default=67_108_864,
+        metavar="BYTES",
+        help="bytes of events waiting per URL at most (a message event counts its message); past it new ones"
+        " are dropped (default %(default)s)",
+    )
+    p.add_env_argument(
         "--webhook-concurrency",
         type=_positive_int,
         default=16,
@@ -573,6 +581,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         webhook_timeout=args.webhook_timeout,
         webhook_retry_for=args.webhook_retry_for,
         webhook_queue=args.webhook_queue,
+        webhook_queue_bytes=args.webhook_queue_bytes,
         webhook_concurrency=args.webhook_concurrency,
         # ---- proxy settings below this line ----
         # ---- end of the issue 11 settings ----

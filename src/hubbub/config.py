@@ -140,6 +140,8 @@ class Settings:
     """Seconds an event is retried (backoff with jitter) after its first attempt before it is given up."""
     webhook_queue: int = 10_000
     """Events waiting per URL at most; past it new events are dropped (counted and logged)."""
+    webhook_queue_bytes: int = 67_108_864
+    """Bytes of events waiting per URL at most (each counted as 1 KiB plus its message); past it, dropped."""
     webhook_concurrency: int = 16
     """POSTs in flight per URL at most: that many rooms are sent in parallel, each in order."""
 
@@ -236,6 +238,8 @@ class Settings:
             raise ConfigError("--webhook-timeout must be in (0, 300] seconds, --webhook-retry-for in [0, 86400]")
         if not 1 <= self.webhook_queue <= 10_000_000 or not 1 <= self.webhook_concurrency <= 1024:
             raise ConfigError("--webhook-queue must be in [1, 10000000], --webhook-concurrency in [1, 1024]")
+        if self.webhook_queue_bytes < self.max_message_size + 1024:
+            raise ConfigError("--webhook-queue-bytes must be at least --max-message-size + 1024 (one message event)")
 
         # ---- proxy checks below this line ----
 

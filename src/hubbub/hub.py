@@ -120,6 +120,7 @@ class Hub:
                 timeout=settings.webhook_timeout,
                 retry_for=settings.webhook_retry_for,
                 queue_size=settings.webhook_queue,
+                queue_bytes=settings.webhook_queue_bytes,
                 concurrency=settings.webhook_concurrency,
             )
         self.roster.webhooks = self.webhooks

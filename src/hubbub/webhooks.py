@@ -20,7 +20,8 @@ Delivery, per configured URL:
 * **in order per room**: an event of a room is sent only after the previous
   one of that room succeeded or was given up (events without a room are
   ordered per user), while `concurrency` rooms are sent in parallel;
-* **bounded**: at most `queue_size` events wait per URL; past it new events
+* **bounded**: at most `queue_size` events, and `queue_bytes` of them
+  (messages counted at their size), wait per URL; past either new events
   are dropped. Every event given up or dropped is counted
   (`hubbub_webhooks_dropped_total{reason}`) and logged (the handler's rate
   limit applies, and URLs are logged without credentials or query).
@@ -53,6 +54,10 @@ from hubbub.tasks import TaskOwner
 
 log = logging.getLogger("hubbub.webhooks")
 
+EVENT_BYTES = 1024
+"""What one queued event is counted as against `queue_bytes`, besides its message: the event, its
+fields and its body once encoded (tracemalloc: about 0.7 KB for a membership event)."""
+
 RESPONSE_BYTES = 65536
 """Bytes of an endpoint's answer read (and ignored) so the connection can be reused; past it, it is closed."""
 
@@ -73,7 +78,7 @@ class DropReason(enum.StrEnum):
     """Why an event was not delivered to a URL: the `reason` of `hubbub_webhooks_dropped_total`."""
 
     QUEUE_FULL = "queue_full"
-    """The URL already had `queue_size` events waiting."""
+    """The URL already had `queue_size` events, or `queue_bytes`, waiting."""
     EXPIRED = "expired"
     """Attempts kept failing (timeout, connection error, 5xx, 429) for `retry_for` seconds."""
     REJECTED = "rejected"
@@ -91,13 +96,15 @@ class _Outcome(enum.Enum):
 class Event:
     """One event: encoded and signed once, on first use, and shared by every URL it goes to."""
 
-    __slots__ = ("_body", "_signature", "at", "fields", "type")
+    __slots__ = ("_body", "_signature", "at", "fields", "size", "type")
 
-    def __init__(self, type_: EventType, fields: dict[str, Any], at: float) -> None:
+    def __init__(self, type_: EventType, fields: dict[str, Any], at: float, size: int = EVENT_BYTES) -> None:
         self.type = type_
         self.fields = fields
         self.at = at
         """`time.time()` when it happened."""
+        self.size = size
+        """Bytes it is counted as in the queue."""
         self._body: bytes | None = None
         self._signature = ""
 
@@ -156,12 +163,14 @@ class _Endpoint:
         self.pending: dict[tuple[str, str], deque[Event]] = {}
         self.ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.depth = 0
+        self.bytes = 0
 
     def put(self, key: tuple[str, str], event: Event) -> None:
-        if self.depth >= self.owner.queue_size:
+        if self.depth >= self.owner.queue_size or self.bytes + event.size > self.owner.queue_bytes:
             self.owner.drop(self, event, DropReason.QUEUE_FULL)
             return
         self.depth += 1
+        self.bytes += event.size
         queue = self.pending.get(key)
         if queue is None:
             self.pending[key] = deque((event,))
@@ -174,11 +183,13 @@ class _Endpoint:
         while True:
             key = await self.ready.get()
             queue = self.pending[key]
+            event = queue[0]
             try:
-                await self.owner.deliver(self, queue[0])
+                await self.owner.deliver(self, event)
             finally:
                 queue.popleft()
                 self.depth -= 1
+                self.bytes -= event.size
                 if queue:
                     self.ready.put_nowait(key)
                 else:
@@ -200,6 +211,7 @@ class Webhooks:
         timeout: float = 5.0,
         retry_for: float = 60.0,
         queue_size: int = 10_000,
+        queue_bytes: int = 67_108_864,
         concurrency: int = 16,
         backoff: tuple[float, float] = (0.25, 8.0),
     ) -> None:
@@ -209,6 +221,7 @@ class Webhooks:
         self.timeout = timeout
         self.retry_for = retry_for
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.concurrency = concurrency
         self._backoff = backoff
         self.endpoints = [_Endpoint(self, url) for url in urls]
@@ -226,11 +239,11 @@ class Webhooks:
 
     # ---- events in: called by the hub, never awaits ------------------------------------
 
-    def emit(self, type_: EventType, key: tuple[str, str], fields: dict[str, Any]) -> None:
+    def emit(self, type_: EventType, key: tuple[str, str], fields: dict[str, Any], size: int = EVENT_BYTES) -> None:
         """Queue one event for every URL, after the earlier events of `key` (`("room", name)` or `("user", name)`)."""
         if self._closed:
             return
-        event = Event(type_, fields, time.time())
+        event = Event(type_, fields, time.time(), size)
         for endpoint in self.endpoints:
             endpoint.put(key, event)
 
@@ -255,9 +268,16 @@ class Webhooks:
                 self.emit(EventType.ROOM_VACATED, key, {"room": room})
 
     def message(self, room: str, offset: int, sender: str, message: Any, sent: str) -> None:
-        """This node published `message` (decoded, or `msgspec.Raw`) to `room` at `offset`."""
+        """This node published `message` (decoded, or `msgspec.Raw`) to `room` at `offset`.
+
+        A client's message is the `msgspec.Raw` it sent, whose size is known; a
+        decoded one (the server API's) is encoded here once, to be counted, and
+        the body reuses it.
+        """
+        if not isinstance(message, msgspec.Raw):
+            message = msgspec.Raw(msgspec.json.encode(message))
         fields = {"room": room, "offset": offset, "from": sender, "message": message, "sent": sent}
-        self.emit(EventType.MESSAGE, ("room", room), fields)
+        self.emit(EventType.MESSAGE, ("room", room), fields, EVENT_BYTES + len(message))
 
     # ---- life ------------------------------------------------------------------------
 

@@ -294,3 +294,25 @@ def test_logged_urls_lose_credentials_and_query() -> None:
 def test_the_secret_is_not_in_the_settings_repr() -> None:
     settings = Settings(webhooks=("http://127.0.0.1:9/h",), webhook_secret=SECRET)
     assert SECRET not in repr(settings)
+
+
+async def test_the_queue_is_bounded_in_bytes_too(make_server: ServerFactory, receiver: Receiver) -> None:
+    receiver.default = HANG
+    server = await _hooked(
+        make_server,
+        receiver,
+        webhook_messages=True,
+        webhook_queue_bytes=100_000,
+        webhook_concurrency=1,
+        webhook_timeout=30.0,
+        rate_limit=0,
+    )
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await alice.join("r")
+    for _ in range(10):  # 3 events of 1 KiB, then messages of about 20 KiB each: four fit in 100,000 bytes
+        await alice.request("send_message", {"room": "r", "message": "x" * 20_000})
+    assert _metric(server, "hubbub_webhooks_queued") == 3 + 4
+    assert _metric(server, 'hubbub_webhooks_dropped_total{reason="queue_full"}') == 6
+    hooks = server.hub.webhooks
+    assert hooks is not None and hooks.endpoints[0].bytes <= 100_000
+    await alice.close()

@@ -42,15 +42,17 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from hubbub.signing import HEADER, sign
 from hubbub.tasks import TaskOwner
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("hubbub.webhooks")
 
@@ -229,6 +231,8 @@ class Webhooks:
         self.tasks = TaskOwner("webhooks")
         """Owner of the workers; `close` awaits it (the hub closes this after its own tasks)."""
         self._client: httpx.AsyncClient | None = None
+        self._timeouts: tuple[type[Exception], ...] = (TimeoutError,)
+        self._failures: tuple[type[Exception], ...] = (OSError,)
         self._closed = False
         self.drained: asyncio.Event | None = None
         """Made by `close` while it waits for the queues to empty; set by the worker that empties them."""
@@ -283,6 +287,10 @@ class Webhooks:
 
     async def start(self) -> None:
         """Open the HTTP client and start `concurrency` workers per URL."""
+        import httpx  # here: a hub without webhooks does not pay for importing it (25 ms)
+
+        self._timeouts = (TimeoutError, httpx.TimeoutException)
+        self._failures = (httpx.HTTPError, OSError)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout),
             limits=httpx.Limits(max_connections=self.concurrency * len(self.endpoints) or None),
@@ -359,9 +367,9 @@ class Webhooks:
                         if read > RESPONSE_BYTES:
                             break
                     status = response.status_code
-        except (TimeoutError, httpx.TimeoutException):
+        except self._timeouts:
             return _Outcome.RETRY, "timeout"
-        except (httpx.HTTPError, OSError) as exc:
+        except self._failures as exc:
             return _Outcome.RETRY, type(exc).__name__
         if 200 <= status < 300:
             return _Outcome.DELIVERED, ""

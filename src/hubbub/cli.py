@@ -319,6 +319,53 @@ def _add_serve(sub: Any) -> None:
         help="the secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their"
         " body under it in X-Hubbub-Signature (prefer HUBBUB_WEBHOOK_SECRET: a flag shows in ps)",
     )
+    p.add_env_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST every event (connected, member_joined, room_vacated, ...) to this http(s) URL, signed with"
+        " --webhook-secret (repeatable)",
+    )
+    p.add_env_argument(
+        "--webhook-messages", action="store_true", help="also send a message event for each message published"
+    )
+    p.add_env_argument(
+        "--webhook-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="one POST's time in all before it is retried (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--webhook-retry-for",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a failing event is retried, with backoff, before it is given up (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--webhook-queue",
+        type=_positive_int,
+        default=10_000,
+        metavar="N",
+        help="events waiting per URL at most; past it new ones are dropped (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--webhook-queue-bytes",
+        type=_positive_int,
+        default=67_108_864,
+        metavar="BYTES",
+        help="bytes of events waiting per URL at most (a message event counts its message); past it new ones"
+        " are dropped (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--webhook-concurrency",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="POSTs in flight per URL: rooms sent in parallel, each in order (default %(default)s)",
+    )
 
     # ---- proxy flags (issue 11) below this line ----
 
@@ -651,6 +698,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         api_from=args.api_from,
         # ---- webhook settings below this line ----
         webhook_secret=args.webhook_secret,
+        webhooks=tuple(args.webhook),
+        webhook_messages=args.webhook_messages,
+        webhook_timeout=args.webhook_timeout,
+        webhook_retry_for=args.webhook_retry_for,
+        webhook_queue=args.webhook_queue,
+        webhook_queue_bytes=args.webhook_queue_bytes,
+        webhook_concurrency=args.webhook_concurrency,
         # ---- proxy settings below this line ----
         # ---- end of the issue 11 settings ----
         log_level=args.log_level,

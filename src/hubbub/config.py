@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from hubbub.errors import ConfigError
 from hubbub.events import invalid_name_message, valid_name
@@ -138,6 +139,20 @@ class Settings:
     webhook_secret: str = field(default="", repr=False)
     """The secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their
     body under it (`hubbub.signing`). Never printed: left out of the repr."""
+    webhooks: tuple[str, ...] = ()
+    """URLs (http or https) every webhook event is POSTed to (`hubbub.webhooks`); needs `webhook_secret`."""
+    webhook_messages: bool = False
+    """Also send a `message` event for every message this node publishes (for apps that store chat)."""
+    webhook_timeout: float = 5.0
+    """Seconds one POST may take in all (connect, send, answer) before it counts as failed and is retried."""
+    webhook_retry_for: float = 60.0
+    """Seconds an event is retried (backoff with jitter) after its first attempt before it is given up."""
+    webhook_queue: int = 10_000
+    """Events waiting per URL at most; past it new events are dropped (counted and logged)."""
+    webhook_queue_bytes: int = 67_108_864
+    """Bytes of events waiting per URL at most (each counted as 1 KiB plus its message); past it, dropped."""
+    webhook_concurrency: int = 16
+    """POSTs in flight per URL at most: that many rooms are sent in parallel, each in order."""
 
     # ---- proxy to the app (issue 11): fields below this line ----
 
@@ -223,6 +238,25 @@ class Settings:
             raise ConfigError(f"--api-from: {invalid_name_message(self.api_from)}")
 
         # ---- webhook checks below this line ----
+        if self.webhooks and not self.webhook_secret:
+            raise ConfigError("--webhook needs --webhook-secret (or HUBBUB_WEBHOOK_SECRET): the app must verify events")
+        if self.webhook_messages and not self.webhooks:
+            raise ConfigError("--webhook-messages needs --webhook URL")
+        for url in self.webhooks:
+            try:
+                parts = urlsplit(url)
+                good = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+            except ValueError:  # a bad port or IPv6 literal
+                good = False
+            if not good:  # shown without a query or user info: either may hold a credential
+                shown = url.split("?")[0].rpartition("@")[2][:200]
+                raise ConfigError(f"--webhook must be an http:// or https:// URL with a host, not {shown!r}")
+        if not 0 < self.webhook_timeout <= 300 or not 0 <= self.webhook_retry_for <= 86400:
+            raise ConfigError("--webhook-timeout must be in (0, 300] seconds, --webhook-retry-for in [0, 86400]")
+        if not 1 <= self.webhook_queue <= 10_000_000 or not 1 <= self.webhook_concurrency <= 1024:
+            raise ConfigError("--webhook-queue must be in [1, 10000000], --webhook-concurrency in [1, 1024]")
+        if self.webhook_queue_bytes < self.max_message_size + 1024:
+            raise ConfigError("--webhook-queue-bytes must be at least --max-message-size + 1024 (one message event)")
 
         # ---- proxy checks below this line ----
 

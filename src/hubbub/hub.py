@@ -45,6 +45,7 @@ from hubbub.rooms import Rooms
 from hubbub.roster import ANONYMOUS, Roster
 from hubbub.router import Router
 from hubbub.tasks import TaskOwner
+from hubbub.webhooks import Webhooks
 
 log = logging.getLogger("hubbub.hub")
 P = TypeVar("P")
@@ -111,6 +112,23 @@ class Hub:
             replay_bytes=settings.send_queue_bytes // 2,
         )
         self._last_sender = self.room_table.last_sender
+        self.webhooks: Webhooks | None = None
+        """The webhook dispatcher (`--webhook`), or None: `register`/`unregister` test this one attribute."""
+        if settings.webhooks:
+            self.webhooks = Webhooks(
+                settings.webhooks,
+                settings.webhook_secret,
+                node=self.node_id,
+                registry=self.metrics.registry,
+                timeout=settings.webhook_timeout,
+                retry_for=settings.webhook_retry_for,
+                queue_size=settings.webhook_queue,
+                queue_bytes=settings.webhook_queue_bytes,
+                concurrency=settings.webhook_concurrency,
+            )
+        self.roster.webhooks = self.webhooks
+        self._message_webhook = self.webhooks.message if self.webhooks and settings.webhook_messages else None
+        """`Webhooks.message` with `--webhook-messages`, else None: the one test a publish makes."""
         self.want_write: Callable[[Connection], None] = self.fanout.want_write
         """`conn` has frames in its outbox: it writes them in this turn's flush (the fan-out's own method)."""
         self._heartbeat: asyncio.Task[None] | None = None
@@ -187,6 +205,8 @@ class Hub:
         await self.broker.start(self.room_table.deliver)
         await self.presence.start(self.roster.expired)
         self.control.start_reports(self.presence, lambda: (len(self.connections), len(self.room_table.members)))
+        if self.webhooks is not None:
+            await self.webhooks.start()
         self._heartbeat = self.tasks.spawn(
             sweep(lambda: self.connections, self.settings.ping_interval, self.settings.ping_timeout)
         )
@@ -196,7 +216,9 @@ class Hub:
 
         Then the background work their departures started (presence removals,
         unsubscribes) gets what is left of `shutdown_timeout` to finish before
-        it is cancelled and awaited, and the broker and presence are closed last.
+        it is cancelled and awaited; the webhooks get at most `WEBHOOK_GRACE`
+        of what is then left to send their queue, and the broker and presence
+        are closed last.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout
@@ -218,6 +240,9 @@ class Hub:
         await self.tasks.close(grace=max(0.1, deadline - loop.time()))
         await self.control.close()
         await self.presence.close()
+        if self.webhooks is not None:
+            # Last, so that the departures above are queued: a short grace to send them, then dropped and counted.
+            await self.webhooks.close(grace=min(WEBHOOK_GRACE, max(0.1, deadline - loop.time())))
         await self.broker.close()
 
     # ---- the registry ---------------------------------------------------------
@@ -225,6 +250,8 @@ class Hub:
     def register(self, conn: Connection) -> None:
         """`conn`'s WebSocket is open: it is live."""
         self.connections.add(conn)
+        if self.webhooks is not None:
+            self.webhooks.connected(conn.identity or ANONYMOUS)
         log.debug("conn.opened", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
         if self.hooks.on_connect is not None:
             self.hooks.connected(conn)  # last: the hook may close `conn` at once
@@ -233,6 +260,8 @@ class Hub:
         """Remove `conn` from the hub and its rooms. Called once, by `_detach`."""
         self.connections.discard(conn)
         code = conn.close_code or CloseCode.ABNORMAL_CLOSURE
+        if self.webhooks is not None:
+            self.webhooks.disconnected(conn.identity or ANONYMOUS, int(code))
         if self.hooks.on_disconnect is not None:
             self.hooks.disconnected(conn, int(code))  # before leaving: the hook still sees `conn.rooms`
         self.room_table.leave_all(conn)
@@ -286,22 +315,28 @@ class Hub:
         """
         if origin is not None and self._last_sender.get(room) is not origin:
             self.room_table.sender_last(room, origin)
-        head, tail = new_message_parts(room, message, sender, utc_timestamp())
+        sent = utc_timestamp()
+        head, tail = new_message_parts(room, message, sender, sent)
         if not self.broker.synchronous:
-            return self.tasks.spawn(self._publish(room, head, tail), report=False)
+            return self.tasks.spawn(self._publish(room, head, tail, message, sender, sent), report=False)
         try:
             offset = self.broker.publish_now(room, head, tail)
         except BrokerUnavailable as exc:
             raise EventError(ErrorCode.UNAVAILABLE, f"the message was not published: {exc}") from None
         self.metrics.published.inc()
+        if self._message_webhook is not None:
+            self._message_webhook(room, offset, sender, message, sent)
         return offset
 
-    async def _publish(self, room: str, head: bytes, tail: bytes) -> int:
+    async def _publish(self, room: str, head: bytes, tail: bytes, message: Any, sender: str, sent: str) -> int:
+        """Publish through a networked broker; `message`, `sender` and `sent` are for the `message` webhook."""
         try:
             offset = await self.broker.publish(room, head, tail)
         except BrokerUnavailable as exc:
             raise EventError(ErrorCode.UNAVAILABLE, f"the message was not published: {exc}") from None
         self.metrics.published.inc()
+        if self._message_webhook is not None:
+            self._message_webhook(room, offset, sender, message, sent)
         return offset
 
     # ---- dispatch of client events (the router's) -------------------------------
@@ -319,5 +354,8 @@ def _once(current: object, kind: str) -> None:
     if current is not None:
         raise ValueError(f"an {kind} hook is already registered")
 
+
+WEBHOOK_GRACE = 2.0
+"""Seconds at most the webhooks' queue gets at shutdown to be sent; what is left is dropped and counted."""
 
 _QUIET_CLOSES = frozenset({1000, 1001, 1005, 1006})

@@ -6,18 +6,37 @@ connection in a room (`member_joined`) and its last (`member_left`). Entries
 belong to a node and must be refreshed by it; when a node dies without a word,
 its entries expire within the presence TTL and whichever node notices reports
 the identities that left.
+
+Each transition is decided atomically by the backend, once for the whole
+cluster: its answer (a `Change`) also says when the identity was the room's
+first or last, which webhooks announce as `room_occupied` / `room_vacated`.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable
 
 NodeReport = tuple[str, int, int]
 """`(node id, connections, rooms)`: what one node last said about itself (`Presence.report_node`)."""
 
-Expired = Callable[[str, str], None]
-"""Called with `(room, name)` when an identity's last connection in a room expired."""
+Expired = Callable[[str, str, bool], None]
+"""Called with `(room, name, vacated)` when an identity's last connection in a room expired;
+`vacated` is True when no identity is left in the room."""
+
+
+class Change(enum.IntEnum):
+    """What one `add` or `remove` changed, cluster-wide; false only for `NONE`, so `if change:` asks
+    whether the identity joined or left."""
+
+    NONE = 0
+    """The identity has other connections in the room (or the entry was not there)."""
+    MEMBER = 1
+    """The identity's first connection in the room (add) or its last (remove)."""
+    ROOM = 2
+    """As `MEMBER`, and the identity is the room's first (the room became occupied) or its last
+    (the room is vacated)."""
 
 
 class Presence(abc.ABC):
@@ -32,12 +51,14 @@ class Presence(abc.ABC):
         """Stop; this node's entries are removed or left to expire."""
 
     @abc.abstractmethod
-    async def add(self, room: str, name: str, key: str) -> bool:
-        """Record connection `key` of `name` in `room`; True if it is the name's first there."""
+    async def add(self, room: str, name: str, key: str) -> Change:
+        """Record connection `key` of `name` in `room`; `MEMBER` if it is the name's first there,
+        `ROOM` if the name is also the room's first."""
 
     @abc.abstractmethod
-    async def remove(self, room: str, name: str, key: str) -> bool:
-        """Forget connection `key`; True if it was the name's last in `room`."""
+    async def remove(self, room: str, name: str, key: str) -> Change:
+        """Forget connection `key`; `MEMBER` if it was the name's last in `room`, `ROOM` if the name
+        was also the room's last."""
 
     @abc.abstractmethod
     async def members(self, room: str) -> list[tuple[str, int]]:

@@ -13,9 +13,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from hubbub.broker import Broker, BrokerUnavailable
-from hubbub.presence import Presence
+from hubbub.presence import Change, Presence
 from hubbub.protocol import encode_event
 from hubbub.tasks import TaskOwner
+from hubbub.webhooks import Webhooks
 
 if TYPE_CHECKING:
     from hubbub.connection import Connection
@@ -37,6 +38,8 @@ class Roster:
         self._broker = broker
         self._node = node_id
         self._tasks = tasks
+        self.webhooks: Webhooks | None = None
+        """The hub's webhook dispatcher, when `--webhook` is set: told every transition the backend decided."""
 
     def key(self, conn: Connection) -> str:
         """The presence entry of `conn`: unique across nodes."""
@@ -50,6 +53,8 @@ class Roster:
                 changed = await self.presence.add(room, name, self.key(conn))
             else:
                 changed = await self.presence.remove(room, name, self.key(conn))
+            if changed and self.webhooks is not None:
+                self.webhooks.membership(room, name, joined, changed is Change.ROOM)
             if changed and self._announce_changes:
                 event = encode_event("member_joined" if joined else "member_left", {"room": room, "name": name})
                 await self._broker.broadcast(room, event)
@@ -64,8 +69,11 @@ class Roster:
         """
         self._tasks.spawn(self.change(room, conn, joined=False))
 
-    def expired(self, room: str, name: str) -> None:
-        """A dead node's last connection of `name` in `room` expired: tell the room (if events are on)."""
+    def expired(self, room: str, name: str, vacated: bool = False) -> None:
+        """A dead node's last connection of `name` in `room` expired (`vacated`: the room's last name):
+        tell the webhooks and the room (if events are on). One node's sweep calls this, once per cluster."""
+        if self.webhooks is not None:
+            self.webhooks.membership(room, name, False, vacated)
         if not self._announce_changes:
             return
         event = encode_event("member_left", {"room": room, "name": name})

@@ -67,9 +67,9 @@ async def broker(broker_backend: str) -> AsyncIterator[tuple[Broker, Received]]:
 
 
 @pytest.fixture
-async def presence_pair(backend: str) -> AsyncIterator[tuple[Presence, Presence, list[tuple[str, str]]]]:
-    """Two nodes' presence on the same store, with a short TTL, and what expired."""
-    expired: list[tuple[str, str]] = []
+async def presence_pair(backend: str) -> AsyncIterator[tuple[Presence, Presence, list[tuple[str, str, bool]]]]:
+    """Two nodes' presence on the same store, with a short TTL, and what expired (`room, name, vacated`)."""
+    expired: list[tuple[str, str, bool]] = []
     if backend == "memory":
         one = MemoryPresence()
         pair: tuple[Presence, Presence] = (one, one)
@@ -77,7 +77,7 @@ async def presence_pair(backend: str) -> AsyncIterator[tuple[Presence, Presence,
         prefix = f"test:{uuid.uuid4().hex}:presence:"
         pair = (RedisPresence(REDIS_URL, "a", 1.0, prefix), RedisPresence(REDIS_URL, "b", 1.0, prefix))
     for p in set(pair):
-        await p.start(lambda room, name: expired.append((room, name)))
+        await p.start(lambda room, name, vacated: expired.append((room, name, vacated)))
     yield pair[0], pair[1], expired
     for p in set(pair):
         await p.close()

@@ -5,45 +5,60 @@ from __future__ import annotations
 import asyncio
 
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.presence import Presence
+from hubbub.presence import Change, Presence
 from tests.helpers import eventually
 
+Pair = tuple[Presence, Presence, list[tuple[str, str, bool]]]
 
-async def test_first_and_last_connection_of_a_name(
-    presence_pair: tuple[Presence, Presence, list[tuple[str, str]]],
-) -> None:
+
+async def test_first_and_last_connection_of_a_name(presence_pair: Pair) -> None:
     a, b, _ = presence_pair
-    assert await a.add("r", "alice", "a:1") is True
-    assert await b.add("r", "alice", "b:7") is False  # her second connection, on another node
-    assert await a.add("r", "bob", "a:2") is True
+    assert await a.add("r", "alice", "a:1") == Change.ROOM  # the room's first name
+    assert await b.add("r", "alice", "b:7") == Change.NONE  # her second connection, on another node
+    assert await a.add("r", "bob", "a:2") == Change.MEMBER
     assert await a.members("r") == [("alice", 2), ("bob", 1)]
     assert await b.members("r") == [("alice", 2), ("bob", 1)]
-    assert await a.remove("r", "alice", "a:1") is False
-    assert await b.remove("r", "alice", "b:7") is True
-    assert await b.remove("r", "alice", "b:7") is False  # already gone
+    assert await a.remove("r", "alice", "a:1") == Change.NONE
+    assert await b.remove("r", "alice", "b:7") == Change.MEMBER  # her last; bob is still there
+    assert await b.remove("r", "alice", "b:7") == Change.NONE  # already gone
     assert await a.members("r") == [("bob", 1)]
     assert await a.members("nowhere") == []
 
 
-async def test_a_dead_nodes_entries_expire(
-    presence_pair: tuple[Presence, Presence, list[tuple[str, str]]], backend: str
-) -> None:
+async def test_a_room_is_occupied_and_vacated_once(presence_pair: Pair) -> None:
+    """The room's first and last name are decided by the store: one `ROOM` each way, whichever node asks."""
+    a, b, _ = presence_pair
+    assert await b.add("hall", "carol", "b:1") == Change.ROOM
+    assert await a.add("hall", "dave", "a:1") == Change.MEMBER
+    assert await a.add("hall", "carol", "a:2") == Change.NONE
+    assert await b.remove("hall", "carol", "b:1") == Change.NONE
+    assert await a.remove("hall", "carol", "a:2") == Change.MEMBER
+    assert await b.remove("hall", "dave", "a:1") == Change.ROOM  # the last name, removed by another node
+    assert await a.members("hall") == []
+    assert await a.add("hall", "dave", "a:3") == Change.ROOM  # occupied again
+    assert not Change.NONE and Change.MEMBER and Change.ROOM  # `if change:` asks "joined or left?"
+
+
+async def test_a_dead_nodes_entries_expire(presence_pair: Pair, backend: str) -> None:
     a, b, expired = presence_pair
     if backend == "memory":
         return  # one node: nothing can die without the process that would notice
     await b.add("room", "ghost", "b:1")
     await a.add("room", "alive", "a:1")
+    await b.add("lonely", "ghost", "b:3")
     await b.close()  # removes b's entries like a clean shutdown; simulate a crash instead below
-    await b.start(lambda room, name: expired.append((room, name)))
+    await b.start(lambda room, name, vacated: expired.append((room, name, vacated)))
     await b.add("room", "ghost", "b:2")
+    assert await b.add("lonely", "ghost", "b:4") == Change.ROOM
     assert isinstance(b, RedisPresence) and b._task is not None
     b._task.cancel()  # b stops refreshing: it has died without a word
-    await eventually(lambda: ("room", "ghost") in expired, timeout=4)
+    await eventually(lambda: len(expired) >= 2, timeout=4)
+    assert sorted(expired) == [("lonely", "ghost", True), ("room", "ghost", False)]  # alive is still in room
     assert await a.members("room") == [("alive", 1)]
 
 
 async def test_rooms_with_members_cluster_wide(
-    presence_pair: tuple[Presence, Presence, list[tuple[str, str]]],
+    presence_pair: Pair,
 ) -> None:
     a, b, _ = presence_pair
     assert await a.rooms() == []
@@ -57,7 +72,7 @@ async def test_rooms_with_members_cluster_wide(
     assert await b.rooms() == [("r2", 2)]
 
 
-async def test_node_reports_expire(presence_pair: tuple[Presence, Presence, list[tuple[str, str]]]) -> None:
+async def test_node_reports_expire(presence_pair: Pair) -> None:
     a, b, _ = presence_pair
     await a.report_node("node-a", 3, 2, 0.5)
     await b.report_node("node-b", 1, 1, 30.0)
@@ -68,3 +83,4 @@ async def test_node_reports_expire(presence_pair: tuple[Presence, Presence, list
     assert (await b.nodes())[0] == ("node-a", 4, 2)
     await asyncio.sleep(0.7)
     assert await a.nodes() == [("node-b", 1, 1)]  # node-a stopped reporting: it is gone
+    assert await a.members("lonely") == []

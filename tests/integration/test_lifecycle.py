@@ -11,6 +11,7 @@ import weakref
 
 import pytest
 
+from hubbub.presence import Change
 from hubbub.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import PONG, EventClient, RawPeer, eventually, ws_url
@@ -276,7 +277,7 @@ async def test_stop_leaves_no_task_pending(
     done: list[str] = []
     original = hub.presence.remove
 
-    async def slow_remove(room: str, name: str, key: str) -> bool:
+    async def slow_remove(room: str, name: str, key: str) -> Change:
         started.append(key)
         await asyncio.sleep(removal)
         result = await original(room, name, key)

@@ -36,7 +36,7 @@ from collections import deque
 
 from hubbub.broker import Broker, Sink
 from hubbub.history import History, Page, page_from
-from hubbub.presence import Expired, NodeReport, Presence
+from hubbub.presence import Change, Expired, NodeReport, Presence
 from hubbub.protocol import splice_offset
 
 ENTRY_OVERHEAD = 160
@@ -285,23 +285,27 @@ class MemoryPresence(Presence):
     async def close(self) -> None:
         self._rooms.clear()
 
-    async def add(self, room: str, name: str, key: str) -> bool:
-        keys = self._rooms.setdefault(room, {}).setdefault(name, set())
+    async def add(self, room: str, name: str, key: str) -> Change:
+        names = self._rooms.setdefault(room, {})
+        keys = names.setdefault(name, set())
         keys.add(key)
-        return len(keys) == 1
+        if len(keys) != 1:
+            return Change.NONE
+        return Change.ROOM if len(names) == 1 else Change.MEMBER
 
-    async def remove(self, room: str, name: str, key: str) -> bool:
+    async def remove(self, room: str, name: str, key: str) -> Change:
         names = self._rooms.get(room)
         keys = names.get(name) if names else None
         if names is None or keys is None or key not in keys:
-            return False
+            return Change.NONE
         keys.discard(key)
         if keys:
-            return False
+            return Change.NONE
         del names[name]
-        if not names:
-            del self._rooms[room]
-        return True
+        if names:
+            return Change.MEMBER
+        del self._rooms[room]
+        return Change.ROOM
 
     async def members(self, room: str) -> list[tuple[str, int]]:
         return sorted((name, len(keys)) for name, keys in self._rooms.get(room, {}).items())

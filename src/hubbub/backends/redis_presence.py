@@ -4,8 +4,11 @@ One sorted set per (room, name) holds connection keys scored by their expiry;
 the node refreshes its own keys four times per TTL. Every node sweeps expired
 keys with a script, so the entries of a node that died vanish within the TTL
 and exactly one node (the one whose sweep removed the last key) announces
-`member_left`. The sweep walks every room with presence: fine for thousands of
-rooms, to be sharded before millions.
+`member_left` (and, when it was the room's last name, that the room is vacated).
+Each script answers a `Change`: the first/last connection of a name and the
+first/last name of a room are decided inside Redis, once for the cluster.
+The sweep walks every room with presence: fine for thousands of rooms, to be
+sharded before millions.
 
 Each refresh writes a node's entries whole (the connection key, the room's
 names and the set of rooms), so a Redis that restarted empty lists the node's
@@ -25,7 +28,7 @@ from redis.exceptions import RedisError
 
 from hubbub.backends.redis_pool import Health, connect_redis
 from hubbub.broker import BrokerUnavailable
-from hubbub.presence import Expired, NodeReport, Presence
+from hubbub.presence import Change, Expired, NodeReport, Presence
 
 log = logging.getLogger("hubbub.redis")
 
@@ -33,15 +36,20 @@ _PRESENCE_ADD = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
-return redis.call('ZCARD', KEYS[1])
+if redis.call('ZCARD', KEYS[1]) ~= 1 then return 0 end
+if redis.call('SCARD', KEYS[2]) == 1 then return 2 end
+return 1
 """
+"""Returns a `Change`: 0 the name was there already, 1 its first connection, 2 also the room's first name."""
 
 _PRESENCE_REMOVE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return -1 end
-local left = redis.call('ZCARD', KEYS[1])
-if left == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
-return left
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('ZCARD', KEYS[1]) > 0 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[2])
+if redis.call('SCARD', KEYS[2]) == 0 then return 2 end
+return 1
 """
+"""Returns a `Change`: 0 the name is still there, 1 its last connection went, 2 also the room's last name."""
 
 _PRESENCE_SWEEP = """
 local gone = {}
@@ -49,18 +57,26 @@ local prefix = ARGV[2]
 for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local names_key = prefix .. 'names:' .. room
   local names = redis.call('SMEMBERS', names_key)
+  local last = 0
   for _, name in ipairs(names) do
     local key = prefix .. 'conns:' .. room .. ':' .. name
     local removed = redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
     if redis.call('ZCARD', key) == 0 then
       redis.call('SREM', names_key, name)
-      if removed > 0 then table.insert(gone, room); table.insert(gone, name) end
+      if removed > 0 then
+        table.insert(gone, room); table.insert(gone, name); table.insert(gone, 0)
+        last = #gone
+      end
     end
   end
-  if redis.call('SCARD', names_key) == 0 then redis.call('SREM', KEYS[1], room) end
+  if redis.call('SCARD', names_key) == 0 then
+    redis.call('SREM', KEYS[1], room)
+    if last > 0 then gone[last] = 1 end
+  end
 end
 return gone
 """
+"""Returns `room, name, vacated` triples: the names whose last entry expired, and whether the room is empty."""
 
 
 class RedisPresence(Presence):
@@ -114,19 +130,19 @@ class RedisPresence(Presence):
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()
 
-    async def add(self, room: str, name: str, key: str) -> bool:
+    async def add(self, room: str, name: str, key: str) -> Change:
         self._mine[(room, name, key)] = None
         keys = [self._conns(room, name), f"{self._prefix}names:{room}", f"{self._prefix}rooms"]
         with self._health.command():
-            count = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
-        return int(count) == 1
+            change = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
+        return Change(int(change))
 
-    async def remove(self, room: str, name: str, key: str) -> bool:
+    async def remove(self, room: str, name: str, key: str) -> Change:
         self._mine.pop((room, name, key), None)
         keys = [self._conns(room, name), f"{self._prefix}names:{room}"]
         with self._health.command():
-            left = await self._remove(keys=keys, args=[key, name])
-        return int(left) == 0
+            change = await self._remove(keys=keys, args=[key, name])
+        return Change(int(change))
 
     async def members(self, room: str) -> list[tuple[str, int]]:
         with self._health.command():
@@ -207,10 +223,9 @@ class RedisPresence(Presence):
                 pipe.sadd(f"{self._prefix}rooms", room)
             await pipe.execute()
         gone = await self._sweep(keys=[f"{self._prefix}rooms"], args=[time.time(), self._prefix])
-        names = [bytes(item).decode() for item in gone]
-        for i in range(0, len(names), 2):
+        for i in range(0, len(gone), 3):
             if self._on_expired is not None:
-                self._on_expired(names[i], names[i + 1])
+                self._on_expired(bytes(gone[i]).decode(), bytes(gone[i + 1]).decode(), int(gone[i + 2]) == 1)
 
 
 def _text(raw: object) -> str:

@@ -1,0 +1,378 @@
+"""Webhooks: what happens in the hub, POSTed to the application, signed, retried, in order per room.
+
+The hub calls `Webhooks.emit` (through its named helpers) where an event is
+decided, once per cluster: `connected` / `disconnected` on the node that holds
+the connection, `member_joined` / `member_left` / `room_occupied` /
+`room_vacated` where the Presence backend reports the transition (atomic
+cluster-wide, `hubbub.presence.Change`), `message` on the node that published.
+`emit` costs a few dict and deque operations and never awaits: nothing here
+runs on the fan-out path, and a webhook endpoint that is down or slow only
+fills this module's bounded queue.
+
+Delivery, per configured URL:
+
+* **one event per POST**, a JSON object `{"id", "type", "time", ...fields}`,
+  its HMAC-SHA256 in `X-Hubbub-Signature` (`hubbub.signing`);
+* **at least once**: a timeout, a connection error, a 5xx or a 429 is retried
+  with exponential backoff and jitter until `retry_for` seconds have passed
+  since the first attempt; a 2xx is success; any other status (4xx, a
+  redirect) is the application saying no, and the event is given up at once;
+* **in order per room**: an event of a room is sent only after the previous
+  one of that room succeeded or was given up (events without a room are
+  ordered per user), while `concurrency` rooms are sent in parallel;
+* **bounded**: at most `queue_size` events, and `queue_bytes` of them
+  (messages counted at their size), wait per URL; past either new events
+  are dropped. Every event given up or dropped is counted
+  (`hubbub_webhooks_dropped_total{reason}`) and logged (the handler's rate
+  limit applies, and URLs are logged without credentials or query).
+
+At shutdown the queue gets a short grace to drain; what is left is dropped
+and counted as `shutdown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import enum
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from hubbub.signing import HEADER, sign
+from hubbub.tasks import TaskOwner
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger("hubbub.webhooks")
+
+EVENT_BYTES = 1024
+"""What one queued event is counted as against `queue_bytes`, besides its message: the event, its
+fields and its body once encoded (tracemalloc: about 0.7 KB for a membership event)."""
+
+RESPONSE_BYTES = 65536
+"""Bytes of an endpoint's answer read (and ignored) so the connection can be reused; past it, it is closed."""
+
+
+class EventType(enum.StrEnum):
+    """The events a webhook receives (docs/integration.md lists their fields)."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    MEMBER_JOINED = "member_joined"
+    MEMBER_LEFT = "member_left"
+    ROOM_OCCUPIED = "room_occupied"
+    ROOM_VACATED = "room_vacated"
+    MESSAGE = "message"
+
+
+class DropReason(enum.StrEnum):
+    """Why an event was not delivered to a URL: the `reason` of `hubbub_webhooks_dropped_total`."""
+
+    QUEUE_FULL = "queue_full"
+    """The URL already had `queue_size` events, or `queue_bytes`, waiting."""
+    EXPIRED = "expired"
+    """Attempts kept failing (timeout, connection error, 5xx, 429) for `retry_for` seconds."""
+    REJECTED = "rejected"
+    """The endpoint answered a status that is not worth retrying (4xx but 429, 3xx)."""
+    SHUTDOWN = "shutdown"
+    """Still queued when the server stopped and the grace was over."""
+
+
+class _Outcome(enum.Enum):
+    DELIVERED = enum.auto()
+    RETRY = enum.auto()
+    REJECTED = enum.auto()
+
+
+class Event:
+    """One event: encoded and signed once, on first use, and shared by every URL it goes to."""
+
+    __slots__ = ("_body", "_signature", "at", "fields", "size", "type")
+
+    def __init__(self, type_: EventType, fields: dict[str, Any], at: float, size: int = EVENT_BYTES) -> None:
+        self.type = type_
+        self.fields = fields
+        self.at = at
+        """`time.time()` when it happened."""
+        self.size = size
+        """Bytes it is counted as in the queue."""
+        self._body: bytes | None = None
+        self._signature = ""
+
+    def body(self, secret: str) -> tuple[bytes, str]:
+        """The JSON body (with a fresh unique `id`, the same for every URL and retry) and its signature."""
+        if self._body is None:
+            stamp = _dt.datetime.fromtimestamp(self.at, _dt.UTC).isoformat(timespec="milliseconds")
+            doc = {"id": uuid.uuid4().hex, "type": self.type.value, "time": stamp.replace("+00:00", "Z")}
+            doc.update(self.fields)
+            self._body = msgspec.json.encode(doc)
+            self._signature = sign(secret, self._body)
+        return self._body, self._signature
+
+
+def safe_url(url: str) -> str:
+    """`url` as it may be logged: scheme, host, port and path; no credentials, no query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry, depth: Any) -> None:
+        self.sent = Counter("hubbub_webhooks_sent", "Webhook events delivered (a 2xx), per URL.", registry=registry)
+        self.failed_attempts = Counter(
+            "hubbub_webhooks_failed_attempts",
+            "Webhook POSTs that failed and were retried or given up (timeout, connection error, non-2xx).",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "hubbub_webhooks_dropped",
+            "Webhook events given up or dropped, per URL, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in DropReason:
+            self.dropped.labels(reason.value)
+        self.queued = Gauge(
+            "hubbub_webhooks_queued", "Webhook events waiting or in flight, all URLs.", registry=registry
+        )
+        self.queued.set_function(lambda: float(depth()))
+
+
+class _Endpoint:
+    """One URL's queues: per order key (a room or a user) a deque; keys ready to send in `_ready`.
+
+    A key is in `_ready` at most once and never while one of its events is in
+    flight, which is what keeps each room's events in order.
+    """
+
+    def __init__(self, owner: Webhooks, url: str) -> None:
+        self.owner = owner
+        self.url = url
+        self.logged_url = safe_url(url)
+        self.pending: dict[tuple[str, str], deque[Event]] = {}
+        self.ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.depth = 0
+        self.bytes = 0
+
+    def put(self, key: tuple[str, str], event: Event) -> None:
+        if self.depth >= self.owner.queue_size or self.bytes + event.size > self.owner.queue_bytes:
+            self.owner.drop(self, event, DropReason.QUEUE_FULL)
+            return
+        self.depth += 1
+        self.bytes += event.size
+        queue = self.pending.get(key)
+        if queue is None:
+            self.pending[key] = deque((event,))
+            self.ready.put_nowait(key)
+        else:
+            queue.append(event)
+
+    async def work(self) -> None:
+        """One of `concurrency` workers: take a ready key, send its oldest event, put the key back."""
+        while True:
+            key = await self.ready.get()
+            queue = self.pending[key]
+            event = queue[0]
+            try:
+                await self.owner.deliver(self, event)
+            finally:
+                queue.popleft()
+                self.depth -= 1
+                self.bytes -= event.size
+                if queue:
+                    self.ready.put_nowait(key)
+                else:
+                    del self.pending[key]
+                    if self.owner.drained is not None and not self.owner.depth():
+                        self.owner.drained.set()
+
+
+class Webhooks:
+    """The dispatcher: events in (`emit`, no await), POSTs out (workers in `tasks`)."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        secret: str,
+        *,
+        node: str,
+        registry: CollectorRegistry,
+        timeout: float = 5.0,
+        retry_for: float = 60.0,
+        queue_size: int = 10_000,
+        queue_bytes: int = 67_108_864,
+        concurrency: int = 16,
+        backoff: tuple[float, float] = (0.25, 8.0),
+    ) -> None:
+        """`backoff`: the first retry's delay and the longest; each failure doubles it, jitter takes up to half."""
+        self._secret = secret
+        self.node = node
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.concurrency = concurrency
+        self._backoff = backoff
+        self.endpoints = [_Endpoint(self, url) for url in urls]
+        self.metrics = _Metrics(registry, self.depth)
+        self.tasks = TaskOwner("webhooks")
+        """Owner of the workers; `close` awaits it (the hub closes this after its own tasks)."""
+        self._client: httpx.AsyncClient | None = None
+        self._timeouts: tuple[type[Exception], ...] = (TimeoutError,)
+        self._failures: tuple[type[Exception], ...] = (OSError,)
+        self._closed = False
+        self.drained: asyncio.Event | None = None
+        """Made by `close` while it waits for the queues to empty; set by the worker that empties them."""
+
+    def depth(self) -> int:
+        """Events queued or in flight, all URLs together."""
+        return sum(e.depth for e in self.endpoints)
+
+    # ---- events in: called by the hub, never awaits ------------------------------------
+
+    def emit(self, type_: EventType, key: tuple[str, str], fields: dict[str, Any], size: int = EVENT_BYTES) -> None:
+        """Queue one event for every URL, after the earlier events of `key` (`("room", name)` or `("user", name)`)."""
+        if self._closed:
+            return
+        event = Event(type_, fields, time.time(), size)
+        for endpoint in self.endpoints:
+            endpoint.put(key, event)
+
+    def connected(self, user: str) -> None:
+        """A connection of `user` opened on this node."""
+        self.emit(EventType.CONNECTED, ("user", user), {"user": user, "node": self.node})
+
+    def disconnected(self, user: str, code: int) -> None:
+        """A connection of `user` on this node ended with close code `code`."""
+        self.emit(EventType.DISCONNECTED, ("user", user), {"user": user, "code": code, "node": self.node})
+
+    def membership(self, room: str, user: str, joined: bool, room_changed: bool) -> None:
+        """`user`'s first connection joined `room` or its last left; `room_changed`: the room's first or last user."""
+        key = ("room", room)
+        if joined:
+            if room_changed:
+                self.emit(EventType.ROOM_OCCUPIED, key, {"room": room})
+            self.emit(EventType.MEMBER_JOINED, key, {"room": room, "user": user})
+        else:
+            self.emit(EventType.MEMBER_LEFT, key, {"room": room, "user": user})
+            if room_changed:
+                self.emit(EventType.ROOM_VACATED, key, {"room": room})
+
+    def message(self, room: str, offset: int, sender: str, message: Any, sent: str) -> None:
+        """This node published `message` (decoded, or `msgspec.Raw`) to `room` at `offset`.
+
+        A client's message is the `msgspec.Raw` it sent, whose size is known; a
+        decoded one (the server API's) is encoded here once, to be counted, and
+        the body reuses it.
+        """
+        if not isinstance(message, msgspec.Raw):
+            message = msgspec.Raw(msgspec.json.encode(message))
+        fields = {"room": room, "offset": offset, "from": sender, "message": message, "sent": sent}
+        self.emit(EventType.MESSAGE, ("room", room), fields, EVENT_BYTES + len(message))
+
+    # ---- life ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP client and start `concurrency` workers per URL."""
+        import httpx  # here: a hub without webhooks does not pay for importing it (25 ms)
+
+        self._timeouts = (TimeoutError, httpx.TimeoutException)
+        self._failures = (httpx.HTTPError, OSError)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout),
+            limits=httpx.Limits(max_connections=self.concurrency * len(self.endpoints) or None),
+            follow_redirects=False,
+        )
+        for endpoint in self.endpoints:
+            for _ in range(self.concurrency):
+                self.tasks.spawn(endpoint.work())
+
+    async def close(self, grace: float) -> None:
+        """Take no more events; give the queues up to `grace` seconds to drain, then drop and count the rest."""
+        self._closed = True
+        if self.depth():
+            self.drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), grace)
+        left = self.depth()
+        if left:
+            self.metrics.dropped.labels(DropReason.SHUTDOWN.value).inc(left)
+            log.warning("webhook.dropped", extra={"reason": DropReason.SHUTDOWN.value, "count": left})
+        await self.tasks.close()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # ---- delivery --------------------------------------------------------------------
+
+    def drop(self, endpoint: _Endpoint, event: Event, reason: DropReason, **extra: Any) -> None:
+        """Count and log one event not delivered to `endpoint` (never the secret; the URL without credentials)."""
+        self.metrics.dropped.labels(reason.value).inc()
+        log.warning(
+            "webhook.dropped",
+            extra={"url": endpoint.logged_url, "event": event.type.value, "reason": reason.value, **extra},
+        )
+
+    async def deliver(self, endpoint: _Endpoint, event: Event) -> None:
+        """POST `event` until it is delivered, rejected, or `retry_for` has passed since the first attempt."""
+        loop = asyncio.get_running_loop()
+        body, signature = event.body(self._secret)
+        headers = {
+            "Content-Type": "application/json",
+            HEADER: signature,
+            "X-Hubbub-Event": event.type.value,
+        }
+        deadline = loop.time() + self.retry_for
+        first, longest = self._backoff
+        attempt = 0
+        while True:
+            outcome, detail = await self._attempt(endpoint.url, body, headers)
+            if outcome is _Outcome.DELIVERED:
+                self.metrics.sent.inc()
+                return
+            self.metrics.failed_attempts.inc()
+            if outcome is _Outcome.REJECTED:
+                self.drop(endpoint, event, DropReason.REJECTED, error=detail)
+                return
+            delay = min(longest, first * 2**attempt) * random.uniform(0.5, 1.0)
+            if loop.time() + delay > deadline:
+                self.drop(endpoint, event, DropReason.EXPIRED, error=detail, attempts=attempt + 1)
+                return
+            log.debug("webhook.retry", extra={"url": endpoint.logged_url, "error": detail, "delay": round(delay, 3)})
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[_Outcome, str]:
+        """One POST, bounded by `timeout` in total (httpx's own timeout is per read, not per request)."""
+        assert self._client is not None, "start() first"
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("POST", url, content=body, headers=headers) as response:
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read > RESPONSE_BYTES:
+                            break
+                    status = response.status_code
+        except self._timeouts:
+            return _Outcome.RETRY, "timeout"
+        except self._failures as exc:
+            return _Outcome.RETRY, type(exc).__name__
+        if 200 <= status < 300:
+            return _Outcome.DELIVERED, ""
+        if status >= 500 or status == 429:
+            return _Outcome.RETRY, f"status {status}"
+        return _Outcome.REJECTED, f"status {status}"

@@ -107,13 +107,24 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
         members = await client.hub.presence.members(payload.room)
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"presence is unavailable: {exc}") from None
+    infos: dict[str, bytes] = {}
+    if client.hub.settings.connect_proxy:  # only the connect proxy gives info: no round trip without it
+        try:
+            infos = await client.hub.presence.infos(payload.room)
+        except BrokerUnavailable as exc:
+            raise EventError(ErrorCode.UNAVAILABLE, f"presence is unavailable: {exc}") from None
     budget = client.hub.settings.send_queue_bytes // 2
     listed: list[dict[str, Any]] = []
     for name, connections in members:
         budget -= len(name.encode()) * 6 + 40  # the worst case of JSON escaping, and the entry's keys
+        entry: dict[str, Any] = {"name": name, "connections": connections}
+        info = infos.get(name)
+        if info is not None:
+            budget -= len(info) + 10
+            entry["info"] = msgspec.Raw(info)
         if budget < 0:
             return {"room": payload.room, "members": listed, "truncated": True}
-        listed.append({"name": name, "connections": connections})
+        listed.append(entry)
     return {"room": payload.room, "members": listed}
 
 

@@ -29,8 +29,12 @@ class Presence(abc.ABC):
         """Stop; this node's entries are removed or left to expire."""
 
     @abc.abstractmethod
-    async def add(self, room: str, name: str, key: str) -> bool:
-        """Record connection `key` of `name` in `room`; True if it is the name's first there."""
+    async def add(self, room: str, name: str, key: str, info: bytes | None = None) -> bool:
+        """Record connection `key` of `name` in `room`; True if it is the name's first there.
+
+        `info` (compact JSON of an object, from the connect proxy) becomes the name's public info in the
+        room, replacing what an earlier connection gave; None clears it.
+        """
 
     @abc.abstractmethod
     async def remove(self, room: str, name: str, key: str) -> bool:
@@ -39,3 +43,10 @@ class Presence(abc.ABC):
     @abc.abstractmethod
     async def members(self, room: str) -> list[tuple[str, int]]:
         """`(name, connections)` for every name with a live connection in `room`, sorted by name."""
+
+    async def infos(self, room: str) -> dict[str, bytes]:
+        """The public info of the names in `room` that have one (see `add`); names without one are absent.
+
+        Entries of names no longer in the room may linger until they expire: read it next to `members`.
+        """
+        return {}

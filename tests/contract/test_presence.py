@@ -38,3 +38,21 @@ async def test_a_dead_nodes_entries_expire(
     b._task.cancel()  # b stops refreshing: it has died without a word
     await eventually(lambda: ("room", "ghost") in expired, timeout=4)
     assert await a.members("room") == [("alive", 1)]
+
+
+async def test_info_travels_with_a_name_until_its_last_connection_leaves(
+    presence_pair: tuple[Presence, Presence, list[tuple[str, str]]],
+) -> None:
+    a, b, _ = presence_pair
+    assert await a.infos("r") == {}
+    assert await a.add("r", "alice", "a:1", b'{"role":"admin"}') is True
+    assert await a.add("r", "bob", "a:2") is True  # no info: none listed
+    assert await b.infos("r") == {"alice": b'{"role":"admin"}'}
+    assert await b.add("r", "alice", "b:1", b'{"role":"owner"}') is False  # the latest connection's info
+    assert await a.infos("r") == {"alice": b'{"role":"owner"}'}
+    assert await a.members("r") == [("alice", 2), ("bob", 1)]  # members are unchanged by info
+    assert await a.remove("r", "alice", "a:1") is False
+    assert await a.infos("r") == {"alice": b'{"role":"owner"}'}  # she is still there
+    assert await b.remove("r", "alice", "b:1") is True
+    assert await a.infos("r") == {}
+    assert await a.infos("elsewhere") == {}

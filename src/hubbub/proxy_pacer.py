@@ -13,8 +13,10 @@ credential to its own check, a foreign origin to picows' 403.
 
 A held handshake takes one of the `--proxy-max-waiting` places of
 `AppProxy.reserve` before its call is started; with none left it is answered
-503 at once, unasked. The place is given back when the call's task ends,
-whether it was answered, timed out or cancelled (the client left, shutdown).
+503 at once, unasked. The place is given back when the call's task ends:
+answered, timed out (`--proxy-timeout`), or cancelled (shutdown, or a client
+whose leaving was noticed: reading is paused, so a client that vanishes while
+held is usually noticed only when its answer is written).
 """
 
 from __future__ import annotations

@@ -129,8 +129,13 @@ class ProxyHold(FramePacer):
         self, proxy: AppProxy, client: str, query: dict[str, str], headers: dict[str, str], head: bytes, rest: bytes
     ) -> None:
         """Ask the app; refuse, or let picows have the request with the admission known."""
-        result = await proxy.connect(client, query, headers)
-        self._asking = None
+        try:
+            result = await proxy.connect(client, query, headers)
+        except asyncio.CancelledError:
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE)  # shutdown: the held client gets an answer, not silence
+            raise
+        finally:
+            self._asking = None
         if self._closed:
             return  # the client left meanwhile
         if isinstance(result, HTTPStatus):
@@ -155,6 +160,9 @@ class ProxyHold(FramePacer):
         super().connection_lost(exc)
 
     def _refuse(self, status: HTTPStatus) -> None:
+        """Answer the held handshake with `status` and close (nothing more is read)."""
+        if self._closed:
+            return
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(answer(status, _REFUSALS[status]))

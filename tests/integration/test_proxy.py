@@ -12,14 +12,20 @@ import base64
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from hubbub.auth import mint_token
+from hubbub.cli import _settings, build_parser
+from hubbub.passwords import hash_password
 from hubbub.server import Server
 from hubbub.signing import HEADER, verify
 from tests.app_server import Answer, AppServer, Request, reply
@@ -346,3 +352,55 @@ async def test_server_api_style_publishes_skip_the_publish_proxy(make_server: Se
         await client.close()
     finally:
         await app.close()
+
+
+async def test_a_token_or_a_ticket_goes_to_its_own_check_not_to_the_app(
+    make_server: ServerFactory, app: AppServer, tmp_path: Path
+) -> None:
+    secret = "proxy-auth-secret-" + "k" * 32
+    users = tmp_path / "users"
+    users.write_text(f"dave:{hash_password('pw')}\n")
+    server: Server = await make_server(connect_proxy=app.url(), auth_secret=secret, users_file=str(users))
+    by_token = EventClient(await connect(ws_url(server, query=f"token={mint_token(secret, 'erin', 60)}")))
+    await by_token.request("join_room", {"room": "lobby"})  # the token has no rooms: any room
+    await by_token.request("send_message", {"room": "lobby", "message": "hi"})
+    assert (await by_token.recv_type("new_message"))["payload"]["from"] == "erin"
+    assert await status_of(ws_url(server, query="token=forged")) == 401
+    assert await status_of(ws_url(server, query="ticket=unknown")) == 401
+    assert app.requests == []
+    by_cookie = EventClient(await connect(ws_url(server), additional_headers=cookie("s-alice")))
+    await by_cookie.join("team-x")
+    assert len(app.requests) == 1
+    await by_token.close()
+    await by_cookie.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--connect-proxy", "ftp://app/hubbub"], "--connect-proxy must be an http:// or https:// URL"),
+        (["--publish-proxy", "app:8000"], "--publish-proxy must be an http:// or https:// URL"),
+        (["--proxy-timeout", "0"], "--proxy-timeout must be more than 0"),
+        (["--proxy-max-waiting", "0"], "must be a positive integer"),
+        (["--proxy-header", "Bad Header"], "--proxy-header must be an HTTP header name"),
+    ],
+)
+def test_bad_proxy_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "hubbub", "serve", *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_proxy_flags_become_settings() -> None:
+    flags = "--connect-proxy http://app/c --publish-proxy https://app/p --proxy-timeout 2.5"
+    flags += " --proxy-header Cookie --proxy-header X-Session --proxy-max-waiting 9"
+    args = build_parser().parse_args(["serve", *flags.split()])
+    s = _settings(args)
+    assert (s.connect_proxy, s.publish_proxy, s.proxy_timeout) == ("http://app/c", "https://app/p", 2.5)
+    assert (s.proxy_headers, s.proxy_max_waiting) == (("Cookie", "X-Session"), 9)
+    default = _settings(build_parser().parse_args(["serve"]))
+    assert (default.connect_proxy, default.proxy_headers, default.proxy_timeout) == (
+        "",
+        ("Cookie", "Authorization"),
+        1.0,
+    )

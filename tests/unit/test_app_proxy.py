@@ -24,6 +24,7 @@ from hubbub.app_proxy import (
 from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
 from hubbub.proxy_pacer import forwarded_headers, peer_address
+from hubbub.redaction import redact_secrets
 
 
 def test_a_200_admits_with_user_rooms_and_compact_info() -> None:
@@ -119,3 +120,8 @@ def test_failures_are_logged_at_most_once_per_period(caplog: pytest.LogCaptureFi
         limiter.failed("publish", ProxyFailed(Failure.TIMEOUT, "slow"))
     reasons = [(r.proxy, r.reason) for r in caplog.records]  # type: ignore[attr-defined]
     assert reasons == [("connect", "timeout"), ("connect", "unreachable"), ("publish", "timeout")]
+
+
+def test_cookies_are_redacted_from_request_text() -> None:
+    head = "GET /ws HTTP/1.1\r\nCookie: session=s3cret; theme=dark\r\nHost: x\r\n\r\n"
+    assert redact_secrets(head) == "GET /ws HTTP/1.1\r\nCookie: ***\r\nHost: x\r\n\r\n"

@@ -217,6 +217,33 @@ async def test_connect_proxy_bounds_the_handshakes_waiting_on_the_app(make_serve
         await app.close()
 
 
+async def test_a_held_handshake_is_answered_503_at_shutdown(make_server: ServerFactory) -> None:
+    release = asyncio.Event()
+
+    async def held(request: Request) -> Answer:
+        await release.wait()
+        return reply(200, {"user": "alice"})
+
+    app = await AppServer(held).start()
+    try:
+        server: Server = await make_server(connect_proxy=app.url(), proxy_timeout=30)
+        reader, writer = await handshake(server.port)
+        for _ in range(500):
+            if app.requests:
+                break
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await server.stop()
+        assert time.monotonic() - started < 3.0  # the app's answer is not waited for
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), 3)
+        assert status.startswith(b"HTTP/1.1 503"), status
+        assert server.proxy is not None and server.proxy.waiting == 0
+        writer.transport.abort()
+    finally:
+        release.set()
+        await app.close()
+
+
 # ---- publish proxy -------------------------------------------------------------------
 
 
@@ -225,7 +252,7 @@ async def judge(request: Request) -> Answer:
     body = request.json()
     message, user = body["message"], body["user"]
     if user == "slow":
-        await asyncio.sleep(3)
+        await asyncio.sleep(4)
     if message == "forbidden":
         return reply(403, {"error": "no"})
     if message == "timeout":
@@ -321,7 +348,7 @@ async def test_publish_proxy_slows_only_the_slow_client(make_server: ServerFacto
     quick = await EventClient.open(ws_url(server, query="name=quick"))
     await slow.join("lobby")
     await quick.join("lobby")
-    await slow.send("send_message", {"room": "lobby", "message": "in no hurry"}, "s1")  # the app takes 3 s
+    await slow.send("send_message", {"room": "lobby", "message": "in no hurry"}, "s1")  # the app takes 4 s
     for _ in range(100):
         if judging.requests:
             break
@@ -330,7 +357,7 @@ async def test_publish_proxy_slows_only_the_slow_client(make_server: ServerFacto
     for i in range(5):
         ack = await quick.request("send_message", {"room": "lobby", "message": f"quick {i}"})
         assert ack["type"] == "ack"
-    assert time.monotonic() - started < 2.0  # five round trips through the app, while slow's call is pending
+    assert time.monotonic() - started < 3.0  # five round trips through the app, while slow's call is pending
     reply_ = await slow.recv_type("ack", timeout=10)
     assert reply_["id"] == "s1"
     await slow.close()

@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from hubbub.auth import mint_token
+from hubbub.backends.redis import RedisBroker
+from hubbub.backends.redis_presence import RedisPresence
 from hubbub.cli import _settings, build_parser
+from hubbub.config import Settings
+from hubbub.hub import Hub
 from hubbub.passwords import hash_password
 from hubbub.server import Server
 from hubbub.signing import HEADER, verify
@@ -35,6 +40,7 @@ from tests.helpers import EventClient, ws_url
 
 SESSIONS = {"s-alice": "alice", "s-bob": "bob"}
 SECRET = "proxy-webhook-secret"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def sessions(request: Request) -> Answer:
@@ -242,6 +248,40 @@ async def test_a_held_handshake_is_answered_503_at_shutdown(make_server: ServerF
     finally:
         release.set()
         await app.close()
+
+
+async def test_info_is_shown_across_two_nodes_sharing_redis(app: AppServer) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    servers: list[Server] = []
+    try:
+        for node in ("a", "b"):
+            broker = RedisBroker(REDIS_URL, node, 100, 60.0, prefix=prefix)
+            presence = RedisPresence(REDIS_URL, node, 30.0, prefix + "presence:")
+            settings = Settings(port=0, broker=REDIS_URL, node_id=node, connect_proxy=app.url())
+            server = Server(Hub(settings, broker, presence))
+            await server.start()
+            servers.append(server)
+        a, b = servers
+        alice = EventClient(await connect(ws_url(a), additional_headers=cookie("s-alice")))
+        bob = EventClient(await connect(ws_url(b), additional_headers=cookie("s-bob")))
+        await alice.join("team-a")
+        await bob.join("team-a")
+        joined = await alice.recv_type("member_joined")
+        while joined["payload"]["name"] != "bob":
+            joined = await alice.recv_type("member_joined")
+        assert joined["payload"]["info"] == {"role": "dev"}
+        presence_a = await alice.request("get_presence", {"room": "team-a"})
+        presence_b = await bob.request("get_presence", {"room": "team-a"})
+        expected = [
+            {"name": "alice", "connections": 1, "info": {"role": "admin"}},
+            {"name": "bob", "connections": 1, "info": {"role": "dev"}},
+        ]
+        assert presence_a["payload"]["members"] == expected == presence_b["payload"]["members"]
+        await alice.close()
+        await bob.close()
+    finally:
+        for server in servers:
+            await server.stop()
 
 
 # ---- publish proxy -------------------------------------------------------------------

@@ -139,7 +139,8 @@ class Settings:
     proxy_headers: tuple[str, ...] = ("Cookie", "Authorization")
     """Request headers of a handshake passed on to the connect proxy (the others never leave hubbub)."""
     proxy_timeout: float = 1.0
-    """Seconds a proxy call may take in all (connect, send, answer); later is 503 or `unavailable`."""
+    """Seconds a proxy call may take in all (connect, send, answer); later is 503 or `unavailable`. At most 5:
+    picows drops a socket whose handshake is not done 10 s after it was accepted."""
     proxy_max_waiting: int = 256
     """Handshakes waiting on the connect proxy at once, in total; past it a handshake gets 503 unasked."""
 
@@ -222,8 +223,10 @@ class Settings:
         for url, flag in ((self.connect_proxy, "--connect-proxy"), (self.publish_proxy, "--publish-proxy")):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{flag} must be an http:// or https:// URL: {url!r}")
-        if not 0 < self.proxy_timeout <= 60:
-            raise ConfigError("--proxy-timeout must be more than 0 and at most 60 seconds")
+        if not 0 < self.proxy_timeout <= 5:
+            # picows closes a socket that has not completed its handshake 10 s after it was accepted
+            # (server.py): a held handshake must have its answer well before, its request's own time included
+            raise ConfigError("--proxy-timeout must be more than 0 and at most 5 seconds")
         if self.proxy_max_waiting < 1:
             raise ConfigError("--proxy-max-waiting must be at least 1")
         for name in self.proxy_headers:

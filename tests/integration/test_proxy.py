@@ -198,7 +198,7 @@ async def test_connect_proxy_bounds_the_handshakes_waiting_on_the_app(make_serve
     app = await AppServer(held).start()
     opened: list[asyncio.StreamWriter] = []
     try:
-        server: Server = await make_server(connect_proxy=app.url(), proxy_max_waiting=3, proxy_timeout=10)
+        server: Server = await make_server(connect_proxy=app.url(), proxy_max_waiting=3, proxy_timeout=5)
         waiting = [await handshake(server.port) for _ in range(3)]
         opened += [w for _, w in waiting]
         for _ in range(500):  # the three are with the app
@@ -232,7 +232,7 @@ async def test_a_held_handshake_is_answered_503_at_shutdown(make_server: ServerF
 
     app = await AppServer(held).start()
     try:
-        server: Server = await make_server(connect_proxy=app.url(), proxy_timeout=30)
+        server: Server = await make_server(connect_proxy=app.url(), proxy_timeout=5)
         reader, writer = await handshake(server.port)
         for _ in range(500):
             if app.requests:
@@ -292,7 +292,7 @@ async def judge(request: Request) -> Answer:
     body = request.json()
     message, user = body["message"], body["user"]
     if user == "slow":
-        await asyncio.sleep(4)
+        await asyncio.sleep(3.5)
     if message == "forbidden":
         return reply(403, {"error": "no"})
     if message == "timeout":
@@ -383,12 +383,12 @@ async def test_publish_proxy_keeps_the_clients_order(make_server: ServerFactory,
 
 
 async def test_publish_proxy_slows_only_the_slow_client(make_server: ServerFactory, judging: AppServer) -> None:
-    server: Server = await make_server(publish_proxy=judging.url("/publish"), proxy_timeout=10)
+    server: Server = await make_server(publish_proxy=judging.url("/publish"), proxy_timeout=5)
     slow = await EventClient.open(ws_url(server, query="name=slow"))
     quick = await EventClient.open(ws_url(server, query="name=quick"))
     await slow.join("lobby")
     await quick.join("lobby")
-    await slow.send("send_message", {"room": "lobby", "message": "in no hurry"}, "s1")  # the app takes 4 s
+    await slow.send("send_message", {"room": "lobby", "message": "in no hurry"}, "s1")  # the app takes 3.5 s
     for _ in range(100):
         if judging.requests:
             break
@@ -397,7 +397,7 @@ async def test_publish_proxy_slows_only_the_slow_client(make_server: ServerFacto
     for i in range(5):
         ack = await quick.request("send_message", {"room": "lobby", "message": f"quick {i}"})
         assert ack["type"] == "ack"
-    assert time.monotonic() - started < 3.0  # five round trips through the app, while slow's call is pending
+    assert time.monotonic() - started < 2.5  # five round trips through the app, while slow's call is pending
     reply_ = await slow.recv_type("ack", timeout=10)
     assert reply_["id"] == "s1"
     await slow.close()
@@ -448,6 +448,7 @@ async def test_a_token_or_a_ticket_goes_to_its_own_check_not_to_the_app(
         (["--connect-proxy", "ftp://app/hubbub"], "--connect-proxy must be an http:// or https:// URL"),
         (["--publish-proxy", "app:8000"], "--publish-proxy must be an http:// or https:// URL"),
         (["--proxy-timeout", "0"], "--proxy-timeout must be more than 0"),
+        (["--proxy-timeout", "9"], "at most 5 seconds"),
         (["--proxy-max-waiting", "0"], "must be a positive integer"),
         (["--proxy-header", "Bad Header"], "--proxy-header must be an HTTP header name"),
     ],

@@ -281,9 +281,7 @@ class AppProxy:
                         if len(data) > limit:
                             raise ProxyFailed(Failure.MALFORMED, f"answer longer than {limit} bytes")
                     return response.status_code, bytes(data)
-        except TimeoutError:
-            raise ProxyFailed(Failure.TIMEOUT, f"no answer within {self.timeout} s") from None
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):  # the total, or one of httpx's own phases
             raise ProxyFailed(Failure.TIMEOUT, f"no answer within {self.timeout} s") from None
         except httpx.HTTPError as exc:
             raise ProxyFailed(Failure.UNREACHABLE, type(exc).__name__) from None

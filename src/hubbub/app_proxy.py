@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from hubbub import handlers, signing
 from hubbub.codes import ErrorCode
@@ -65,6 +66,15 @@ MAX_CONNECT_ANSWER = 16384
 """Bytes of a connect answer read at most; a longer one is malformed (503)."""
 LOG_EVERY = 10.0
 """Seconds between two log lines of one kind of failure (the ones between are counted in the next)."""
+
+
+class Outcome(enum.Enum):
+    """How a proxy call ended, when the app gave a usable answer (`hubbub_proxy_calls_total`'s `outcome`)."""
+
+    ACCEPTED = "accepted"
+    """A handshake admitted, a message published (as sent or rewritten)."""
+    REFUSED = "refused"
+    """A handshake refused (401, 403), a message refused (403: `forbidden`)."""
 
 
 class Failure(enum.Enum):
@@ -189,7 +199,8 @@ class _LogLimiter:
 class AppProxy:
     """The server's calls to the application (connect and publish proxies), on one bounded HTTP pool."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        """`registry`: where `hubbub_proxy_calls_total` and `hubbub_proxy_waiting` go (the hub's, for /metrics)."""
         self.connect_url = settings.connect_proxy
         self.publish_url = settings.publish_proxy
         self.timeout = settings.proxy_timeout
@@ -207,6 +218,24 @@ class AppProxy:
         self.waiting = 0
         """Handshakes waiting on the connect proxy now (`reserve` / `release`)."""
         self._log = _LogLimiter()
+        registry = registry if registry is not None else CollectorRegistry()
+        self.calls = Counter(
+            "hubbub_proxy_calls",
+            "Calls to the application's connect and publish proxies, by how they ended.",
+            ["proxy", "outcome"],
+            registry=registry,
+        )
+        for kind in ("connect", "publish"):
+            for outcome in (*Outcome, *Failure):
+                if kind == "connect" or outcome is not Failure.BUSY:
+                    self.calls.labels(kind, outcome.value)
+        waiting = Gauge("hubbub_proxy_waiting", "Handshakes waiting on the connect proxy now.", registry=registry)
+        waiting.set_function(lambda: float(self.waiting))
+
+    def _failed(self, kind: str, exc: ProxyFailed) -> None:
+        """Count a failed call and log it (rate-limited)."""
+        self.calls.labels(kind, exc.failure.value).inc()
+        self._log.failed(kind, exc)
 
     async def close(self) -> None:
         """Close the pool (at server shutdown, after the calls' tasks are done)."""
@@ -217,7 +246,7 @@ class AppProxy:
     def reserve(self) -> bool:
         """Take a place among the handshakes waiting on the app; False (answer 503) when all are taken."""
         if self.waiting >= self.max_waiting:
-            self._log.failed("connect", ProxyFailed(Failure.BUSY, f"{self.waiting} handshakes waiting"))
+            self._failed("connect", ProxyFailed(Failure.BUSY, f"{self.waiting} handshakes waiting"))
             return False
         self.waiting += 1
         return True
@@ -231,10 +260,13 @@ class AppProxy:
         try:
             request = connect_request(client, query, headers)
             status, body = await self._post(self.connect_url, request, MAX_CONNECT_ANSWER)
-            return admission(status, body)
+            result = admission(status, body)
         except ProxyFailed as exc:
-            self._log.failed("connect", exc)
+            self._failed("connect", exc)
             return HTTPStatus.SERVICE_UNAVAILABLE
+        outcome = Outcome.ACCEPTED if isinstance(result, Admission) else Outcome.REFUSED
+        self.calls.labels("connect", outcome.value).inc()
+        return result
 
     # ---- publish ---------------------------------------------------------------
 
@@ -258,8 +290,12 @@ class AppProxy:
             )
             message = verdict(status, body, payload.message)
         except ProxyFailed as exc:
-            self._log.failed("publish", exc)
+            self._failed("publish", exc)
             raise EventError(ErrorCode.UNAVAILABLE, "the application did not judge this message") from None
+        except EventError:
+            self.calls.labels("publish", Outcome.REFUSED.value).inc()
+            raise
+        self.calls.labels("publish", Outcome.ACCEPTED.value).inc()
         if message is not payload.message:
             payload = msgspec.structs.replace(payload, message=message)
         return handlers.send_message(payload, client)

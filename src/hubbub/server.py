@@ -167,7 +167,7 @@ class Server:
         self.proxy: AppProxy | None = None
         """The calls to the application, with `--connect-proxy` or `--publish-proxy` (`hubbub.app_proxy`)."""
         if self.settings.connect_proxy or self.settings.publish_proxy:
-            self.proxy = AppProxy(self.settings)
+            self.proxy = AppProxy(self.settings, hub.metrics.registry)
         if self.proxy is not None and self.settings.publish_proxy:
             if "send_message" in hub._builtins:  # an app that took send_message over publishes as it decides
                 hub.router.replace("send_message", self.proxy.send_message, SendMessage)

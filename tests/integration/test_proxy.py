@@ -69,6 +69,14 @@ async def status_of(url: str, **kwargs: Any) -> int:
     return caught.value.response.status_code
 
 
+def calls(server: Server, proxy: str, outcome: str) -> float:
+    """`hubbub_proxy_calls_total{proxy, outcome}` of `server`, as /metrics shows it."""
+    value = server.hub.metrics.registry.get_sample_value(
+        "hubbub_proxy_calls_total", {"proxy": proxy, "outcome": outcome}
+    )
+    return value or 0.0
+
+
 def cookie(session: str) -> dict[str, str]:
     return {"Cookie": f"session={session}", "X-Private": "never-forwarded"}
 
@@ -112,6 +120,7 @@ async def test_connect_proxy_refusals_are_passed_on(make_server: ServerFactory, 
     assert await status_of(ws_url(server), additional_headers=cookie("s-nobody")) == 401
     assert await status_of(ws_url(server, query="room=secret"), additional_headers=cookie("s-bob")) == 403
     assert len(app.requests) == 3
+    assert calls(server, "connect", "refused") == 3 and calls(server, "connect", "accepted") == 0
 
 
 async def test_connect_proxy_asks_nothing_for_a_foreign_origin_or_a_stray_credential(
@@ -131,6 +140,7 @@ async def test_connect_proxy_down_is_503(make_server: ServerFactory) -> None:
     started = time.monotonic()
     assert await status_of(ws_url(server), additional_headers=cookie("s-alice")) == 503
     assert time.monotonic() - started < 3.0
+    assert calls(server, "connect", "unreachable") == 1
 
 
 async def test_connect_proxy_slow_is_503_within_the_timeout(make_server: ServerFactory) -> None:
@@ -211,6 +221,8 @@ async def test_connect_proxy_bounds_the_handshakes_waiting_on_the_app(make_serve
         status = await asyncio.wait_for(reader.readuntil(b"\r\n"), 3)
         assert status.startswith(b"HTTP/1.1 503"), status
         assert len(app.requests) == 3
+        assert calls(server, "connect", "too_many_waiting") == 1
+        assert server.hub.metrics.registry.get_sample_value("hubbub_proxy_waiting") == 3
         assert server.proxy is not None and server.proxy.waiting == 3
         release.set()
         for reader, _ in waiting:
@@ -339,6 +351,8 @@ async def test_publish_proxy_publishes_rewrites_and_refuses(make_server: ServerF
     # the refused messages were never published: the next one is the room's next offset
     ack = await client.request("send_message", {"room": "lobby", "message": "again"})
     assert (await client.recv_type("new_message"))["payload"]["message"] == "again"
+    assert calls(server, "publish", "accepted") == 3 and calls(server, "publish", "refused") == 1
+    assert calls(server, "publish", "unexpected_status") == 1
     await client.close()
 
 

@@ -368,6 +368,40 @@ def _add_serve(sub: Any) -> None:
     )
 
     # ---- proxy flags (issue 11) below this line ----
+    p.add_env_argument(
+        "--connect-proxy",
+        default="",
+        metavar="URL",
+        help="POST each /ws handshake without a ticket or token to the application at URL first; its answer"
+        " gives the identity, rooms and info (401/403 refuse; no answer: 503)",
+    )
+    p.add_env_argument(
+        "--publish-proxy",
+        default="",
+        metavar="URL",
+        help="POST each client send_message to the application at URL first: it publishes, rewrites or refuses",
+    )
+    p.add_env_argument(
+        "--proxy-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a handshake header passed on to --connect-proxy (repeatable; default Cookie and Authorization)",
+    )
+    p.add_env_argument(
+        "--proxy-timeout",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds a proxy call may take in all; later: 503 or unavailable (default %(default)s)",
+    )
+    p.add_env_argument(
+        "--proxy-max-waiting",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="handshakes waiting on --connect-proxy at once; past it: 503 (default %(default)s)",
+    )
 
     # ---- end of the issue 11 flags ----
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
@@ -706,6 +740,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         webhook_queue_bytes=args.webhook_queue_bytes,
         webhook_concurrency=args.webhook_concurrency,
         # ---- proxy settings below this line ----
+        connect_proxy=args.connect_proxy,
+        publish_proxy=args.publish_proxy,
+        proxy_headers=tuple(args.proxy_header) or ("Cookie", "Authorization"),
+        proxy_timeout=args.proxy_timeout,
+        proxy_max_waiting=args.proxy_max_waiting,
         # ---- end of the issue 11 settings ----
         log_level=args.log_level,
         log_format=args.log_format,

@@ -155,6 +155,18 @@ class Settings:
     """POSTs in flight per URL at most: that many rooms are sent in parallel, each in order."""
 
     # ---- proxy to the app (issue 11): fields below this line ----
+    connect_proxy: str = ""
+    """URL the application answers handshakes at (`hubbub.app_proxy`): a `/ws` handshake without a ticket or
+    token is POSTed there first, and the app's answer gives the identity, rooms and info. Empty: off."""
+    publish_proxy: str = ""
+    """URL the application judges each client `send_message` at (publish, rewrite or refuse). Empty: off."""
+    proxy_headers: tuple[str, ...] = ("Cookie", "Authorization")
+    """Request headers of a handshake passed on to the connect proxy (the others never leave hubbub)."""
+    proxy_timeout: float = 1.0
+    """Seconds a proxy call may take in all (connect, send, answer); later is 503 or `unavailable`. At most 5:
+    picows drops a socket whose handshake is not done 10 s after it was accepted."""
+    proxy_max_waiting: int = 256
+    """Handshakes waiting on the connect proxy at once, in total; past it a handshake gets 503 unasked."""
 
     # ---- end of the issue 11 fields ----
     log_level: str = "info"
@@ -259,5 +271,17 @@ class Settings:
             raise ConfigError("--webhook-queue-bytes must be at least --max-message-size + 1024 (one message event)")
 
         # ---- proxy checks below this line ----
+        for url, flag in ((self.connect_proxy, "--connect-proxy"), (self.publish_proxy, "--publish-proxy")):
+            if url and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{flag} must be an http:// or https:// URL: {url!r}")
+        if not 0 < self.proxy_timeout <= 5:
+            # picows closes a socket that has not completed its handshake 10 s after it was accepted
+            # (server.py): a held handshake must have its answer well before, its request's own time included
+            raise ConfigError("--proxy-timeout must be more than 0 and at most 5 seconds")
+        if self.proxy_max_waiting < 1:
+            raise ConfigError("--proxy-max-waiting must be at least 1")
+        for name in self.proxy_headers:
+            if not name or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
+                raise ConfigError(f"--proxy-header must be an HTTP header name: {name!r}")
 
         # ---- end of the issue 11 checks ----

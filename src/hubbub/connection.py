@@ -130,6 +130,7 @@ class Connection(WSListener):
         "hub",
         "id",
         "identity",
+        "info",
         "remote",
         "rooms",
         "session",
@@ -146,7 +147,11 @@ class Connection(WSListener):
         self.remote = remote
         """The peer's address, for logs."""
         self.grant: Grant | None = None
-        """With a signed token: its rooms and expiry (replaced by `refresh`); None otherwise."""
+        """With a signed token: its rooms and expiry (replaced by `refresh`); with the connect proxy: the
+        app's rooms; None otherwise."""
+        self.info: bytes | None = None
+        """Public info shown with this identity in presence (compact JSON of an object, from the connect
+        proxy); None: none."""
         self.rooms: set[str] = set()
         """The rooms this connection is in (read it; join and leave change it)."""
         self.data: dict[str, Any] = {}
@@ -435,7 +440,7 @@ class Connection(WSListener):
         A token's `rooms` are checked here: a room outside them is `forbidden`, nothing done.
         """
         if self.grant is not None and not self.grant.may_join(room):
-            raise EventError(ErrorCode.FORBIDDEN, f"your token does not allow room {room!r}")
+            raise EventError(ErrorCode.FORBIDDEN, f"your credentials do not allow room {room!r}")
         await self.hub.join(self, room, since)
 
     def leave(self, room: str) -> bool:

@@ -108,21 +108,34 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
     """
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before asking who is in it")
-    return await presence_answer(client.hub.presence, payload.room, client.hub.settings.send_queue_bytes // 2)
+    hub = client.hub
+    return await presence_answer(
+        hub.presence, payload.room, hub.settings.send_queue_bytes // 2, with_info=bool(hub.settings.connect_proxy)
+    )
 
 
-async def presence_answer(presence: Presence, room: str, budget: int) -> dict[str, Any]:
-    """The ack of `get_presence` (and the answer of `GET /api/presence`), at most about `budget` bytes."""
+async def presence_answer(presence: Presence, room: str, budget: int, *, with_info: bool = False) -> dict[str, Any]:
+    """The ack of `get_presence` (and the answer of `GET /api/presence`), at most about `budget` bytes.
+
+    `with_info`: also list each member's public info (only the connect proxy gives any, so without it the
+    round trip is not made).
+    """
     try:
         members = await presence.members(room)
+        infos = await presence.infos(room) if with_info else {}
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"presence is unavailable: {exc}") from None
     listed: list[dict[str, Any]] = []
     for name, connections in members:
         budget -= len(name.encode()) * 6 + 40  # the worst case of JSON escaping, and the entry's keys
+        entry: dict[str, Any] = {"name": name, "connections": connections}
+        info = infos.get(name)
+        if info is not None:
+            budget -= len(info) + 10
+            entry["info"] = msgspec.Raw(info)
         if budget < 0:
             return {"room": room, "members": listed, "truncated": True}
-        listed.append({"name": name, "connections": connections})
+        listed.append(entry)
     return {"room": room, "members": listed}
 
 

@@ -51,9 +51,13 @@ class Presence(abc.ABC):
         """Stop; this node's entries are removed or left to expire."""
 
     @abc.abstractmethod
-    async def add(self, room: str, name: str, key: str) -> Change:
+    async def add(self, room: str, name: str, key: str, info: bytes | None = None) -> Change:
         """Record connection `key` of `name` in `room`; `MEMBER` if it is the name's first there,
-        `ROOM` if the name is also the room's first."""
+        `ROOM` if the name is also the room's first.
+
+        `info` (compact JSON of an object, from the connect proxy) becomes the name's public info in the
+        room, replacing what an earlier connection gave; None clears it.
+        """
 
     @abc.abstractmethod
     async def remove(self, room: str, name: str, key: str) -> Change:
@@ -80,3 +84,10 @@ class Presence(abc.ABC):
     @abc.abstractmethod
     async def nodes(self) -> list[NodeReport]:
         """Every node whose report has not expired, sorted by id (memory: this node only)."""
+
+    async def infos(self, room: str) -> dict[str, bytes]:
+        """The public info of the names in `room` that have one (see `add`); names without one are absent.
+
+        Entries of names no longer in the room may linger until they expire: read it next to `members`.
+        """
+        return {}

@@ -21,14 +21,15 @@ def redact(url: str) -> str:
 
 
 _SECRET_VALUES = re.compile(
-    r"((?:^|[?&;\s])(?:ticket|otp|token)=)[^&;\s#]*|(authorization:[ \t]*)[^\r\n]*|(hubbub\.token\.)[^,\s]*", re.I
+    r"((?:^|[?&;\s])(?:ticket|otp|token)=)[^&;\s#]*|((?:authorization|cookie):[ \t]*)[^\r\n]*|(hubbub\.token\.)[^,\s]*",
+    re.I,
 )
 
 
 def redact_secrets(text: str) -> str:
-    """`text` with the values of `ticket`, `otp` and `token` query parameters, of an
-    `Authorization` header and of a `hubbub.token.T` subprotocol replaced by `***`: for anything
-    that may hold a request line or head."""
+    """`text` with the values of `ticket`, `otp` and `token` query parameters, of an `Authorization`
+    or `Cookie` header (the connect proxy's credentials) and of a `hubbub.token.T` subprotocol
+    replaced by `***`: for anything that may hold a request line or head."""
     if "=" not in text and ":" not in text and "hubbub.token." not in text:
         return text
     return _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", text)

@@ -10,7 +10,9 @@ behind; they expire and whichever node notices announces the departure.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from hubbub.broker import Broker, BrokerUnavailable
 from hubbub.presence import Change, Presence
@@ -50,13 +52,16 @@ class Roster:
         name = conn.identity or ANONYMOUS
         try:
             if joined:
-                changed = await self.presence.add(room, name, self.key(conn))
+                changed = await self.presence.add(room, name, self.key(conn), conn.info)
             else:
                 changed = await self.presence.remove(room, name, self.key(conn))
             if changed and self.webhooks is not None:
                 self.webhooks.membership(room, name, joined, changed is Change.ROOM)
             if changed and self._announce_changes:
-                event = encode_event("member_joined" if joined else "member_left", {"room": room, "name": name})
+                payload: dict[str, Any] = {"room": room, "name": name}
+                if joined and conn.info is not None:
+                    payload["info"] = msgspec.Raw(conn.info)
+                event = encode_event("member_joined" if joined else "member_left", payload)
                 await self._broker.broadcast(room, event)
         except (BrokerUnavailable, ConnectionError, OSError) as exc:
             log.warning("presence.failed", extra={"room": room, "user": name, "error": str(exc)})

@@ -44,11 +44,12 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
+from hubbub.app_proxy import Admission, AppProxy
 from hubbub.auth import Authenticator
 from hubbub.codes import ErrorCode
 from hubbub.connection import Connection
 from hubbub.errors import EventError
-from hubbub.events import invalid_name_message, valid_name
+from hubbub.events import SendMessage, invalid_name_message, valid_name
 from hubbub.frames import binary_frame, text_frame
 from hubbub.http import Claim, HttpPacer
 from hubbub.hub import Hub
@@ -60,6 +61,7 @@ from hubbub.origins import HostPolicy
 from hubbub.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
 from hubbub.pacer import FramePacer
 from hubbub.passwords import Users
+from hubbub.proxy_pacer import ProxyHold
 from hubbub.server_api import ServerApi
 from hubbub.static_files import StaticFiles
 from hubbub.tasks import TaskOwner
@@ -133,6 +135,31 @@ class _CountedHttpPacer(_GivesItsPlaceBack, HttpPacer):
         self._slot = slot
 
 
+class _CountedProxyPacer(_GivesItsPlaceBack, ProxyHold, FramePacer):
+    """`_CountedPacer` for a server with `--connect-proxy`: handshakes without a credential wait for the app."""
+
+    def __init__(self, inner: Any, slot: Slot) -> None:
+        super().__init__(inner)
+        self._slot = slot
+
+
+class _CountedProxyHttpPacer(_GivesItsPlaceBack, ProxyHold, HttpPacer):
+    """`_CountedHttpPacer` with `--connect-proxy` too: `/api` read below picows, credential-less handshakes
+    held for the app."""
+
+    def __init__(self, inner: Any, slot: Slot, claim: Claim, spawn: Any) -> None:
+        super().__init__(inner, claim, slot.key, spawn)
+        self._slot = slot
+
+
+class _CountedProxyAuthPacer(_GivesItsPlaceBack, ProxyHold, AuthPacer):
+    """`_CountedAuthPacer` with `--connect-proxy` too: a ticket goes to its store, no credential to the app."""
+
+    def __init__(self, slot: Slot, auth: Authenticator, spawn: Any, allowed: Any, claim: Claim | None) -> None:
+        super().__init__(None, auth, slot.key, spawn, allowed, claim)
+        self._slot = slot
+
+
 class Server:
     """A hub behind a listening socket; `start`, then `stop` (idempotent)."""
 
@@ -162,6 +189,15 @@ class Server:
         self._stopped = False
         if self.settings.auth_secret and "refresh" not in hub.router:
             hub.router.add("refresh", self._refresh, Refresh)
+        self.proxy: AppProxy | None = None
+        """The calls to the application, with `--connect-proxy` or `--publish-proxy` (`hubbub.app_proxy`)."""
+        if self.settings.connect_proxy or self.settings.publish_proxy:
+            self.proxy = AppProxy(self.settings, hub.metrics.registry)
+        if self.proxy is not None and self.settings.publish_proxy:
+            if "send_message" in hub._builtins:  # an app that took send_message over publishes as it decides
+                hub.router.replace("send_message", self.proxy.send_message, SendMessage)
+            else:
+                log.warning("proxy.publish_not_applied", extra={"reason": "the app handles send_message itself"})
 
     @property
     def port(self) -> int:
@@ -215,11 +251,15 @@ class Server:
         await self.hub.shutdown()
         if self.auth is not None:
             await self.auth.tickets.close()
+        if self.proxy is not None:
+            await self.proxy.close()
         log.info("server.stopped")
 
     def _protocol(self, slot: Slot) -> FramePacer:
         """A picows server protocol for one accepted socket, behind the frame pacer."""
         claim = self.api.claim if self.api is not None else None
+        if self.proxy is not None and self.settings.connect_proxy:
+            return self._held_protocol(slot, claim)
         if self.auth is None:
             if claim is None:
                 return _CountedPacer(self._picows(self._route), slot)
@@ -228,6 +268,21 @@ class Server:
         # picows calls the route while the pacer feeds it the request head: `pacer.user` is then the ticket's
         # user, if there was a ticket (held by picows only until the handshake ends)
         pacer._inner = self._picows(lambda request: self._route(request, pacer.user))
+        return pacer
+
+    def _held_protocol(self, slot: Slot, claim: Claim | None) -> FramePacer:
+        """With `--connect-proxy`: a handshake without a credential waits below picows for the app's answer
+        (`hubbub.proxy_pacer`); picows then routes it with the admission (or a ticket's user) known."""
+        assert self.proxy is not None
+        pacer: _CountedProxyPacer | _CountedProxyHttpPacer | _CountedProxyAuthPacer
+        if self.auth is not None:
+            pacer = _CountedProxyAuthPacer(slot, self.auth, self._auth_tasks.spawn, self._login_allowed, claim)
+        elif claim is not None:
+            pacer = _CountedProxyHttpPacer(None, slot, claim, self._auth_tasks.spawn)
+        else:
+            pacer = _CountedProxyPacer(None, slot)
+        pacer.hold_for_app(self.proxy, self._auth_tasks.spawn, self._login_allowed)
+        pacer._inner = self._picows(lambda request: self._route(request, pacer.user, pacer.admitted))
         return pacer
 
     def _picows(self, route: Any) -> Any:
@@ -252,7 +307,7 @@ class Server:
             2048,  # read_buffer_init_size
         )
 
-    def _route(self, request: WSUpgradeRequest, user: str | None = None) -> Routed:
+    def _route(self, request: WSUpgradeRequest, user: str | None = None, admitted: Admission | None = None) -> Routed:
         url = urlsplit(request.path.decode("latin-1"))
         path = url.path
         if not self._host_ok(request, url.netloc):
@@ -260,7 +315,7 @@ class Server:
             log.info("handshake.rejected", extra={"reason": "host", "host": request.headers.get("Host"), "path": path})
             return _response(HTTPStatus.FORBIDDEN, b"host not allowed\n")
         if path == "/ws":
-            return self._upgrade(request, parse_qs(url.query), user)
+            return self._upgrade(request, parse_qs(url.query), user, admitted)
         if path == "/echo" and self.settings.echo:
             if not self._origin_ok(request):
                 self.hub.metrics.handshakes_rejected.labels("origin").inc()
@@ -325,17 +380,27 @@ class Server:
             origins[0] if origins else None, headers.get("Host"), self.settings.allowed_origins, self.scheme
         )
 
-    def _upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]], user: str | None) -> Routed:
+    def _upgrade(
+        self, request: WSUpgradeRequest, query: dict[str, list[str]], user: str | None, admitted: Admission | None
+    ) -> Routed:
         if not self._origin_ok(request):
             self.hub.metrics.handshakes_rejected.labels("origin").inc()
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         if user is not None:
             return Connection(self.hub, user)  # the ticket's user: `name` and payload `from` are ignored
+        if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
+            conn = Connection(self.hub, admitted.user)
+            conn.grant = admitted.grant
+            conn.info = admitted.info
+            return conn
         if self.settings.auth_secret:
             with_token = self._token_upgrade(request, query)
             if with_token is not None:
                 return with_token
+        if self.settings.connect_proxy:  # a credential the pacer let by, but not valid here: never anonymous
+            self.hub.metrics.handshakes_rejected.labels("auth").inc()
+            return _response(HTTPStatus.UNAUTHORIZED, b"invalid credential\n")
         if (self.auth is not None or self.settings.auth_secret) and not self.settings.allow_anonymous:
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             if self.auth is None:

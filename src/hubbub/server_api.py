@@ -306,7 +306,9 @@ class ServerApi:
         room = query.get("room")
         if room is None or not valid_room(room):
             raise ApiError(ApiCode.BAD_PAYLOAD, "give a valid room: ?room=R")
-        return await presence_answer(self.hub.presence, room, self._budget)
+        return await presence_answer(
+            self.hub.presence, room, self._budget, with_info=bool(self.hub.settings.connect_proxy)
+        )
 
     async def history(self, request: Request) -> dict[str, Any]:
         query: dict[str, Any] = _query(request.head, ("room", "since", "limit"))

@@ -84,3 +84,21 @@ async def test_node_reports_expire(presence_pair: Pair) -> None:
     await asyncio.sleep(0.7)
     assert await a.nodes() == [("node-b", 1, 1)]  # node-a stopped reporting: it is gone
     assert await a.members("lonely") == []
+
+
+async def test_info_travels_with_a_name_until_its_last_connection_leaves(
+    presence_pair: Pair,
+) -> None:
+    a, b, _ = presence_pair
+    assert await a.infos("r") == {}
+    assert await a.add("r", "alice", "a:1", b'{"role":"admin"}') == Change.ROOM
+    assert await a.add("r", "bob", "a:2") == Change.MEMBER  # no info: none listed
+    assert await b.infos("r") == {"alice": b'{"role":"admin"}'}
+    assert await b.add("r", "alice", "b:1", b'{"role":"owner"}') == Change.NONE  # the latest connection's info
+    assert await a.infos("r") == {"alice": b'{"role":"owner"}'}
+    assert await a.members("r") == [("alice", 2), ("bob", 1)]  # members are unchanged by info
+    assert await a.remove("r", "alice", "a:1") == Change.NONE
+    assert await a.infos("r") == {"alice": b'{"role":"owner"}'}  # she is still there
+    assert await b.remove("r", "alice", "b:1") == Change.MEMBER
+    assert await a.infos("r") == {}
+    assert await a.infos("elsewhere") == {}

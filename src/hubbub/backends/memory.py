@@ -278,20 +278,35 @@ class MemoryPresence(Presence):
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, set[str]]] = {}
         self._nodes: dict[str, tuple[float, int, int]] = {}
+        self._info: dict[str, dict[str, bytes]] = {}
+        """Each room's public info by name, for the names that have one."""
 
     async def start(self, on_expired: Expired) -> None:
         return None
 
     async def close(self) -> None:
         self._rooms.clear()
+        self._info.clear()
 
-    async def add(self, room: str, name: str, key: str) -> Change:
+    async def add(self, room: str, name: str, key: str, info: bytes | None = None) -> Change:
         names = self._rooms.setdefault(room, {})
         keys = names.setdefault(name, set())
         keys.add(key)
+        if info is not None:
+            self._info.setdefault(room, {})[name] = info
+        else:
+            self._forget_info(room, name)
         if len(keys) != 1:
             return Change.NONE
         return Change.ROOM if len(names) == 1 else Change.MEMBER
+
+    def _forget_info(self, room: str, name: str) -> None:
+        infos = self._info.get(room)
+        if infos is not None and infos.pop(name, None) is not None and not infos:
+            del self._info[room]
+
+    async def infos(self, room: str) -> dict[str, bytes]:
+        return dict(self._info.get(room, {}))
 
     async def remove(self, room: str, name: str, key: str) -> Change:
         names = self._rooms.get(room)
@@ -302,6 +317,7 @@ class MemoryPresence(Presence):
         if keys:
             return Change.NONE
         del names[name]
+        self._forget_info(room, name)
         if names:
             return Change.MEMBER
         del self._rooms[room]

@@ -102,7 +102,8 @@ class RedisPresence(Presence):
         self._add = self._redis.register_script(_PRESENCE_ADD)
         self._remove = self._redis.register_script(_PRESENCE_REMOVE)
         self._sweep = self._redis.register_script(_PRESENCE_SWEEP)
-        self._mine: dict[tuple[str, str, str], None] = {}
+        self._mine: dict[tuple[str, str, str], bytes | None] = {}
+        """This node's entries, with the info each connection gave (refreshed whole, `_refresh`)."""
         self._task: asyncio.Task[None] | None = None
         self._on_expired: Expired | None = None
 
@@ -113,6 +114,10 @@ class RedisPresence(Presence):
 
     def _conns(self, room: str, name: str) -> str:
         return f"{self._prefix}conns:{room}:{name}"
+
+    def _info(self, room: str) -> str:
+        """A room's public info by name: a hash that expires unless a node with info there refreshes it."""
+        return f"{self._prefix}info:{room}"
 
     async def start(self, on_expired: Expired) -> None:
         self._on_expired = on_expired
@@ -130,19 +135,33 @@ class RedisPresence(Presence):
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()
 
-    async def add(self, room: str, name: str, key: str) -> Change:
-        self._mine[(room, name, key)] = None
+    async def add(self, room: str, name: str, key: str, info: bytes | None = None) -> Change:
+        self._mine[(room, name, key)] = info
         keys = [self._conns(room, name), f"{self._prefix}names:{room}", f"{self._prefix}rooms"]
         with self._health.command():
-            change = await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._add(keys=keys, args=[key, time.time() + self._ttl, name, room], client=pipe)
+                if info is not None:
+                    pipe.hset(self._info(room), name, info)
+                    pipe.pexpire(self._info(room), int(self._ttl * 2000))
+                else:
+                    pipe.hdel(self._info(room), name)
+                change = (await pipe.execute())[0]
         return Change(int(change))
 
     async def remove(self, room: str, name: str, key: str) -> Change:
         self._mine.pop((room, name, key), None)
         keys = [self._conns(room, name), f"{self._prefix}names:{room}"]
         with self._health.command():
-            change = await self._remove(keys=keys, args=[key, name])
-        return Change(int(change))
+            change = Change(int(await self._remove(keys=keys, args=[key, name])))
+            if change:
+                await self._redis.hdel(self._info(room), name)
+        return change
+
+    async def infos(self, room: str) -> dict[str, bytes]:
+        with self._health.command():
+            found = await self._redis.hgetall(self._info(room))
+        return {_text(name): info.encode() if isinstance(info, str) else bytes(info) for name, info in found.items()}
 
     async def members(self, room: str) -> list[tuple[str, int]]:
         with self._health.command():
@@ -217,10 +236,13 @@ class RedisPresence(Presence):
         """Write this node's entries whole (so a Redis that lost them has them again), then sweep."""
         expiry = time.time() + self._ttl
         async with self._redis.pipeline(transaction=False) as pipe:
-            for room, name, key in list(self._mine):
+            for (room, name, key), info in list(self._mine.items()):
                 pipe.zadd(self._conns(room, name), {key: expiry})
                 pipe.sadd(f"{self._prefix}names:{room}", name)
                 pipe.sadd(f"{self._prefix}rooms", room)
+                if info is not None:
+                    pipe.hset(self._info(room), name, info)
+                    pipe.pexpire(self._info(room), int(self._ttl * 2000))
             await pipe.execute()
         gone = await self._sweep(keys=[f"{self._prefix}rooms"], args=[time.time(), self._prefix])
         for i in range(0, len(gone), 3):

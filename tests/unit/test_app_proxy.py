@@ -1,0 +1,127 @@
+"""The proxy to the app without I/O: request bodies, the app's answers, the headers and address passed on."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from http import HTTPStatus
+
+import msgspec
+import pytest
+
+from hubbub.app_proxy import (
+    MAX_INFO_BYTES,
+    Admission,
+    Failure,
+    ProxyFailed,
+    _LogLimiter,
+    admission,
+    connect_request,
+    publish_request,
+    verdict,
+)
+from hubbub.codes import ErrorCode
+from hubbub.errors import EventError
+from hubbub.proxy_pacer import forwarded_headers, peer_address
+from hubbub.redaction import redact_secrets
+
+
+def test_a_200_admits_with_user_rooms_and_compact_info() -> None:
+    found = admission(200, b'{"user": "alice", "rooms": ["team-*", "lobby"], "info": {"role": "admin"}, "x": 1}')
+    assert isinstance(found, Admission)
+    assert found.user == "alice" and found.info == b'{"role":"admin"}'
+    assert found.grant is not None and found.grant.exp == math.inf
+    assert found.grant.may_join("team-a") and found.grant.may_join("lobby") and not found.grant.may_join("x")
+    plain = admission(200, b'{"user": "bob"}')
+    assert plain == Admission("bob", None, None)  # no rooms: any room; no info: none
+
+
+def test_401_and_403_are_passed_on() -> None:
+    assert admission(401, b"") is HTTPStatus.UNAUTHORIZED
+    assert admission(403, b"whatever") is HTTPStatus.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "failure"),
+    [
+        (500, b"{}", Failure.STATUS),
+        (404, b"{}", Failure.STATUS),
+        (200, b"", Failure.MALFORMED),
+        (200, b"[]", Failure.MALFORMED),
+        (200, b'{"user": 7}', Failure.MALFORMED),
+        (200, b'{"user": "a\\u202eb"}', Failure.MALFORMED),
+        (200, b'{"user": "alice", "rooms": [""]}', Failure.MALFORMED),
+        (200, b'{"user": "alice", "rooms": ' + json.dumps(["r"] * 257).encode() + b"}", Failure.MALFORMED),
+        (200, b'{"user": "alice", "info": "text"}', Failure.MALFORMED),
+        (200, json.dumps({"user": "a", "info": {"k": "v" * MAX_INFO_BYTES}}).encode(), Failure.MALFORMED),
+        (200, b"[" * 100_000, Failure.MALFORMED),
+    ],
+)
+def test_anything_else_is_a_failure(status: int, body: bytes, failure: Failure) -> None:
+    with pytest.raises(ProxyFailed) as caught:
+        admission(status, body)
+    assert caught.value.failure is failure
+
+
+def test_publish_verdicts() -> None:
+    sent = msgspec.Raw(b'"hello"')
+    assert verdict(200, b"{}", sent) is sent
+    assert bytes(verdict(200, b'{"message": {"text": "****"}}', sent)) == b'{"text": "****"}'
+    assert bytes(verdict(200, b'{"message": null}', sent)) == b"null"  # a rewrite to null is a rewrite
+    with pytest.raises(EventError) as refused:
+        verdict(403, b"", sent)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    for status, body in [(500, b"{}"), (401, b"{}"), (200, b"nope"), (200, b"[1]")]:
+        with pytest.raises(ProxyFailed):
+            verdict(status, body, sent)
+
+
+def test_request_bodies() -> None:
+    assert json.loads(connect_request("1.2.3.4:5", {"a": "b"}, {"Cookie": "s=1"})) == {
+        "client": "1.2.3.4:5",
+        "query": {"a": "b"},
+        "headers": {"Cookie": "s=1"},
+    }
+    body = publish_request("alice", "lobby", msgspec.Raw(b'{"n":1}'))
+    assert json.loads(body) == {"user": "alice", "room": "lobby", "message": {"n": 1}}
+
+
+def test_only_allow_listed_headers_are_forwarded() -> None:
+    headers = {"cookie": ["a=1", "b=2"], "authorization": ["Bearer t"], "x-other": ["no"], "accept": ["x", "y"]}
+    assert forwarded_headers(headers, ("Cookie", "Authorization")) == {
+        "Cookie": "a=1; b=2",
+        "Authorization": "Bearer t",
+    }
+    assert forwarded_headers(headers, ("Accept", "X-Missing")) == {"Accept": "x, y"}
+
+
+class _Transport:
+    def __init__(self, peer: object) -> None:
+        self.peer = peer
+
+    def get_extra_info(self, name: str) -> object:
+        return self.peer
+
+
+def test_peer_address() -> None:
+    assert peer_address(_Transport(("10.0.0.1", 5000))) == "10.0.0.1:5000"
+    assert peer_address(_Transport(("::1", 5000, 0, 0))) == "[::1]:5000"
+    assert peer_address(_Transport(None)) == ""
+    assert peer_address(None) == ""
+
+
+def test_failures_are_logged_at_most_once_per_period(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = _LogLimiter()
+    with caplog.at_level(logging.WARNING, logger="hubbub.proxy"):
+        for _ in range(5):
+            limiter.failed("connect", ProxyFailed(Failure.TIMEOUT, "slow"))
+        limiter.failed("connect", ProxyFailed(Failure.UNREACHABLE, "ConnectError"))
+        limiter.failed("publish", ProxyFailed(Failure.TIMEOUT, "slow"))
+    reasons = [(r.proxy, r.reason) for r in caplog.records]  # type: ignore[attr-defined]
+    assert reasons == [("connect", "timeout"), ("connect", "unreachable"), ("publish", "timeout")]
+
+
+def test_cookies_are_redacted_from_request_text() -> None:
+    head = "GET /ws HTTP/1.1\r\nCookie: session=s3cret; theme=dark\r\nHost: x\r\n\r\n"
+    assert redact_secrets(head) == "GET /ws HTTP/1.1\r\nCookie: ***\r\nHost: x\r\n\r\n"

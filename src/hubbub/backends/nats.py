@@ -84,6 +84,7 @@ class NatsBroker(RedisBroker):
         )
         await nc.subscribe(f"hubbub.node.{self._node}", cb=self._on_beat)
         await nc.subscribe(CONTROL_SUBJECT, cb=self._on_control)
+        await nc.flush()  # the server has the subscriptions: a control message sent from now on reaches this node
 
     async def _error(self, exc: Exception) -> None:
         """nats-py reports every failed (re)connect attempt here; `_disconnected` already said the bus is down."""

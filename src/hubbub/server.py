@@ -18,6 +18,12 @@ With `--auth-secret`, a `/ws` request may carry a signed token instead
 verified right here (an HMAC, no I/O: `hubbub.tokens`), the connection gets the
 token's `sub` and its grant (rooms, expiry), and the `refresh` event is
 registered. Without a credential: 401, unless `--allow-anonymous`.
+
+With `--connect-proxy`, a `/ws` request with neither is held below picows
+(`hubbub.proxy_pacer`) while the application is asked (`hubbub.app_proxy`); it
+reaches `_route` only once admitted, with the app's user, rooms and info, and a
+stray credential that no check here accepts gets 401, never anonymity. With
+`--publish-proxy`, `send_message` is replaced by the proxy's handler.
 """
 
 from __future__ import annotations

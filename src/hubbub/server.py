@@ -21,6 +21,11 @@ registered. Without a credential: 401, unless `--allow-anonymous`.
 
 With `--api-key`, `/api/...` (the server API, `hubbub.server_api`) is read
 below picows too, by the HTTP pacer (`hubbub.http`), which `AuthPacer` extends.
+With `--connect-proxy`, a `/ws` request with neither is held below picows
+(`hubbub.proxy_pacer`) while the application is asked (`hubbub.app_proxy`); it
+reaches `_route` only once admitted, with the app's user, rooms and info, and a
+stray credential that no check here accepts gets 401, never anonymity. With
+`--publish-proxy`, `send_message` is replaced by the proxy's handler.
 """
 
 from __future__ import annotations

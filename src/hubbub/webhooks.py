@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from hubbub import __version__
 from hubbub.signing import HEADER, sign
 from hubbub.tasks import TaskOwner
 
@@ -334,6 +335,7 @@ class Webhooks:
             "Content-Type": "application/json",
             HEADER: signature,
             "X-Hubbub-Event": event.type.value,
+            "User-Agent": f"hubbub/{__version__}",
         }
         deadline = loop.time() + self.retry_for
         first, longest = self._backoff

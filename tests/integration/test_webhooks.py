@@ -99,6 +99,7 @@ async def test_every_event_type_with_its_fields_and_a_valid_signature(
         assert not request.signed_by("another-secret")
         assert request.headers["content-type"] == "application/json"
         assert request.headers["x-hubbub-event"] == request.event["type"]
+        assert request.headers["user-agent"].startswith("hubbub/")
         stamp = dt.datetime.fromisoformat(request.event["time"])
         assert request.event["time"].endswith("Z") and abs(time.time() - stamp.timestamp()) < 30
     assert _metric(server, "hubbub_webhooks_sent_total") == 10

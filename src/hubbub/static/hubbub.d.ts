@@ -77,6 +77,9 @@ export interface HubbubOptions {
    * (its promise rejects with code `queue_full`, and a `dropped` event is emitted); the queued
    * ones are kept. Default 100. */
   queueLimit?: number;
+  /** Milliseconds a dial may take (TCP, TLS and the handshake) before it counts as failed and is
+   * retried. Default 10000. */
+  connectTimeout?: number;
   /** After this many failed dials in a row while the server's `/healthz` answers 200 (so the server is
    * up and refused the handshake: a bad ticket or token, a foreign origin, a bad name), stop with
    * code `refused` instead of retrying. 0 never stops. Default 3. */

@@ -128,6 +128,7 @@ export class Hubbub {
     this._timeout = options.timeout ?? 10000;
     this._queueLimit = options.queueLimit ?? 100;
     this._maxRefusals = options.maxRefusals ?? 3;
+    this._connectTimeout = options.connectTimeout ?? 10000;
 
     this._state = "idle";
     this._ws = null;
@@ -140,7 +141,7 @@ export class Hubbub {
     this._attempt = 0;
     this._refusals = 0;
     this._opened = 0;
-    this._timers = { dial: null, stable: null, refresh: null };
+    this._timers = { dial: null, stable: null, refresh: null, handshake: null };
     this._ready = null;
     this._online = () => this._state === "reconnecting" && this._dialNow();
   }
@@ -286,17 +287,37 @@ export class Hubbub {
     }
     this._ws = ws;
     let opened = false;
+    // Ended once, by whichever comes first: its close event; an error before it opened (Node 20's
+    // WebSocket may fire no close then); or no handshake within `connectTimeout` (it may fire nothing).
+    const ended = (code, reason) => {
+      clearTimeout(this._timers.handshake);
+      if (this._ws !== ws) return;
+      if (code === 1006 && !opened) this._abandon(ws);
+      this._onClose(code, reason, opened);
+    };
+    this._timers.handshake = setTimeout(() => ended(1006, "no handshake in time"), this._connectTimeout);
     ws.onopen = () => {
       opened = true;
+      clearTimeout(this._timers.handshake);
       if (this._ws === ws) this._onOpen(ws);
     };
     ws.onmessage = (event) => {
       if (this._ws === ws) this._onText(event.data);
     };
-    ws.onclose = (event) => {
-      if (this._ws === ws) this._onClose(event.code, event.reason, opened);
+    ws.onclose = (event) => ended(event.code, event.reason);
+    ws.onerror = () => {
+      if (!opened) setTimeout(() => ended(1006, ""), 0); // after a close event, if one comes at once
     };
-    ws.onerror = () => {}; // a close event follows
+  }
+
+  /** Let go of a socket that never opened, so it can fire nothing more at us. */
+  _abandon(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try {
+      ws.close();
+    } catch {
+      // closing a socket that is still connecting may throw; it is let go either way
+    }
   }
 
   async _onOpen(ws) {

@@ -109,7 +109,9 @@ export interface StateChange {
   state: State;
   /** The previous state. */
   previous: State;
-  /** The reconnect attempt about to be made (1, 2, ...; 0 on the first connect and when open). */
+  /** With `connecting` and `reconnecting`: the number of this reconnect attempt (0 for the first
+   * connect, then 1, 2, ... until a connection has been stable for `backoff.stable` ms); with `open`,
+   * the attempt that succeeded. */
   attempt: number;
   /** With `reconnecting`: milliseconds until the next attempt. */
   delay?: number;

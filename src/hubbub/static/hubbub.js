@@ -371,7 +371,11 @@ export class Hubbub {
 
   /** A join's ack, read before any event after it: set the room's offset, detect a lost stretch. */
   _joinAcked(room, ack, since) {
-    if (!this._rooms.has(room)) return; // left meanwhile
+    if (!this._rooms.has(room)) {
+      // left while the join was on its way: leave on the server too, or its messages would keep coming
+      if (this._ws) this._write(this._ws, "leave_room", { room }, this._timeout).catch(() => {});
+      return;
+    }
     const last = this._rooms.get(room);
     const rejoin = since !== null && since !== undefined;
     if (last === null) this._rooms.set(room, ack.offset);

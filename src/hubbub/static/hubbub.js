@@ -290,16 +290,17 @@ export class Hubbub {
     // Ended once, by whichever comes first: its close event; an error before it opened (Node 20's
     // WebSocket may fire no close then); or no handshake within `connectTimeout` (it may fire nothing).
     const ended = (code, reason) => {
+      if (this._ws !== ws) return; // already ended
       clearTimeout(this._timers.handshake);
-      if (this._ws !== ws) return;
       if (code === 1006 && !opened) this._abandon(ws);
       this._onClose(code, reason, opened);
     };
     this._timers.handshake = setTimeout(() => ended(1006, "no handshake in time"), this._connectTimeout);
     ws.onopen = () => {
+      if (this._ws !== ws) return;
       opened = true;
       clearTimeout(this._timers.handshake);
-      if (this._ws === ws) this._onOpen(ws);
+      this._onOpen(ws);
     };
     ws.onmessage = (event) => {
       if (this._ws === ws) this._onText(event.data);

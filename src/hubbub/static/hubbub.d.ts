@@ -53,8 +53,10 @@ export interface HubbubOptions {
   /**
    * A ticket for a server started with `--users`: a function that obtains a fresh one (e.g. with
    * {@link login}), called before every connect, since a ticket is good for one handshake only.
-   * If it throws, the client stops (`closed`, with the error): a failed login is the browser's only
-   * way to see a 401, so it is not retried. A ticket refused at the handshake is seen as a failed dial.
+   * If it throws a HubbubError whose `detail.status` is 400-499 but not 429 (as {@link login} does for
+   * a wrong password), the client stops (`closed`, with that error): a failed login is the browser's
+   * only way to see a 401. Any other error (the network, 429, 503) is retried with backoff, its
+   * message as the `state` event's `reason`. A ticket refused at the handshake is a failed dial.
    */
   ticket?: () => string | Promise<string>;
   /**
@@ -62,6 +64,7 @@ export interface HubbubOptions {
    * `hubbub.token.<T>` (never in the URL). A function is called before every connect and again
    * `refreshBefore` seconds before the token's `exp`, and the new token is sent with `refresh`.
    * A plain string cannot be refreshed: when it expires the server closes with 1008 and the client stops.
+   * A function that throws is treated as a `ticket` function that throws.
    */
   token?: Provider;
   /** Seconds before a token's `exp` to refresh it (at most half its remaining life). Default 30. */

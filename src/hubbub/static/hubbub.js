@@ -256,26 +256,19 @@ export class Hubbub {
     this._setState("connecting");
     let url = this._url;
     let protocols;
-    if (this._ticket) {
-      try {
-        url = withQuery(url, "ticket", await this._ticket());
-      } catch (error) {
-        const status = error?.detail?.status;
-        if (status === 0 || status === 429 || status === 503) return this._retry(1006, ""); // transient
-        return this._stop(
-          error instanceof HubbubError ? error : new HubbubError("login", `could not get a ticket: ${error?.message}`),
-          true,
-        );
-      }
+    try {
+      if (this._ticket) url = withQuery(url, "ticket", await this._ticket());
+    } catch (error) {
+      return this._credentialFailed(error, "login", "ticket");
     }
-    if (this._token) {
-      try {
+    try {
+      if (this._token) {
         const token = typeof this._token === "function" ? await this._token() : this._token;
         protocols = ["hubbub", `hubbub.token.${token}`];
         this._currentToken = token;
-      } catch (error) {
-        return this._stop(new HubbubError("token", `could not get a token: ${error?.message}`), true);
       }
+    } catch (error) {
+      return this._credentialFailed(error, "token", "token");
     }
     if (this._name !== null) url = withQuery(url, "name", this._name);
     if (this._state !== "connecting") return; // closed while the callbacks ran
@@ -309,6 +302,18 @@ export class Hubbub {
     ws.onerror = () => {
       if (!opened) setTimeout(() => ended(1006, ""), 0); // after a close event, if one comes at once
     };
+  }
+
+  /** A ticket or token callback threw. An HTTP answer of 4xx (not 429) stops the client: a wrong
+   * password or a refused login will not get better (`login()` throws so). Anything else (the
+   * network, 429, 503, an app's own error) is retried with backoff, the reason in the state event. */
+  _credentialFailed(error, code, what) {
+    if (this._state !== "connecting") return; // closed while the callback ran
+    const status = error?.detail?.status;
+    const failure =
+      error instanceof HubbubError ? error : new HubbubError(code, `could not get a ${what}: ${error?.message ?? error}`);
+    if (status >= 400 && status < 500 && status !== 429) return this._stop(failure, true);
+    this._retry(undefined, failure.message);
   }
 
   /** Let go of a socket that never opened, so it can fire nothing more at us. */

@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
 import { Hubbub, login } from "../hubbub.js";
@@ -286,3 +287,28 @@ function writeSecret(secret) {
   writeFileSync(path, secret);
   return path;
 }
+
+test("an app's own events: request() resolves with its ack, rejects with its error, and server events reach on()", async () => {
+  const root = fileURLToPath(new URL("../../..", import.meta.url));
+  const pythonpath = [root, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
+  const server = await startServer(["--app", "tests.js_app:hub"], { env: { PYTHONPATH: pythonpath } });
+  try {
+    const kim = client({ url: server.url, name: "kim" });
+    const echoed = collect(kim, "echoed");
+    const every = collect(kim, "event");
+    const messages = collect(kim, "message");
+    await kim.connect();
+    assert.deepEqual(await kim.request("shout", { text: "hey" }), { heard: "hey" });
+    await assert.rejects(kim.request("shout", { text: "" }), { code: "forbidden", message: "say something" });
+    await until(() => echoed.length === 1 && every.length === 2, "the app's events");
+    assert.deepEqual(echoed, [{ text: "HEY" }]);
+    assert.deepEqual(
+      every.map((e) => e.type),
+      ["echoed", "message"],
+    );
+    assert.deepEqual(messages, []); // an app event named `message` is not a chat message
+  } finally {
+    closeClients();
+    await server.stop();
+  }
+});

@@ -154,8 +154,16 @@ export interface Dropped {
   reason: "queue_full";
 }
 
+/** Any server event that is not `new_message`, `member_joined`, `member_left`, `ack` or `error`:
+ * an app's own. */
+export interface AppEvent {
+  type: string;
+  payload: any;
+}
+
 /** The events of the client, by name, and what the listener gets. Any other name receives the
- * payload of server events of that type (an app's own events). */
+ * payload of server events of that type (an app's own events), unless the type is one of the client's
+ * own event names below: those come only through `event`. */
 export interface EventMap {
   message: Message;
   member_joined: MemberEvent;
@@ -167,6 +175,8 @@ export interface EventMap {
   /** An `error` from the server that no request is waiting for, a failed token refresh, a room that
    * could not be re-joined, or the reason the client stopped. */
   error: HubbubError;
+  /** Every app event, whatever its type. */
+  event: AppEvent;
 }
 
 /** Why a request failed. `code` is a protocol error code (`bad_payload`, `not_in_room`, `forbidden`,

@@ -17,6 +17,9 @@ const FATAL_CLOSE = new Map([
   [1008, "policy"], // repeated abuse, or a token that expired (retried when a token callback can give a new one)
 ]);
 
+/** The client's own event names: a server event of one of these types is emitted only as `event`. */
+const CLIENT_EVENTS = new Set(["message", "state", "joined", "room_reset", "dropped", "error", "event"]);
+
 /** Why a request failed, or why the client stopped; `code` is a protocol error code or the client's own. */
 export class HubbubError extends Error {
   constructor(code, message, detail = {}) {
@@ -511,7 +514,9 @@ export class Hubbub {
       this._emit("message", payload);
       return;
     }
-    if (typeof type === "string" && type !== "ack") this._emit(type, payload);
+    if (typeof type !== "string" || type === "ack") return;
+    this._emit("event", { type, payload });
+    if (!CLIENT_EVENTS.has(type)) this._emit(type, payload); // never mistaken for the client's own
   }
 
   // ---- requests ----------------------------------------------------------------------------

@@ -79,6 +79,15 @@ _PICOWS_LOG = logging.getLogger("picows.server")
 
 Routed = WSListener | WSUpgradeResponseWithListener | None
 
+_CLIENT_FILES = {
+    f"/{name}": (resources.files("hubbub").joinpath(f"static/{name}").read_bytes(), kind)
+    for name, kind in (
+        ("hubbub.js", "application/javascript; charset=utf-8"),
+        ("hubbub.d.ts", "application/typescript; charset=utf-8"),
+    )
+}
+"""`GET /hubbub.js` and `/hubbub.d.ts`: the browser client (clients/js/) and its types, read once."""
+
 
 class EchoConnection(Connection):
     """`/echo`: every message comes back through the same outbox and writer.
@@ -330,6 +339,8 @@ class Server:
             return _response(HTTPStatus.METHOD_NOT_ALLOWED, b"POST /login\n")
         if path == "/" and self._static is None:
             return _response(HTTPStatus.OK, self._page, "text/html; charset=utf-8")
+        if path in _CLIENT_FILES:  # the browser client library, with `--static` too
+            return _response(HTTPStatus.OK, *_CLIENT_FILES[path])
         if path == "/healthz":
             if self.hub.broker.healthy:
                 return _response(HTTPStatus.OK, b"ok\n")

@@ -1,0 +1,1 @@
+../../src/hubbub/static/hubbub.js

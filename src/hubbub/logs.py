@@ -298,3 +298,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
     picows = logging.getLogger("picows")
     picows.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
+    # httpx logs every request it makes at info (webhooks, the proxy to the app): normal life, so it is
+    # heard only at debug; hubbub.webhooks and hubbub.app_proxy log the failures themselves.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)

@@ -295,3 +295,21 @@ def test_picows_log_has_every_method_picows_calls() -> None:
     assert {"isEnabledFor", "error", "exception"} <= called
     assert all(callable(getattr(PicowsLog, name, None)) for name in called), called
     assert not hasattr(PicowsLog(logging.getLogger("x")), "__dict__")  # slots: small per connection
+
+
+def test_httpx_request_lines_are_heard_only_at_debug() -> None:
+    """Webhooks and the proxy to the app make HTTP requests all day: httpx's line per request is normal life."""
+    import logging
+
+    from hubbub import logs
+
+    try:
+        logs.configure("info")
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING
+        logs.configure("debug")
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
+    finally:
+        logging.getLogger().handlers[:] = []
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)

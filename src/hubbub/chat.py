@@ -90,12 +90,18 @@ def _lines(stream: TextIO) -> asyncio.Queue[str | None]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
-    def read() -> None:
+    def put(line: str | None) -> bool:
         try:
-            for line in iter(stream.readline, ""):
-                loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        except RuntimeError:  # the chat has ended and its loop is closed: nobody reads any more
+            return False
+        return True
+
+    def read() -> None:
+        for line in iter(stream.readline, ""):
+            if not put(line.rstrip("\n")):
+                return
+        put(None)
 
     threading.Thread(target=read, name="hubbub-chat-stdin", daemon=True).start()
     return queue

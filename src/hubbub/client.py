@@ -160,10 +160,12 @@ class Client:
         `connect_timeout`: seconds for the first connection, retries included; `reconnect_timeout`:
         seconds without a connection after a drop before giving up (None: never give up);
         `open_timeout`: seconds for one attempt (TCP, TLS and the handshake); `ping_interval` and
-        `ping_timeout`: after this much silence a ping is sent, and a hub that does not answer it
-        in time is taken for gone (the connection is dropped and dialled again).
+        `ping_timeout` (at most `ping_interval`): after this much silence a ping is sent, and a hub
+        that does not answer it in time is taken for gone (the connection is dropped and dialled again).
         """
         check_url(url)
+        if not 0 < ping_timeout <= ping_interval:
+            raise ValueError("ping_timeout must be more than 0 and at most ping_interval")
         self.url = url if name is None else f"{url}{'&' if '?' in url else '?'}name={quote(name)}"
         if ssl is None and (ca is not None or urlsplit(url).scheme == "wss"):
             ssl = client_context(ca)
@@ -329,6 +331,8 @@ class Client:
             raise _Retry(f"no answer within {timeout:g} s{hint}") from None
         except OSError as exc:  # uvloop's "Connect call failed" carries the errno, not its words
             raise _Retry(os.strerror(exc.errno) if exc.errno else str(exc)) from None
+        except (ValueError, TypeError):  # a mistake in the arguments: no retry can mend it
+            raise
         except Exception as exc:  # picows' own errors (a connection closed during the handshake...)
             raise _Retry(str(exc) or type(exc).__name__) from None
         return transport

@@ -215,3 +215,22 @@ async def test_on_a_real_terminal_help_a_message_and_ctrl_d(server: Server) -> N
             proc.wait(5)
         os.close(master)
     assert b"Traceback" not in seen
+
+
+async def test_a_hub_that_refuses_the_reconnect_ends_the_chat_saying_why(make_server: ServerFactory) -> None:
+    """The hub came back wanting logins: retrying cannot help, so the chat says so and exits 1."""
+    first = await make_server()
+    port = first.port
+    keys, out = _Pipe(), io.StringIO()
+    session = asyncio.create_task(chat.run(ws_url(first), "lobby", "cy", keys.stream, out))
+    try:
+        await eventually(lambda: "* joined #lobby" in out.getvalue(), timeout=10)
+        await first.stop()
+        await make_server(port=port, auth_secret="s" * 32)
+        assert await asyncio.wait_for(session, 20) == 1
+    finally:
+        keys.close()
+        if not session.done():
+            session.cancel()
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("* giving up: the hub refused the connection: HTTP 401 Unauthorized"), last

@@ -447,6 +447,7 @@ class _BenchHelp(argparse.RawDescriptionHelpFormatter):
 
 def _bench(args: argparse.Namespace) -> int:
     from hubbub.bench import SCENARIOS, Plan, run, to_json
+    from hubbub.client_errors import InvalidURL, check_url
 
     preset = dict(SCENARIOS[args.scenario])
     for name in ("clients", "rooms", "msgs", "window", "size", "stalled"):
@@ -458,8 +459,10 @@ def _bench(args: argparse.Namespace) -> int:
             preset[name] = value
     plan = Plan(url=args.url, timeout=args.timeout, ca=args.ca)
     try:
+        for url in plan.urls:
+            check_url(url)
         plan.ssl_context()
-    except ConfigError as exc:
+    except (ConfigError, InvalidURL) as exc:
         print(f"hubbub bench: {exc}", file=sys.stderr)
         return 2
     for name, value in preset.items():

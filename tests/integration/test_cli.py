@@ -126,6 +126,10 @@ def test_port_in_use_is_a_clear_error() -> None:
         (["chat", "--room"], "hubbub chat: --room: expected one argument"),
         (["bench", "F9"], "hubbub bench: scenario: invalid choice: 'F9' (choose from 'F1', 'F2', 'F3', 'F4', 'smoke')"),
         (["bench", "--clients", "x"], "hubbub bench: --clients: invalid int value: 'x'"),
+        (
+            ["bench", "--url", "http://127.0.0.1:8000/"],
+            "hubbub bench: http://127.0.0.1:8000/ is a web page's URL: a hub's WebSocket URL is ws://127.0.0.1:8000/ws",
+        ),
         (["token"], "hubbub token: the following arguments are required: --sub"),
         (["nope"], "hubbub: unknown command 'nope' (choose from 'serve', 'bench', 'chat', "),
         ([], "hubbub: choose a command: serve, bench, chat, "),

@@ -718,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.tls_cert:
                 tls.server_context(settings.tls_cert, settings.tls_key)  # a bad file: one line, exit 2
         except backends.MissingExtra as exc:
-            print(f"hubbub: {exc}", file=sys.stderr)
+            print(f"hubbub serve: {exc}", file=sys.stderr)
             return 2
         except ConfigError as exc:
             _commands(parser)["serve"].error(str(exc))
@@ -728,7 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 Users.load(settings.users_file)  # a bad file: one line and exit 2, before anything starts
             except ConfigError as exc:
-                print(f"hubbub: {exc}", file=sys.stderr)
+                print(f"hubbub serve: {exc}", file=sys.stderr)
                 return 2
         app: Hub | None = None
         try:
@@ -744,7 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 app = load_app(args.app, settings)
         except ConfigError as exc:
-            print(f"hubbub: {exc}", file=sys.stderr)
+            print(f"hubbub serve: {exc}", file=sys.stderr)
             return 2
         code = _run(settings, app)
         if code:

@@ -96,7 +96,7 @@ def test_version() -> None:
         (["serve", "--allow-anonymous"], "--allow-anonymous needs --users"),
         (["serve", "--users", "/nonexistent/users"], "--users: cannot read"),
         (["serve", "--users", "/dev/null", "--ticket-ttl", "0"], "--ticket-ttl must be more than 0"),
-        (["serve", "--users", "/dev/null"], "hubbub: --users: the file names no user"),
+        (["serve", "--users", "/dev/null"], "hubbub serve: --users: the file names no user"),
     ],
 )
 def test_bad_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:

@@ -157,7 +157,7 @@ async def test_a_refused_handshake_is_final_at_once_with_its_status(make_server:
     assert error.status == 401 and "HTTP 401 Unauthorized: the hub wants a login" in str(error) and took < 5
     named = await make_server(allowed_hosts=("chat.example.com",))
     error, took = await _refused(ws_url(named))
-    assert error.status == 403 and "HTTP 403 Forbidden: forbidden: this Host or Origin" in str(error) and took < 5
+    assert error.status == 403 and "HTTP 403 Forbidden: this Host or Origin is not allowed" in str(error) and took < 5
     error, took = await _refused(ws_url(named).replace("/ws", "/nope").replace("127.0.0.1", "localhost"))
     assert error.status == 403  # the Host check comes first
     plain = await make_server()

@@ -113,15 +113,20 @@ async def test_a_line_typed_while_disconnected_is_kept_and_sent_after_the_reconn
         await first.stop()
         await eventually(lambda: "* disconnected: the hub closed the connection (1001: going away)" in out.getvalue())
         keys.type("said while down")
+        keys.type("and again")
         keys.type("/who")
         await eventually(lambda: "/who needs the hub" in out.getvalue())
         assert "* not connected: this line goes to #lobby after the reconnect (1 waiting)" in out.getvalue()
+        assert "* not connected: this line goes to #lobby after the reconnect (2 waiting)" in out.getvalue()
         second = await make_server(port=port)
-        await eventually(lambda: "* sent 1 line typed while disconnected" in out.getvalue(), timeout=20)
+        await eventually(lambda: "* sent 2 lines typed while disconnected" in out.getvalue(), timeout=20)
         assert "* reconnected" in out.getvalue().splitlines()
+        keys.type("back online")
+        await eventually(lambda: "#lobby bo: back online" in out.getvalue())
         reader = await EventClient.open(ws_url(second))
         await reader.join("lobby")
-        assert _messages(await reader.request("get_history", {"room": "lobby"})) == [("bo", "said while down")]
+        history = _messages(await reader.request("get_history", {"room": "lobby"}))
+        assert history == [("bo", "said while down"), ("bo", "and again"), ("bo", "back online")]
         await reader.close()
         keys.type("/quit")
         assert await asyncio.wait_for(session, 10) == 0

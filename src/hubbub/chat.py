@@ -90,12 +90,18 @@ def _lines(stream: TextIO) -> asyncio.Queue[str | None]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
-    def read() -> None:
+    def put(line: str | None) -> bool:
         try:
-            for line in iter(stream.readline, ""):
-                loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        except RuntimeError:  # the chat has ended and its loop is closed: nobody reads any more
+            return False
+        return True
+
+    def read() -> None:
+        for line in iter(stream.readline, ""):
+            if not put(line.rstrip("\n")):
+                return
+        put(None)
 
     threading.Thread(target=read, name="hubbub-chat-stdin", daemon=True).start()
     return queue
@@ -111,8 +117,9 @@ class Chat:
         self.rooms: list[str] = []
         """Rooms joined, in the order joined."""
         self.current: str | None = None
-        self.waiting: list[tuple[str, str]] = []
-        """(room, text) typed while disconnected, sent after the reconnect."""
+        self.waiting: list[tuple[str, str, bool]] = []
+        """Lines to send, in the order typed: (room, text, typed while disconnected). They wait
+        here while the connection is down, and are sent by `flush` in order once it is back."""
         self._sending = asyncio.Lock()
 
     def say(self, text: str) -> None:
@@ -131,14 +138,15 @@ class Chat:
             if line is not None:
                 self.say(line)
             if kind == "reconnected" and self.waiting:
-                await self.send_waiting()
+                await self.flush()
 
-    async def send_waiting(self) -> None:
+    async def flush(self) -> None:
+        """Send the waiting lines in order while connected; a drop leaves the rest for the next reconnect."""
         async with self._sending:
-            lines, self.waiting = self.waiting, []
             sent = 0
-            for room, text in lines:
-                if await self._send(room, text):
+            while self.waiting and self.client.connected:
+                room, text, offline = self.waiting.pop(0)
+                if await self._send(room, text) and offline:
                     sent += 1
             if sent:
                 self.notice(f"sent {sent} line{'s' if sent != 1 else ''} typed while disconnected")
@@ -208,16 +216,16 @@ class Chat:
             return True
         if self.current is None:
             self.notice("you are in no room: /join ROOM first")
-        elif not self.client.connected or self.waiting:
+        elif not self.client.connected:
             if len(self.waiting) >= MAX_WAITING:
                 self.notice(f"not connected, and {MAX_WAITING} lines already wait: this one is not kept")
             else:
-                self.waiting.append((self.current, text))
+                self.waiting.append((self.current, text, True))
                 n = len(self.waiting)
                 self.notice(f"not connected: this line goes to #{self.current} after the reconnect ({n} waiting)")
-        else:
-            async with self._sending:
-                await self._send(self.current, text)
+        else:  # behind any line still waiting, so that lines go out in the order typed
+            self.waiting.append((self.current, text, False))
+            await self.flush()
         return True
 
     async def command(self, word: str, arg: str) -> bool:

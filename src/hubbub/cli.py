@@ -542,6 +542,7 @@ class _BenchHelp(argparse.RawDescriptionHelpFormatter):
 
 def _bench(args: argparse.Namespace) -> int:
     from hubbub.bench import SCENARIOS, Plan, run, to_json
+    from hubbub.client_errors import InvalidURL, check_url
 
     preset = dict(SCENARIOS[args.scenario])
     for name in ("clients", "rooms", "msgs", "window", "size", "stalled"):
@@ -553,8 +554,10 @@ def _bench(args: argparse.Namespace) -> int:
             preset[name] = value
     plan = Plan(url=args.url, timeout=args.timeout, ca=args.ca)
     try:
+        for url in plan.urls:
+            check_url(url)
         plan.ssl_context()
-    except ConfigError as exc:
+    except (ConfigError, InvalidURL) as exc:
         print(f"hubbub bench: {exc}", file=sys.stderr)
         return 2
     for name, value in preset.items():
@@ -872,7 +875,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.tls_cert:
                 tls.server_context(settings.tls_cert, settings.tls_key)  # a bad file: one line, exit 2
         except backends.MissingExtra as exc:
-            print(f"hubbub: {exc}", file=sys.stderr)
+            print(f"hubbub serve: {exc}", file=sys.stderr)
             return 2
         except ConfigError as exc:
             _commands(parser)["serve"].error(str(exc))
@@ -882,7 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 Users.load(settings.users_file)  # a bad file: one line and exit 2, before anything starts
             except ConfigError as exc:
-                print(f"hubbub: {exc}", file=sys.stderr)
+                print(f"hubbub serve: {exc}", file=sys.stderr)
                 return 2
         app: Hub | None = None
         try:
@@ -898,7 +901,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 app = load_app(args.app, settings)
         except ConfigError as exc:
-            print(f"hubbub: {exc}", file=sys.stderr)
+            print(f"hubbub serve: {exc}", file=sys.stderr)
             return 2
         code = _run(settings, app)
         if code:

@@ -48,17 +48,16 @@ import contextlib
 import enum
 import json
 import logging
-import os
 import random
 from collections.abc import AsyncIterator, Callable
-from ssl import SSLCertVerificationError, SSLContext, SSLError
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from picows import WSCloseCode, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from hubbub.client_errors import RETRIED_STATUSES, HandshakeRefused, HubUnreachable, InvalidURL, check_url
-from hubbub.codes import CloseCode
+from hubbub.client_errors import HandshakeRefused, HubUnreachable, InvalidURL, check_url
+from hubbub.dial import Retry, closed_by_hub, dial, where
 from hubbub.tls import client_context
 
 __all__ = [
@@ -100,25 +99,6 @@ _END = {"type": "_end"}
 """Put on the event queue when the client closes or gives up: wakes every reader."""
 
 
-class _Retry(Exception):
-    """One attempt failed in a way that may pass: try again within the time allowed."""
-
-    def __init__(self, reason: str, status: int | None = None, body: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.body = body
-
-
-def _closed_by_hub(code: int) -> str:
-    """The reason a person reads when the hub closes the connection with `code`."""
-    try:
-        name = CloseCode(code).name.lower().replace("_", " ")
-    except ValueError:
-        name = "an application's code"
-    return f"the hub closed the connection ({code}: {name})"
-
-
 class _Listener(WSListener):
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -127,7 +107,7 @@ class _Listener(WSListener):
         if frame.msg_type is WSMsgType.TEXT:
             self._client._on_text(frame.get_payload_as_utf8_text())
         elif frame.msg_type is WSMsgType.CLOSE:
-            self._client._close_reason = _closed_by_hub(frame.get_close_code().value)
+            self._client._close_reason = closed_by_hub(frame.get_close_code().value)
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
 
@@ -160,10 +140,12 @@ class Client:
         `connect_timeout`: seconds for the first connection, retries included; `reconnect_timeout`:
         seconds without a connection after a drop before giving up (None: never give up);
         `open_timeout`: seconds for one attempt (TCP, TLS and the handshake); `ping_interval` and
-        `ping_timeout`: after this much silence a ping is sent, and a hub that does not answer it
-        in time is taken for gone (the connection is dropped and dialled again).
+        `ping_timeout` (at most `ping_interval`): after this much silence a ping is sent, and a hub
+        that does not answer it in time is taken for gone (the connection is dropped and dialled again).
         """
         check_url(url)
+        if not 0 < ping_timeout <= ping_interval:
+            raise ValueError("ping_timeout must be more than 0 and at most ping_interval")
         self.url = url if name is None else f"{url}{'&' if '?' in url else '?'}name={quote(name)}"
         if ssl is None and (ca is not None or urlsplit(url).scheme == "wss"):
             ssl = client_context(ca)
@@ -249,7 +231,7 @@ class Client:
         limit: float | None = self._connect_timeout
         since = loop.time()
         attempt = 0
-        last: _Retry | None = None
+        last: Retry | None = None
         while True:
             remaining = None if limit is None else since + limit - loop.time()
             if remaining is not None and remaining <= 0 and last is not None:
@@ -258,7 +240,7 @@ class Client:
             window = self._open_timeout if remaining is None else min(self._open_timeout, max(remaining, 0.5))
             try:
                 await self._resume_on(await self._open(window))
-            except _Retry as failed:
+            except Retry as failed:
                 # A status the hub said (503, 429) says more than a short last attempt's silence.
                 if failed.status is not None or last is None or last.status is None:
                     last = failed
@@ -285,56 +267,23 @@ class Client:
             self._events.put_nowait({"type": "disconnected", "payload": {"reason": reason}})
             limit, since, attempt = self._reconnect_timeout, loop.time(), 0
 
-    def _gave_up(self, last: _Retry, limit: float | None) -> Exception:
+    def _gave_up(self, last: Retry, limit: float | None) -> Exception:
         """What the client raises when `limit` seconds passed without a connection."""
         if last.status is not None:
             return HandshakeRefused(last.status, last.body, retried_for=limit)
         return HubUnreachable(f"no connection to {self._where()} within {limit:g} s: {last.reason}")
 
     def _where(self) -> str:
-        """The hub's address for messages (never the query: it may hold a ticket or token)."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}{parts.path}"
+        return where(self.url)
 
     async def _open(self, timeout: float) -> WSTransport:  # noqa: ASYNC109
-        """One attempt, within `timeout` seconds; `_Retry` when it may pass, the final exception else."""
+        """One attempt, within `timeout` seconds; `Retry` when it may pass, the final exception else."""
         self._lost.clear()
         self._close_reason = ""
-        try:
-            async with asyncio.timeout(max(timeout, 0.001)):
-                transport, _ = await ws_connect(
-                    lambda: _Listener(self),
-                    self.url,
-                    ssl_context=self._ssl,
-                    websocket_handshake_timeout=max(timeout, 0.001),
-                    enable_auto_ping=True,
-                    auto_ping_idle_timeout=self._ping[0],
-                    auto_ping_reply_timeout=self._ping[1],
-                )
-        except WSHandshakeError as exc:
-            status = int(exc.response.status) if exc.response is not None else 0
-            body = bytes(exc.response.body or b"").decode("utf-8", "replace").strip() if exc.response else ""
-            body = body.splitlines()[0][:200] if body else ""
-            if status in RETRIED_STATUSES or status == 0:
-                raise _Retry(f"HTTP {status}", status or None, body) from None
-            raise HandshakeRefused(status, body) from None
-        except SSLCertVerificationError as exc:  # the server is not who the URL says: retrying cannot help
-            raise ConnectionRefusedError(f"the hub's TLS certificate is not trusted: {exc.verify_message}") from None
-        except SSLError as exc:
-            raise ConnectionRefusedError(
-                f"TLS with {self._where()} failed ({exc.reason or exc}): is it a ws:// (not wss://) server?"
-            ) from None
-        except TimeoutError:
-            hint = " (does the server speak TLS? wss:// needs --tls-cert)" if self._ssl is not None else ""
-            raise _Retry(f"no answer within {timeout:g} s{hint}") from None
-        except OSError as exc:  # uvloop's "Connect call failed" carries the errno, not its words
-            raise _Retry(os.strerror(exc.errno) if exc.errno else str(exc)) from None
-        except Exception as exc:  # picows' own errors (a connection closed during the handshake...)
-            raise _Retry(str(exc) or type(exc).__name__) from None
-        return transport
+        return await dial(lambda: _Listener(self), self.url, self._ssl, timeout, self._ping)
 
     async def _resume_on(self, transport: WSTransport) -> None:
-        """Use `transport`: join every room again (`_Retry` if that fails or takes too long)."""
+        """Use `transport`: join every room again (`Retry` if that fails or takes too long)."""
         self._transport = transport
         try:
             async with asyncio.timeout(self._open_timeout):
@@ -342,7 +291,7 @@ class Client:
         except (ConnectionError, RequestFailed, TimeoutError) as exc:
             transport.disconnect()
             await self._lost.wait()
-            raise _Retry(f"rejoining the rooms failed: {exc}") from None
+            raise Retry(f"rejoining the rooms failed: {exc}") from None
 
     async def _resume(self) -> None:
         """After a reconnect, join every room again from the last offset delivered."""

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 HANDSHAKE_STATUS_WORDS: dict[int, str] = {
     400: "the hub did not accept the request (a name it refuses?)",
     401: "the hub wants a login: a ticket (POST /login) or a token",
-    403: "forbidden: this Host or Origin is not allowed, or the credential does not grant it",
+    403: "this Host or Origin is not allowed here, or the credential does not grant it",
     404: "no hub at this path (it is usually /ws)",
     429: "too many connections from this address",
     503: "the hub is full, or cannot reach its broker",

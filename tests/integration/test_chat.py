@@ -113,15 +113,20 @@ async def test_a_line_typed_while_disconnected_is_kept_and_sent_after_the_reconn
         await first.stop()
         await eventually(lambda: "* disconnected: the hub closed the connection (1001: going away)" in out.getvalue())
         keys.type("said while down")
+        keys.type("and again")
         keys.type("/who")
         await eventually(lambda: "/who needs the hub" in out.getvalue())
         assert "* not connected: this line goes to #lobby after the reconnect (1 waiting)" in out.getvalue()
+        assert "* not connected: this line goes to #lobby after the reconnect (2 waiting)" in out.getvalue()
         second = await make_server(port=port)
-        await eventually(lambda: "* sent 1 line typed while disconnected" in out.getvalue(), timeout=20)
+        await eventually(lambda: "* sent 2 lines typed while disconnected" in out.getvalue(), timeout=20)
         assert "* reconnected" in out.getvalue().splitlines()
+        keys.type("back online")
+        await eventually(lambda: "#lobby bo: back online" in out.getvalue())
         reader = await EventClient.open(ws_url(second))
         await reader.join("lobby")
-        assert _messages(await reader.request("get_history", {"room": "lobby"})) == [("bo", "said while down")]
+        history = _messages(await reader.request("get_history", {"room": "lobby"}))
+        assert history == [("bo", "said while down"), ("bo", "and again"), ("bo", "back online")]
         await reader.close()
         keys.type("/quit")
         assert await asyncio.wait_for(session, 10) == 0
@@ -215,3 +220,22 @@ async def test_on_a_real_terminal_help_a_message_and_ctrl_d(server: Server) -> N
             proc.wait(5)
         os.close(master)
     assert b"Traceback" not in seen
+
+
+async def test_a_hub_that_refuses_the_reconnect_ends_the_chat_saying_why(make_server: ServerFactory) -> None:
+    """The hub came back wanting logins: retrying cannot help, so the chat says so and exits 1."""
+    first = await make_server()
+    port = first.port
+    keys, out = _Pipe(), io.StringIO()
+    session = asyncio.create_task(chat.run(ws_url(first), "lobby", "cy", keys.stream, out))
+    try:
+        await eventually(lambda: "* joined #lobby" in out.getvalue(), timeout=10)
+        await first.stop()
+        await make_server(port=port, auth_secret="s" * 32)
+        assert await asyncio.wait_for(session, 20) == 1
+    finally:
+        keys.close()
+        if not session.done():
+            session.cancel()
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("* giving up: the hub refused the connection: HTTP 401 Unauthorized"), last

@@ -96,7 +96,7 @@ def test_version() -> None:
         (["serve", "--allow-anonymous"], "--allow-anonymous needs --users"),
         (["serve", "--users", "/nonexistent/users"], "--users: cannot read"),
         (["serve", "--users", "/dev/null", "--ticket-ttl", "0"], "--ticket-ttl must be more than 0"),
-        (["serve", "--users", "/dev/null"], "hubbub: --users: the file names no user"),
+        (["serve", "--users", "/dev/null"], "hubbub serve: --users: the file names no user"),
     ],
 )
 def test_bad_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:
@@ -126,6 +126,10 @@ def test_port_in_use_is_a_clear_error() -> None:
         (["chat", "--room"], "hubbub chat: --room: expected one argument"),
         (["bench", "F9"], "hubbub bench: scenario: invalid choice: 'F9' (choose from 'F1', 'F2', 'F3', 'F4', 'smoke')"),
         (["bench", "--clients", "x"], "hubbub bench: --clients: invalid int value: 'x'"),
+        (
+            ["bench", "--url", "http://127.0.0.1:8000/"],
+            "hubbub bench: http://127.0.0.1:8000/ is a web page's URL: a hub's WebSocket URL is ws://127.0.0.1:8000/ws",
+        ),
         (["token"], "hubbub token: the following arguments are required: --sub"),
         (["nope"], "hubbub: unknown command 'nope' (choose from 'serve', 'bench', 'chat', "),
         ([], "hubbub: choose a command: serve, bench, chat, "),

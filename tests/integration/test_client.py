@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -156,7 +157,7 @@ async def test_a_refused_handshake_is_final_at_once_with_its_status(make_server:
     assert error.status == 401 and "HTTP 401 Unauthorized: the hub wants a login" in str(error) and took < 5
     named = await make_server(allowed_hosts=("chat.example.com",))
     error, took = await _refused(ws_url(named))
-    assert error.status == 403 and "HTTP 403 Forbidden: forbidden: this Host or Origin" in str(error) and took < 5
+    assert error.status == 403 and "HTTP 403 Forbidden: this Host or Origin is not allowed" in str(error) and took < 5
     error, took = await _refused(ws_url(named).replace("/ws", "/nope").replace("127.0.0.1", "localhost"))
     assert error.status == 403  # the Host check comes first
     plain = await make_server()
@@ -305,3 +306,63 @@ async def test_the_readme_client_example_runs_as_a_script(server: Server, tmp_pa
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+
+
+class _FreezingRelay:
+    """A TCP relay to a server that can freeze: both sockets stay open but nothing passes any
+    more, as when a host vanishes from the network (no FIN, no RST)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.frozen = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                if self.frozen:
+                    await asyncio.Event().wait()  # hold the bytes and the sockets for ever
+                sink.write(data)
+        sink.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._server.close()
+
+
+async def test_a_hub_that_vanishes_after_connecting_is_noticed_by_ping_and_found_again(server: Server) -> None:
+    """No FIN, no RST: the ping unanswered within ping_timeout drops the connection, and the
+    client dials again; an idle connection whose pings are answered stays up."""
+    relay = _FreezingRelay(server.port)
+    port = await relay.start()
+    client = Client(f"ws://127.0.0.1:{port}/ws", backoff=0.05, max_backoff=0.2, ping_interval=0.5, ping_timeout=0.5)
+    try:
+        await client.start()
+        await client.join("r")
+        await asyncio.sleep(1.5)  # several pings answered
+        assert client.connected and client.reconnects == 0
+        relay.frozen = True
+        started = time.monotonic()
+        while (event := await client.next_event(timeout=10))["type"] != "disconnected":
+            pass
+        assert time.monotonic() - started < 5 and event["payload"]["reason"] == "the connection dropped"
+        relay.frozen = False  # the next connection passes
+        while (event := await client.next_event(timeout=10))["type"] != "reconnected":
+            pass
+        assert await client.send("r", "still here") >= 1
+    finally:
+        await client.close()
+        await relay.close()

@@ -124,6 +124,10 @@ def all_blocks() -> list[Block]:
     return [b for page in PAGES for b in blocks(page)]
 
 
+COLLECTED = all_blocks()
+"""The blocks as collected: a page edited while the tests run is run as it was when they started."""
+
+
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -147,7 +151,7 @@ class PageRun:
         """Each block's outcome (`ok`, `fail`, `skip`, `xfail`) and what it printed."""
         self.procs: list[subprocess.Popen[bytes]] = []
         """The servers this test started itself (a block's bash starts others): kept to be reaped."""
-        self.blocks = blocks(page)
+        self.blocks = [b for b in COLLECTED if b.page == page]
         self.env = {
             **os.environ,
             "DOC_PYTHON": sys.executable,
@@ -404,7 +408,7 @@ def _id(block: Block) -> str:
     return block.where
 
 
-@pytest.mark.parametrize("block", all_blocks(), ids=_id)
+@pytest.mark.parametrize("block", COLLECTED, ids=_id)
 def test_code_block_runs(block: Block, runs: dict[Path, PageRun], tmp_path_factory: pytest.TempPathFactory) -> None:
     if block.page not in runs:
         runs[block.page] = PageRun(block.page, tmp_path_factory.mktemp(block.page.stem))

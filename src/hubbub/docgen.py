@@ -145,7 +145,7 @@ def _enum_section(cls: type[enum.Enum]) -> Iterator[str]:
     docs = attribute_docs(cls)
     yield "| member | value | meaning |\n|---|---|---|\n"
     for member in cls:
-        yield f"| `{member.name}` | `{member.value!r}` | {_cell(docs.get(member.name, ''))} |\n"
+        yield f"| `{member.name}` | `{_cell(repr(member.value))}` | {_cell(docs.get(member.name, ''))} |\n"
     yield "\n"
 
 
@@ -168,7 +168,7 @@ def _dataclass_section(cls: type) -> Iterator[str]:
         else:
             default = "(required)"
         doc = docs.get(f.name, "").split("\n\n")[0]
-        yield f"| `{f.name}` | `{f.type}` | {default} | {_cell(doc)} |\n"
+        yield f"| `{f.name}` | `{_cell(str(f.type))}` | {_cell(default)} | {_cell(doc)} |\n"
     yield "\n"
 
 

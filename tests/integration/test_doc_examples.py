@@ -35,7 +35,8 @@ as written, and why (each must give a reason, which the test checks):
   block serves with `--app`) instead of running it;
 - `<!-- doc-test: self-signed: FILE FILE -->` first writes a self-signed
   certificate and its key to those two files (a real one cannot be had here);
-- `<!-- doc-test: expect: TEXT -->` the block's output must contain TEXT.
+- `<!-- doc-test: expect: TEXT -->` the block's output must contain TEXT (one
+  marker per line of text; each is checked).
 """
 
 from __future__ import annotations
@@ -264,9 +265,9 @@ class PageRun:
         if files:
             self.self_signed(*files.split()[:2])
         status, output = self.run_shell(block) if block.lang in SHELL else self.run_python(block)
-        expected = block.marker("expect")
-        if status == "ok" and expected and expected not in output:
-            return "fail", f"{block.where}: expected {expected!r} in the output:\n{output}"
+        for kind, expected in block.markers:
+            if kind == "expect" and status == "ok" and expected not in output:
+                return "fail", f"{block.where}: expected {expected!r} in the output:\n{output}"
         return status, output
 
     def self_signed(self, cert: str, key: str) -> None:

@@ -145,7 +145,7 @@ def _enum_section(cls: type[enum.Enum]) -> Iterator[str]:
     docs = attribute_docs(cls)
     yield "| member | value | meaning |\n|---|---|---|\n"
     for member in cls:
-        yield f"| `{member.name}` | `{member.value!r}` | {_cell(docs.get(member.name, ''))} |\n"
+        yield f"| `{member.name}` | `{_cell(repr(member.value))}` | {_cell(docs.get(member.name, ''))} |\n"
     yield "\n"
 
 
@@ -168,7 +168,7 @@ def _dataclass_section(cls: type) -> Iterator[str]:
         else:
             default = "(required)"
         doc = docs.get(f.name, "").split("\n\n")[0]
-        yield f"| `{f.name}` | `{f.type}` | {default} | {_cell(doc)} |\n"
+        yield f"| `{f.name}` | `{_cell(str(f.type))}` | {_cell(default)} | {_cell(doc)} |\n"
     yield "\n"
 
 
@@ -292,17 +292,21 @@ def cli_reference() -> str:
     out.append(
         "Every flag of `hubbub serve` can also be set with an environment variable `HUBBUB_<FLAG>`"
         " (`--send-queue-bytes` is `HUBBUB_SEND_QUEUE_BYTES`; lists comma-separated); a flag on the"
-        " command line wins. A bad value is one line on stderr and exit code 2.\n\n"
+        " command line wins.\n\nExit codes: 0 when all went well; 2 for a bad flag or value, with one line on"
+        " stderr; 1 for a failure while running (a broker that cannot be reached, a port already in use; for"
+        " `bench`, messages lost).\n\n"
     )
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for sub in subs:
         helps = {c.dest: c.help or "" for c in sub._choices_actions}
         for name, child in sub.choices.items():
             out.append(f"## `hubbub {name}`\n\n{child.description or helps.get(name, '')}\n\n")
+            actions = [a for a in child._actions if not isinstance(a, argparse._HelpAction)]
+            if not actions:
+                out.append("No arguments.\n\n")
+                continue
             out.append("| argument | meaning |\n|---|---|\n")
-            for action in child._actions:
-                if isinstance(action, argparse._HelpAction):
-                    continue
+            for action in actions:
                 out.append(f"| {_flag(action)} | {_cell(_help(action, f'hubbub {name}'))} |\n")
             out.append("\n")
     return "".join(out).rstrip() + "\n"

@@ -10,7 +10,9 @@ them, against real `hubbub` processes:
   learner's Ctrl-C and restart would. `hubbub chat` reads the block's piped
   input, or none (end of input quits it).
 - **Python blocks** (`python`) run as a script with a timeout. A block that
-  builds a `Hub` is a server: it must come to listen on its port. Any other is
+  builds a `Hub` and runs it (`serve(`, `run(`) is a server: it must come to
+  listen on its port. One that builds a `Hub` and does not is a module, which
+  a later block serves with `--app MODULE:ATTR`: it is saved as MODULE.py. Any other is
   a client, run against the page's server on the port it names (a plain
   `hubbub serve` started for it when the page has none there): it must exit 0,
   or still be running at the end having printed something and no traceback (a
@@ -20,6 +22,8 @@ them, against real `hubbub` processes:
 - Ports are the page's own: every `127.0.0.1:N`, `localhost:N`, `--port N` and
   `port=N` of a page is mapped to one free port, so pages can run beside other
   servers on the machine; `redis://127.0.0.1:6379` is a private redis-server.
+- README.md's `##` sections stand alone: a section's servers stop before the
+  next section runs. A tutorial page's sections follow on from each other.
 - `pip install` lines do not run: the test runs in the environment they would
   make, and must not change it.
 
@@ -31,7 +35,8 @@ as written, and why (each must give a reason, which the test checks):
   block serves with `--app`) instead of running it;
 - `<!-- doc-test: self-signed: FILE FILE -->` first writes a self-signed
   certificate and its key to those two files (a real one cannot be had here);
-- `<!-- doc-test: expect: TEXT -->` the block's output must contain TEXT.
+- `<!-- doc-test: expect: TEXT -->` the block's output must contain TEXT (one
+  marker per line of text; each is checked).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ from tests.cluster import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "docs" / "tutorial.md", *sorted((ROOT / "docs" / "tutorial").glob("*.md"))]
+INDEPENDENT_SECTIONS = {ROOT / "README.md"}
+"""Pages whose `##` sections stand alone: a section's servers are stopped before the next one runs.
+(A tutorial's sections follow on from each other: its servers live until the page ends.)"""
 SHELL = {"sh", "bash", "shell", "console"}
 PYTHON = {"python", "py", "python3"}
 MARKER = re.compile(r"<!--\s*doc-test:\s*([\w-]+)\s*:?\s*(.*?)\s*-->")
@@ -62,6 +70,7 @@ PORT = re.compile(r"(?<=127\.0\.0\.1:)\d{2,5}\b|(?<=localhost:)\d{2,5}\b|(?<=--p
 URL_PORT = re.compile(r"(?:127\.0\.0\.1|localhost):(\d{2,5})\b")
 SERVE_LINE = re.compile(r"^(\s*hubbub serve\b[^\n]*?)\s*&?\s*$", re.M)
 BLOCK_TIMEOUT = 60.0
+LISTEN_TIMEOUT = 30.0
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -74,6 +83,8 @@ class Block:
     lang: str
     text: str
     markers: list[tuple[str, str]]
+    section: int = 0
+    """Which `#`/`##` section of the page the block is in."""
 
     @property
     def where(self) -> str:
@@ -87,10 +98,11 @@ def blocks(page: Path) -> list[Block]:
     """The page's shell and Python blocks, in order."""
     found: list[Block] = []
     lines = page.read_text().splitlines()
-    i = 0
+    i = section = 0
     while i < len(lines):
         fence = re.match(r"^(```+|~~~+)\s*([\w+-]*)", lines[i])
         if not fence:
+            section += bool(re.match(r"#{1,2} ", lines[i]))
             i += 1
             continue
         start, lang = i, fence.group(2).lower()
@@ -103,13 +115,18 @@ def blocks(page: Path) -> list[Block]:
             markers.insert(0, (m.group(1), m.group(2)))
             k -= 1
         if lang in SHELL | PYTHON:
-            found.append(Block(page, start + 1, lang, "\n".join(lines[start + 1 : end]) + "\n", markers))
+            text = "\n".join(lines[start + 1 : end]) + "\n"
+            found.append(Block(page, start + 1, lang, text, markers, section))
         i = end + 1
     return found
 
 
 def all_blocks() -> list[Block]:
     return [b for page in PAGES for b in blocks(page)]
+
+
+COLLECTED = all_blocks()
+"""The blocks as collected: a page edited while the tests run is run as it was when they started."""
 
 
 def _listening(port: int) -> bool:
@@ -135,7 +152,7 @@ class PageRun:
         """Each block's outcome (`ok`, `fail`, `skip`, `xfail`) and what it printed."""
         self.procs: list[subprocess.Popen[bytes]] = []
         """The servers this test started itself (a block's bash starts others): kept to be reaped."""
-        self.blocks = blocks(page)
+        self.blocks = [b for b in COLLECTED if b.page == page]
         self.env = {
             **os.environ,
             "DOC_PYTHON": sys.executable,
@@ -210,9 +227,12 @@ class PageRun:
             argv = [sys.executable, "-m", "hubbub", "serve", "--port", str(port)]
             self.start_process(argv, port, self.state / f"serve-{port}.log")
 
-    def close(self) -> None:
+    def stop_servers(self) -> None:
         for path in list(self.state.glob("port-*.pid")):
             self.stop_server(int(path.stem.removeprefix("port-")))
+
+    def close(self) -> None:
+        self.stop_servers()
         for proc in self.procs:
             proc.wait(5)
         if self.redis is not None:
@@ -223,6 +243,8 @@ class PageRun:
     def result(self, index: int) -> tuple[str, str]:
         """Run every block up to `index` that has not run yet; block `index`'s outcome and output."""
         for i in range(len(self.results), index + 1):
+            if self.page in INDEPENDENT_SECTIONS and i > 0 and self.blocks[i].section != self.blocks[i - 1].section:
+                self.stop_servers()
             try:
                 self.results[i] = self.run(self.blocks[i])
             except AssertionError as exc:
@@ -243,9 +265,9 @@ class PageRun:
         if files:
             self.self_signed(*files.split()[:2])
         status, output = self.run_shell(block) if block.lang in SHELL else self.run_python(block)
-        expected = block.marker("expect")
-        if status == "ok" and expected and expected not in output:
-            return "fail", f"{block.where}: expected {expected!r} in the output:\n{output}"
+        for kind, expected in block.markers:
+            if kind == "expect" and status == "ok" and expected not in output:
+                return "fail", f"{block.where}: expected {expected!r} in the output:\n{output}"
         return status, output
 
     def self_signed(self, cert: str, key: str) -> None:
@@ -292,12 +314,25 @@ class PageRun:
         output = run.stdout + run.stderr
         return _status(run.returncode == 0), f"{block.where}: exit {run.returncode}\n{output}"
 
+    def app_module(self, block: Block) -> str | None:
+        """The module a later block of the page serves with `--app MODULE:ATTR` and no block wrote."""
+        later = self.blocks[self.blocks.index(block) + 1 :]
+        for other in later:
+            for module in re.findall(r"--app ([\w.]+):", other.text):
+                if not (self.dir / f"{module}.py").exists() and "." not in module:
+                    return str(module)
+        return None
+
     def run_python(self, block: Block) -> tuple[str, str]:
         text = self.localize(block.text)
         script = self.state / f"block_{block.line}.py"
         script.write_text(text)
         argv = [sys.executable, str(script)]
         ports = [int(p) for p in re.findall(r"port=(\d+)", text)] + [int(p) for p in URL_PORT.findall(text)]
+        module = self.app_module(block) if "Hub(" in text and not SERVES.search(text) else None
+        if module is not None:  # a module for `hubbub serve --app`, which a later block serves
+            (self.dir / f"{module}.py").write_text(text)
+            return "ok", f"{block.where}: written as {module}.py, for --app"
         if "Hub(" in text:  # a server: it must come to listen
             port = ports[0] if ports else 8000
             if not ports and _listening(port):
@@ -306,19 +341,34 @@ class PageRun:
             return "ok", f"{block.where}: listening on {port}"
         for port in ports:
             self.ensure_server(port)
-        proc = subprocess.Popen(argv, cwd=self.dir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            out, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            output = (out + err).decode(errors="replace")
-            ok = bool(out.strip()) and b"Traceback" not in err
-            return _status(ok), f"{block.where}: still running after 15 s (a listener), printed:\n{output}"
+        out_path, err_path = script.with_suffix(".out"), script.with_suffix(".err")
+        with out_path.open("wb") as out_file, err_path.open("wb") as err_file:
+            proc = subprocess.Popen(argv, cwd=self.dir, env=self.env, stdout=out_file, stderr=err_file)
+        # Done when it exits; a listener (an endless `async for`) is judged once it has printed and
+        # then run on for a few seconds, or after LISTEN_TIMEOUT.
+        start = time.monotonic()
+        printed_at: float | None = None
+        while proc.poll() is None:
+            now = time.monotonic()
+            if printed_at is None and out_path.stat().st_size:
+                printed_at = now
+            if (printed_at is not None and now - printed_at > 3) or now - start > LISTEN_TIMEOUT:
+                proc.kill()
+                proc.wait()
+                out, err = out_path.read_bytes(), err_path.read_bytes()
+                output = (out + err).decode(errors="replace")
+                ok = bool(out.strip()) and b"Traceback" not in err
+                return _status(ok), f"{block.where}: still running after {now - start:.0f} s (a listener):\n{output}"
+            time.sleep(0.1)
+        out, err = out_path.read_bytes(), err_path.read_bytes()
         output = (out + err).decode(errors="replace")
         if proc.returncode != 0 and "'async with' outside async function" in output:
             return "xfail", f"{block.where}: top-level async with; the clients branch rewrites it (issue 12, item 3)"
         return _status(proc.returncode == 0), f"{block.where}: exit {proc.returncode}\n{output}"
+
+
+SERVES = re.compile(r"\b(?:serve|run|run_async)\(")
+"""A Python block that builds a `Hub` and calls one of these runs a server; without, it is a module."""
 
 
 def _status(ok: bool) -> str:
@@ -359,7 +409,7 @@ def _id(block: Block) -> str:
     return block.where
 
 
-@pytest.mark.parametrize("block", all_blocks(), ids=_id)
+@pytest.mark.parametrize("block", COLLECTED, ids=_id)
 def test_code_block_runs(block: Block, runs: dict[Path, PageRun], tmp_path_factory: pytest.TempPathFactory) -> None:
     if block.page not in runs:
         runs[block.page] = PageRun(block.page, tmp_path_factory.mktemp(block.page.stem))

@@ -116,7 +116,7 @@ def test_the_checker_tells_good_citations_from_bad(citation: str, in_code: bool,
 # ---- links between the pages -----------------------------------------------------------------------
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-PENDING = {"docs/integration.md"}
+PENDING = {"docs/integration.md", "docs/api.md", "clients/js/README.md"}
 """Pages the index links that a parallel branch of issue 12 writes; checked like any other once present."""
 
 

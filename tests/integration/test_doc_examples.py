@@ -362,8 +362,6 @@ class PageRun:
             time.sleep(0.1)
         out, err = out_path.read_bytes(), err_path.read_bytes()
         output = (out + err).decode(errors="replace")
-        if proc.returncode != 0 and "'async with' outside async function" in output:
-            return "xfail", f"{block.where}: top-level async with; the clients branch rewrites it (issue 12, item 3)"
         return _status(proc.returncode == 0), f"{block.where}: exit {proc.returncode}\n{output}"
 
 

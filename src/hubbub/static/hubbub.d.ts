@@ -133,7 +133,7 @@ export interface Joined {
   offset: number;
   /** True when this is the automatic re-join after a reconnect. */
   rejoin: boolean;
-  /** On a re-join: whether every missed message is being replayed. */
+  /** On a re-join, or a join with `since`: whether every missed message is being replayed. */
   recovered?: boolean;
 }
 
@@ -249,8 +249,12 @@ export class Hubbub {
   /** Join a room (remembered: re-joined after every reconnect). While disconnected it resolves when
    * the room is joined after the connection comes back. Rejects with `bad_payload` for a room name
    * the server would refuse (checked here first, see {@link roomNameError}), `forbidden`,
-   * `limit_exceeded`; the room is then forgotten. */
-  join(room: string, options?: RequestOptions): Promise<JoinAck>;
+   * `limit_exceeded`; the room is then forgotten.
+   *
+   * With `since` (an offset the app kept, e.g. in localStorage across a page reload), the messages
+   * after it are replayed as `message` events, and `room_reset` is emitted if history no longer
+   * reached back to it (the ack then says `recovered: false`). Ignored for a room already joined. */
+  join(room: string, options?: { since?: number } & RequestOptions): Promise<JoinAck>;
   /** Leave a room: forgotten at once (no further messages from it). Resolves even when not joined. */
   leave(room: string, options?: RequestOptions): Promise<void>;
   /** Publish a message to a room this client is in; resolves with its offset. While disconnected the

@@ -359,9 +359,12 @@ export class Hubbub {
   async _rejoinPass(ws, rooms) {
     const results = await Promise.allSettled(
       rooms.map(([room, since]) =>
-        this._write(ws, "join_room", since === null ? { room } : { room, since }, this._timeout, (ack) =>
-          this._joinAcked(room, ack, since),
-        ),
+        {
+          // a re-join, unless the app's own join() (made while not open) is waiting for this one
+          const rejoin = since !== null && !this._joinWaiters.has(room);
+          const payload = since === null ? { room } : { room, since };
+          return this._write(ws, "join_room", payload, this._timeout, (ack) => this._joinAcked(room, ack, since, rejoin));
+        },
       ),
     );
     results.forEach((result, i) => {
@@ -379,21 +382,21 @@ export class Hubbub {
   }
 
   /** A join's ack, read before any event after it: set the room's offset, detect a lost stretch. */
-  _joinAcked(room, ack, since) {
+  _joinAcked(room, ack, since, rejoin) {
     if (!this._rooms.has(room)) {
       // left while the join was on its way: leave on the server too, or its messages would keep coming
       if (this._ws) this._write(this._ws, "leave_room", { room }, this._timeout).catch(() => {});
       return;
     }
     const last = this._rooms.get(room);
-    const rejoin = since !== null && since !== undefined;
+    const resumed = since !== null;
     if (last === null) this._rooms.set(room, ack.offset);
-    else if (rejoin && ack.recovered === false) {
+    else if (resumed && ack.recovered === false) {
       if (ack.offset < last) this._rooms.set(room, ack.offset); // the room started over
       this._emit("room_reset", { room, since: last, offset: ack.offset });
     }
     const joined = { room, offset: ack.offset, rejoin };
-    if (rejoin) joined.recovered = ack.recovered !== false;
+    if (resumed) joined.recovered = ack.recovered !== false;
     this._emit("joined", joined);
     this._settleJoin(room, ack, null);
   }
@@ -570,7 +573,8 @@ export class Hubbub {
     if (invalid) return Promise.reject(new HubbubError("bad_payload", invalid, { room }));
     if (this._state === "closed") return Promise.reject(new HubbubError("closed", "the client was closed"));
     const known = this._rooms.has(room);
-    if (!known) this._rooms.set(room, null);
+    const since = known ? null : (options.since ?? null); // a room already joined gets no replay
+    if (!known) this._rooms.set(room, since);
     const wait = () =>
       new Promise((resolve, reject) => {
         if (!this._joinWaiters.has(room)) this._joinWaiters.set(room, []);
@@ -578,8 +582,9 @@ export class Hubbub {
       });
     if (this._state !== "open" || !this._ws) return wait(); // joined with the others when the connection opens
     const timeout = options.timeout ?? this._timeout;
-    const onAck = (ack) => this._joinAcked(room, ack, null);
-    return this._write(this._ws, "join_room", { room }, timeout, onAck, { room }).catch((error) => {
+    const onAck = (ack) => this._joinAcked(room, ack, since, false);
+    const payload = since === null ? { room } : { room, since };
+    return this._write(this._ws, "join_room", payload, timeout, onAck, { room }).catch((error) => {
       if (error.code === "disconnected") return wait(); // joined again after the reconnect
       if (error.code !== "timeout" && !known) this._rooms.delete(room);
       throw error;

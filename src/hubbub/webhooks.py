@@ -15,7 +15,7 @@ Delivery, per configured URL:
   its HMAC-SHA256 in `X-Hubbub-Signature` (`hubbub.signing`);
 * **at least once**: a timeout, a connection error, a 5xx or a 429 is retried
   with exponential backoff and jitter until `retry_for` seconds have passed
-  since the first attempt; a 2xx is success; any other status (4xx, a
+  since the first attempt (the last attempt is made then); a 2xx is success; any other status (4xx, a
   redirect) is the application saying no, and the event is given up at once;
 * **in order per room**: an event of a room is sent only after the previous
   one of that room succeeded or was given up (events without a room are
@@ -349,10 +349,12 @@ class Webhooks:
             if outcome is _Outcome.REJECTED:
                 self.drop(endpoint, event, DropReason.REJECTED, error=detail)
                 return
-            delay = min(longest, first * 2**attempt) * random.uniform(0.5, 1.0)
-            if loop.time() + delay > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 self.drop(endpoint, event, DropReason.EXPIRED, error=detail, attempts=attempt + 1)
                 return
+            # The last wait is cut short so that the last attempt is made at the deadline.
+            delay = min(remaining, min(longest, first * 2**attempt) * random.uniform(0.5, 1.0))
             log.debug("webhook.retry", extra={"url": endpoint.logged_url, "error": detail, "delay": round(delay, 3)})
             await asyncio.sleep(delay)
             attempt += 1

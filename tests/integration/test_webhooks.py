@@ -144,7 +144,7 @@ async def test_given_up_after_retry_for_and_counted_then_the_room_goes_on(
     failed = [r for r in receiver.requests if r.event["type"] == "room_occupied"]
     joined = next(r for r in receiver.requests if r.event["type"] == "member_joined")
     assert len(failed) >= 3 and all(r.status == 500 for r in failed)  # retried with backoff
-    assert 0.5 < failed[-1].at - failed[0].at <= 1.0 + 0.5  # for about --webhook-retry-for
+    assert 0.9 < failed[-1].at - failed[0].at < 2.5  # the last attempt at --webhook-retry-for (loaded box: slack)
     assert joined.at >= failed[-1].at  # the room's next event waited for it
     assert _metric(server, 'hubbub_webhooks_dropped_total{reason="expired"}') == 1
     assert _metric(server, "hubbub_webhooks_failed_attempts_total") == len(failed)
@@ -268,7 +268,7 @@ async def test_a_slow_answer_times_out_and_is_retried(make_server: ServerFactory
     await receiver.wait_for(lambda _: len(receiver.requests) >= 2, timeout=10)
     first, second = receiver.requests[:2]
     assert first.event["id"] == second.event["id"]  # the same event again, after the timeout and a backoff
-    assert 0.3 + 0.1 <= second.at - first.at < 1.5
+    assert 0.3 + 0.1 <= second.at - first.at < 3  # timeout + backoff (0.125-0.25 s); slack for a loaded box
     assert _metric(server, "hubbub_webhooks_failed_attempts_total") >= 1
     assert _metric(server, "hubbub_webhooks_sent_total") == 0
     await alice.close()

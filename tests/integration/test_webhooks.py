@@ -317,3 +317,15 @@ async def test_the_queue_is_bounded_in_bytes_too(make_server: ServerFactory, rec
     hooks = server.hub.webhooks
     assert hooks is not None and hooks.endpoints[0].bytes <= 100_000
     await alice.close()
+
+
+async def test_a_429_is_retried_after_its_retry_after(make_server: ServerFactory, receiver: Receiver) -> None:
+    receiver.answers.extend([429])
+    receiver.retry_after = "1"
+    server = await _hooked(make_server, receiver, webhook_retry_for=30.0)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await receiver.wait_for(lambda d: [e["type"] for e in d] == ["connected"])
+    first, second = receiver.requests[:2]
+    assert first.status == 429 and second.status == 200 and first.event["id"] == second.event["id"]
+    assert 1.0 <= second.at - first.at < 4  # not the 0.25 s backoff: the endpoint asked for 1 s
+    await alice.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import re
 import subprocess
 import sys
@@ -328,4 +329,37 @@ async def test_a_429_is_retried_after_its_retry_after(make_server: ServerFactory
     first, second = receiver.requests[:2]
     assert first.status == 429 and second.status == 200 and first.event["id"] == second.event["id"]
     assert 1.0 <= second.at - first.at < 4  # not the 0.25 s backoff: the endpoint asked for 1 s
+    await alice.close()
+
+
+async def test_rooms_are_sent_in_parallel_each_in_order_through_random_failures(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    """A room whose endpoint call hangs holds back only that room; through random 500s every other room's
+    messages all arrive, each room's in publish order."""
+    chance = random.Random(11)
+
+    def answer(request: Request) -> int | None:
+        if request.event.get("room") == "stuck":
+            return HANG
+        return 500 if chance.random() < 0.2 else 200
+
+    receiver.answer = answer
+    server = await _hooked(
+        make_server, receiver, webhook_messages=True, webhook_concurrency=4, webhook_timeout=30.0, rate_limit=0
+    )
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    rooms = ["stuck", *(f"room{k}" for k in range(8))]
+    for room in rooms:
+        await alice.join(room)
+    for n in range(10):
+        for room in rooms:
+            await alice.send("send_message", {"room": room, "message": n})
+    await receiver.wait_for(lambda d: sum(e["type"] == "message" for e in d) == 80, timeout=30)
+    for room in rooms[1:]:
+        got = [e["message"] for e in receiver.delivered if e["type"] == "message" and e["room"] == room]
+        assert got == list(range(10)), (room, got)
+    assert not any(e.get("room") == "stuck" for e in receiver.delivered)
+    assert [r.event["type"] for r in receiver.requests if r.event.get("room") == "stuck"] == ["room_occupied"]
+    assert _metric(server, "hubbub_webhooks_failed_attempts_total") > 0
     await alice.close()

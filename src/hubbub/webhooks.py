@@ -154,9 +154,9 @@ class _Metrics:
 
 
 class _Endpoint:
-    """One URL's queues: per order key (a room or a user) a deque; keys ready to send in `_ready`.
+    """One URL's queues: per order key (a room or a user) a deque; keys ready to send in `ready`.
 
-    A key is in `_ready` at most once and never while one of its events is in
+    A key is in `ready` at most once and never while one of its events is in
     flight, which is what keeps each room's events in order.
     """
 

@@ -363,3 +363,16 @@ async def test_rooms_are_sent_in_parallel_each_in_order_through_random_failures(
     assert [r.event["type"] for r in receiver.requests if r.event.get("room") == "stuck"] == ["room_occupied"]
     assert _metric(server, "hubbub_webhooks_failed_attempts_total") > 0
     await alice.close()
+
+
+async def test_shutdown_sends_the_departures_it_causes(make_server: ServerFactory, receiver: Receiver) -> None:
+    server = await _hooked(make_server, receiver)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await alice.join("r")
+    await receiver.wait_for(lambda d: "member_joined" in [e["type"] for e in d])
+    await server.stop()  # closes alice with 1001; her departures are queued, then sent within the grace
+    in_room = [_fields(e) for e in receiver.delivered if e.get("room") == "r"]
+    assert in_room[2:] == [{"type": "member_left", "room": "r", "user": "alice"}, {"type": "room_vacated", "room": "r"}]
+    gone = {"type": "disconnected", "user": "alice", "code": 1001, "node": server.hub.node_id}
+    assert gone in [_fields(e) for e in receiver.delivered]
+    assert _metric(server, 'hubbub_webhooks_dropped_total{reason="shutdown"}') == 0

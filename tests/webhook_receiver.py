@@ -49,6 +49,8 @@ class Receiver:
     answer: Callable[[Request], int | None] | None = None
     """Chooses the status of a request first, when set (None: the scripted or default answer)."""
     delay: float = 0.0
+    retry_after: str = ""
+    """Sent as `Retry-After` with every answer that is not a 2xx, when set."""
     requests: list[Request] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _hanging: list[asyncio.StreamWriter] = field(default_factory=list)
@@ -111,7 +113,8 @@ class Receiver:
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 request.status = status
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok".encode())
+                extra = f"Retry-After: {self.retry_after}\r\n" if self.retry_after and status >= 300 else ""
+                writer.write(f"HTTP/1.1 {status} X\r\n{extra}Content-Length: 2\r\n\r\nok".encode())
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass

@@ -10,11 +10,14 @@ the parts together, each in its own module:
 * the **heartbeat** sweep (`hubbub.keepalive`);
 * **dispatch** of client events and the mapping of failures to error codes
   (`hubbub.router`), and the built-in events (`hubbub.handlers`);
+* **webhooks** to the application, when configured (`hubbub.webhooks`):
+  told of connections, membership and (optionally) messages, never awaited;
 * **fan-out**, the hot path (`hubbub.fanout`): a published message comes back
   from the broker to `Rooms.deliver`, is framed once and written once per
   member per flush.
 
-Every background task belongs to the hub's `TaskOwner` and is awaited at
+Every background task belongs to the hub's `TaskOwner` (the webhooks' POSTs
+to the dispatcher's own, which the hub closes after it) and is awaited at
 shutdown.
 """
 
@@ -216,9 +219,9 @@ class Hub:
 
         Then the background work their departures started (presence removals,
         unsubscribes) gets what is left of `shutdown_timeout` to finish before
-        it is cancelled and awaited; the webhooks get at most `WEBHOOK_GRACE`
-        of what is then left to send their queue, and the broker and presence
-        are closed last.
+        it is cancelled and awaited. The presence is closed, then the webhooks
+        get at most `WEBHOOK_GRACE` of what is left to send their queue (the
+        departures included), and the broker is closed last.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout

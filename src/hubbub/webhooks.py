@@ -14,8 +14,9 @@ Delivery, per configured URL:
 * **one event per POST**, a JSON object `{"id", "type", "time", ...fields}`,
   its HMAC-SHA256 in `X-Hubbub-Signature` (`hubbub.signing`);
 * **at least once**: a timeout, a connection error, a 5xx or a 429 is retried
-  with exponential backoff and jitter until `retry_for` seconds have passed
-  since the first attempt; a 2xx is success; any other status (4xx, a
+  with exponential backoff and jitter (or after the answer's `Retry-After`
+  seconds, when longer) until `retry_for` seconds have passed since the
+  first attempt (the last attempt is made then); a 2xx is success; any other status (4xx, a
   redirect) is the application saying no, and the event is given up at once;
 * **in order per room**: an event of a room is sent only after the previous
   one of that room succeeded or was given up (events without a room are
@@ -153,9 +154,9 @@ class _Metrics:
 
 
 class _Endpoint:
-    """One URL's queues: per order key (a room or a user) a deque; keys ready to send in `_ready`.
+    """One URL's queues: per order key (a room or a user) a deque; keys ready to send in `ready`.
 
-    A key is in `_ready` at most once and never while one of its events is in
+    A key is in `ready` at most once and never while one of its events is in
     flight, which is what keeps each room's events in order.
     """
 
@@ -341,7 +342,7 @@ class Webhooks:
         first, longest = self._backoff
         attempt = 0
         while True:
-            outcome, detail = await self._attempt(endpoint.url, body, headers)
+            outcome, detail, wait = await self._attempt(endpoint.url, body, headers)
             if outcome is _Outcome.DELIVERED:
                 self.metrics.sent.inc()
                 return
@@ -349,16 +350,24 @@ class Webhooks:
             if outcome is _Outcome.REJECTED:
                 self.drop(endpoint, event, DropReason.REJECTED, error=detail)
                 return
-            delay = min(longest, first * 2**attempt) * random.uniform(0.5, 1.0)
-            if loop.time() + delay > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 self.drop(endpoint, event, DropReason.EXPIRED, error=detail, attempts=attempt + 1)
                 return
+            # The endpoint's Retry-After lengthens the wait; the last wait is cut short so that the
+            # last attempt is made at the deadline.
+            backoff = min(longest, first * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = min(remaining, max(backoff, wait))
             log.debug("webhook.retry", extra={"url": endpoint.logged_url, "error": detail, "delay": round(delay, 3)})
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[_Outcome, str]:
-        """One POST, bounded by `timeout` in total (httpx's own timeout is per read, not per request)."""
+    async def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[_Outcome, str, float]:
+        """One POST, bounded by `timeout` in total (httpx's own timeout is per read, not per request).
+
+        Returns the outcome, what went wrong (for the log), and the seconds of a
+        429 or 503 answer's `Retry-After` (0 without one; a date is not read).
+        """
         assert self._client is not None, "start() first"
         try:
             async with asyncio.timeout(self.timeout):
@@ -369,12 +378,14 @@ class Webhooks:
                         if read > RESPONSE_BYTES:
                             break
                     status = response.status_code
+                    retry_after = response.headers.get("retry-after", "")
         except self._timeouts:
-            return _Outcome.RETRY, "timeout"
+            return _Outcome.RETRY, "timeout", 0.0
         except self._failures as exc:
-            return _Outcome.RETRY, type(exc).__name__
+            return _Outcome.RETRY, type(exc).__name__, 0.0
         if 200 <= status < 300:
-            return _Outcome.DELIVERED, ""
+            return _Outcome.DELIVERED, "", 0.0
         if status >= 500 or status == 429:
-            return _Outcome.RETRY, f"status {status}"
-        return _Outcome.REJECTED, f"status {status}"
+            wait = float(retry_after) if status in (429, 503) and retry_after.isdigit() else 0.0
+            return _Outcome.RETRY, f"status {status}", wait
+        return _Outcome.REJECTED, f"status {status}", 0.0

@@ -46,15 +46,21 @@ async def test_a_dead_nodes_entries_expire(presence_pair: Pair, backend: str) ->
     await b.add("room", "ghost", "b:1")
     await a.add("room", "alive", "a:1")
     await b.add("lonely", "ghost", "b:3")
+    await b.add("crypt", "ghost", "b:5")
     await b.close()  # removes b's entries like a clean shutdown; simulate a crash instead below
     await b.start(lambda room, name, vacated: expired.append((room, name, vacated)))
     await b.add("room", "ghost", "b:2")
     assert await b.add("lonely", "ghost", "b:4") == Change.ROOM
+    assert await b.add("crypt", "ghost", "b:6") == Change.ROOM
+    assert await b.add("crypt", "wraith", "b:7") == Change.MEMBER
     assert isinstance(b, RedisPresence) and b._task is not None
     b._task.cancel()  # b stops refreshing: it has died without a word
-    await eventually(lambda: len(expired) >= 2, timeout=4)
-    assert sorted(expired) == [("lonely", "ghost", True), ("room", "ghost", False)]  # alive is still in room
+    await eventually(lambda: len(expired) >= 4, timeout=4)
+    assert sorted(expired)[2:] == [("lonely", "ghost", True), ("room", "ghost", False)]  # alive is still in room
+    crypt = sorted(expired)[:2]  # two names expire at once: both leave, the room is vacated once
+    assert [name for _, name, _ in crypt] == ["ghost", "wraith"] and sum(v for _, _, v in crypt) == 1
     assert await a.members("room") == [("alive", 1)]
+    assert await a.members("lonely") == [] and await a.members("crypt") == []
 
 
 async def test_rooms_with_members_cluster_wide(
@@ -83,7 +89,6 @@ async def test_node_reports_expire(presence_pair: Pair) -> None:
     assert (await b.nodes())[0] == ("node-a", 4, 2)
     await asyncio.sleep(0.7)
     assert await a.nodes() == [("node-b", 1, 1)]  # node-a stopped reporting: it is gone
-    assert await a.members("lonely") == []
 
 
 async def test_info_travels_with_a_name_until_its_last_connection_leaves(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import re
 import subprocess
 import sys
@@ -144,7 +145,7 @@ async def test_given_up_after_retry_for_and_counted_then_the_room_goes_on(
     failed = [r for r in receiver.requests if r.event["type"] == "room_occupied"]
     joined = next(r for r in receiver.requests if r.event["type"] == "member_joined")
     assert len(failed) >= 3 and all(r.status == 500 for r in failed)  # retried with backoff
-    assert 0.5 < failed[-1].at - failed[0].at <= 1.0 + 0.5  # for about --webhook-retry-for
+    assert 0.9 < failed[-1].at - failed[0].at < 2.5  # the last attempt at --webhook-retry-for (loaded box: slack)
     assert joined.at >= failed[-1].at  # the room's next event waited for it
     assert _metric(server, 'hubbub_webhooks_dropped_total{reason="expired"}') == 1
     assert _metric(server, "hubbub_webhooks_failed_attempts_total") == len(failed)
@@ -268,7 +269,7 @@ async def test_a_slow_answer_times_out_and_is_retried(make_server: ServerFactory
     await receiver.wait_for(lambda _: len(receiver.requests) >= 2, timeout=10)
     first, second = receiver.requests[:2]
     assert first.event["id"] == second.event["id"]  # the same event again, after the timeout and a backoff
-    assert 0.3 + 0.1 <= second.at - first.at < 1.5
+    assert 0.3 + 0.1 <= second.at - first.at < 3  # timeout + backoff (0.125-0.25 s); slack for a loaded box
     assert _metric(server, "hubbub_webhooks_failed_attempts_total") >= 1
     assert _metric(server, "hubbub_webhooks_sent_total") == 0
     await alice.close()
@@ -317,3 +318,61 @@ async def test_the_queue_is_bounded_in_bytes_too(make_server: ServerFactory, rec
     hooks = server.hub.webhooks
     assert hooks is not None and hooks.endpoints[0].bytes <= 100_000
     await alice.close()
+
+
+async def test_a_429_is_retried_after_its_retry_after(make_server: ServerFactory, receiver: Receiver) -> None:
+    receiver.answers.extend([429])
+    receiver.retry_after = "1"
+    server = await _hooked(make_server, receiver, webhook_retry_for=30.0)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await receiver.wait_for(lambda d: [e["type"] for e in d] == ["connected"])
+    first, second = receiver.requests[:2]
+    assert first.status == 429 and second.status == 200 and first.event["id"] == second.event["id"]
+    assert 1.0 <= second.at - first.at < 4  # not the 0.25 s backoff: the endpoint asked for 1 s
+    await alice.close()
+
+
+async def test_rooms_are_sent_in_parallel_each_in_order_through_random_failures(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    """A room whose endpoint call hangs holds back only that room; through random 500s every other room's
+    messages all arrive, each room's in publish order."""
+    chance = random.Random(11)
+
+    def answer(request: Request) -> int | None:
+        if request.event.get("room") == "stuck":
+            return HANG
+        return 500 if chance.random() < 0.2 else 200
+
+    receiver.answer = answer
+    server = await _hooked(
+        make_server, receiver, webhook_messages=True, webhook_concurrency=4, webhook_timeout=30.0, rate_limit=0
+    )
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    rooms = ["stuck", *(f"room{k}" for k in range(8))]
+    for room in rooms:
+        await alice.join(room)
+    for n in range(10):
+        for room in rooms:
+            await alice.send("send_message", {"room": room, "message": n})
+    await receiver.wait_for(lambda d: sum(e["type"] == "message" for e in d) == 80, timeout=30)
+    for room in rooms[1:]:
+        got = [e["message"] for e in receiver.delivered if e["type"] == "message" and e["room"] == room]
+        assert got == list(range(10)), (room, got)
+    assert not any(e.get("room") == "stuck" for e in receiver.delivered)
+    assert [r.event["type"] for r in receiver.requests if r.event.get("room") == "stuck"] == ["room_occupied"]
+    assert _metric(server, "hubbub_webhooks_failed_attempts_total") > 0
+    await alice.close()
+
+
+async def test_shutdown_sends_the_departures_it_causes(make_server: ServerFactory, receiver: Receiver) -> None:
+    server = await _hooked(make_server, receiver)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await alice.join("r")
+    await receiver.wait_for(lambda d: "member_joined" in [e["type"] for e in d])
+    await server.stop()  # closes alice with 1001; her departures are queued, then sent within the grace
+    in_room = [_fields(e) for e in receiver.delivered if e.get("room") == "r"]
+    assert in_room[2:] == [{"type": "member_left", "room": "r", "user": "alice"}, {"type": "room_vacated", "room": "r"}]
+    gone = {"type": "disconnected", "user": "alice", "code": 1001, "node": server.hub.node_id}
+    assert gone in [_fields(e) for e in receiver.delivered]
+    assert _metric(server, 'hubbub_webhooks_dropped_total{reason="shutdown"}') == 0

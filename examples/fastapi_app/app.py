@@ -294,6 +294,15 @@ def _logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per call to hubbub otherwise
 
 
-_logging()
-app = create_app(Config.from_env(os.environ))
-"""What `uvicorn examples.fastapi_app.app:app` serves."""
+_served: list[FastAPI] = []
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`app`, what `uvicorn examples.fastapi_app.app:app` serves: made from the environment when first
+    asked for, so that importing this module (tests do, with `create_app`) needs no configuration."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _served:
+        _logging()
+        _served.append(create_app(Config.from_env(os.environ)))
+    return _served[0]

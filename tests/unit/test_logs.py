@@ -184,11 +184,13 @@ def test_rate_limit_keys_are_bounded() -> None:
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     """`logs.configure` replaces the root handlers: put pytest's back afterwards."""
-    root, picows = logging.getLogger(), logging.getLogger("picows")
-    saved = root.handlers[:], root.level, picows.level
+    root = logging.getLogger()
+    quieted = [logging.getLogger(name) for name in ("picows", "httpx", "httpcore")]
+    saved = root.handlers[:], root.level, [lg.level for lg in quieted]
     yield
     root.handlers[:], root.level = saved[0], saved[1]
-    picows.setLevel(saved[2])
+    for lg, level in zip(quieted, saved[2], strict=True):
+        lg.setLevel(level)
 
 
 @pytest.mark.usefixtures("root_logging")
@@ -205,6 +207,19 @@ def test_configure_rate_limits_every_logger_on_the_handler(capsys: pytest.Captur
     assert len([line for line in lines if "WS parser error" in line]) == 20
     assert len([line for line in lines if "handler.failed" in line]) == 20
     assert all('user="x\\ny"' in line for line in lines if "handler.failed" in line)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_the_http_clients_request_lines_are_kept_for_debugging(capsys: pytest.CaptureFixture[str]) -> None:
+    """httpx logs each request at INFO: with webhooks or the proxy to the app that is a line per message."""
+    logs.configure("info", "text")
+    logging.getLogger("httpx").info('HTTP Request: POST http://app/hubbub/events "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("something httpx finds wrong")
+    err = capsys.readouterr().err
+    assert "HTTP Request" not in err and "something httpx finds wrong" in err
+    logs.configure("debug", "text")
+    logging.getLogger("httpx").info('HTTP Request: POST http://app/hubbub/events "HTTP/1.1 200 OK"')
+    assert "HTTP Request" in capsys.readouterr().err
 
 
 # ---- picows' per-connection log ----------------------------------------------------

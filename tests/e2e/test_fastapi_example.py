@@ -191,9 +191,14 @@ async def test_two_users_on_two_nodes_chat_through_the_app(browser: Any, example
     await alice.screenshot(path=str(SHOTS / "hubbub-fastapi-1280x800.png"))
     await bob.screenshot(path=str(SHOTS / "hubbub-fastapi-390x844-reloaded.png"))
 
-    # logging out ends the session on hubbub too: the app disconnects bob's sockets with hubbub.api
+    # logging out ends the session on hubbub too: the app disconnects bob's sockets on every node with
+    # hubbub.api, so his second tab (the same cookie, on node 1) is closed with the app's code and says so
+    second_tab = await bob.context.new_page()
+    await second_tab.goto(f"{example.app}/?node=1")
+    await second_tab.wait_for_selector("#status[data-state='open']", timeout=WAIT)
     await bob.click("#logout")
     await bob.locator("#login-error", has_text="You logged out").wait_for(timeout=WAIT)
+    await second_tab.locator("#login-error", has_text="You were logged out").wait_for(timeout=WAIT)
     await alice.locator("#members li[data-name='bob']").wait_for(state="detached", timeout=WAIT)
 
     assert alice.errors == [] and bob.errors == []

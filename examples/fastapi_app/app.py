@@ -260,7 +260,7 @@ def create_app(config: Config, users: Users | None = None) -> FastAPI:
         event = await signed_json(request)
         if event is None:
             return Response(status_code=401)  # hubbub gives an event refused so up at once
-        if not seen.first(event["id"]):
+        if event["id"] in seen:
             return Response(status_code=200)  # a retry of one already handled: at least once, so dedupe
         kind = event["type"]
         if kind == "message":
@@ -268,6 +268,7 @@ def create_app(config: Config, users: Users | None = None) -> FastAPI:
         elif kind in ("member_joined", "member_left"):
             store.add_activity(kind, event["room"], event["user"], event["time"])
             log.info(f"hubbub.{kind}", extra={"room": event["room"], "user": event["user"]})
+        seen.add(event["id"])  # handled: a repeat from now on is answered without handling it again
         return Response(status_code=200)
 
     return app

@@ -21,20 +21,20 @@ ACTIVITY = 100
 
 
 class Seen:
-    """The last `size` webhook event ids: `first(id)` is True once per id."""
+    """The last `size` webhook event ids handled, to answer a repeat without handling it again."""
 
     def __init__(self, size: int = REMEMBERED_IDS) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._size = size
 
-    def first(self, event_id: str) -> bool:
-        """Whether this id is new (and remember it)."""
-        if event_id in self._ids:
-            return False
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        """Remember an id once its event is handled (not before: a failure must let the retry in)."""
         self._ids[event_id] = None
         if len(self._ids) > self._size:
             self._ids.popitem(last=False)
-        return True
 
 
 class Store:

@@ -92,7 +92,8 @@ def test_webhooks_store_each_message_once_in_offset_order(client: TestClient) ->
     stored = client.get("/rooms/lobby/messages").json()["messages"]
     assert [(m["offset"], m["message"]["text"]) for m in stored] == [(1, "first"), (2, "second")]
     joined = {"id": "d", "type": "member_joined", "time": "2026-12-05T23:10:05.000Z", "room": "lobby", "user": "bob"}
-    assert _from_hubbub(client, "/hubbub/events", joined).status_code == 200
+    for _ in range(2):  # a retry of an event already handled (its answer was lost) is not handled again
+        assert _from_hubbub(client, "/hubbub/events", joined).status_code == 200
     assert client.get("/activity").json()["activity"] == [
         {"type": "member_joined", "room": "lobby", "user": "bob", "time": "2026-12-05T23:10:05.000Z"}
     ]

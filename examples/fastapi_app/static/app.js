@@ -174,6 +174,7 @@ function show(m, source) {
     item.append(badge, `${body.by ?? "The app"} announces: ${body.notice}`);
   } else {
     item.className = "message";
+    item.dataset.from = m.from;
     const from = document.createElement("span");
     from.className = "from";
     from.textContent = names.get(m.from) ?? m.from;
@@ -225,6 +226,11 @@ async function refreshPresence() {
       item.append(small);
     }
     list.append(item);
+  }
+  // history shown before presence was known: its senders get their display names now
+  for (const line of $("log").querySelectorAll("li.message[data-from]")) {
+    const display = names.get(line.dataset.from);
+    if (display) line.querySelector(".from").textContent = display;
   }
 }
 

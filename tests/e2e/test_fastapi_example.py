@@ -33,6 +33,13 @@ WAIT = 20_000
 """Milliseconds a page may take to show something (a loaded 2-core machine)."""
 
 
+CONNECT_WITHOUT_A_SESSION = """async (node) => {
+  const { Hubbub } = await import(node + "/hubbub.js");
+  const hub = new Hubbub({ url: node.replace("http:", "ws:") + "/ws", backoff: { base: 20, max: 100 } });
+  return await hub.connect().then(() => "open", (error) => error.code);
+}"""
+
+
 @dataclass
 class Example:
     """The running example: the app's URL, its two hubbub nodes, and the app's log."""
@@ -200,6 +207,11 @@ async def test_two_users_on_two_nodes_chat_through_the_app(browser: Any, example
     await bob.locator("#login-error", has_text="You logged out").wait_for(timeout=WAIT)
     await second_tab.locator("#login-error", has_text="You were logged out").wait_for(timeout=WAIT)
     await alice.locator("#members li[data-name='bob']").wait_for(state="detached", timeout=WAIT)
+
+    # without a session the app answers hubbub's connect proxy 401; the page, on the app's origin, reads the
+    # node's /healthz across origins, so hubbub.js tells the refusal from a dead server and stops
+    node = f"http://127.0.0.1:{example.nodes[1].port}"
+    assert await bob.evaluate(CONNECT_WITHOUT_A_SESSION, node) == "refused"
 
     assert alice.errors == [] and bob.errors == []
     assert "Traceback" not in example.app_log()

@@ -287,6 +287,10 @@ def _code_and_reason(args: tuple[object, ...]) -> tuple[int, str]:
     return 1002, str(detail)
 
 
+_HTTP_LOGGERS = ("httpx", "httpcore")
+"""The HTTP client's loggers (webhooks, the proxy to the app): quiet but for warnings, unless debugging."""
+
+
 def configure(level: str = "info", fmt: str = "text") -> None:
     """Send hubbub's (and its libraries') logs to stderr in the chosen format, rate-limited."""
     handler = logging.StreamHandler(sys.stderr)
@@ -298,7 +302,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
     picows = logging.getLogger("picows")
     picows.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
-    # httpx logs every request it makes at info (webhooks, the proxy to the app): normal life, so it is
-    # heard only at debug; hubbub.webhooks and hubbub.app_proxy log the failures themselves.
-    for chatty in ("httpx", "httpcore"):
+    # httpx logs every request at INFO: one line per webhook POST and per proxy call (per message, with
+    # --webhook-messages or --publish-proxy) is normal life, not news; their failures are hubbub's own lines
+    for chatty in _HTTP_LOGGERS:
         logging.getLogger(chatty).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)

@@ -112,6 +112,13 @@ def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; 
     return WSUpgradeResponseWithListener(response, None)
 
 
+def _with_header(routed: Routed, name: str, value: str) -> Routed:
+    """`routed` (a `_response`) with one more header."""
+    assert isinstance(routed, WSUpgradeResponseWithListener)
+    routed.response.headers[name] = value
+    return routed
+
+
 class _GivesItsPlaceBack:
     """Mixed into a pacer: the socket's place under the connection caps is given back when it ends."""
 
@@ -340,16 +347,32 @@ class Server:
         if path == "/" and self._static is None:
             return _response(HTTPStatus.OK, self._page, "text/html; charset=utf-8")
         if path in _CLIENT_FILES:  # the browser client library, with `--static` too
-            return _response(HTTPStatus.OK, *_CLIENT_FILES[path])
+            # public bytes, the same for everyone: a page of any origin (an app's, beside hubbub) may
+            # import it, and a cross-origin module script is fetched in CORS mode
+            return _with_header(_response(HTTPStatus.OK, *_CLIENT_FILES[path]), "Access-Control-Allow-Origin", "*")
         if path == "/healthz":
             if self.hub.broker.healthy:
-                return _response(HTTPStatus.OK, b"ok\n")
-            return _response(HTTPStatus.SERVICE_UNAVAILABLE, b"broker unreachable\n")
+                health = _response(HTTPStatus.OK, b"ok\n")
+            else:
+                health = _response(HTTPStatus.SERVICE_UNAVAILABLE, b"broker unreachable\n")
+            return self._readable_by_allowed_origin(request, health)
         if path == "/metrics":
             return _response(HTTPStatus.OK, self.hub.metrics.render(), METRICS_CONTENT_TYPE)
         if self._static is not None:
             return self._static_file(request, path)
         return _response(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    def _readable_by_allowed_origin(self, request: WSUpgradeRequest, routed: Routed) -> Routed:
+        """`routed`, readable by a page of another origin that may open `/ws` (`--allowed-origin`).
+
+        hubbub.js tells a refused handshake from a dead server by reading `/healthz`; a page served
+        by an app beside hubbub (another port, the connect proxy's setup) can read it only so.
+        """
+        origin = request.headers.get("Origin")
+        if origin is None or not self._origin_ok(request):
+            return routed
+        _with_header(routed, "Access-Control-Allow-Origin", origin)
+        return _with_header(routed, "Vary", "Origin")
 
     def _static_file(self, request: WSUpgradeRequest, path: str) -> Routed:
         """A file of `--static DIR` (GET only); 404 for anything not under it."""

@@ -276,7 +276,8 @@ async def test_iterating_ends_when_the_client_is_closed(server: Server) -> None:
 def readme_example(name: str) -> str:
     """The README's code block marked `<!-- example: NAME -->`."""
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```python\n(.*?)```", text, re.S)
+    marked = rf"<!-- example: {re.escape(name)} -->\n(?:<!-- doc-test: [^\n]*-->\n)?```python\n(.*?)```"
+    match = re.search(marked, text, re.S)  # a doc-test marker may stand between the two
     assert match is not None, f"README.md has no example {name}"
     return match.group(1)
 

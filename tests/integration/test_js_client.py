@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from hubbub.server import Server
+from tests.conftest import ServerFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "clients" / "js"
@@ -68,3 +69,21 @@ async def test_the_server_serves_hubbub_js_and_its_types(server: Server) -> None
     assert b"export class Hubbub" in js.content
     assert types.status_code == 200
     assert types.content == (CLIENT / "hubbub.d.ts").read_bytes()
+
+
+async def test_a_page_of_another_origin_may_import_hubbub_js_and_read_healthz(make_server: ServerFactory) -> None:
+    """An app's page beside hubbub (another port: the connect proxy's setup) imports `/hubbub.js` in CORS
+    mode, and hubbub.js reads `/healthz` to tell a refused handshake from a dead server: both answer it.
+    A page of an origin that may not open `/ws` reads no health."""
+    app = "http://127.0.0.1:9"
+    server = await make_server(allowed_origins=(app,))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+        js = await http.get("/hubbub.js", headers={"Origin": "http://elsewhere.example"})
+        health = await http.get("/healthz", headers={"Origin": app})
+        foreign = await http.get("/healthz", headers={"Origin": "http://elsewhere.example"})
+        plain = await http.get("/healthz")
+    assert js.headers["access-control-allow-origin"] == "*"  # public bytes, the same for every page
+    assert (health.status_code, health.headers["access-control-allow-origin"]) == (200, app)
+    assert health.headers["vary"] == "Origin"
+    assert "access-control-allow-origin" not in foreign.headers
+    assert "access-control-allow-origin" not in plain.headers

@@ -184,11 +184,13 @@ def test_rate_limit_keys_are_bounded() -> None:
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     """`logs.configure` replaces the root handlers: put pytest's back afterwards."""
-    root, picows = logging.getLogger(), logging.getLogger("picows")
-    saved = root.handlers[:], root.level, picows.level
+    root = logging.getLogger()
+    quieted = [logging.getLogger(name) for name in ("picows", "httpx", "httpcore")]
+    saved = root.handlers[:], root.level, [lg.level for lg in quieted]
     yield
     root.handlers[:], root.level = saved[0], saved[1]
-    picows.setLevel(saved[2])
+    for lg, level in zip(quieted, saved[2], strict=True):
+        lg.setLevel(level)
 
 
 @pytest.mark.usefixtures("root_logging")
@@ -205,6 +207,19 @@ def test_configure_rate_limits_every_logger_on_the_handler(capsys: pytest.Captur
     assert len([line for line in lines if "WS parser error" in line]) == 20
     assert len([line for line in lines if "handler.failed" in line]) == 20
     assert all('user="x\\ny"' in line for line in lines if "handler.failed" in line)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_the_http_clients_request_lines_are_kept_for_debugging(capsys: pytest.CaptureFixture[str]) -> None:
+    """httpx logs each request at INFO: with webhooks or the proxy to the app that is a line per message."""
+    logs.configure("info", "text")
+    logging.getLogger("httpx").info('HTTP Request: POST http://app/hubbub/events "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("something httpx finds wrong")
+    err = capsys.readouterr().err
+    assert "HTTP Request" not in err and "something httpx finds wrong" in err
+    logs.configure("debug", "text")
+    logging.getLogger("httpx").info('HTTP Request: POST http://app/hubbub/events "HTTP/1.1 200 OK"')
+    assert "HTTP Request" in capsys.readouterr().err
 
 
 # ---- picows' per-connection log ----------------------------------------------------
@@ -295,21 +310,3 @@ def test_picows_log_has_every_method_picows_calls() -> None:
     assert {"isEnabledFor", "error", "exception"} <= called
     assert all(callable(getattr(PicowsLog, name, None)) for name in called), called
     assert not hasattr(PicowsLog(logging.getLogger("x")), "__dict__")  # slots: small per connection
-
-
-def test_httpx_request_lines_are_heard_only_at_debug() -> None:
-    """Webhooks and the proxy to the app make HTTP requests all day: httpx's line per request is normal life."""
-    import logging
-
-    from hubbub import logs
-
-    try:
-        logs.configure("info")
-        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
-        assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING
-        logs.configure("debug")
-        assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
-    finally:
-        logging.getLogger().handlers[:] = []
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.NOTSET)

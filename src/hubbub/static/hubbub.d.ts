@@ -105,6 +105,9 @@ export interface Message<M = unknown> {
 export interface MemberEvent {
   room: string;
   name: string;
+  /** With `member_joined`: the public info the application's connect proxy gave this identity
+   * (`--connect-proxy`, docs/integration.md), when it gave one. */
+  info?: Record<string, unknown>;
 }
 
 /** Emitted on every state change. */
@@ -209,7 +212,8 @@ export interface HistoryAck<M = unknown> {
 
 export interface PresenceAck {
   room: string;
-  members: { name: string; connections: number }[];
+  /** `info`: the public info the application's connect proxy gave the identity, when it gave one. */
+  members: { name: string; connections: number; info?: Record<string, unknown> }[];
   /** Present (true) when the server cut a long list. */
   truncated?: boolean;
 }

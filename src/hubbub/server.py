@@ -281,7 +281,8 @@ class Server:
         """
         s = self.settings
         locked = self.auth is not None or bool(s.auth_secret)
-        mode = {"login": self.auth is not None, "token": bool(s.auth_secret), "anonymous": s.allow_anonymous or not locked}
+        anonymous = s.allow_anonymous or not locked
+        mode = {"login": self.auth is not None, "token": bool(s.auth_secret), "anonymous": anonymous}
         return msgspec.json.encode(mode) + b"\n"
 
     def _static_file(self, request: WSUpgradeRequest, path: str) -> Routed:

@@ -57,9 +57,17 @@ class Watched:
     def __init__(self, page: Any) -> None:
         self.page = page
         self.problems: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.problems.append(f"exception: {e}"))
-        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status} {r.url}"))
+        page.on("response", self._response)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.problems.append(f"console: {message.text}")
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status} {response.url}")
 
     def assert_clean(self, *expected: str) -> None:
         """No problem but those containing one of `expected`."""
@@ -106,6 +114,11 @@ async def _in_view(page: Any, selector: str) -> bool:
     return bool(await page.evaluate(script, selector))
 
 
+async def _shot(page: Any, what: str, viewport: dict[str, int]) -> None:
+    """A screenshot in SHOTS (Playwright makes the directory), named by what it shows and the size."""
+    await page.screenshot(path=str(SHOTS / f"{what}-{viewport['width']}x{viewport['height']}.png"))
+
+
 def _members(page: Any) -> Any:
     return page.locator("#member-list li")
 
@@ -127,9 +140,7 @@ async def test_two_pages_chat_and_see_each_other(browser: Any, server: Server, v
     assert await alice.page.locator("#log-lobby li.system", has_text="you joined").count() == 1  # once
     assert await alice.page.locator("#log-lobby li.system", has_text="alice joined").count() == 0
     assert await alice.page.locator("#message").is_visible() and await _in_view(alice.page, "#send")
-    size = f"{viewport['width']}x{viewport['height']}"
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await alice.page.screenshot(path=str(SHOTS / f"chat-{size}.png"))
+    await _shot(alice.page, "chat", viewport)
     await bob.page.context.close()  # bob leaves: alice's list drops him
     await alice.page.wait_for_function("document.querySelectorAll('#member-list li').length === 1")
     await alice.page.locator("#log-lobby li.system", has_text="bob left").wait_for()
@@ -138,9 +149,7 @@ async def test_two_pages_chat_and_see_each_other(browser: Any, server: Server, v
 
 
 @SIZES
-async def test_joining_switches_rooms_and_counts_unread(
-    browser: Any, server: Server, viewport: dict[str, int]
-) -> None:
+async def test_joining_switches_rooms_and_counts_unread(browser: Any, server: Server, viewport: dict[str, int]) -> None:
     carol = await _open_page(browser, server, "carol", viewport)
     page = carol.page
     await _join(page, "random")
@@ -151,13 +160,10 @@ async def test_joining_switches_rooms_and_counts_unread(
     for k in range(2):
         await server.hub.publish("lobby", f"lobby news {k}", "dan")
     badge = page.locator("#rooms li[data-room='lobby'] .unread")
-    await page.wait_for_function(
-        "document.querySelector(\"#rooms li[data-room='lobby'] .unread\").textContent === '2'"
-    )
+    await page.wait_for_function("document.querySelector(\"#rooms li[data-room='lobby'] .unread\").textContent === '2'")
     assert await badge.get_attribute("aria-label") == "2 unread"
     assert (await page.title()).startswith("(2)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"unread-{viewport['width']}x{viewport['height']}.png"))
+    await _shot(page, "unread", viewport)
     await page.click("#rooms li[data-room='lobby'] .room")
     await page.locator("#log-lobby li.message", has_text="lobby news 1").wait_for()
     assert await badge.is_hidden()
@@ -213,8 +219,7 @@ async def test_messages_typed_offline_are_sent_after_the_reconnect(
     await page.wait_for_function(
         "document.querySelector('#status').textContent.startsWith('reconnecting')", timeout=15000
     )
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"offline-{viewport['width']}x{viewport['height']}.png"))
+    await _shot(page, "offline", viewport)
     await make_server(port=port)
     await page.wait_for_function(OPEN, timeout=45000)
     await page.locator("#log-lobby li.message", has_text="typed while offline").wait_for()
@@ -293,8 +298,7 @@ async def test_login_form_when_the_server_needs_one(
     await page.fill("#password", "wrong")
     await page.click("#log-in")
     await page.locator("#login-error", has_text="Wrong name or password").wait_for()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"login-{viewport['width']}x{viewport['height']}.png"))
+    await _shot(page, "login", viewport)
     await page.fill("#password", "correct horse")
     await page.press("#password", "Enter")
     await page.wait_for_function("document.querySelector('#status').textContent === 'online as ada'")

@@ -210,6 +210,8 @@ async def test_messages_typed_offline_are_sent_after_the_reconnect(
     server = await make_server()
     hana = await _open_page(browser, server, "hana", viewport)
     page = hana.page
+    await _say(page, "before the restart")
+    await page.locator("#log-lobby li.message", has_text="before the restart").wait_for()
     port = server.port
     await server.stop()
     await page.wait_for_function("document.querySelector('#status').dataset.state !== 'open'")
@@ -224,6 +226,7 @@ async def test_messages_typed_offline_are_sent_after_the_reconnect(
     await page.wait_for_function(OPEN, timeout=45000)
     await page.locator("#log-lobby li.message", has_text="typed while offline").wait_for()
     assert await page.locator("#log-lobby li.pending").count() == 0
+    assert await page.locator("#log-lobby li.message", has_text="before the restart").count() == 1
     hana.assert_clean("WebSocket connection", "ERR_CONNECTION_REFUSED")
 
 
@@ -281,6 +284,22 @@ async def test_the_server_refuses_a_room_in_words(
     await kim.page.locator("#notice", has_text="leave one before joining another").wait_for()
     assert await kim.page.locator("#rooms li[data-room='third']").count() == 0
     kim.assert_clean()
+
+
+@SIZES
+async def test_rate_limits_are_explained_and_the_message_kept(
+    browser: Any, make_server: ServerFactory, viewport: dict[str, int]
+) -> None:
+    server = await make_server(rate_limit=0.2, rate_burst=6)
+    lee = await _open_page(browser, server, "lee", viewport)
+    page = lee.page
+    for k in range(6):
+        await _say(page, f"quick {k}")
+    await page.locator("#notice", has_text="You are sending too fast").wait_for()
+    failed = page.locator("#log-lobby li.failed").first
+    await failed.wait_for()
+    assert await failed.locator("button", has_text="Retry").is_visible()  # kept, to send again
+    lee.assert_clean()
 
 
 @SIZES

@@ -339,4 +339,5 @@ async def test_no_horizontal_scroll_at_360_px(browser: Any, server: Server) -> N
     widths = await page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert widths[0] <= widths[1] == 360, widths
     assert await _in_view(page, "#send")
+    await _shot(page, "narrow", {"width": 360, "height": 640})
     watched.assert_clean()

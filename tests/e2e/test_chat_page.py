@@ -290,15 +290,18 @@ async def test_the_server_refuses_a_room_in_words(
 async def test_rate_limits_are_explained_and_the_message_kept(
     browser: Any, make_server: ServerFactory, viewport: dict[str, int]
 ) -> None:
-    server = await make_server(rate_limit=0.2, rate_burst=6)
+    server = await make_server(rate_limit=1, rate_burst=6)
     lee = await _open_page(browser, server, "lee", viewport)
     page = lee.page
-    for k in range(6):
+    for k in range(8):
         await _say(page, f"quick {k}")
     await page.locator("#notice", has_text="You are sending too fast").wait_for()
-    failed = page.locator("#log-lobby li.failed").first
+    failed = page.locator("#log-lobby li.failed").last
     await failed.wait_for()
-    assert await failed.locator("button", has_text="Retry").is_visible()  # kept, to send again
+    text = await failed.locator(".text").inner_text()
+    await page.wait_for_timeout(2500)  # the bucket refills at one a second
+    await failed.locator("button", has_text="Retry").click()  # kept, to send again
+    await page.locator("#log-lobby li.message", has_text=text).wait_for()
     lee.assert_clean()
 
 

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from hubbub import client as hubbub_client
+from hubbub.auth import mint_token
 from hubbub.server import Server
+from tests.conftest import ServerFactory
 from tests.e2e.test_chat_page import browser as browser  # Debian's chromium, with ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -52,3 +54,36 @@ async def test_a_page_imports_hubbub_js_and_chats_with_a_python_client(browser: 
     await page.evaluate("hub.close()")
     assert await page.evaluate("hub.state") == "closed"
     assert errors == []
+
+
+TOKEN_PAGE_SCRIPT = """async (tokens) => {
+  const { Hubbub } = await import("/hubbub.js");
+  const outcome = {};
+  const good = new Hubbub({ token: tokens.good });
+  await good.connect();
+  outcome.joined = (await good.join("team-a")).room;
+  outcome.forbidden = await good.join("other").then(() => null, (e) => e.code);
+  good.close();
+  const bad = new Hubbub({ token: tokens.bad, backoff: { base: 20, max: 100 } });
+  const states = [];
+  bad.on("state", (s) => states.push(s.state));
+  outcome.refused = await bad.connect().then(() => null, (e) => e.code);
+  outcome.dials = states.filter((s) => s === "connecting").length;
+  outcome.final = bad.state;
+  return outcome;
+}"""
+
+
+async def test_a_browser_tells_a_refused_token_from_a_dead_server(browser: Any, make_server: ServerFactory) -> None:
+    """The browser sees a 401 only as a close before `open`; `/healthz` answering says the server is up."""
+    secret = "x" * 32
+    server = await make_server(auth_secret=secret)
+    page = await (await browser.new_context()).new_page()
+    await page.goto(f"http://127.0.0.1:{server.port}/healthz")
+    tokens = {
+        "good": mint_token(secret, "ada", 60, rooms=["team-*"]),
+        "bad": mint_token("y" * 32, "ada", 60),
+    }
+    outcome = await page.evaluate(TOKEN_PAGE_SCRIPT, tokens)
+    expected = {"joined": "team-a", "forbidden": "forbidden", "refused": "refused", "dials": 3, "final": "closed"}
+    assert outcome == expected

@@ -3,7 +3,7 @@
 clients/js/test/ starts its own `hubbub serve` processes (this interpreter, `HUBBUB_PYTHON`) and
 proxies, and checks the client against them: connect, rooms, ack and error promises, timeouts,
 resume after a cut connection and after a restart, the offline queue, `recovered: false`, tickets
-and token refresh. Node 20.10 or newer is needed (its WebSocket is behind `--experimental-websocket`;
+and token refresh. Node 20.11 or newer is needed (its WebSocket is behind `--experimental-websocket`;
 Node 22 has it by default); without node the test is skipped, saying why.
 """
 
@@ -33,8 +33,8 @@ def _node() -> tuple[str, tuple[int, int]]:
     if node is not None:
         found = re.match(r"v(\d+)\.(\d+)", subprocess.run([node, "--version"], capture_output=True, text=True).stdout)
         version = (int(found[1]), int(found[2])) if found else version
-    if node is None or version < (20, 10):
-        message = "node 20.10 or newer is not installed: the hubbub.js tests need it (apt-get install nodejs)"
+    if node is None or version < (20, 11):
+        message = "node 20.11 or newer is not installed: the hubbub.js tests need it (apt-get install nodejs)"
         if os.environ.get("HUBBUB_REQUIRE_NODE"):
             pytest.fail(message)
         pytest.skip(message)
@@ -46,7 +46,7 @@ def test_hubbub_js_passes_its_node_tests() -> None:
     flags = ["--experimental-websocket"] if version < (22, 0) else []
     env = {**os.environ, "HUBBUB_PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
-        [node, *flags, "--test", "--test-reporter=spec", "test/"],
+        [node, *flags, "--test", "--test-timeout=90000", "--test-reporter=spec", "test/"],
         cwd=CLIENT,
         env=env,
         capture_output=True,

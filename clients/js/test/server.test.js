@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
 import { Hubbub, login } from "../hubbub.js";
@@ -286,3 +287,65 @@ function writeSecret(secret) {
   writeFileSync(path, secret);
   return path;
 }
+
+test("an app's own events: request() resolves with its ack, rejects with its error, and server events reach on()", async () => {
+  const root = fileURLToPath(new URL("../../..", import.meta.url));
+  const pythonpath = [root, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
+  const server = await startServer(["--app", "tests.js_app:hub"], { env: { PYTHONPATH: pythonpath } });
+  try {
+    const kim = client({ url: server.url, name: "kim" });
+    const echoed = collect(kim, "echoed");
+    const every = collect(kim, "event");
+    const messages = collect(kim, "message");
+    await kim.connect();
+    assert.deepEqual(await kim.request("shout", { text: "hey" }), { heard: "hey" });
+    await assert.rejects(kim.request("shout", { text: "" }), { code: "forbidden", message: "say something" });
+    await until(() => echoed.length === 1 && every.length === 2, "the app's events");
+    assert.deepEqual(echoed, [{ text: "HEY" }]);
+    assert.deepEqual(
+      every.map((e) => e.type),
+      ["echoed", "message"],
+    );
+    assert.deepEqual(messages, []); // an app event named `message` is not a chat message
+  } finally {
+    closeClients();
+    await server.stop();
+  }
+});
+
+test("join(room, { since }) after a reload replays what was missed, or says room_reset", async () => {
+  const server = await startServer(["--history-size", "3", "--rate-limit", "0"]);
+  try {
+    const writer = client({ url: server.url, name: "writer" });
+    await writer.connect();
+    await writer.join("kept");
+    for (const n of [1, 2, 3, 4, 5]) await writer.send("kept", n);
+    const reader = client({ url: server.url, name: "reader" });
+    const got = collect(reader, "message");
+    const resets = collect(reader, "room_reset");
+    const joined = collect(reader, "joined");
+    const joining = reader.join("kept", { since: 3 }); // made before connecting: sent once connected
+    await reader.connect();
+    await joining;
+    await until(() => got.length === 2, "the two missed messages");
+    assert.deepEqual(
+      got.map((m) => m.offset),
+      [4, 5],
+    );
+    assert.deepEqual(joined, [{ room: "kept", offset: 5, rejoin: false, recovered: true }]);
+    await reader.join("short", { since: 0 });
+    await writer.join("short");
+    await writer.send("short", "x");
+    await until(() => got.length === 3, "a live message");
+    const late = client({ url: server.url, name: "late" });
+    const lateResets = collect(late, "room_reset");
+    await late.connect();
+    await late.join("kept", { since: 1 }); // history holds 3..5 only
+    await until(() => lateResets.length === 1, "room_reset for a reload too far back");
+    assert.deepEqual(lateResets, [{ room: "kept", since: 1, offset: 5 }]);
+    assert.deepEqual(resets, []);
+  } finally {
+    closeClients();
+    await server.stop();
+  }
+});

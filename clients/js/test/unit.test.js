@@ -257,3 +257,33 @@ test("tokenExpiry reads a JWT's exp", () => {
   assert.ok(Math.abs(tokenExpiry(token) - (Date.now() / 1000 + 60)) < 5);
   assert.equal(tokenExpiry("not a token"), null);
 });
+
+test("a ticket function's network failure is retried; a 4xx HubbubError stops the client", async () => {
+  let calls = 0;
+  const flaky = client({
+    ticket: async () => {
+      calls += 1;
+      if (calls < 3) throw new TypeError("Failed to fetch");
+      return "T1";
+    },
+  });
+  const states = collect(flaky, "state");
+  flaky.connect();
+  const ws = await until(() => ScriptedSocket.last, "a dial after two failed logins");
+  assert.equal(new URL(ws.url).searchParams.get("ticket"), "T1");
+  const retried = states.filter((s) => s.state === "reconnecting");
+  assert.equal(retried.length, 2);
+  assert.match(retried[0].reason, /Failed to fetch/);
+
+  const refused = client({
+    ticket: async () => {
+      throw new HubbubError("login", "wrong name or password", { status: 401 });
+    },
+  });
+  const error = await refused.connect().then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(error.message, "wrong name or password");
+  assert.equal(refused.state, "closed");
+});

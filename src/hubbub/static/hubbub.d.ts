@@ -53,8 +53,10 @@ export interface HubbubOptions {
   /**
    * A ticket for a server started with `--users`: a function that obtains a fresh one (e.g. with
    * {@link login}), called before every connect, since a ticket is good for one handshake only.
-   * If it throws, the client stops (`closed`, with the error): a failed login is the browser's only
-   * way to see a 401, so it is not retried. A ticket refused at the handshake is seen as a failed dial.
+   * If it throws a HubbubError whose `detail.status` is 400-499 but not 429 (as {@link login} does for
+   * a wrong password), the client stops (`closed`, with that error): a failed login is the browser's
+   * only way to see a 401. Any other error (the network, 429, 503) is retried with backoff, its
+   * message as the `state` event's `reason`. A ticket refused at the handshake is a failed dial.
    */
   ticket?: () => string | Promise<string>;
   /**
@@ -62,6 +64,7 @@ export interface HubbubOptions {
    * `hubbub.token.<T>` (never in the URL). A function is called before every connect and again
    * `refreshBefore` seconds before the token's `exp`, and the new token is sent with `refresh`.
    * A plain string cannot be refreshed: when it expires the server closes with 1008 and the client stops.
+   * A function that throws is treated as a `ticket` function that throws.
    */
   token?: Provider;
   /** Seconds before a token's `exp` to refresh it (at most half its remaining life). Default 30. */
@@ -130,7 +133,7 @@ export interface Joined {
   offset: number;
   /** True when this is the automatic re-join after a reconnect. */
   rejoin: boolean;
-  /** On a re-join: whether every missed message is being replayed. */
+  /** On a re-join, or a join with `since`: whether every missed message is being replayed. */
   recovered?: boolean;
 }
 
@@ -151,8 +154,16 @@ export interface Dropped {
   reason: "queue_full";
 }
 
+/** Any server event that is not `new_message`, `member_joined`, `member_left`, `ack` or `error`:
+ * an app's own. */
+export interface AppEvent {
+  type: string;
+  payload: any;
+}
+
 /** The events of the client, by name, and what the listener gets. Any other name receives the
- * payload of server events of that type (an app's own events). */
+ * payload of server events of that type (an app's own events), unless the type is one of the client's
+ * own event names below: those come only through `event`. */
 export interface EventMap {
   message: Message;
   member_joined: MemberEvent;
@@ -164,6 +175,8 @@ export interface EventMap {
   /** An `error` from the server that no request is waiting for, a failed token refresh, a room that
    * could not be re-joined, or the reason the client stopped. */
   error: HubbubError;
+  /** Every app event, whatever its type. */
+  event: AppEvent;
 }
 
 /** Why a request failed. `code` is a protocol error code (`bad_payload`, `not_in_room`, `forbidden`,
@@ -236,8 +249,12 @@ export class Hubbub {
   /** Join a room (remembered: re-joined after every reconnect). While disconnected it resolves when
    * the room is joined after the connection comes back. Rejects with `bad_payload` for a room name
    * the server would refuse (checked here first, see {@link roomNameError}), `forbidden`,
-   * `limit_exceeded`; the room is then forgotten. */
-  join(room: string, options?: RequestOptions): Promise<JoinAck>;
+   * `limit_exceeded`; the room is then forgotten.
+   *
+   * With `since` (an offset the app kept, e.g. in localStorage across a page reload), the messages
+   * after it are replayed as `message` events, and `room_reset` is emitted if history no longer
+   * reached back to it (the ack then says `recovered: false`). Ignored for a room already joined. */
+  join(room: string, options?: { since?: number } & RequestOptions): Promise<JoinAck>;
   /** Leave a room: forgotten at once (no further messages from it). Resolves even when not joined. */
   leave(room: string, options?: RequestOptions): Promise<void>;
   /** Publish a message to a room this client is in; resolves with its offset. While disconnected the

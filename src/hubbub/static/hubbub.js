@@ -17,6 +17,9 @@ const FATAL_CLOSE = new Map([
   [1008, "policy"], // repeated abuse, or a token that expired (retried when a token callback can give a new one)
 ]);
 
+/** The client's own event names: a server event of one of these types is emitted only as `event`. */
+const CLIENT_EVENTS = new Set(["message", "state", "joined", "room_reset", "dropped", "error", "event"]);
+
 /** Why a request failed, or why the client stopped; `code` is a protocol error code or the client's own. */
 export class HubbubError extends Error {
   constructor(code, message, detail = {}) {
@@ -256,26 +259,19 @@ export class Hubbub {
     this._setState("connecting");
     let url = this._url;
     let protocols;
-    if (this._ticket) {
-      try {
-        url = withQuery(url, "ticket", await this._ticket());
-      } catch (error) {
-        const status = error?.detail?.status;
-        if (status === 0 || status === 429 || status === 503) return this._retry(1006, ""); // transient
-        return this._stop(
-          error instanceof HubbubError ? error : new HubbubError("login", `could not get a ticket: ${error?.message}`),
-          true,
-        );
-      }
+    try {
+      if (this._ticket) url = withQuery(url, "ticket", await this._ticket());
+    } catch (error) {
+      return this._credentialFailed(error, "login", "ticket");
     }
-    if (this._token) {
-      try {
+    try {
+      if (this._token) {
         const token = typeof this._token === "function" ? await this._token() : this._token;
         protocols = ["hubbub", `hubbub.token.${token}`];
         this._currentToken = token;
-      } catch (error) {
-        return this._stop(new HubbubError("token", `could not get a token: ${error?.message}`), true);
       }
+    } catch (error) {
+      return this._credentialFailed(error, "token", "token");
     }
     if (this._name !== null) url = withQuery(url, "name", this._name);
     if (this._state !== "connecting") return; // closed while the callbacks ran
@@ -290,16 +286,17 @@ export class Hubbub {
     // Ended once, by whichever comes first: its close event; an error before it opened (Node 20's
     // WebSocket may fire no close then); or no handshake within `connectTimeout` (it may fire nothing).
     const ended = (code, reason) => {
+      if (this._ws !== ws) return; // already ended
       clearTimeout(this._timers.handshake);
-      if (this._ws !== ws) return;
       if (code === 1006 && !opened) this._abandon(ws);
       this._onClose(code, reason, opened);
     };
     this._timers.handshake = setTimeout(() => ended(1006, "no handshake in time"), this._connectTimeout);
     ws.onopen = () => {
+      if (this._ws !== ws) return;
       opened = true;
       clearTimeout(this._timers.handshake);
-      if (this._ws === ws) this._onOpen(ws);
+      this._onOpen(ws);
     };
     ws.onmessage = (event) => {
       if (this._ws === ws) this._onText(event.data);
@@ -308,6 +305,18 @@ export class Hubbub {
     ws.onerror = () => {
       if (!opened) setTimeout(() => ended(1006, ""), 0); // after a close event, if one comes at once
     };
+  }
+
+  /** A ticket or token callback threw. An HTTP answer of 4xx (not 429) stops the client: a wrong
+   * password or a refused login will not get better (`login()` throws so). Anything else (the
+   * network, 429, 503, an app's own error) is retried with backoff, the reason in the state event. */
+  _credentialFailed(error, code, what) {
+    if (this._state !== "connecting") return; // closed while the callback ran
+    const status = error?.detail?.status;
+    const failure =
+      error instanceof HubbubError ? error : new HubbubError(code, `could not get a ${what}: ${error?.message ?? error}`);
+    if (status >= 400 && status < 500 && status !== 429) return this._stop(failure, true);
+    this._retry(undefined, failure.message);
   }
 
   /** Let go of a socket that never opened, so it can fire nothing more at us. */
@@ -350,9 +359,12 @@ export class Hubbub {
   async _rejoinPass(ws, rooms) {
     const results = await Promise.allSettled(
       rooms.map(([room, since]) =>
-        this._write(ws, "join_room", since === null ? { room } : { room, since }, this._timeout, (ack) =>
-          this._joinAcked(room, ack, since),
-        ),
+        {
+          // a re-join, unless the app's own join() (made while not open) is waiting for this one
+          const rejoin = since !== null && !this._joinWaiters.has(room);
+          const payload = since === null ? { room } : { room, since };
+          return this._write(ws, "join_room", payload, this._timeout, (ack) => this._joinAcked(room, ack, since, rejoin));
+        },
       ),
     );
     results.forEach((result, i) => {
@@ -370,21 +382,21 @@ export class Hubbub {
   }
 
   /** A join's ack, read before any event after it: set the room's offset, detect a lost stretch. */
-  _joinAcked(room, ack, since) {
+  _joinAcked(room, ack, since, rejoin) {
     if (!this._rooms.has(room)) {
       // left while the join was on its way: leave on the server too, or its messages would keep coming
       if (this._ws) this._write(this._ws, "leave_room", { room }, this._timeout).catch(() => {});
       return;
     }
     const last = this._rooms.get(room);
-    const rejoin = since !== null && since !== undefined;
+    const resumed = since !== null;
     if (last === null) this._rooms.set(room, ack.offset);
-    else if (rejoin && ack.recovered === false) {
+    else if (resumed && ack.recovered === false) {
       if (ack.offset < last) this._rooms.set(room, ack.offset); // the room started over
       this._emit("room_reset", { room, since: last, offset: ack.offset });
     }
     const joined = { room, offset: ack.offset, rejoin };
-    if (rejoin) joined.recovered = ack.recovered !== false;
+    if (resumed) joined.recovered = ack.recovered !== false;
     this._emit("joined", joined);
     this._settleJoin(room, ack, null);
   }
@@ -505,7 +517,9 @@ export class Hubbub {
       this._emit("message", payload);
       return;
     }
-    if (typeof type === "string" && type !== "ack") this._emit(type, payload);
+    if (typeof type !== "string" || type === "ack") return;
+    this._emit("event", { type, payload });
+    if (!CLIENT_EVENTS.has(type)) this._emit(type, payload); // never mistaken for the client's own
   }
 
   // ---- requests ----------------------------------------------------------------------------
@@ -559,7 +573,8 @@ export class Hubbub {
     if (invalid) return Promise.reject(new HubbubError("bad_payload", invalid, { room }));
     if (this._state === "closed") return Promise.reject(new HubbubError("closed", "the client was closed"));
     const known = this._rooms.has(room);
-    if (!known) this._rooms.set(room, null);
+    const since = known ? null : (options.since ?? null); // a room already joined gets no replay
+    if (!known) this._rooms.set(room, since);
     const wait = () =>
       new Promise((resolve, reject) => {
         if (!this._joinWaiters.has(room)) this._joinWaiters.set(room, []);
@@ -567,8 +582,9 @@ export class Hubbub {
       });
     if (this._state !== "open" || !this._ws) return wait(); // joined with the others when the connection opens
     const timeout = options.timeout ?? this._timeout;
-    const onAck = (ack) => this._joinAcked(room, ack, null);
-    return this._write(this._ws, "join_room", { room }, timeout, onAck, { room }).catch((error) => {
+    const onAck = (ack) => this._joinAcked(room, ack, since, false);
+    const payload = since === null ? { room } : { room, since };
+    return this._write(this._ws, "join_room", payload, timeout, onAck, { room }).catch((error) => {
       if (error.code === "disconnected") return wait(); // joined again after the reconnect
       if (error.code !== "timeout" && !known) this._rooms.delete(room);
       throw error;

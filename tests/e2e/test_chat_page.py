@@ -200,6 +200,16 @@ async def test_reload_restores_rooms_and_history(browser: Any, server: Server, v
     await page.locator("#rooms li.current[data-room='books']").wait_for()  # the room shown before
     await page.locator("#log-books li.message", has_text="a book message").wait_for()  # its history
     assert await page.locator("#log-books li.message").count() == 1
+    await page.goto("about:blank")  # away: what comes meanwhile is unread when she is back
+    for k in range(2):
+        await server.hub.publish("lobby", f"while away {k}", "hal")
+    await page.goto(f"http://127.0.0.1:{server.port}/")
+    await page.wait_for_function(
+        "document.querySelector(\"#rooms li[data-room='lobby'] .unread\")?.textContent === '2'"
+    )
+    await page.click("#rooms li[data-room='lobby'] .room")
+    texts = await page.locator("#log-lobby li.message .text").all_inner_texts()
+    assert texts == ["while away 0", "while away 1"]
     gina.assert_clean()
 
 

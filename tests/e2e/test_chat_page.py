@@ -354,3 +354,22 @@ async def test_no_horizontal_scroll_at_360_px(browser: Any, server: Server) -> N
     assert await _in_view(page, "#send")
     await _shot(page, "narrow", {"width": 360, "height": 640})
     watched.assert_clean()
+
+
+@SIZES
+async def test_labels_focus_and_live_regions(browser: Any, server: Server, viewport: dict[str, int]) -> None:
+    mia = await _open_page(browser, server, "mia", viewport)
+    page = mia.page
+    for label in ("Your name", "Room to join", "Message"):
+        assert await page.get_by_label(label, exact=True).count() == 1, label
+    assert await page.locator("#log-lobby").get_attribute("aria-live") == "polite"
+    assert await page.locator("[role=status]").count() == 1
+    await page.fill("#room", "music")
+    await page.press("#room", "Enter")  # Enter joins, and the focus goes to the message box
+    await page.locator("#rooms li.current[data-room='music']").wait_for()
+    assert await page.evaluate("document.activeElement.id") == "message"
+    await page.keyboard.type("typed at once")
+    await page.keyboard.press("Enter")
+    await page.locator("#log-music li.message", has_text="typed at once").wait_for()
+    assert await page.get_by_role("button", name="Leave #music").count() == 1
+    mia.assert_clean()

@@ -373,3 +373,21 @@ async def test_labels_focus_and_live_regions(browser: Any, server: Server, viewp
     await page.locator("#log-music li.message", has_text="typed at once").wait_for()
     assert await page.get_by_role("button", name="Leave #music").count() == 1
     mia.assert_clean()
+
+
+async def test_a_rename_while_offline_keeps_the_waiting_message(browser: Any, make_server: ServerFactory) -> None:
+    server = await make_server()
+    watched = await _open_page(browser, server, "nina", VIEWPORTS[0])
+    page = watched.page
+    port = server.port
+    await server.stop()
+    await page.wait_for_function("document.querySelector('#status').dataset.state !== 'open'")
+    await _say(page, "said as nina")
+    await page.locator("#log-lobby li.pending", has_text="said as nina").wait_for()
+    await page.fill("#name", "nora")  # a new connection while the server is down
+    await page.press("#name", "Enter")
+    await make_server(port=port)
+    await page.wait_for_function("document.querySelector('#status').textContent === 'online as nora'", timeout=45000)
+    await page.locator("#log-lobby li.message", has_text="nora: said as nina").wait_for()  # sent by the new one
+    assert await page.locator("#log-lobby li.pending, #log-lobby li.failed").count() == 0
+    watched.assert_clean("WebSocket connection", "ERR_CONNECTION_REFUSED")

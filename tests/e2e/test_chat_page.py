@@ -292,7 +292,9 @@ async def test_the_server_refuses_a_room_in_words(
     await kim.page.fill("#room", "third")
     await kim.page.click("#join")
     await kim.page.locator("#notice", has_text="leave one before joining another").wait_for()
+    await _shot(kim.page, "notice", viewport)
     assert await kim.page.locator("#rooms li[data-room='third']").count() == 0
+    await kim.page.locator("#rooms li.current[data-room='second']").wait_for()  # back where she was
     kim.assert_clean()
 
 

@@ -342,8 +342,8 @@ class Server:
                 self.hub.metrics.handshakes_rejected.labels("origin").inc()
                 return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
             return EchoConnection(self.hub, None)
-        if path == "/login" and self.auth is not None:
-            return _response(HTTPStatus.METHOD_NOT_ALLOWED, b"POST /login\n")
+        if path == "/login" and (self.auth is not None or self._static is None):
+            return _response(HTTPStatus.OK, self._auth_mode(), "application/json")
         if path == "/" and self._static is None:
             return _response(HTTPStatus.OK, self._page, "text/html; charset=utf-8")
         if path in _CLIENT_FILES:  # the browser client library, with `--static` too
@@ -373,6 +373,19 @@ class Server:
             return routed
         _with_header(routed, "Access-Control-Allow-Origin", origin)
         return _with_header(routed, "Vary", "Origin")
+
+    def _auth_mode(self) -> bytes:
+        """`GET /login`: how a page may connect, so the chat page knows whether to show a login form.
+
+        `login`: `POST /login` gives tickets (`--users`); `token`: signed tokens are accepted
+        (`--auth-secret`); `anonymous`: a handshake without a credential is let in. Booleans only,
+        nothing secret.
+        """
+        s = self.settings
+        locked = self.auth is not None or bool(s.auth_secret)
+        anonymous = s.allow_anonymous or not locked
+        mode = {"login": self.auth is not None, "token": bool(s.auth_secret), "anonymous": anonymous}
+        return msgspec.json.encode(mode) + b"\n"
 
     def _static_file(self, request: WSUpgradeRequest, path: str) -> Routed:
         """A file of `--static DIR` (GET only); 404 for anything not under it."""

@@ -234,6 +234,35 @@ async def test_login_route_without_users_is_404(server: Server) -> None:
     assert (await post(server.port, b"{}"))[0] in (400, 404)
 
 
+async def test_get_login_says_how_to_connect(make_server: ServerFactory, users_file: str, tmp_path: Path) -> None:
+    """`GET /login` is how the chat page chooses between a login form and a name field (no failing dial)."""
+
+    async def mode(server: Server) -> dict[str, bool]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f"GET /login HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split()[1] == b"200" and b"application/json" in head, data
+        answer: dict[str, bool] = json.loads(body)
+        return answer
+
+    secret = "s" * 32
+    assert await mode(await make_server()) == {"login": False, "token": False, "anonymous": True}
+    assert await mode(await make_server(users_file=users_file)) == {"login": True, "token": False, "anonymous": False}
+    with_anonymous = await make_server(users_file=users_file, allow_anonymous=True)
+    assert await mode(with_anonymous) == {"login": True, "token": False, "anonymous": True}
+    assert await mode(await make_server(auth_secret=secret)) == {"login": False, "token": True, "anonymous": False}
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "login").write_text("the app's own login page")
+    app = await make_server(static_dir=str(site))  # without --users, /login is the application's
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.port)
+    writer.write(f"GET /login HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n\r\n".encode())
+    assert (await asyncio.wait_for(reader.read(), 5)).endswith(b"the app's own login page")
+    writer.close()
+
+
 async def test_a_login_body_may_come_in_pieces(make_server: ServerFactory, users_file: str) -> None:
     server = await make_server(users_file=users_file)
     body = json.dumps({"username": "ada", "password": PASSWORDS["ada"]}).encode()

@@ -48,8 +48,15 @@ async def test_abrupt_disconnects_leave_nothing_behind(server: Server) -> None:
     await eventually(lambda: not hub.connections and not hub.rooms)
     await eventually(lambda: _tasks() == baseline_tasks)
     assert hub.metrics.closes.labels("1006")._value.get() == 300
-    gc.collect()
-    assert [ref for ref in alive if ref() is not None] == []  # no connection object outlives its socket
+    # No connection object outlives its socket. Once the tasks are gone, a callback the loop has already
+    # scheduled (a transport's connection_lost, a timer being cancelled) may still hold one for a turn or
+    # two on a loaded machine: it must be gone within a bounded time, not at this exact instant.
+
+    def none_alive() -> bool:
+        gc.collect()
+        return all(ref() is None for ref in alive)
+
+    await eventually(none_alive, timeout=5.0, step=0.05)
 
 
 async def test_slow_consumer_is_dropped_and_others_get_everything(make_server: ServerFactory) -> None:

@@ -16,15 +16,32 @@ from __future__ import annotations
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
+NO_HUB_HERE = "no hub at this path (it is usually /ws)"
+
 HANDSHAKE_STATUS_WORDS: dict[int, str] = {
+    200: NO_HUB_HERE,
     400: "the hub did not accept the request (a name it refuses?)",
-    401: "the hub wants a login: a ticket (POST /login) or a token",
-    403: "this Host or Origin is not allowed here, or the credential does not grant it",
-    404: "no hub at this path (it is usually /ws)",
-    429: "too many connections from this address",
-    503: "the hub is full, or cannot reach its broker",
+    401: (
+        "you are not recognized: the hub wants a ticket (POST /login) or a token, or the application"
+        " behind it (--connect-proxy) wants you logged in to it (its cookie or Authorization header)"
+    ),
+    403: (
+        "this Host or Origin is not allowed here, the credential does not grant it,"
+        " or the application behind the hub (--connect-proxy) refused you"
+    ),
+    404: NO_HUB_HERE,
+    429: "too many connections from this address (the hub's --max-connections-per-ip)",
+    503: (
+        "the hub is full (--max-connections), cannot reach its broker,"
+        " or the application behind it (--connect-proxy) did not answer"
+    ),
 }
-"""What a person should read for each status a hub answers a handshake with (docs/protocol.md)."""
+"""What a person should read for each status a hub answers a handshake with (docs/protocol.md),
+when the hub's answer has no plain-text body of its own to say which cause it is. A 200 or a 404
+to a handshake means a web server, not a hub, is at this path: its body (a page) says nothing."""
+
+NO_HUB_STATUSES = frozenset({200, 404})
+"""Answers to a handshake that mean there is no hub at this path: the body is a page, not a reason."""
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 """Statuses that can pass by themselves (a full server, a proxy restarting): retried with
@@ -42,7 +59,10 @@ class HubUnreachable(ConnectionError):
 
 class HandshakeRefused(ConnectionRefusedError):
     """The hub answered the WebSocket handshake with an HTTP error: `status` (401, 403, 429, 503...)
-    and the hub's one-line `body`. Final for 4xx other than 429; for 429 and 5xx, raised once the
+    and the hub's one-line plain-text `body`, which names the cause when there is one (the hub's
+    "a token is required", the connect proxy's "the application did not answer"); without it, the
+    message lists every cause of that status. A 200 or 404 says there is no hub at that path.
+    Final for 4xx other than 429; for 429 and 5xx, raised once the
     time allowed has passed with the hub still refusing."""
 
     def __init__(self, status: int, body: str = "", retried_for: float | None = None) -> None:
@@ -50,7 +70,7 @@ class HandshakeRefused(ConnectionRefusedError):
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "error"
-        why = body or HANDSHAKE_STATUS_WORDS.get(status, "")
+        why = (body if status not in NO_HUB_STATUSES else "") or HANDSHAKE_STATUS_WORDS.get(status, "")
         after = f" (still after {retried_for:g} s of retries)" if retried_for is not None else ""
         super().__init__(f"the hub refused the connection: HTTP {status} {phrase}{': ' + why if why else ''}{after}")
         self.status = status

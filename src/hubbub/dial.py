@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Mapping
 from ssl import SSLCertVerificationError, SSLContext, SSLError
 from urllib.parse import urlsplit
 
@@ -48,15 +49,30 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
+def refusal_body(exc: WSHandshakeError) -> str:
+    """The first line of a refused handshake's plain-text body (the hub's reason, at most 200
+    printable characters), or "" when there is none or it is not text/plain (a page, JSON...)."""
+    response = exc.response
+    raw = exc.raw_body or (response.body if response is not None else None) or b""
+    kind = response.headers.get("Content-Type", "") if response is not None and response.headers else ""
+    if not raw or not kind.lower().startswith("text/plain"):
+        return ""
+    text = bytes(raw).decode("utf-8", "replace").strip()
+    line = text.splitlines()[0] if text else ""
+    return "".join(c for c in line if c.isprintable())[:200]
+
+
 async def dial(
     listener: Callable[[], WSListener],
     url: str,
     ssl: SSLContext | None,
     timeout: float,  # noqa: ASYNC109
     ping: tuple[float, float],
+    headers: Mapping[str, str] | None = None,
 ) -> WSTransport:
     """Open `url` within `timeout` seconds (TCP, TLS and the handshake), pinging after `ping[0]`
-    seconds of silence and dropping a hub that does not answer within `ping[1]`."""
+    seconds of silence and dropping a hub that does not answer within `ping[1]`; `headers` are
+    added to the handshake (a Cookie or Authorization for an application's connect proxy)."""
     try:
         async with asyncio.timeout(max(timeout, 0.001)):
             transport, _ = await ws_connect(
@@ -67,11 +83,11 @@ async def dial(
                 enable_auto_ping=True,
                 auto_ping_idle_timeout=ping[0],
                 auto_ping_reply_timeout=ping[1],
+                extra_headers=dict(headers) if headers else None,
             )
     except WSHandshakeError as exc:
         status = int(exc.response.status) if exc.response is not None else 0
-        body = bytes(exc.response.body or b"").decode("utf-8", "replace").strip() if exc.response else ""
-        body = body.splitlines()[0][:200] if body else ""
+        body = refusal_body(exc)
         if status in RETRIED_STATUSES or status == 0:
             raise Retry(f"HTTP {status}", status or None, body) from None
         raise HandshakeRefused(status, body) from None
@@ -84,6 +100,9 @@ async def dial(
     except TimeoutError:
         hint = " (does the server speak TLS? wss:// needs --tls-cert)" if ssl is not None else ""
         raise Retry(f"no answer within {timeout:g} s{hint}") from None
+    except socket.gaierror as exc:  # the name does not resolve (now): a DNS hiccup may pass, so retried
+        host = urlsplit(url).hostname
+        raise Retry(f"the host name {host} was not found ({exc.strerror or exc})") from None
     except OSError as exc:  # uvloop's "Connect call failed" carries the errno, not its words
         raise Retry(os.strerror(exc.errno) if exc.errno else str(exc)) from None
     except (ValueError, TypeError):  # a mistake in the arguments: no retry can mend it

@@ -14,7 +14,13 @@ connection machinery, so that `hubbub chat` and applications word them alike.
 from __future__ import annotations
 
 from http import HTTPStatus
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from hubbub.redaction import redact, redact_secrets
+
+CREDENTIAL_PARAMS = frozenset({"token", "ticket", "otp"})
+"""Query parameters that carry a credential: never printed, and they make the hub, not `name`,
+decide who the connection is."""
 
 NO_HUB_HERE = "no hub at this path (it is usually /ws)"
 
@@ -77,22 +83,36 @@ class HandshakeRefused(ConnectionRefusedError):
         self.body = body
 
 
+def shown(url: str) -> str:
+    """`url` as the client prints it or puts it in an exception: the values of `token`, `ticket`
+    and `otp` and a password in it replaced by `***` (a terminal's scrollback, a log, a bug report)."""
+    return redact_secrets(redact(url))
+
+
+def carries_credential(url: str) -> bool:
+    """Whether `url` logs in by itself (a `token`, `ticket` or `otp`): then the hub names the
+    connection from the credential, and a `name` in the URL is ignored."""
+    return any(key.lower() in CREDENTIAL_PARAMS for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
 def check_url(url: str) -> str:
-    """`url` when the client can dial it, else `InvalidURL` saying what to write instead."""
+    """`url` when the client can dial it, else `InvalidURL` saying what to write instead (its
+    credentials redacted)."""
+    said = shown(url)
     if "://" not in url:
-        raise InvalidURL(f"{url!r} has no scheme: write {websocket_url('http://' + url)} (or wss:// for TLS)")
+        raise InvalidURL(f"{said!r} has no scheme: write {shown(websocket_url('http://' + url))} (or wss:// for TLS)")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        raise InvalidURL(f"{url} is a web page's URL: a hub's WebSocket URL is {websocket_url(url)}")
+        raise InvalidURL(f"{said} is a web page's URL: a hub's WebSocket URL is {shown(websocket_url(url))}")
     if scheme not in ("ws", "wss"):
-        raise InvalidURL(f"{url}: the scheme must be ws:// or wss://, not {parts.scheme}://")
+        raise InvalidURL(f"{said}: the scheme must be ws:// or wss://, not {parts.scheme}://")
     try:
         parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
     except ValueError:
-        raise InvalidURL(f"{url}: the port is not a number from 1 to 65535") from None
+        raise InvalidURL(f"{said}: the port is not a number from 1 to 65535") from None
     if not parts.hostname:
-        raise InvalidURL(f"{url}: no host (ws://HOST:PORT/ws)")
+        raise InvalidURL(f"{said}: no host (ws://HOST:PORT/ws)")
     return url
 
 

@@ -21,6 +21,7 @@ from picows import WSHandshakeError, WSListener, WSTransport, ws_connect
 
 from hubbub.client_errors import RETRIED_STATUSES, HandshakeRefused
 from hubbub.codes import CloseCode
+from hubbub.redaction import redact_secrets
 
 
 class Retry(Exception):
@@ -108,5 +109,5 @@ async def dial(
     except (ValueError, TypeError):  # a mistake in the arguments: no retry can mend it
         raise
     except Exception as exc:  # picows' own errors (a connection closed during the handshake...)
-        raise Retry(str(exc) or type(exc).__name__) from None
+        raise Retry(redact_secrets(str(exc)) or type(exc).__name__) from None
     return transport

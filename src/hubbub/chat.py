@@ -282,7 +282,10 @@ class Chat:
             if room is not None:
                 page = await self.client.history(room, limit=20)
                 messages = page["messages"]
-                self.notice(f"the last {len(messages)} messages of #{room}" if messages else f"no messages in #{room}")
+                n = len(messages)
+                self.notice(
+                    f"the last {n} message{'s' if n != 1 else ''} of #{room}" if n else f"no messages in #{room}"
+                )
                 for payload in messages:
                     self.say(render({"type": "new_message", "payload": payload}) or "")
 

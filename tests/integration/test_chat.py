@@ -97,7 +97,9 @@ async def test_a_token_in_the_url_is_never_printed_and_the_hub_names_the_chat(ma
     token = mint_token("s" * 32, "alice", ttl=60)
     out = io.StringIO()
     async with asyncio.timeout(20):
-        code = await chat.run(ws_url(server, query=f"token={token}"), "lobby", "guest", io.StringIO("hello\n"), out)
+        code = await chat.run(
+            ws_url(server, query=f"token={token}"), "lobby", "guest", io.StringIO("hello\n/history\n"), out
+        )
     text = out.getvalue()
     assert code == 0 and token not in text and token.split(".")[2] not in text
     first = text.splitlines()[0]
@@ -106,6 +108,7 @@ async def test_a_token_in_the_url_is_never_printed_and_the_hub_names_the_chat(ma
         " /help lists the commands"
     )
     assert "* alice joined #lobby" in text and "#lobby alice: hello" in text and "guest" not in text
+    assert "* the last 1 message of #lobby" in text.splitlines()  # one message, not "1 messages"
 
 
 def test_credentials_in_a_bad_url_are_not_repeated() -> None:
@@ -204,6 +207,18 @@ async def test_a_refused_handshake_is_one_line_with_its_status(make_server: Serv
     out = await asyncio.to_thread(_chat, ws_url(server))
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "hubbub chat: the hub refused the connection: HTTP 401 Unauthorized" in out.stderr
+
+
+async def test_a_url_without_the_hub_path_or_an_unknown_host_is_one_line_saying_so(server: Server) -> None:
+    """`ws://host:port/` reaches the chat page, not the hub; `https://NAME/` that does not resolve names the host."""
+    out = await asyncio.to_thread(_chat, f"ws://127.0.0.1:{server.port}/")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("hubbub chat: the hub refused the connection: HTTP 200 OK: no hub at this path")
+    started = time.monotonic()
+    out = await asyncio.to_thread(_chat, "https://hub.example.invalid/")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "the host name hub.example.invalid was not found" in out.stderr and "Unknown error" not in out.stderr
+    assert time.monotonic() - started < 25
 
 
 async def test_the_page_url_is_taken_for_its_hub(server: Server) -> None:

@@ -21,7 +21,7 @@ from picows import WSHandshakeError, WSListener, WSTransport, ws_connect
 
 from hubbub.client_errors import RETRIED_STATUSES, HandshakeRefused
 from hubbub.codes import CloseCode
-from hubbub.redaction import redact_secrets
+from hubbub.redaction import redact, redact_secrets
 
 
 class Retry(Exception):
@@ -45,9 +45,10 @@ def closed_by_hub(code: int) -> str:
 
 
 def where(url: str) -> str:
-    """The hub's address for messages: never the query, which may hold a ticket or token."""
+    """The hub's address for messages: never the query, which may hold a ticket or token, nor a
+    password in the URL."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return redact(f"{parts.scheme}://{parts.netloc}{parts.path}")
 
 
 def refusal_body(exc: WSHandshakeError) -> str:

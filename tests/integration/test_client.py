@@ -222,6 +222,14 @@ async def test_a_dead_port_is_reported_within_connect_timeout() -> None:
     assert time.monotonic() - started < 6
 
 
+async def test_no_credential_of_the_url_is_in_an_exception() -> None:
+    """A token, ticket or otp in the query, a password before the host: none is repeated when it fails."""
+    url = f"ws://ada:pass-SECRET@127.0.0.1:{free_port()}/ws?token=tok-SECRET&otp=otp-SECRET"
+    with pytest.raises(HubUnreachable) as failed:
+        await Client(url, connect_timeout=0.5).start()
+    assert "SECRET" not in str(failed.value) and "ws://ada:***@127.0.0.1:" in str(failed.value)
+
+
 async def test_a_host_that_never_answers_is_reported_within_connect_timeout() -> None:
     """A socket that accepts (the kernel's backlog) but never answers the handshake: each attempt
     ends at open_timeout, the whole at connect_timeout."""

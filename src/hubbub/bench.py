@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 
+from hubbub.client_errors import HandshakeRefused, shown
+from hubbub.redaction import redact_secrets
 from hubbub.tls import client_context
 
 SCENARIOS: dict[str, dict[str, int]] = {
@@ -49,6 +51,19 @@ SCENARIO_HELP: dict[str, str] = {
     "smoke": "5 rooms x 10 clients, 100 messages per room: a few seconds' check that everything arrives",
 }
 """What each scenario runs and what it shows, for `hubbub bench --help`."""
+
+RATE_LIMITED = (
+    "the server answered rate_limited: it limits each client to --rate-limit events a second"
+    " (20 by default), and a publisher sends thousands; start it with --rate-limit 0 to bench it"
+)
+"""Why a run stops early when the server rate-limits the publishers: waiting out the timeout
+would only report losses without their cause."""
+
+REFUSAL_HINTS = {
+    429: "; every bench client comes from this address: start the server with a higher --max-connections-per-ip",
+    503: "; if the server is full, start it with a higher --max-connections",
+}
+"""What to change when a handshake is refused for a cap on connections (the bench opens many)."""
 
 MEASURES = (
     "Every scenario reports what was delivered and lost, deliveries per second, and the latency from"
@@ -185,17 +200,36 @@ def percentile(sorted_values: list[int], p: float) -> float | None:
 # ---- the worker process --------------------------------------------------------
 
 
-def _worker(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any) -> None:
+def refusal(exc: Any) -> str:
+    """A refused handshake (picows' `WSHandshakeError`) in the client's words, with what to change
+    on the server for the caps on connections (429, 503)."""
+    from hubbub.dial import refusal_body
+
+    status = int(exc.response.status) if exc.response is not None else 0
+    if not status:
+        return redact_secrets(str(exc))
+    return f"{HandshakeRefused(status, refusal_body(exc))}{REFUSAL_HINTS.get(status, '')}"
+
+
+def _worker(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any, halt: Any) -> None:
+    import socket
+
     import uvloop
-    from picows import WSError
+    from picows import WSError, WSHandshakeError
 
     try:
-        uvloop.run(_worker_main(plan, indexes, pipe, progress))
-    except (OSError, WSError) as exc:  # report it to the parent, which prints one line
+        uvloop.run(_worker_main(plan, indexes, pipe, progress, halt))
+    except WSHandshakeError as exc:  # report it to the parent, which prints one line
+        pipe.send(f"error: {refusal(exc)}")
+    except socket.gaierror as exc:
+        pipe.send(f"error: the host name {urlsplit(plan.urls[0]).hostname} was not found ({exc.strerror or exc})")
+    except (OSError, WSError) as exc:
         pipe.send(f"error: {exc}")
 
 
-async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any) -> None:
+async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any, halt: Any) -> None:
+    """Connect this worker's clients, then publish and count until everything arrived, the timeout,
+    or a `rate_limited` answer here or in another worker (`halt`, shared): then nothing more can arrive."""
     from picows import WSListener, WSMsgType, ws_connect
 
     loop = asyncio.get_running_loop()
@@ -215,6 +249,8 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
             data = frame.get_payload_as_bytes()
             at = data.find(b"ts=")
             if at < 0:
+                if b'"rate_limited"' in data:  # a publisher's message was refused: the run cannot complete
+                    halt.value = 1
                 return
             end = data.find(b";", at)
             if len(samples) < SAMPLES_PER_WORKER:
@@ -264,14 +300,14 @@ async def _worker_main(plan: Plan, indexes: list[int], pipe: Pipe, progress: Any
     publishers = [asyncio.create_task(publish(t, s.room)) for t, s in subs if s.publisher]
     mine = len(subs) * plan.msgs  # every member gets every message of its room
     deadline = loop.time() + plan.timeout
-    while counts[0] < mine and loop.time() < deadline:
+    while counts[0] < mine and loop.time() < deadline and not halt.value:
         progress.value = counts[0]
         await asyncio.sleep(0.05)
     progress.value = counts[0]
     for task in publishers:
         task.cancel()
     samples.sort()
-    pipe.send((counts[0], samples[:: max(1, len(samples) // 20000)]))
+    pipe.send((counts[0], samples[:: max(1, len(samples) // 20000)], bool(halt.value)))
     for transport, _ in subs:
         transport.disconnect()
     for transport in stalled:
@@ -338,12 +374,13 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
     ctx = mp.get_context("spawn")
     shares = [list(range(w, plan.clients, procs)) for w in range(procs)]
     pipes, counters, workers = [], [], []
+    halt = ctx.Value("b", 0, lock=False)  # set by a worker answered rate_limited: every worker stops waiting
     rss0 = _rss_bytes(server_pid) if server_pid else 0
     t0 = time.monotonic()
     for share in shares:
         parent, child = ctx.Pipe()
         counter = ctx.Value("q", 0, lock=False)
-        proc = ctx.Process(target=_worker, args=(plan, share, child, counter), daemon=True)
+        proc = ctx.Process(target=_worker, args=(plan, share, child, counter, halt), daemon=True)
         proc.start()
         child.close()  # so that a worker that dies shows up as EOF here
         pipes.append(parent)
@@ -357,8 +394,8 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
         if ready != "ready":
             for proc in workers:
                 proc.kill()
-            detail = f" ({ready[7:]})" if isinstance(ready, str) and ready.startswith("error: ") else ""
-            raise ConnectionError(f"could not connect {plan.clients} clients to {plan.url}{detail}")
+            detail = f" ({redact_secrets(ready[7:])})" if isinstance(ready, str) and ready.startswith("error: ") else ""
+            raise ConnectionError(f"could not connect {plan.clients} clients to {shown(plan.url)}{detail}")
     connect_s = time.monotonic() - t0
     time.sleep(0.5 + plan.clients / 10000)  # let joins settle; joins are not acked
     rss_per_conn = (_rss_bytes(server_pid) - rss0) / plan.clients if server_pid else None
@@ -374,15 +411,18 @@ def run(plan: Plan, scenario: str = "custom", procs: int = 0, server_pid: int = 
             print(_bar(sum(c.value for c in counters), expected, started), end="", file=sys.stderr, flush=True)
         time.sleep(0.1)
     seconds = time.monotonic() - started
-    received, samples = 0, []
+    received, samples, limited = 0, [], False
     for pipe in pipes:
-        count, part = pipe.recv()
+        count, part, halted = pipe.recv()
         received += count
         samples.extend(part)
+        limited = limited or halted
     if progress:
         print(_bar(received, expected, started), file=sys.stderr)
     for proc in workers:
         proc.join(10)
+    if limited:
+        raise ConnectionError(RATE_LIMITED)
     samples.sort()
     dropped1 = _dropped_so_far(plan.urls, context) if dropped0 is not None else None
     cpu_us = (_cpu_ns(server_pid) - cpu0) / 1e3 / received if server_pid and received else None

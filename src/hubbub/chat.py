@@ -19,7 +19,7 @@ import threading
 from typing import Any, TextIO
 
 from hubbub.client import Client, RequestFailed
-from hubbub.client_errors import websocket_url
+from hubbub.client_errors import carries_credential, shown, websocket_url
 from hubbub.events import valid_room
 
 MAX_WAITING = 100
@@ -110,9 +110,11 @@ def _lines(stream: TextIO) -> asyncio.Queue[str | None]:
 class Chat:
     """One chat session: the rooms joined, the room talked in, the lines waiting for a connection."""
 
-    def __init__(self, client: Client, name: str, out: TextIO) -> None:
+    def __init__(self, client: Client, name: str | None, out: TextIO) -> None:
         self.client = client
         self.name = name
+        """The name the chat is known by, None when the hub takes it from a token or ticket: then
+        the chat's own joins print, and say which name the hub gave."""
         self.out = out
         self.rooms: list[str] = []
         """Rooms joined, in the order joined."""
@@ -280,7 +282,10 @@ class Chat:
             if room is not None:
                 page = await self.client.history(room, limit=20)
                 messages = page["messages"]
-                self.notice(f"the last {len(messages)} messages of #{room}" if messages else f"no messages in #{room}")
+                n = len(messages)
+                self.notice(
+                    f"the last {n} message{'s' if n != 1 else ''} of #{room}" if n else f"no messages in #{room}"
+                )
                 for payload in messages:
                     self.say(render({"type": "new_message", "payload": payload}) or "")
 
@@ -295,6 +300,8 @@ async def run(
     connect_timeout: float = 5.0,
 ) -> int:
     """Chat until `/quit` or the end of input; `ca` is a PEM file to trust for a `wss://` URL.
+    A `token`, `ticket` or `otp` in the URL is never printed, and then the hub names the chat
+    (`name` is ignored).
 
     A page's URL (`http://host:port/`) is taken for its hub's (`ws://host:port/ws`). Raises
     `InvalidURL` for any other URL that is not ws:// or wss://, `HubUnreachable` when no connection
@@ -306,12 +313,14 @@ async def run(
     hub = websocket_url(url)
     client = Client(hub, name, ca=ca, connect_timeout=connect_timeout)
     if hub != url:
-        print(f"* {url} is the hub's page; chatting on {hub}", file=out, flush=True)
+        print(f"* {shown(url)} is the hub's page; chatting on {shown(hub)}", file=out, flush=True)
     await client.start()
-    chat = Chat(client, name, out)
+    named_by_hub = carries_credential(hub)
+    chat = Chat(client, None if named_by_hub else name, out)
     printer: asyncio.Task[None] | None = None
     try:
-        chat.notice(f"connected to {hub} as {name}; /help lists the commands")
+        who = "by the name your credential gives (the hub decides it)" if named_by_hub else f"as {name}"
+        chat.notice(f"connected to {shown(hub)} {who}; /help lists the commands")
         await chat.join(room)
         printer = asyncio.get_running_loop().create_task(chat.show())
         lines = _lines(stdin)

@@ -590,7 +590,12 @@ def _add_chat(sub: Any) -> None:
         help="the hub, ws:// or wss:// (a page's http:// URL is taken for its hub's) (default %(default)s)",
     )
     p.add_argument("--room", default="lobby", help="room to join (default %(default)s)")
-    p.add_argument("--name", default=os.environ.get("USER", "guest"), help="display name (default: $USER)")
+    p.add_argument(
+        "--name",
+        default=os.environ.get("USER") or "guest",
+        help="display name, ignored when the URL has a token or ticket (the hub names you from it)"
+        " (default: $USER, or guest when $USER is unset or empty)",
+    )
     p.add_argument("--ca", metavar="FILE", help="for wss://: trust this PEM certificate (e.g. a self-signed one)")
 
 

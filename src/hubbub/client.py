@@ -49,7 +49,7 @@ import enum
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from ssl import SSLContext
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -132,6 +132,7 @@ class Client:
         open_timeout: float = 10.0,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """`ssl` is the TLS context for a `wss://` URL; without it, one that trusts the system's
         CAs, or only `ca` (a PEM file) when given. `ConfigError` if `ca` cannot be read,
@@ -142,6 +143,9 @@ class Client:
         `open_timeout`: seconds for one attempt (TCP, TLS and the handshake); `ping_interval` and
         `ping_timeout` (at most `ping_interval`): after this much silence a ping is sent, and a hub
         that does not answer it in time is taken for gone (the connection is dropped and dialled again).
+
+        `headers` go with every handshake: a `Cookie` or an `Authorization` header, for a hub whose
+        `--connect-proxy` asks the application who the client is (a browser sends its cookie itself).
         """
         check_url(url)
         if not 0 < ping_timeout <= ping_interval:
@@ -156,6 +160,7 @@ class Client:
         self._reconnect_timeout = reconnect_timeout
         self._open_timeout = open_timeout
         self._ping = (ping_interval, ping_timeout)
+        self._headers = dict(headers) if headers else None
         self._transport: WSTransport | None = None
         self._connected = asyncio.Event()
         """Set while the connection is open, and for good once the client is closed or failed."""
@@ -280,7 +285,7 @@ class Client:
         """One attempt, within `timeout` seconds; `Retry` when it may pass, the final exception else."""
         self._lost.clear()
         self._close_reason = ""
-        return await dial(lambda: _Listener(self), self.url, self._ssl, timeout, self._ping)
+        return await dial(lambda: _Listener(self), self.url, self._ssl, timeout, self._ping, self._headers)
 
     async def _resume_on(self, transport: WSTransport) -> None:
         """Use `transport`: join every room again (`Retry` if that fails or takes too long)."""
@@ -436,9 +441,10 @@ async def connect(
     connect_timeout: float = 10.0,
     reconnect_timeout: float | None = None,
     open_timeout: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Client]:
-    """Connect to a hub; the client reconnects by itself until the block ends (`ssl`, `ca` and the
-    timeouts: see `Client`)."""
+    """Connect to a hub; the client reconnects by itself until the block ends (`ssl`, `ca`, the
+    timeouts and the handshake's `headers`, such as a Cookie for a connect proxy: see `Client`)."""
     client = Client(
         url,
         name,
@@ -449,6 +455,7 @@ async def connect(
         connect_timeout=connect_timeout,
         reconnect_timeout=reconnect_timeout,
         open_timeout=open_timeout,
+        headers=headers,
     )
     await client.start()
     try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Mapping
 from ssl import SSLCertVerificationError, SSLContext, SSLError
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from picows import WSHandshakeError, WSListener, WSTransport, ws_connect
 
 from hubbub.client_errors import RETRIED_STATUSES, HandshakeRefused
 from hubbub.codes import CloseCode
+from hubbub.redaction import redact, redact_secrets
 
 
 class Retry(Exception):
@@ -43,9 +45,23 @@ def closed_by_hub(code: int) -> str:
 
 
 def where(url: str) -> str:
-    """The hub's address for messages: never the query, which may hold a ticket or token."""
+    """The hub's address for messages: never the query, which may hold a ticket or token, nor a
+    password in the URL."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return redact(f"{parts.scheme}://{parts.netloc}{parts.path}")
+
+
+def refusal_body(exc: WSHandshakeError) -> str:
+    """The first line of a refused handshake's plain-text body (the hub's reason, at most 200
+    printable characters), or "" when there is none or it is not text/plain (a page, JSON...)."""
+    response = exc.response
+    raw = exc.raw_body or (response.body if response is not None else None) or b""
+    kind = response.headers.get("Content-Type", "") if response is not None and response.headers else ""
+    if not raw or not kind.lower().startswith("text/plain"):
+        return ""
+    text = bytes(raw).decode("utf-8", "replace").strip()
+    line = text.splitlines()[0] if text else ""
+    return "".join(c for c in line if c.isprintable())[:200]
 
 
 async def dial(
@@ -54,9 +70,11 @@ async def dial(
     ssl: SSLContext | None,
     timeout: float,  # noqa: ASYNC109
     ping: tuple[float, float],
+    headers: Mapping[str, str] | None = None,
 ) -> WSTransport:
     """Open `url` within `timeout` seconds (TCP, TLS and the handshake), pinging after `ping[0]`
-    seconds of silence and dropping a hub that does not answer within `ping[1]`."""
+    seconds of silence and dropping a hub that does not answer within `ping[1]`; `headers` are
+    added to the handshake (a Cookie or Authorization for an application's connect proxy)."""
     try:
         async with asyncio.timeout(max(timeout, 0.001)):
             transport, _ = await ws_connect(
@@ -67,11 +85,11 @@ async def dial(
                 enable_auto_ping=True,
                 auto_ping_idle_timeout=ping[0],
                 auto_ping_reply_timeout=ping[1],
+                extra_headers=dict(headers) if headers else None,
             )
     except WSHandshakeError as exc:
         status = int(exc.response.status) if exc.response is not None else 0
-        body = bytes(exc.response.body or b"").decode("utf-8", "replace").strip() if exc.response else ""
-        body = body.splitlines()[0][:200] if body else ""
+        body = refusal_body(exc)
         if status in RETRIED_STATUSES or status == 0:
             raise Retry(f"HTTP {status}", status or None, body) from None
         raise HandshakeRefused(status, body) from None
@@ -84,10 +102,13 @@ async def dial(
     except TimeoutError:
         hint = " (does the server speak TLS? wss:// needs --tls-cert)" if ssl is not None else ""
         raise Retry(f"no answer within {timeout:g} s{hint}") from None
+    except socket.gaierror as exc:  # the name does not resolve (now): a DNS hiccup may pass, so retried
+        host = urlsplit(url).hostname
+        raise Retry(f"the host name {host} was not found ({exc.strerror or exc})") from None
     except OSError as exc:  # uvloop's "Connect call failed" carries the errno, not its words
         raise Retry(os.strerror(exc.errno) if exc.errno else str(exc)) from None
     except (ValueError, TypeError):  # a mistake in the arguments: no retry can mend it
         raise
     except Exception as exc:  # picows' own errors (a connection closed during the handshake...)
-        raise Retry(str(exc) or type(exc).__name__) from None
+        raise Retry(redact_secrets(str(exc)) or type(exc).__name__) from None
     return transport

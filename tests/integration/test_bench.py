@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -69,6 +70,76 @@ def test_bench_without_a_server_says_so() -> None:
     )
     assert out.returncode == 1
     assert "could not connect" in out.stderr and "Traceback" not in out.stderr
+
+
+def _bench_against(port: int, *bench: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hubbub", "bench", *bench, "--url", f"ws://127.0.0.1:{port}/ws", "--procs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_bench_against_a_rate_limited_server_stops_early_saying_why() -> None:
+    """A default server (20 events a second per client): not a wait for the 120 s timeout and a count of
+    losses, but one line, soon, that names --rate-limit 0."""
+    port = _free_port()
+    server = _spawn("serve", "--port", str(port))
+    try:
+        await _wait_listening(port, server)
+        started = time.monotonic()
+        out = await asyncio.to_thread(_bench_against, port, "smoke", "--msgs", "2000")
+        took = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait(5)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("hubbub bench: the server answered rate_limited") and "--rate-limit 0" in out.stderr
+    assert took < 30
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--max-connections-per-ip", "5"], "HTTP 429 Too Many Requests"),
+        (["--max-connections", "5"], "HTTP 503 Service Unavailable"),
+    ],
+)
+async def test_bench_refused_for_a_connection_cap_names_the_flag(flags: list[str], words: str) -> None:
+    port = _free_port()
+    server = _spawn("serve", "--port", str(port), "--rate-limit", "0", *flags)
+    try:
+        await _wait_listening(port, server)
+        out = await asyncio.to_thread(_bench_against, port, "smoke")
+    finally:
+        server.terminate()
+        server.wait(5)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert words in out.stderr and f"a higher {flags[0]}" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "words"), [("/", "HTTP 200 OK: no hub at this path (it is usually /ws)"), ("/nope", "HTTP 404")]
+)
+async def test_bench_at_a_path_without_a_hub_says_so(path: str, words: str) -> None:
+    port = _free_port()
+    server = _spawn("serve", "--port", str(port), "--rate-limit", "0")
+    try:
+        await _wait_listening(port, server)
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "hubbub", "bench", "smoke", "--url", f"ws://127.0.0.1:{port}{path}", "--procs", "1"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        server.terminate()
+        server.wait(5)
+    assert out.returncode == 1 and words in out.stderr and "no hub at this path" in out.stderr, out.stderr
 
 
 def _result(**figures: Any) -> Result:

@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 
 from hubbub import chat
+from hubbub.cli import build_parser
+from hubbub.client import Client, InvalidURL
 from hubbub.server import Server
+from hubbub.tokens import mint_token
 from tests.cluster import free_port
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
@@ -85,6 +88,44 @@ async def test_every_command_does_what_it_says_or_answers_with_help(server: Serv
     history = await reader.request("get_history", {"room": "lobby"})
     assert _messages(history) == [("ada", "/slash text"), ("ada", "hello")]
     await reader.close()
+
+
+async def test_a_token_in_the_url_is_never_printed_and_the_hub_names_the_chat(make_server: ServerFactory) -> None:
+    """`hubbub chat "ws://.../ws?token=T"`: T shows nowhere, and the chat does not claim a name the hub
+    will not use: its own join shows the name the token gives."""
+    server = await make_server(auth_secret="s" * 32)
+    token = mint_token("s" * 32, "alice", ttl=60)
+    out = io.StringIO()
+    async with asyncio.timeout(20):
+        code = await chat.run(
+            ws_url(server, query=f"token={token}"), "lobby", "guest", io.StringIO("hello\n/history\n"), out
+        )
+    text = out.getvalue()
+    assert code == 0 and token not in text and token.split(".")[2] not in text
+    first = text.splitlines()[0]
+    assert first == (
+        f"* connected to {ws_url(server)}?token=*** by the name your credential gives (the hub decides it);"
+        " /help lists the commands"
+    )
+    assert "* alice joined #lobby" in text and "#lobby alice: hello" in text and "guest" not in text
+    assert "* the last 1 message of #lobby" in text.splitlines()  # one message, not "1 messages"
+
+
+def test_credentials_in_a_bad_url_are_not_repeated() -> None:
+    for url in ("https://hub.example/?token=SECRET", "ftp://hub.example/ws?ticket=SECRET&otp=SECRET"):
+        with pytest.raises(InvalidURL) as bad:
+            Client(url)
+        assert "SECRET" not in str(bad.value) and "=***" in str(bad.value)
+
+
+def test_the_name_defaults_to_guest_when_user_is_empty_and_the_help_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER", "")
+    parser = build_parser()
+    assert parser.parse_args(["chat"]).name == "guest"
+    monkeypatch.delenv("USER")
+    assert build_parser().parse_args(["chat"]).name == "guest"
+    out = _chat("--help")
+    assert out.returncode == 0 and "guest when $USER is unset or empty" in " ".join(out.stdout.split())
 
 
 class _Pipe:
@@ -166,6 +207,18 @@ async def test_a_refused_handshake_is_one_line_with_its_status(make_server: Serv
     out = await asyncio.to_thread(_chat, ws_url(server))
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "hubbub chat: the hub refused the connection: HTTP 401 Unauthorized" in out.stderr
+
+
+async def test_a_url_without_the_hub_path_or_an_unknown_host_is_one_line_saying_so(server: Server) -> None:
+    """`ws://host:port/` reaches the chat page, not the hub; `https://NAME/` that does not resolve names the host."""
+    out = await asyncio.to_thread(_chat, f"ws://127.0.0.1:{server.port}/")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("hubbub chat: the hub refused the connection: HTTP 200 OK: no hub at this path")
+    started = time.monotonic()
+    out = await asyncio.to_thread(_chat, "https://hub.example.invalid/")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "the host name hub.example.invalid was not found" in out.stderr and "Unknown error" not in out.stderr
+    assert time.monotonic() - started < 25
 
 
 async def test_the_page_url_is_taken_for_its_hub(server: Server) -> None:

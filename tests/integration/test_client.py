@@ -154,15 +154,47 @@ async def test_a_refused_handshake_is_final_at_once_with_its_status(make_server:
     """401 (no credential), 403 (a Host not allowed), 404 (a wrong path): retrying cannot help."""
     locked = await make_server(auth_secret="s" * 32)
     error, took = await _refused(ws_url(locked))
-    assert error.status == 401 and "HTTP 401 Unauthorized: the hub wants a login" in str(error) and took < 5
+    # the hub's own plain-text reason names the cause, rather than a guess among several
+    assert error.status == 401 and "HTTP 401 Unauthorized: a token is required" in str(error) and took < 5
     named = await make_server(allowed_hosts=("chat.example.com",))
     error, took = await _refused(ws_url(named))
-    assert error.status == 403 and "HTTP 403 Forbidden: this Host or Origin is not allowed" in str(error) and took < 5
+    assert error.status == 403 and "HTTP 403 Forbidden: host not allowed" in str(error) and took < 5
     error, took = await _refused(ws_url(named).replace("/ws", "/nope").replace("127.0.0.1", "localhost"))
     assert error.status == 403  # the Host check comes first
     plain = await make_server()
     error, took = await _refused(ws_url(plain, path="/nope"))
-    assert error.status == 404 and "HTTP 404 Not Found" in str(error) and took < 5
+    assert error.status == 404 and "HTTP 404 Not Found: no hub at this path (it is usually /ws)" in str(error)
+    assert took < 5
+
+
+async def test_a_page_instead_of_a_hub_says_there_is_no_hub_at_this_path(make_server: ServerFactory) -> None:
+    """`ws://host:port/` reaches the chat page: a 200 to a handshake means no hub there, said as for a 404,
+    never "refused ... 200 OK" alone, and never the page's HTML."""
+    plain = await make_server()
+    error, took = await _refused(ws_url(plain, path="/"))
+    assert error.status == 200 and took < 5
+    assert str(error) == "the hub refused the connection: HTTP 200 OK: no hub at this path (it is usually /ws)"
+
+
+def test_a_refusal_without_a_reason_lists_every_cause_of_its_status() -> None:
+    """No plain-text body (a proxy in front, an old hub): the words cover the connect proxy's causes too."""
+    unauthorized = str(HandshakeRefused(401))
+    assert "a ticket (POST /login) or a token" in unauthorized and "--connect-proxy" in unauthorized
+    unavailable = str(HandshakeRefused(503))
+    assert "full" in unavailable and "broker" in unavailable and "--connect-proxy) did not answer" in unavailable
+    assert "--max-connections-per-ip" in str(HandshakeRefused(429))
+    assert str(HandshakeRefused(503, "the application did not answer: try again later")).endswith(
+        "HTTP 503 Service Unavailable: the application did not answer: try again later"
+    )
+
+
+async def test_a_host_name_that_does_not_resolve_says_so() -> None:
+    """`.invalid` never resolves (RFC 6761): the words name the host, not "Unknown error -2"."""
+    started = time.monotonic()
+    with pytest.raises(HubUnreachable, match=r"the host name hub\.example\.invalid was not found"):
+        async with asyncio.timeout(20):
+            await Client("wss://hub.example.invalid/ws", connect_timeout=1.0, open_timeout=0.5).start()
+    assert time.monotonic() - started < 15
 
 
 @pytest.mark.parametrize(("cap", "status"), [({"max_connections": 1}, 503), ({"max_connections_per_ip": 1}, 429)])
@@ -188,6 +220,14 @@ async def test_a_dead_port_is_reported_within_connect_timeout() -> None:
     ):
         await Client(url, connect_timeout=1.0).start()
     assert time.monotonic() - started < 6
+
+
+async def test_no_credential_of_the_url_is_in_an_exception() -> None:
+    """A token, ticket or otp in the query, a password before the host: none is repeated when it fails."""
+    url = f"ws://ada:pass-SECRET@127.0.0.1:{free_port()}/ws?token=tok-SECRET&otp=otp-SECRET"
+    with pytest.raises(HubUnreachable) as failed:
+        await Client(url, connect_timeout=0.5).start()
+    assert "SECRET" not in str(failed.value) and "ws://ada:***@127.0.0.1:" in str(failed.value)
 
 
 async def test_a_host_that_never_answers_is_reported_within_connect_timeout() -> None:

@@ -24,10 +24,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from hubbub import client as hubbub_client
 from hubbub.auth import mint_token
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_presence import RedisPresence
 from hubbub.cli import _settings, build_parser
+from hubbub.client_errors import HandshakeRefused
 from hubbub.config import Settings
 from hubbub.hub import Hub
 from hubbub.passwords import hash_password
@@ -121,6 +123,30 @@ async def test_connect_proxy_refusals_are_passed_on(make_server: ServerFactory, 
     assert await status_of(ws_url(server, query="room=secret"), additional_headers=cookie("s-bob")) == 403
     assert len(app.requests) == 3
     assert calls(server, "connect", "refused") == 3 and calls(server, "connect", "accepted") == 0
+
+
+async def test_the_python_client_sends_a_cookie_and_says_the_apps_refusals(
+    make_server: ServerFactory, app: AppServer
+) -> None:
+    """`hubbub.client.connect(headers=...)` logs in through a cookie-based connect proxy; a refusal and an
+    app that does not answer are told in the proxy's words, not as a missing hubbub login or a full hub."""
+    server: Server = await make_server(connect_proxy=app.url())
+    async with asyncio.timeout(20):
+        async with hubbub_client.connect(ws_url(server), headers={"Cookie": "session=s-alice"}) as alice:
+            await alice.join("team-a")
+            assert await alice.presence("team-a") == [{"name": "alice", "connections": 1, "info": {"role": "admin"}}]
+        assert app.requests[0].json()["headers"] == {"Cookie": "session=s-alice"}
+        with pytest.raises(HandshakeRefused) as refused:
+            await hubbub_client.Client(ws_url(server), headers={"Cookie": "session=s-nobody"}).start()
+        assert refused.value.status == 401 and "the application did not recognize you" in str(refused.value)
+        assert "ticket" not in str(refused.value)
+    down: Server = await make_server(connect_proxy=f"http://127.0.0.1:{free_port()}/hubbub")
+    started = time.monotonic()
+    with pytest.raises(HandshakeRefused) as unanswered:
+        async with asyncio.timeout(20):
+            await hubbub_client.Client(ws_url(down), connect_timeout=1.0).start()
+    assert unanswered.value.status == 503 and "the application did not answer" in str(unanswered.value)
+    assert "full" not in str(unanswered.value) and time.monotonic() - started < 10
 
 
 async def test_connect_proxy_asks_nothing_for_a_foreign_origin_or_a_stray_credential(

@@ -46,6 +46,24 @@ HEAD_TIMEOUT = 10.0
 """Seconds a new connection has to send its first request head (picows' handshake timeout, too)."""
 IDLE_TIMEOUT = 30.0
 """Seconds a kept-alive connection may wait, after an answer, before its next request head is complete."""
+MAX_DIGITS = 18
+"""Most significant digits `decimal` reads: every count hubbub takes fits, and `int()` never meets its own
+limit (4300 digits, a ValueError) nor spends time on a number a client made long."""
+
+
+def decimal(text: str) -> int | None:
+    """`text` as a non-negative integer when it is ASCII digits only (leading zeros aside, at most
+    `MAX_DIGITS` of them); else None.
+
+    `str.isdigit` alone is not that: it is true for `²` and other digits `int()` refuses, which
+    made a `Content-Length: ²` (Latin-1 0xB2) a traceback.
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    significant = text.lstrip("0")
+    if len(significant) > MAX_DIGITS:
+        return None
+    return int(significant or "0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,10 +273,10 @@ class HttpPacer(FramePacer):
         if "transfer-encoding" in head.headers:
             self._answer(route.refuse(head, HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length"))
             return
-        if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+        size = decimal(lengths[0]) if len(lengths) == 1 else 0 if not lengths else None
+        if size is None:
             self._answer(route.refuse(head, HTTPStatus.BAD_REQUEST, "bad Content-Length"))
             return
-        size = int(lengths[0]) if lengths else 0
         if size > route.max_body:
             self._answer(
                 route.refuse(head, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is over {route.max_body} bytes")

@@ -54,7 +54,7 @@ from hubbub.control import REPORT_TTL, ControlMessage, Op
 from hubbub.errors import EventError
 from hubbub.events import GetHistory, Name, Room, invalid_name_message, valid_name, valid_room
 from hubbub.handlers import history_answer, presence_answer
-from hubbub.http import Head, Request, Response, Route
+from hubbub.http import Head, Request, Response, Route, decimal
 from hubbub.hub import Hub
 
 log = logging.getLogger("hubbub.api")
@@ -314,9 +314,10 @@ class ServerApi:
         query: dict[str, Any] = _query(request.head, ("room", "since", "limit"))
         for field in ("since", "limit"):
             if field in query:
-                if not query[field].isdigit():
-                    raise ApiError(ApiCode.BAD_PAYLOAD, f"{field} must be a non-negative integer")
-                query[field] = int(query[field])
+                number = decimal(query[field])
+                if number is None:
+                    raise ApiError(ApiCode.BAD_PAYLOAD, f"{field} must be a non-negative integer of ASCII digits")
+                query[field] = number
         try:
             payload = msgspec.convert(query, GetHistory)
         except msgspec.ValidationError as exc:

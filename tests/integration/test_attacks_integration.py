@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
+from typing import Any
 
+import httpx
 import pytest
 
 from hubbub.server import Server
 from tests.conftest import ServerFactory
 
 KEY = "attack-key-0123456789"
+AUTH = {"Authorization": f"apikey {KEY}"}
 
 
 async def raw(port: int, data: bytes, until: bytes = b"", timeout: float = 5.0) -> bytes:
@@ -93,3 +98,74 @@ async def test_history_numbers_that_are_not_plain_digits_are_bad_payload(
     got = await raw(server.port, request("GET", f"/api/history?room=r&{query}", extra="Connection: close\r\n"))
     assert got.startswith(b"HTTP/1.1 400") and b'"code":"bad_payload"' in got, got[:200]
     no_tracebacks(caplog)
+
+
+def recording(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every pacer the servers started after this make (one per accepted socket), in order."""
+    made: list[Any] = []
+    build = Server._protocol
+
+    def protocol(self: Server, slot: Any) -> Any:
+        pacer = build(self, slot)
+        made.append(pacer)
+        return pacer
+
+    monkeypatch.setattr(Server, "_protocol", protocol)
+    return made
+
+
+async def stalled_socket(port: int) -> socket.socket:
+    """A connected socket with a small receive buffer that the test never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def push(sock: socket.socket, data: bytes, seconds: float) -> int:
+    """Write `data` over and over for `seconds`, as fast as the server reads; the bytes written."""
+    sent = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            sent += sock.send(data)
+        except BlockingIOError:
+            await asyncio.sleep(0.01)
+        else:
+            await asyncio.sleep(0)
+    return sent
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["history-512k-answers", "no-key-403s"])
+async def test_pipelined_requests_whose_answers_are_never_read_hold_one_write_buffer(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
+    """A client pipelines requests and never reads: before, every answer piled up in the transport (a
+    60-byte `GET /api/history` of a room of large messages is a 512 KiB answer: 8,000 times its size).
+    Now the next request is not judged while the answers written are over the transport's high-water mark."""
+    pacers = recording(monkeypatch)
+    server = await api_server(make_server)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=10) as api:
+        for n in range(10):
+            reply = await api.post("/api/publish", json={"room": "big", "message": "x" * 60000 + str(n)})
+            assert reply.status_code == 200
+        if keyed:
+            one = request("GET", "/api/history?room=big")
+        else:  # anyone: a foreign Origin is refused 403 and the connection kept
+            one = b"GET /api/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n"
+        sock = await stalled_socket(server.port)
+        attacker = pacers[-1]
+        pushing = asyncio.create_task(push(sock, one * 200, 3.0))
+        slowest = 0.0
+        while not pushing.done():  # a bystander on its own connection is served meanwhile
+            start = time.monotonic()
+            assert (await api.get("/api/rooms")).status_code == 200
+            slowest = max(slowest, time.monotonic() - start)
+            await asyncio.sleep(0.05)
+        await pushing
+        held = attacker._transport.get_write_buffer_size()
+        sock.close()
+    answer = 512 * 1024 if keyed else 1024
+    assert held <= 64 * 1024 + answer, held  # uvloop's high-water mark, and the answer that crossed it
+    assert slowest < 1.0, slowest

@@ -209,6 +209,7 @@ class AppProxy:
         self.max_waiting = settings.proxy_max_waiting
         self._secret = settings.webhook_secret
         self._max_publish_answer = max(65536, 2 * settings.max_message_size)
+        self._max_message = settings.max_message_size
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.proxy_timeout),
             limits=httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL),
@@ -289,6 +290,8 @@ class AppProxy:
                 self.publish_url, publish_request(sender, room, payload.message), self._max_publish_answer
             )
             message = verdict(status, body, payload.message)
+            if len(message) > self._max_message:  # a client's message is held to this; so is the app's rewrite
+                raise ProxyFailed(Failure.MALFORMED, f"a rewrite over --max-message-size ({self._max_message} bytes)")
         except ProxyFailed as exc:
             self._failed("publish", exc)
             raise EventError(ErrorCode.UNAVAILABLE, "the application did not judge this message") from None
@@ -305,14 +308,19 @@ class AppProxy:
     async def _post(self, url: str, body: bytes, limit: int) -> tuple[int, bytes]:
         """POST `body` (signed when there is a secret) and read at most `limit` bytes of the answer,
         all within the timeout; `ProxyFailed` when there is no such answer."""
-        headers = {"Content-Type": "application/json"}
+        # identity only: httpx would otherwise inflate a gzip, deflate (or br, zstd) answer chunk by chunk,
+        # each read up to about a thousand times its size before `limit` is looked at
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if self._secret:
             headers[signing.HEADER] = signing.sign(self._secret, body)
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._client.stream("POST", url, content=body, headers=headers) as response:
+                    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                    if encoding not in ("", "identity"):
+                        raise ProxyFailed(Failure.MALFORMED, "a compressed answer (send it as identity)")
                     data = bytearray()
-                    async for chunk in response.aiter_bytes():
+                    async for chunk in response.aiter_raw():  # the bytes as sent: never inflated
                         data += chunk
                         if len(data) > limit:
                             raise ProxyFailed(Failure.MALFORMED, f"answer longer than {limit} bytes")

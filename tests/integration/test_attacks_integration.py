@@ -9,9 +9,12 @@ each proves is listed in docs/security.md with its bound and default.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import socket
 import time
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,6 +22,7 @@ import pytest
 
 from hubbub.server import Server
 from tests.conftest import ServerFactory
+from tests.helpers import EventClient, ws_url
 
 KEY = "attack-key-0123456789"
 AUTH = {"Authorization": f"apikey {KEY}"}
@@ -169,3 +173,111 @@ async def test_pipelined_requests_whose_answers_are_never_read_hold_one_write_bu
     answer = 512 * 1024 if keyed else 1024
     assert held <= 64 * 1024 + answer, held  # uvloop's high-water mark, and the answer that crossed it
     assert slowest < 1.0, slowest
+
+
+# ---- a hostile application behind the proxies -------------------------------------------------
+
+
+class RawApp:
+    """An application endpoint that answers every request with the bytes `answer` returns (head and
+    body as the test writes them), and records each request's head."""
+
+    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
+        self.answer = answer
+        self.heads: list[bytes] = []
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawApp:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/hubbub"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(
+                next((h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), b"0")
+            )
+            body = await reader.readexactly(length)
+            self.heads.append(head)
+            writer.write(self.answer(body))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def answer(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"{extra}Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def handshake_status(server: Server) -> int:
+    """The status a `/ws` handshake without a credential gets (101 when it is let in)."""
+    got = await raw(
+        server.port,
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: s=1\r\n\r\n",
+        until=b"\r\n\r\n",
+    )
+    return int(got.split(b" ", 2)[1])
+
+
+async def test_a_compressed_connect_answer_is_never_inflated(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 16 KiB gzip answer is 16 MiB once inflated: httpx inflated each read whole before the 16 KiB
+    answer bound was looked at. Now hubbub asks for identity and refuses any other encoding (503)."""
+    bomb = gzip.compress(b'{"user": "alice", "info": {"pad": "' + b" " * (16 * 1024 * 1024) + b'"}}', 9)
+    assert len(bomb) < 20 * 1024
+    small = gzip.compress(b'{"user": "alice"}')
+    async with RawApp(lambda _: answer(bomb, extra="Content-Encoding: gzip\r\n")) as app:
+        server = await make_server(connect_proxy=app.url())
+        tracemalloc.start()
+        try:
+            status = await handshake_status(server)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert status == 503 and peak < 4 * 1024 * 1024, (status, peak)
+        assert b"accept-encoding: identity" in app.heads[0].lower()
+    async with RawApp(lambda _: answer(small, extra="Content-Encoding: gzip\r\n")) as app:
+        server = await make_server(connect_proxy=app.url())
+        assert await handshake_status(server) == 503  # even a small one: an app must answer as asked
+    no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize("size", [70_000, 100 * 1024 * 1024], ids=["over-max-message-size", "100MB"])
+async def test_a_publish_proxy_rewrite_is_held_to_the_message_size(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, size: int
+) -> None:
+    """The app rewrites a message to more than a client may send: before, up to twice
+    `--max-message-size` was published to every member; now the client gets `unavailable`, and a
+    100 MB answer is cut at the answer bound, within the timeout."""
+    rewrite = b'{"message": "' + b"x" * size + b'"}'
+    async with RawApp(lambda _: answer(rewrite)) as app:
+        server = await make_server(publish_proxy=app.url())
+        sender = await EventClient.open(ws_url(server, query="name=alice"))
+        member = await EventClient.open(ws_url(server, query="name=bob"))
+        await sender.join("r")
+        await member.join("r")
+        start = time.monotonic()
+        reply = await sender.request("send_message", {"room": "r", "message": "hi"})
+        assert reply["type"] == "error" and reply["payload"]["code"] == "unavailable", reply
+        assert time.monotonic() - start < 5
+        with pytest.raises(TimeoutError):
+            await member.recv_type("new_message", timeout=0.3)
+        await sender.close()
+        await member.close()
+    no_tracebacks(caplog)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 from hubbub.broker import Broker, BrokerUnavailable
+from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
 from hubbub.presence import Presence
 from hubbub.rooms import Rooms
@@ -95,6 +96,9 @@ class Control:
         self.tasks = TaskOwner("control")
         """The joins that `subscribe` started, and the node reports; closed with the hub."""
         self._joins: dict[tuple[Connection, str], asyncio.Task[None]] = {}
+        self._joining: dict[Connection, int] = {}
+        """Joins in flight per connection: with its rooms, at most the room limit (a storm of calls
+        must not start a join task, and a broker subscription, per call)."""
         self._malformed = 0
 
     async def send(self, message: ControlMessage) -> None:
@@ -123,6 +127,14 @@ class Control:
         key = (conn, room)
         if room in conn.rooms or key in self._joins or conn.state is not State.OPEN:
             return
+        joining = self._joining.get(conn, 0)
+        if len(conn.rooms) + joining >= self._hub.room_table.max_rooms:
+            log.info(
+                "control.subscribe_failed",
+                extra={"conn": conn.id, "user": conn.identity, "room": room, "code": ErrorCode.LIMIT_EXCEEDED.value},
+            )
+            return
+        self._joining[conn] = joining + 1
         self._joins[key] = self.tasks.spawn(self._join(conn, room))
 
     async def _join(self, conn: Connection, room: str) -> None:
@@ -135,6 +147,9 @@ class Control:
             )
         finally:
             self._joins.pop((conn, room), None)
+            left = self._joining.pop(conn, 1) - 1
+            if left:
+                self._joining[conn] = left
 
     def _unsubscribe(self, conn: Connection, room: str) -> None:
         joining = self._joins.pop((conn, room), None)

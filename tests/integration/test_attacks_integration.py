@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hubbub.codes import ErrorCode
+from hubbub.errors import EventError
 from hubbub.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
@@ -281,3 +283,43 @@ async def test_a_publish_proxy_rewrite_is_held_to_the_message_size(
         await sender.close()
         await member.close()
     no_tracebacks(caplog)
+
+
+# ---- the control channel: subscribe, unsubscribe, disconnect ----------------------------------
+
+
+async def test_a_storm_of_api_subscribes_keeps_the_room_limit_and_the_joins_in_flight_bounded(
+    make_server: ServerFactory,
+) -> None:
+    """`/api/subscribe` answers once its control message is sent; each node then joins in a task. With a
+    broker slow enough that joins overlap, the room limit was checked only when each began: 40 calls put
+    a connection in 40 rooms against a limit of 4. Now the joins in flight count against it too."""
+    server = await api_server(make_server, max_rooms_per_connection=4)
+    broker = server.hub.broker
+    last_offset = broker.last_offset
+
+    async def slow_last_offset(room: str) -> int:  # a broker a network away
+        await asyncio.sleep(0.2)
+        return await last_offset(room)
+
+    broker.last_offset = slow_last_offset  # type: ignore[method-assign]
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    (conn,) = server.hub.connections
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=10) as api:
+        for n in range(40):
+            reply = await api.post("/api/subscribe", json={"user": "alice", "room": f"r{n}"})
+            assert reply.status_code == 200
+        assert len(server.hub.control._joins) <= 4
+        await asyncio.sleep(0.6)
+    assert len(conn.rooms) == 4, sorted(conn.rooms)
+    subscribed = [(await alice.recv_type("subscribed"))["payload"]["room"] for _ in range(4)]
+    assert set(subscribed) == set(conn.rooms)
+    # joins that overlap some other way (an application's handlers) meet the limit when they end too
+    joins = [server.hub.room_table.join(conn, f"x{n}", ack=lambda _: None) for n in range(6)]
+    for room in sorted(conn.rooms)[:2]:
+        assert conn.leave(room)
+    outcomes = await asyncio.gather(*joins, return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, EventError)]
+    assert len(conn.rooms) == 4 and len(refused) == 4, (sorted(conn.rooms), outcomes)
+    assert {e.code for e in refused} == {ErrorCode.LIMIT_EXCEEDED}
+    await alice.close()

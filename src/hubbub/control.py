@@ -19,8 +19,10 @@ cut off from the bus at that moment misses them.
   `leave_room` (`member_left` when it was the identity's last) and gets an
   `unsubscribed` event `{"room"}`; a join still under way is cancelled.
 
-Finding an identity's connections walks the node's connections once per
-control message (not per message or recipient: API calls are rare).
+An identity's connections are found in the hub's index (`Hub.identities`,
+kept at register and unregister): a control message costs each node its
+targets, not a walk of every connection, so a storm of calls for unknown
+users costs each node a dict lookup per call.
 
 `GET /api/info` lists every live node: each node reports its connections and
 rooms to the presence store every `REPORT_PERIOD` seconds, and the report
@@ -82,7 +84,7 @@ _decoder = msgspec.json.Decoder(ControlMessage)
 class ControlHub(Protocol):
     """What `Control` uses of the hub (a protocol: the hub imports this module)."""
 
-    connections: set[Connection]
+    identities: dict[str, dict[Connection, None]]
     broker: Broker
     room_table: Rooms
     node_id: str
@@ -114,7 +116,7 @@ class Control:
             if self._malformed == 1:  # one line, not one per message: the bus is shared
                 log.warning("control.malformed", extra={"bytes": len(data)})
             return
-        targets = [conn for conn in self._hub.connections if conn.identity == message.user]
+        targets = list(self._hub.identities.get(message.user, ()))
         for conn in targets:
             if message.op is Op.DISCONNECT:
                 conn.close(message.code, message.reason)

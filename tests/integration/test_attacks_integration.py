@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import re
 import socket
 import time
 import tracemalloc
@@ -361,3 +362,96 @@ async def test_a_control_message_costs_its_targets_not_a_walk_of_every_connectio
         await alice.recv(timeout=5)
     assert alice.ws.close_code == 4001
     await eventually(lambda: "alice" not in hub.identities)
+
+
+WS_HEAD = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+ROOMS = request("GET", "/api/rooms")
+
+
+@pytest.mark.parametrize(
+    ("data", "statuses"),
+    [
+        (WS_HEAD + b"Content-Length: 5\r\n\r\nhello", [400]),
+        (WS_HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", [400]),
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + ROOMS, [400]),
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(ROOMS) + ROOMS, [400]),
+        (request("POST", "/api/publish", b"0\r\n\r\n", "Transfer-Encoding: chunked\r\n") + ROOMS, [411]),
+        (request("POST", "/api/publish", b"abcd", "Content-Length: 4\r\nContent-Length: 5\r\n") + ROOMS, [400]),
+        (request("POST", "/api/publish", b"abcd", "Transfer-Encoding : chunked\r\nContent-Length: 4\r\n"), [400]),
+        (request("GET", "/api/rooms", ROOMS), [200]),  # a body is a body, never a second request
+        (ROOMS + WS_HEAD + b"\r\n", [200, 101]),  # an upgrade after an API call is picows' as a first request
+        (request("GET", "/api/rooms", extra="X: a\r\n folded\r\n"), [400]),
+    ],
+    ids=[
+        "ws-CL-body",
+        "ws-TE",
+        "picows-TE",
+        "picows-CL",
+        "api-CL-TE",
+        "api-two-CL",
+        "api-TE-space",
+        "api-GET-body",
+        "api-then-upgrade",
+        "obs-fold",
+    ],
+)
+async def test_no_request_is_smuggled_between_the_api_reader_and_picows(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, data: bytes, statuses: list[int]
+) -> None:
+    """A front proxy and hubbub must agree on where each request ends: a body on a picows route is refused,
+    chunked and doubled lengths are refused and the connection closed, a body is never read as a request."""
+    server = await api_server(make_server)
+    got = await raw(server.port, data, timeout=1.5)
+    seen = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", got)]
+    assert seen == statuses, got[:300]
+    no_tracebacks(caplog)
+
+
+SECRET = "webhook-secret-do-not-print"
+COOKIE = "session=cookie-do-not-print"
+
+
+async def test_no_secret_reaches_the_log_the_metrics_or_an_answer(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every secret the new surface handles -- API keys (right and wrong), the webhook secret, a cookie
+    passed to the connect proxy -- with every logger at debug, through successes and failures."""
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-key-do-not-print-0123"
+    async with RawApp(lambda _: answer(b'{"user": "alice"}')) as app:
+        server = await make_server(
+            api_keys=(KEY,),
+            connect_proxy=app.url(),
+            publish_proxy=app.url(),
+            webhooks=("http://127.0.0.1:9/unreachable",),
+            webhook_secret=SECRET,
+            webhook_retry_for=0.2,
+        )
+        answers = b""
+        answers += await raw(server.port, request("GET", "/api/rooms", key=wrong))
+        answers += await raw(server.port, request("GET", "/api/nowhere", extra="Connection: close\r\n"))
+        answers += await raw(
+            server.port,
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: apikey "
+            + KEY.encode()
+            + b"\r\nCookie: "
+            + COOKIE.encode()
+            + b"\r\n\r\n",
+        )
+        alice = await EventClient.open(ws_url(server), additional_headers={"Cookie": COOKIE})
+        await alice.join("r")
+        await alice.request("send_message", {"room": "r", "message": "hi"})
+        await alice.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            answers += (await client.get("/metrics")).content
+        await asyncio.sleep(0.5)  # the webhook gives its events up
+        server_side = [r for r in caplog.records if not r.name.startswith("websockets")]  # not the test's client
+        text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in server_side)
+        text += repr(server.settings) + repr(server.hub.settings)
+    assert "webhook.dropped" in text and "proxy" in text  # the failures were logged...
+    for secret in (KEY, wrong, SECRET, "cookie-do-not-print"):  # ...without a secret
+        assert secret not in text, secret
+        assert secret.encode() not in answers, secret

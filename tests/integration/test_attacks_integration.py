@@ -15,7 +15,7 @@ import re
 import socket
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -184,11 +184,14 @@ async def test_pipelined_requests_whose_answers_are_never_read_hold_one_write_bu
 # ---- a hostile application behind the proxies -------------------------------------------------
 
 
+Chunks = AsyncIterator[bytes]
+
+
 class RawApp:
     """An application endpoint that answers every request with the bytes `answer` returns (head and
-    body as the test writes them), and records each request's head."""
+    body as the test writes them, at once or as chunks over time), and records each request's head."""
 
-    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
+    def __init__(self, answer: Callable[[bytes], bytes | Chunks]) -> None:
         self.answer = answer
         self.heads: list[bytes] = []
         self._server: asyncio.Server | None = None
@@ -213,12 +216,35 @@ class RawApp:
             )
             body = await reader.readexactly(length)
             self.heads.append(head)
-            writer.write(self.answer(body))
-            await writer.drain()
+            answered = self.answer(body)
+            if isinstance(answered, bytes):
+                answered = _once(answered)
+            async for chunk in answered:
+                writer.write(chunk)
+                await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
+
+
+async def _once(data: bytes) -> Chunks:
+    yield data
+
+
+async def trickled(data: bytes, every: float) -> Chunks:
+    """`data` a byte at a time, `every` seconds apart."""
+    for n in range(len(data)):
+        yield data[n : n + 1]
+        await asyncio.sleep(every)
+
+
+async def endless(head: str) -> Chunks:
+    """A 200 that announces a gigabyte and sends it as fast as it is read."""
+    yield f"HTTP/1.1 200 OK\r\n{head}Content-Length: {2**30}\r\n\r\n".encode()
+    block = b" " * 65536
+    while True:
+        yield block
 
 
 def answer(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
@@ -455,3 +481,75 @@ async def test_no_secret_reaches_the_log_the_metrics_or_an_answer(
     for secret in (KEY, wrong, SECRET, "cookie-do-not-print"):  # ...without a secret
         assert secret not in text, secret
         assert secret.encode() not in answers, secret
+
+
+# built once, here: the test measures what the server allocates, not what its app does
+ROOMS_100K = answer(msgspec.json.encode({"user": "alice", "rooms": [f"r{n}" for n in range(100_000)]}))
+INFO_1MB = answer(msgspec.json.encode({"user": "alice", "info": {"bio": "x" * 1_000_000}}))
+DEEP_INFO = answer(b'{"user": "alice", "info": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}")
+HOSTILE_CONNECT_ANSWERS: dict[str, Callable[[str], bytes | Chunks]] = {
+    "trickle": lambda _: trickled(answer(b'{"user": "alice"}'), 0.05),
+    "1GB": lambda _: endless("Content-Type: application/json\r\n"),
+    "redirect": lambda target: answer(b"", "307 Temporary Redirect", f"Location: {target}\r\n"),
+    "bell-in-user": lambda _: answer(b'{"user": "al\\u0007ice"}'),
+    "bidi-in-user": lambda _: answer(b'{"user": "\\u202eecila"}'),
+    "100k-rooms": lambda _: ROOMS_100K,
+    "1MB-info": lambda _: INFO_1MB,
+    "deep-info": lambda _: DEEP_INFO,
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_CONNECT_ANSWERS))
+async def test_a_hostile_connect_proxy_answer_is_503_in_bounded_time_and_memory(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, hostile: str
+) -> None:
+    """The app behind `--connect-proxy` trickles, streams a gigabyte, redirects (to an app that would
+    admit anyone), or names a user with control characters, 100,000 room patterns or 1 MB of info:
+    the handshake gets 503 within the timeout, with at most the 16 KiB answer bound read."""
+    async with RawApp(lambda _: answer(b'{"user": "mallory"}')) as elsewhere:
+        async with RawApp(lambda _: HOSTILE_CONNECT_ANSWERS[hostile](elsewhere.url())) as app:
+            server = await make_server(connect_proxy=app.url())
+            tracemalloc.start()
+            start = time.monotonic()
+            try:
+                status = await handshake_status(server)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            elapsed = time.monotonic() - start
+        assert not elsewhere.heads  # a redirect is not followed
+    assert status == 503
+    assert elapsed < server.settings.proxy_timeout + 1.5, elapsed
+    assert peak < 4 * 1024 * 1024, peak
+    no_tracebacks(caplog)
+
+
+async def test_a_webhook_endpoint_that_redirects_or_streams_a_gigabyte_costs_one_bounded_post(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A redirect is the endpoint saying no (given up, never followed, counted `rejected`); a 200 that
+    streams a gigabyte is read for 64 KiB, then its connection is closed and the event counts as sent."""
+    async with RawApp(lambda _: answer(b"{}")) as elsewhere:
+        async with (
+            RawApp(lambda _: answer(b"", "302 Found", f"Location: {elsewhere.url()}\r\n")) as redirecting,
+            RawApp(lambda _: endless("")) as streaming,
+        ):
+            server = await make_server(
+                webhooks=(redirecting.url(), streaming.url()), webhook_secret=SECRET, webhook_timeout=2.0
+            )
+            registry = server.hub.metrics.registry
+            start = time.monotonic()
+            alice = await EventClient.open(ws_url(server, query="name=alice"))
+            await alice.join("r")
+            await alice.close()
+
+            def sample(name: str, **labels: str) -> float:
+                return registry.get_sample_value(name, labels) or 0.0
+
+            await eventually(lambda: sample("hubbub_webhooks_dropped_total", reason="rejected") >= 5, timeout=8)
+            await eventually(lambda: sample("hubbub_webhooks_sent_total") >= 5, timeout=8)
+            elapsed = time.monotonic() - start
+        assert not elsewhere.heads
+    assert elapsed < 6, elapsed  # each POST ended well within the timeout: nothing waited for the gigabyte
+    assert sample("hubbub_webhooks_failed_attempts_total") == sample("hubbub_webhooks_dropped_total", reason="rejected")
+    no_tracebacks(caplog)

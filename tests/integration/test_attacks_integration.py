@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from hubbub.codes import ErrorCode
 from hubbub.control import ControlMessage, Op
 from hubbub.errors import EventError
+from hubbub.pacer import FramePacer
 from hubbub.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
@@ -553,3 +554,39 @@ async def test_a_webhook_endpoint_that_redirects_or_streams_a_gigabyte_costs_one
     assert elapsed < 6, elapsed  # each POST ended well within the timeout: nothing waited for the gigabyte
     assert sample("hubbub_webhooks_failed_attempts_total") == sample("hubbub_webhooks_dropped_total", reason="rejected")
     no_tracebacks(caplog)
+
+
+async def test_a_head_trickled_in_tiny_segments_costs_the_server_a_bounded_time_per_read(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slowloris on the port in tiny segments: each read copies the unfinished head (at most 64 KiB)
+    twice, so a read costs the server tens of microseconds whatever the head's length (measured: about
+    25 us a read for a 40 KB head in 8-byte segments, 0.12 s in all); 10 s (`HEAD_TIMEOUT`), or 30 s
+    on a kept-alive API socket (`IDLE_TIMEOUT`), bound how long. docs/security.md has the arithmetic."""
+    spent = [0.0, 0]
+    updated = FramePacer.buffer_updated
+
+    def timed(self: FramePacer, nbytes: int) -> None:
+        start = time.perf_counter()
+        try:
+            updated(self, nbytes)
+        finally:
+            spent[0] += time.perf_counter() - start
+            spent[1] += 1
+
+    monkeypatch.setattr(FramePacer, "buffer_updated", timed)
+    server = await api_server(make_server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = request("GET", "/api/rooms", extra="X-Pad: " + "p" * 40_000 + "\r\n")
+    for n in range(len(head) - 1):
+        writer.write(head[n : n + 1])
+        if n % 8 == 0:
+            await asyncio.sleep(0)  # let the server read: about a byte per read
+    writer.write(head[-1:])
+    got = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    assert got.startswith(b"HTTP/1.1 200"), got
+    reads, seconds = spent[1], spent[0]
+    assert reads > 2_000, reads  # it was trickled
+    assert seconds / reads < 200e-6, (seconds, reads)  # per read, generous for a loaded machine

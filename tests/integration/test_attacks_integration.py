@@ -590,3 +590,43 @@ async def test_a_head_trickled_in_tiny_segments_costs_the_server_a_bounded_time_
     reads, seconds = spent[1], spent[0]
     assert reads > 2_000, reads  # it was trickled
     assert seconds / reads < 200e-6, (seconds, reads)  # per read, generous for a loaded machine
+
+
+async def test_broadcasts_to_a_thousand_new_rooms_repeated_keep_history_in_its_budget_and_clients_served(
+    make_server: ServerFactory,
+) -> None:
+    """A key holder's loop: `/api/broadcast` to 1000 rooms nobody is in, 1 KB each, over and over, every
+    call new rooms. Each is 1000 publishes and 1000 rooms of history; history stays within
+    `--history-max-bytes` (rooms counted at `ROOM_OVERHEAD`), and a client chatting meanwhile is served."""
+    budget = 4 * 1024 * 1024
+    server = await api_server(make_server, history_max_bytes=budget)
+    chatter = await EventClient.open(ws_url(server, query="name=bob"))
+    await chatter.join("chat")
+    slowest = 0.0
+    took: list[float] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=10) as api:
+
+        async def storm() -> None:
+            for n in range(20):
+                rooms = [f"b{n}-{r}" for r in range(1000)]
+                start = time.monotonic()
+                reply = await api.post("/api/broadcast", json={"rooms": rooms, "message": "x" * 1000})
+                took.append(time.monotonic() - start)
+                assert reply.status_code == 200 and len(reply.json()["offsets"]) == 1000
+
+        storming = asyncio.create_task(storm())
+        while not storming.done():
+            start = time.monotonic()
+            reply = await chatter.request("send_message", {"room": "chat", "message": "still here"})
+            assert reply["type"] == "ack", reply
+            slowest = max(slowest, time.monotonic() - start)
+            await asyncio.sleep(0.02)
+        await storming
+    await chatter.close()
+    held = server.hub.broker.held_bytes  # type: ignore[attr-defined]
+    assert held <= budget, held
+    assert slowest < 1.0, slowest
+    median = sorted(took)[len(took) // 2]
+    print(
+        f"\nbroadcast to 1000 rooms: median {median * 1000:.0f} ms; the chatter's slowest ack {slowest * 1000:.0f} ms"
+    )

@@ -96,6 +96,8 @@ _STATUS = {
     ApiCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
     ApiCode.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
+_CLOSING = frozenset({ApiCode.UNAUTHORIZED, ApiCode.FORBIDDEN})
+"""Refusals that close the connection after their answer: a wrong key, and a foreign host or origin."""
 _CODE_OF_STATUS = {status: code for code, status in _STATUS.items() if code is not ApiCode.BAD_JSON}
 """The code of a refusal the HTTP reader decides (by status); 400 there is a malformed request."""
 
@@ -187,7 +189,9 @@ class ServerApi:
         try:
             response = await self._answer(request, call)
         except ApiError as exc:
-            response = error_response(exc.code, exc.message, close=exc.code is ApiCode.UNAUTHORIZED)
+            # a refusal before the key is known to be right ends the connection: each guess costs a new
+            # one, and a socket that never had a key cannot be kept alive with a request every IDLE_TIMEOUT
+            response = error_response(exc.code, exc.message, close=exc.code in _CLOSING)
         self.requests.labels(name, str(response.status.value)).inc()
         return response
 

@@ -148,9 +148,9 @@ async def push(sock: socket.socket, data: bytes, seconds: float) -> int:
     return sent
 
 
-@pytest.mark.parametrize("keyed", [True, False], ids=["history-512k-answers", "no-key-403s"])
+@pytest.mark.parametrize("large", [True, False], ids=["history-512k-answers", "404s"])
 async def test_pipelined_requests_whose_answers_are_never_read_hold_one_write_buffer(
-    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, keyed: bool
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, large: bool
 ) -> None:
     """A client pipelines requests and never reads: before, every answer piled up in the transport (a
     60-byte `GET /api/history` of a room of large messages is a 512 KiB answer: 8,000 times its size).
@@ -161,10 +161,7 @@ async def test_pipelined_requests_whose_answers_are_never_read_hold_one_write_bu
         for n in range(10):
             reply = await api.post("/api/publish", json={"room": "big", "message": "x" * 60000 + str(n)})
             assert reply.status_code == 200
-        if keyed:
-            one = request("GET", "/api/history?room=big")
-        else:  # anyone: a foreign Origin is refused 403 and the connection kept
-            one = b"GET /api/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n"
+        one = request("GET", "/api/history?room=big" if large else "/api/nowhere")  # 512 KiB, or 404s
         sock = await stalled_socket(server.port)
         attacker = pacers[-1]
         pushing = asyncio.create_task(push(sock, one * 200, 3.0))
@@ -177,7 +174,7 @@ async def test_pipelined_requests_whose_answers_are_never_read_hold_one_write_bu
         await pushing
         held = attacker._transport.get_write_buffer_size()
         sock.close()
-    answer = 512 * 1024 if keyed else 1024
+    answer = 512 * 1024 if large else 1024
     assert held <= 64 * 1024 + answer, held  # uvloop's high-water mark, and the answer that crossed it
     assert slowest < 1.0, slowest
 
@@ -630,3 +627,16 @@ async def test_broadcasts_to_a_thousand_new_rooms_repeated_keep_history_in_its_b
     print(
         f"\nbroadcast to 1000 rooms: median {median * 1000:.0f} ms; the chatter's slowest ack {slowest * 1000:.0f} ms"
     )
+
+
+async def test_a_socket_without_a_key_cannot_be_kept_alive(make_server: ServerFactory) -> None:
+    """Without a key, a request that is refused 403 (a foreign Origin or Host) used to keep the
+    connection, so a request every `IDLE_TIMEOUT` held a socket for ever with no credential. A 401 or
+    403 now closes it, as a wrong key always did: a keyless socket lives one request, at most 10 s."""
+    server = await api_server(make_server)
+    foreign = b"GET /api/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n"
+    for data in (foreign * 3, request("GET", "/api/rooms", key="wrong-key-0123456789") * 3):
+        start = time.monotonic()
+        got = await raw(server.port, data)
+        assert len(re.findall(rb"HTTP/1\.1 40[13] ", got)) == 1, got
+        assert b"Connection: close" in got and time.monotonic() - start < 3

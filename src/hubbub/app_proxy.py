@@ -64,6 +64,8 @@ MAX_INFO_BYTES = 2048
 connection joins and sent with every `get_presence` and `member_joined`."""
 MAX_CONNECT_ANSWER = 16384
 """Bytes of a connect answer read at most; a longer one is malformed (503)."""
+MIN_PER_ADDRESS = 16
+"""Places among the waiting handshakes any one address may hold, whatever its share (`share_per_address`)."""
 LOG_EVERY = 10.0
 """Seconds between two log lines of one kind of failure (the ones between are counted in the next)."""
 
@@ -218,6 +220,9 @@ class AppProxy:
         )
         self.waiting = 0
         """Handshakes waiting on the connect proxy now (`reserve` / `release`)."""
+        self.per_address = self.max_waiting
+        """How many of those places one client address may hold (`share_per_address`, set at the server's start)."""
+        self._waiting_from: dict[str, int] = {}
         self._log = _LogLimiter()
         registry = registry if registry is not None else CollectorRegistry()
         self.calls = Counter(
@@ -244,17 +249,38 @@ class AppProxy:
 
     # ---- connect ---------------------------------------------------------------
 
-    def reserve(self) -> bool:
-        """Take a place among the handshakes waiting on the app; False (answer 503) when all are taken."""
+    def share_per_address(self, per_ip: int, connections: int) -> None:
+        """Let one address hold the share of the waiting places it may hold of the connections
+        (`--max-connections-per-ip` of `--max-connections`), but never fewer than `MIN_PER_ADDRESS`.
+
+        Without it, one address that keeps `--proxy-max-waiting` handshakes waiting on a slow app (256
+        a second at a 1 s answer) gets every other client 503. With the defaults it may hold 64 of 256;
+        behind a reverse proxy, where the per-address cap is raised to the total, all of them.
+        """
+        share = -(-self.max_waiting * per_ip // max(1, connections))  # rounded up
+        self.per_address = min(self.max_waiting, max(share, MIN_PER_ADDRESS))
+
+    def reserve(self, address: str = "") -> bool:
+        """Take a place among the handshakes waiting on the app for a client of `address` (the
+        listener's key: an IPv4 address or an IPv6 /64); False (answer 503) when all are taken, or
+        all that address may hold."""
         if self.waiting >= self.max_waiting:
             self._failed("connect", ProxyFailed(Failure.BUSY, f"{self.waiting} handshakes waiting"))
             return False
+        held = self._waiting_from.get(address, 0)
+        if held >= self.per_address:
+            self._failed("connect", ProxyFailed(Failure.BUSY, f"{held} handshakes waiting from one address"))
+            return False
+        self._waiting_from[address] = held + 1
         self.waiting += 1
         return True
 
-    def release(self) -> None:
+    def release(self, address: str = "") -> None:
         """Give a place taken by `reserve` back (the handshake has its answer, or is gone)."""
         self.waiting -= 1
+        held = self._waiting_from.pop(address, 1) - 1
+        if held:
+            self._waiting_from[address] = held
 
     async def connect(self, client: str, query: dict[str, str], headers: dict[str, str]) -> Admission | HTTPStatus:
         """Ask the app about a handshake: an admission, or the status to answer (401, 403 or 503)."""

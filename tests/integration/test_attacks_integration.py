@@ -640,3 +640,54 @@ async def test_a_socket_without_a_key_cannot_be_kept_alive(make_server: ServerFa
         got = await raw(server.port, data)
         assert len(re.findall(rb"HTTP/1\.1 40[13] ", got)) == 1, got
         assert b"Connection: close" in got and time.monotonic() - start < 3
+
+
+async def held_handshake(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A `/ws` handshake without a credential from `source` (a loopback address), its answer not read."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(WS_HEAD + b"Cookie: s=1\r\n\r\n")
+    await writer.drain()
+    return reader, writer
+
+
+async def test_one_address_cannot_take_every_place_waiting_on_the_connect_proxy(make_server: ServerFactory) -> None:
+    """An app that answers in a second, and one address that keeps handshakes coming: before, it held all
+    `--proxy-max-waiting` places and every other client got 503. Now an address holds its share (as of
+    the connections: `--max-connections-per-ip` of `--max-connections`, at least 16)."""
+    release = asyncio.Event()
+
+    async def slow(_: bytes) -> Chunks:
+        await release.wait()
+        yield answer(b'{"user": "alice"}')
+
+    writers: list[asyncio.StreamWriter] = []
+    async with RawApp(slow) as app:
+        server = await make_server(
+            connect_proxy=app.url(),
+            proxy_max_waiting=64,
+            proxy_timeout=5,
+            max_connections_per_ip=100,
+            max_connections=400,
+        )
+        assert server.proxy is not None and server.proxy.per_address == 16
+        attacker = [await held_handshake(server.port, "127.0.0.2") for _ in range(70)]
+        writers += [w for _, w in attacker]
+        await eventually(lambda: len(app.heads) == 16)
+        refused = 0
+        for reader, _ in attacker:
+            try:
+                line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 0.05)
+            except TimeoutError:
+                continue
+            assert line.startswith(b"HTTP/1.1 503"), line
+            refused += 1
+        assert refused == 70 - 16
+        honest, writer = await held_handshake(server.port, "127.0.0.1")
+        writers.append(writer)
+        await eventually(lambda: len(app.heads) == 17)  # asked, not refused
+        release.set()
+        line = await asyncio.wait_for(honest.readuntil(b"\r\n"), 5)
+        assert line.startswith(b"HTTP/1.1 101"), line
+    for writer in writers:
+        writer.transport.abort()
+    await eventually(lambda: server.proxy is not None and server.proxy.waiting == 0)

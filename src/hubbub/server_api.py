@@ -67,6 +67,9 @@ MAX_IN_FLIGHT = 256
 """Calls answered at once on one node; more get 503 at once."""
 MAX_BROADCAST_ROOMS = 1000
 """Most rooms one broadcast may name."""
+MAX_ROOMS_LISTED = 10_000
+"""Most rooms `GET /api/rooms` lists (about 500 KB of JSON); past it the answer says `"truncated": true`.
+Clients make rooms (128 each), so the listing must not grow with them."""
 REFUSAL_LOG_PERIOD = 60.0
 """Seconds between two log lines about refused keys (each says how many since the last)."""
 
@@ -330,8 +333,13 @@ class ServerApi:
 
     async def rooms(self, request: Request) -> dict[str, Any]:
         _query(request.head, ())
-        rooms = await self.hub.presence.rooms()
-        return {"rooms": [{"room": room, "members": members} for room, members in rooms]}
+        rooms = await self.hub.presence.rooms(MAX_ROOMS_LISTED + 1)
+        answer: dict[str, Any] = {
+            "rooms": [{"room": room, "members": members} for room, members in rooms[:MAX_ROOMS_LISTED]]
+        }
+        if len(rooms) > MAX_ROOMS_LISTED:
+            answer["truncated"] = True
+        return answer
 
     async def info(self, request: Request) -> dict[str, Any]:
         _query(request.head, ())

@@ -23,6 +23,7 @@ import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from hubbub import server_api
 from hubbub.codes import ErrorCode
 from hubbub.control import ControlMessage, Op
 from hubbub.errors import EventError
@@ -691,3 +692,19 @@ async def test_one_address_cannot_take_every_place_waiting_on_the_connect_proxy(
     for writer in writers:
         writer.transport.abort()
     await eventually(lambda: server.proxy is not None and server.proxy.waiting == 0)
+
+
+async def test_rooms_made_by_clients_cost_a_bounded_api_rooms_answer(make_server: ServerFactory) -> None:
+    """Every client may be in 128 rooms, so clients decide how many rooms `GET /api/rooms` lists: 20,000
+    (157 clients' worth) made a 20,000-entry answer and a Redis reply of every room. Now at most
+    `MAX_ROOMS_LISTED`, and the answer says it was cut."""
+    server = await api_server(make_server)
+    presence = server.hub.presence
+    for n in range(server_api.MAX_ROOMS_LISTED * 2):  # as 157 clients in 128 rooms each would have them
+        await presence.add(f"room-{n:05}", f"user{n // 128}", f"conn-{n // 128}")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH, timeout=10) as api:
+        reply = await api.get("/api/rooms")
+    body = reply.json()
+    assert reply.status_code == 200 and body["truncated"] is True
+    assert len(body["rooms"]) == server_api.MAX_ROOMS_LISTED
+    assert len(reply.content) < 600_000

@@ -155,6 +155,9 @@ class Route:
     body_timeout: float
     keep_alive: bool = True
     """Whether the connection may serve further requests after this one."""
+    admit: Callable[[Head, str], Response | None] | None = None
+    """Judges the head before the body is read: an answer refuses the request at once (and closes
+    the connection), unread, so that a client without credentials never makes the server hold a body."""
 
 
 Claim = Callable[[Head], "Route | None"]
@@ -288,6 +291,10 @@ class HttpPacer(FramePacer):
         size = decimal(lengths[0]) if len(lengths) == 1 else 0 if not lengths else None
         if size is None:
             self._answer(route.refuse(head, HTTPStatus.BAD_REQUEST, "bad Content-Length"))
+            return
+        refused = route.admit(head, self._peer) if route.admit is not None else None
+        if refused is not None:
+            self._answer(refused)
             return
         if size > route.max_body:
             self._answer(

@@ -17,6 +17,8 @@ rooms and info read the presence store.
 
 Bounds, against a key holder's bugs and everyone else's guesses:
 
+- the caller (host, origin, key) is judged on the head, before the body is read:
+  a refused socket holds no body;
 - a body of at most `MAX_BODY` bytes (413), arriving within `BODY_TIMEOUT` (408);
 - `MAX_IN_FLIGHT` calls being answered at once on the node, all connections
   together (past it 503 at once, nothing queued), one per connection;
@@ -165,7 +167,7 @@ class ServerApi:
         self._in_flight = 0
         self._refused = 0
         self._refused_logged = 0.0
-        self.route = Route(self.handle, self._refuse, MAX_BODY, BODY_TIMEOUT)
+        self.route = Route(self.handle, self._refuse, MAX_BODY, BODY_TIMEOUT, admit=self._admit)
         self.requests = Counter(
             "hubbub_api_requests",
             "Server API calls answered, by call and HTTP status.",
@@ -198,6 +200,25 @@ class ServerApi:
         self.requests.labels(name, str(response.status.value)).inc()
         return response
 
+    def _admit(self, head: Head, peer: str) -> Response | None:
+        """The checks that need no body, made before it is read: a foreign host or origin (403), no
+        right key (401). Refused, the body is never read: a socket without a key holds no 64 KiB."""
+        try:
+            self._check_caller(head, peer)
+        except ApiError as exc:
+            call = _CALLS.get(head.path)
+            response = error_response(exc.code, exc.message, close=True)
+            self.requests.labels(call.name if call is not None else "unknown", str(response.status.value)).inc()
+            return response
+        return None
+
+    def _check_caller(self, head: Head, peer: str) -> None:
+        """403 for a host or origin not allowed, 401 without one of the keys (`ApiError`)."""
+        if not self._allowed(head) or head.one("sec-fetch-site") == "cross-site":
+            raise ApiError(ApiCode.FORBIDDEN, "host or origin not allowed")
+        if not self._authorized(head, peer):
+            raise ApiError(ApiCode.UNAUTHORIZED, "send Authorization: apikey KEY with a key of this server")
+
     def _refuse(self, head: Head, status: HTTPStatus, message: str) -> Response:
         """The HTTP reader's refusals in the API's error format, with the reader's status (400, 408,
         411, 413, 500), counted. 408 and 411 have no code of their own: `bad_payload`."""
@@ -208,11 +229,7 @@ class ServerApi:
         return Response(status, body, close=True)
 
     async def _answer(self, request: Request, call: _Call | None) -> Response:
-        head = request.head
-        if not self._allowed(head) or head.one("sec-fetch-site") == "cross-site":
-            raise ApiError(ApiCode.FORBIDDEN, "host or origin not allowed")
-        if not self._authorized(head, request.peer):
-            raise ApiError(ApiCode.UNAUTHORIZED, "send Authorization: apikey KEY with a key of this server")
+        head = request.head  # its caller was admitted (`_admit`) before its body was read
         if call is None:
             raise ApiError(ApiCode.NOT_FOUND, f"no such call: {head.path[:100]}")
         if head.method != call.method:

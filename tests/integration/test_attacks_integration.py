@@ -708,3 +708,15 @@ async def test_rooms_made_by_clients_cost_a_bounded_api_rooms_answer(make_server
     assert reply.status_code == 200 and body["truncated"] is True
     assert len(body["rooms"]) == server_api.MAX_ROOMS_LISTED
     assert len(reply.content) < 600_000
+
+
+async def test_a_caller_without_a_key_is_refused_before_its_body_is_read(make_server: ServerFactory) -> None:
+    """The key was checked after the body: a socket without a key could announce 64 KiB, send it slowly
+    and hold it for 10 s (16,384 such sockets per address: 1 GiB). Now the head is judged first."""
+    server = await api_server(make_server)
+    announced = "Content-Length: 60000\r\n"
+    start = time.monotonic()
+    got = await raw(server.port, request("POST", "/api/publish", b"{", announced, key="wrong-key-0123456789"))
+    assert got.startswith(b"HTTP/1.1 401") and time.monotonic() - start < 1.0, got  # the body never came
+    # with the key, the body is waited for (until BODY_TIMEOUT, then 408)
+    assert await raw(server.port, request("POST", "/api/publish", b"{", announced), timeout=0.5) == b""

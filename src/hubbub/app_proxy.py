@@ -64,6 +64,8 @@ MAX_INFO_BYTES = 2048
 connection joins and sent with every `get_presence` and `member_joined`."""
 MAX_CONNECT_ANSWER = 16384
 """Bytes of a connect answer read at most; a longer one is malformed (503)."""
+MIN_PER_ADDRESS = 16
+"""Places among the waiting handshakes any one address may hold, whatever its share (`share_per_address`)."""
 LOG_EVERY = 10.0
 """Seconds between two log lines of one kind of failure (the ones between are counted in the next)."""
 
@@ -209,6 +211,7 @@ class AppProxy:
         self.max_waiting = settings.proxy_max_waiting
         self._secret = settings.webhook_secret
         self._max_publish_answer = max(65536, 2 * settings.max_message_size)
+        self._max_message = settings.max_message_size
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.proxy_timeout),
             limits=httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL),
@@ -217,6 +220,9 @@ class AppProxy:
         )
         self.waiting = 0
         """Handshakes waiting on the connect proxy now (`reserve` / `release`)."""
+        self.per_address = self.max_waiting
+        """How many of those places one client address may hold (`share_per_address`, set at the server's start)."""
+        self._waiting_from: dict[str, int] = {}
         self._log = _LogLimiter()
         registry = registry if registry is not None else CollectorRegistry()
         self.calls = Counter(
@@ -243,17 +249,38 @@ class AppProxy:
 
     # ---- connect ---------------------------------------------------------------
 
-    def reserve(self) -> bool:
-        """Take a place among the handshakes waiting on the app; False (answer 503) when all are taken."""
+    def share_per_address(self, per_ip: int, connections: int) -> None:
+        """Let one address hold the share of the waiting places it may hold of the connections
+        (`--max-connections-per-ip` of `--max-connections`), but never fewer than `MIN_PER_ADDRESS`.
+
+        Without it, one address that keeps `--proxy-max-waiting` handshakes waiting on a slow app (256
+        a second at a 1 s answer) gets every other client 503. With the defaults it may hold 64 of 256;
+        behind a reverse proxy, where the per-address cap is raised to the total, all of them.
+        """
+        share = -(-self.max_waiting * per_ip // max(1, connections))  # rounded up
+        self.per_address = min(self.max_waiting, max(share, MIN_PER_ADDRESS))
+
+    def reserve(self, address: str = "") -> bool:
+        """Take a place among the handshakes waiting on the app for a client of `address` (the
+        listener's key: an IPv4 address or an IPv6 /64); False (answer 503) when all are taken, or
+        all that address may hold."""
         if self.waiting >= self.max_waiting:
             self._failed("connect", ProxyFailed(Failure.BUSY, f"{self.waiting} handshakes waiting"))
             return False
+        held = self._waiting_from.get(address, 0)
+        if held >= self.per_address:
+            self._failed("connect", ProxyFailed(Failure.BUSY, f"{held} handshakes waiting from one address"))
+            return False
+        self._waiting_from[address] = held + 1
         self.waiting += 1
         return True
 
-    def release(self) -> None:
+    def release(self, address: str = "") -> None:
         """Give a place taken by `reserve` back (the handshake has its answer, or is gone)."""
         self.waiting -= 1
+        held = self._waiting_from.pop(address, 1) - 1
+        if held:
+            self._waiting_from[address] = held
 
     async def connect(self, client: str, query: dict[str, str], headers: dict[str, str]) -> Admission | HTTPStatus:
         """Ask the app about a handshake: an admission, or the status to answer (401, 403 or 503)."""
@@ -289,6 +316,8 @@ class AppProxy:
                 self.publish_url, publish_request(sender, room, payload.message), self._max_publish_answer
             )
             message = verdict(status, body, payload.message)
+            if len(message) > self._max_message:  # a client's message is held to this; so is the app's rewrite
+                raise ProxyFailed(Failure.MALFORMED, f"a rewrite over --max-message-size ({self._max_message} bytes)")
         except ProxyFailed as exc:
             self._failed("publish", exc)
             raise EventError(ErrorCode.UNAVAILABLE, "the application did not judge this message") from None
@@ -305,14 +334,19 @@ class AppProxy:
     async def _post(self, url: str, body: bytes, limit: int) -> tuple[int, bytes]:
         """POST `body` (signed when there is a secret) and read at most `limit` bytes of the answer,
         all within the timeout; `ProxyFailed` when there is no such answer."""
-        headers = {"Content-Type": "application/json"}
+        # identity only: httpx would otherwise inflate a gzip, deflate (or br, zstd) answer chunk by chunk,
+        # each read up to about a thousand times its size before `limit` is looked at
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if self._secret:
             headers[signing.HEADER] = signing.sign(self._secret, body)
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._client.stream("POST", url, content=body, headers=headers) as response:
+                    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                    if encoding not in ("", "identity"):
+                        raise ProxyFailed(Failure.MALFORMED, "a compressed answer (send it as identity)")
                     data = bytearray()
-                    async for chunk in response.aiter_bytes():
+                    async for chunk in response.aiter_raw():  # the bytes as sent: never inflated
                         data += chunk
                         if len(data) > limit:
                             raise ProxyFailed(Failure.MALFORMED, f"answer longer than {limit} bytes")

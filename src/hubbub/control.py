@@ -19,8 +19,10 @@ cut off from the bus at that moment misses them.
   `leave_room` (`member_left` when it was the identity's last) and gets an
   `unsubscribed` event `{"room"}`; a join still under way is cancelled.
 
-Finding an identity's connections walks the node's connections once per
-control message (not per message or recipient: API calls are rare).
+An identity's connections are found in the hub's index (`Hub.identities`,
+kept at register and unregister): a control message costs each node its
+targets, not a walk of every connection, so a storm of calls for unknown
+users costs each node a dict lookup per call.
 
 `GET /api/info` lists every live node: each node reports its connections and
 rooms to the presence store every `REPORT_PERIOD` seconds, and the report
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 from hubbub.broker import Broker, BrokerUnavailable
+from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
 from hubbub.presence import Presence
 from hubbub.rooms import Rooms
@@ -81,7 +84,7 @@ _decoder = msgspec.json.Decoder(ControlMessage)
 class ControlHub(Protocol):
     """What `Control` uses of the hub (a protocol: the hub imports this module)."""
 
-    connections: set[Connection]
+    identities: dict[str, dict[Connection, None]]
     broker: Broker
     room_table: Rooms
     node_id: str
@@ -95,6 +98,9 @@ class Control:
         self.tasks = TaskOwner("control")
         """The joins that `subscribe` started, and the node reports; closed with the hub."""
         self._joins: dict[tuple[Connection, str], asyncio.Task[None]] = {}
+        self._joining: dict[Connection, int] = {}
+        """Joins in flight per connection: with its rooms, at most the room limit (a storm of calls
+        must not start a join task, and a broker subscription, per call)."""
         self._malformed = 0
 
     async def send(self, message: ControlMessage) -> None:
@@ -110,7 +116,7 @@ class Control:
             if self._malformed == 1:  # one line, not one per message: the bus is shared
                 log.warning("control.malformed", extra={"bytes": len(data)})
             return
-        targets = [conn for conn in self._hub.connections if conn.identity == message.user]
+        targets = list(self._hub.identities.get(message.user, ()))
         for conn in targets:
             if message.op is Op.DISCONNECT:
                 conn.close(message.code, message.reason)
@@ -123,6 +129,14 @@ class Control:
         key = (conn, room)
         if room in conn.rooms or key in self._joins or conn.state is not State.OPEN:
             return
+        joining = self._joining.get(conn, 0)
+        if len(conn.rooms) + joining >= self._hub.room_table.max_rooms:
+            log.info(
+                "control.subscribe_failed",
+                extra={"conn": conn.id, "user": conn.identity, "room": room, "code": ErrorCode.LIMIT_EXCEEDED.value},
+            )
+            return
+        self._joining[conn] = joining + 1
         self._joins[key] = self.tasks.spawn(self._join(conn, room))
 
     async def _join(self, conn: Connection, room: str) -> None:
@@ -135,6 +149,9 @@ class Control:
             )
         finally:
             self._joins.pop((conn, room), None)
+            left = self._joining.pop(conn, 1) - 1
+            if left:
+                self._joining[conn] = left
 
     def _unsubscribe(self, conn: Connection, room: str) -> None:
         joining = self._joins.pop((conn, room), None)

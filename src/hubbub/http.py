@@ -46,6 +46,24 @@ HEAD_TIMEOUT = 10.0
 """Seconds a new connection has to send its first request head (picows' handshake timeout, too)."""
 IDLE_TIMEOUT = 30.0
 """Seconds a kept-alive connection may wait, after an answer, before its next request head is complete."""
+MAX_DIGITS = 18
+"""Most significant digits `decimal` reads: every count hubbub takes fits, and `int()` never meets its own
+limit (4300 digits, a ValueError) nor spends time on a number a client made long."""
+
+
+def decimal(text: str) -> int | None:
+    """`text` as a non-negative integer when it is ASCII digits only (leading zeros aside, at most
+    `MAX_DIGITS` of them); else None.
+
+    `str.isdigit` alone is not that: it is true for `²` and other digits `int()` refuses, which
+    made a `Content-Length: ²` (Latin-1 0xB2) a traceback.
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    significant = text.lstrip("0")
+    if len(significant) > MAX_DIGITS:
+        return None
+    return int(significant or "0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +155,9 @@ class Route:
     body_timeout: float
     keep_alive: bool = True
     """Whether the connection may serve further requests after this one."""
+    admit: Callable[[Head, str], Response | None] | None = None
+    """Judges the head before the body is read: an answer refuses the request at once (and closes
+    the connection), unread, so that a client without credentials never makes the server hold a body."""
 
 
 Claim = Callable[[Head], "Route | None"]
@@ -159,7 +180,13 @@ class HttpPacer(FramePacer):
         self._body: bytearray | None = None
         self._body_size = 0
         self._busy = False
-        self._pending = bytearray()
+        self._pending = memoryview(b"")
+        """Bytes that came after the request being answered (pipelining): a view of bytes this pacer owns."""
+        self._walking: object = None
+        """The bytes object `_next` is judging requests from: a view of it needs no copy to be kept."""
+        self._writes_paused = False
+        """The transport's write buffer is over its high-water mark: a client that does not read its
+        answers gets no more of them (its next request is neither read nor judged) until it drains."""
 
     # ---- the connection's life ------------------------------------------------
 
@@ -180,7 +207,7 @@ class HttpPacer(FramePacer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        self._pending = bytearray()
+        self._pending = memoryview(b"")
         if self._inner_started:
             super().connection_lost(exc)
         else:
@@ -194,10 +221,16 @@ class HttpPacer(FramePacer):
     def pause_writing(self) -> None:
         if self._inner_started:
             super().pause_writing()
+        else:
+            self._writes_paused = True
 
     def resume_writing(self) -> None:
         if self._inner_started:
             super().resume_writing()
+        elif self._writes_paused:
+            self._writes_paused = False
+            if not self._busy and self._body is None:
+                self._next()
 
     # ---- timers -------------------------------------------------------------
 
@@ -231,8 +264,8 @@ class HttpPacer(FramePacer):
         if self._body is not None:  # the rest of a body
             self._add_body(data)
             return memoryview(b"")
-        if self._busy:  # a read that came with the request being handled
-            self._pending += data
+        if self._busy or self._writes_paused:  # a read that came with the request being handled
+            self._pending = memoryview(bytes(self._pending) + bytes(data))
             return memoryview(b"")
         return super()._through_handshake(data)
 
@@ -255,10 +288,14 @@ class HttpPacer(FramePacer):
         if "transfer-encoding" in head.headers:
             self._answer(route.refuse(head, HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length"))
             return
-        if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+        size = decimal(lengths[0]) if len(lengths) == 1 else 0 if not lengths else None
+        if size is None:
             self._answer(route.refuse(head, HTTPStatus.BAD_REQUEST, "bad Content-Length"))
             return
-        size = int(lengths[0]) if lengths else 0
+        refused = route.admit(head, self._peer) if route.admit is not None else None
+        if refused is not None:
+            self._answer(refused)
+            return
         if size > route.max_body:
             self._answer(
                 route.refuse(head, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is over {route.max_body} bytes")
@@ -275,13 +312,18 @@ class HttpPacer(FramePacer):
     def _add_body(self, data: memoryview) -> None:
         body = self._body
         assert body is not None and self._route is not None and self._head is not None
-        body += data
         size = self._body_size
+        need = size - len(body)
+        body += data[:need]
         if len(body) < size:
             return
         self._body = None
         self._cancel_timer()
-        self._pending = bytearray(body[size:])  # what a pipelining client sent after it
+        # what a pipelining client sent after it: kept as a view when it is already ours (the rest of
+        # `_pending`), copied once when it is the shared read buffer. Never a copy per request: a read of
+        # thousands of tiny pipelined requests would cost its size times their number.
+        rest = data[need:]
+        self._pending = rest if rest.obj is self._walking else memoryview(bytes(rest))
         self._busy = True
         transport = self._transport
         if transport is not None and not transport.is_closing():
@@ -306,13 +348,22 @@ class HttpPacer(FramePacer):
         self._write(encode_response(response, keep_alive=True))
         self._route = self._head = None
         self._arm(IDLE_TIMEOUT, self._idle)
-        pending, self._pending = bytes(self._pending), bytearray()
+        if not self._writes_paused:  # else when the client has read enough (`resume_writing`)
+            self._next()
+
+    def _next(self) -> None:
+        """After an answer: judge the next request if it came already, else read again."""
+        pending, self._pending = self._pending, memoryview(b"")
         if pending:  # the next request came already: judge it as a read
-            rest = self._through_handshake(memoryview(pending))
+            self._walking = pending.obj
+            try:
+                rest = self._through_handshake(pending)
+            finally:
+                self._walking = None
             if rest and not self._closed:
                 self._walk(rest)
         transport = self._transport
-        idle = not self._busy and not self._held and not self._app_paused
+        idle = not self._busy and not self._held and not self._app_paused and not self._writes_paused
         if idle and not self._closed and transport is not None and not transport.is_closing():
             transport.resume_reading()
 

@@ -70,6 +70,9 @@ class Hub:
         """`presence_events`: False sends no member_joined/member_left whatever the settings say
         (the app's own clients do not know them); None follows `Settings.presence_events`."""
         self.connections: set[Connection] = set()
+        self.identities: dict[str, dict[Connection, None]] = {}
+        """The live connections of each identity (insertion-ordered sets): what the server API's
+        control messages act on, found without walking every connection (`hubbub.control`)."""
         self._presence_events = presence_events
         self.router = Router()
         self.tasks = TaskOwner("hub")
@@ -253,6 +256,8 @@ class Hub:
     def register(self, conn: Connection) -> None:
         """`conn`'s WebSocket is open: it is live."""
         self.connections.add(conn)
+        if conn.identity is not None:
+            self.identities.setdefault(conn.identity, {})[conn] = None
         if self.webhooks is not None:
             self.webhooks.connected(conn.identity or ANONYMOUS)
         log.debug("conn.opened", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
@@ -262,6 +267,12 @@ class Hub:
     def unregister(self, conn: Connection) -> None:
         """Remove `conn` from the hub and its rooms. Called once, by `_detach`."""
         self.connections.discard(conn)
+        identity = conn.identity
+        same = self.identities.get(identity) if identity is not None else None
+        if identity is not None and same is not None:
+            same.pop(conn, None)
+            if not same:
+                del self.identities[identity]
         code = conn.close_code or CloseCode.ABNORMAL_CLOSURE
         if self.webhooks is not None:
             self.webhooks.disconnected(conn.identity or ANONYMOUS, int(code))

@@ -69,8 +69,11 @@ class Presence(abc.ABC):
         """`(name, connections)` for every name with a live connection in `room`, sorted by name."""
 
     @abc.abstractmethod
-    async def rooms(self) -> list[tuple[str, int]]:
-        """`(room, names)` for every room with a member now, cluster-wide, sorted by room.
+    async def rooms(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """`(room, names)` for every room with a member now, cluster-wide, sorted by room; with `limit`,
+        at most that many (which ones, when there are more, is the backend's choice: memory gives the
+        first by name, Redis the first its `SSCAN` finds), so that what clients made numerous (128
+        rooms each) costs a bounded answer.
 
         `names` counts distinct identities (as `members` lists them). In Redis,
         the entries of a node that died count until the sweep removes them

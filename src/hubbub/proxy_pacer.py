@@ -12,8 +12,9 @@ route while picows routes it. Every other request goes on as before: a
 credential to its own check, a foreign origin to picows' 403.
 
 A held handshake takes one of the `--proxy-max-waiting` places of
-`AppProxy.reserve` before its call is started; with none left it is answered
-503 at once, unasked. The place is given back when the call's task ends:
+`AppProxy.reserve` before its call is started; with none left, or none left
+for its address (`AppProxy.share_per_address`), it is answered 503 at once,
+unasked. The place is given back when the call's task ends:
 answered, timed out (`--proxy-timeout`), or cancelled (shutdown, or a client
 whose leaving was noticed: reading is paused, so a client that vanishes while
 held is usually noticed only when its answer is written).
@@ -80,14 +81,20 @@ class ProxyHold(FramePacer):
     _proxy: AppProxy | None = None
     _proxy_spawn: Spawn | None = None
     _proxy_allowed: Callable[[dict[str, list[str]]], bool] | None = None
+    _proxy_address = ""
+    """The client's address as the listener counts it (its share of the waiting places is bounded)."""
     _asking: asyncio.Task[None] | None = None
     """The call to the app while it runs: cancelled if the client leaves first, which frees its place."""
 
-    def hold_for_app(self, proxy: AppProxy, spawn: Spawn, allowed: Callable[[dict[str, list[str]]], bool]) -> None:
-        """Ask `proxy` about the handshakes it should judge; `allowed`: the server's `Host` and `Origin` rules."""
+    def hold_for_app(
+        self, proxy: AppProxy, spawn: Spawn, allowed: Callable[[dict[str, list[str]]], bool], address: str = ""
+    ) -> None:
+        """Ask `proxy` about the handshakes it should judge; `allowed`: the server's `Host` and `Origin` rules;
+        `address`: the client's, as the listener's per-address cap counts it."""
         self._proxy = proxy
         self._proxy_spawn = spawn
         self._proxy_allowed = allowed
+        self._proxy_address = address
 
     def _request_head(self, head: memoryview, rest: memoryview) -> bool:
         proxy = self._proxy
@@ -101,7 +108,8 @@ class ProxyHold(FramePacer):
         query = parse_qs(url.query, keep_blank_values=True)
         if url.path != "/ws" or not self._for_app(query, headers):
             return super()._request_head(head, rest)
-        if not proxy.reserve():
+        address = self._proxy_address
+        if not proxy.reserve(address):
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE)
             return False
         if isinstance(self, HttpPacer):
@@ -114,7 +122,7 @@ class ProxyHold(FramePacer):
         forwarded = forwarded_headers(headers, proxy.headers)
         # copies: `head` and `rest` are views of the read buffer every connection shares (hubbub.pacer)
         task = self._proxy_spawn(self._admit(proxy, client, first, forwarded, bytes(head), bytes(rest)))
-        task.add_done_callback(lambda _: proxy.release())
+        task.add_done_callback(lambda _: proxy.release(address))
         self._asking = task
         return False
 

@@ -64,6 +64,11 @@ class Rooms:
         it before calling `sender_last`, to spare a call per message)."""
         self._subscriptions: dict[str, asyncio.Future[None]] = {}
 
+    @property
+    def max_rooms(self) -> int:
+        """Rooms one connection may be in at once (`--max-rooms-per-connection`)."""
+        return self._max_rooms
+
     # ---- joining --------------------------------------------------------------
 
     async def join(
@@ -118,6 +123,11 @@ class Rooms:
             self._forget_if_empty(room)
             self._roster.left(room, conn)
             return
+        if len(conn.rooms) >= self._max_rooms and room not in conn.rooms:
+            # joins that overlapped (the server API's, an app's own) filled the connection meanwhile
+            self._forget_if_empty(room)
+            self._roster.left(room, conn)
+            raise EventError(ErrorCode.LIMIT_EXCEEDED, f"a connection may be in at most {self._max_rooms} rooms")
         if page is not None:
             latest = max(latest, page.offset)
             # The replay goes into the joiner's outbox at once: it must fit well within the

@@ -238,6 +238,8 @@ class Server:
         await self.hub.start()
         fd_limit = raise_fd_limit()
         cap = connection_cap(s.max_connections, fd_limit)
+        if self.proxy is not None:  # one address's share of the handshakes waiting on the app, as of the sockets
+            self.proxy.share_per_address(s.max_connections_per_ip, cap)
         listener = Listener(self._protocol, self.hub.metrics, cap, s.max_connections_per_ip, fd_limit, self.ssl)
         await listener.listen(s.host, s.port, s.backlog)
         self.listener = listener
@@ -302,7 +304,7 @@ class Server:
             pacer = _CountedProxyHttpPacer(None, slot, claim, self._auth_tasks.spawn)
         else:
             pacer = _CountedProxyPacer(None, slot)
-        pacer.hold_for_app(self.proxy, self._auth_tasks.spawn, self._login_allowed)
+        pacer.hold_for_app(self.proxy, self._auth_tasks.spawn, self._login_allowed, slot.key)
         pacer._inner = self._picows(lambda request: self._route(request, pacer.user, pacer.admitted))
         return pacer
 

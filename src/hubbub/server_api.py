@@ -17,6 +17,8 @@ rooms and info read the presence store.
 
 Bounds, against a key holder's bugs and everyone else's guesses:
 
+- the caller (host, origin, key) is judged on the head, before the body is read:
+  a refused socket holds no body;
 - a body of at most `MAX_BODY` bytes (413), arriving within `BODY_TIMEOUT` (408);
 - `MAX_IN_FLIGHT` calls being answered at once on the node, all connections
   together (past it 503 at once, nothing queued), one per connection;
@@ -54,7 +56,7 @@ from hubbub.control import REPORT_TTL, ControlMessage, Op
 from hubbub.errors import EventError
 from hubbub.events import GetHistory, Name, Room, invalid_name_message, valid_name, valid_room
 from hubbub.handlers import history_answer, presence_answer
-from hubbub.http import Head, Request, Response, Route
+from hubbub.http import Head, Request, Response, Route, decimal
 from hubbub.hub import Hub
 
 log = logging.getLogger("hubbub.api")
@@ -67,6 +69,9 @@ MAX_IN_FLIGHT = 256
 """Calls answered at once on one node; more get 503 at once."""
 MAX_BROADCAST_ROOMS = 1000
 """Most rooms one broadcast may name."""
+MAX_ROOMS_LISTED = 10_000
+"""Most rooms `GET /api/rooms` lists (about 500 KB of JSON); past it the answer says `"truncated": true`.
+Clients make rooms (128 each), so the listing must not grow with them."""
 REFUSAL_LOG_PERIOD = 60.0
 """Seconds between two log lines about refused keys (each says how many since the last)."""
 
@@ -96,6 +101,8 @@ _STATUS = {
     ApiCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
     ApiCode.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
+_CLOSING = frozenset({ApiCode.UNAUTHORIZED, ApiCode.FORBIDDEN})
+"""Refusals that close the connection after their answer: a wrong key, and a foreign host or origin."""
 _CODE_OF_STATUS = {status: code for code, status in _STATUS.items() if code is not ApiCode.BAD_JSON}
 """The code of a refusal the HTTP reader decides (by status); 400 there is a malformed request."""
 
@@ -160,7 +167,7 @@ class ServerApi:
         self._in_flight = 0
         self._refused = 0
         self._refused_logged = 0.0
-        self.route = Route(self.handle, self._refuse, MAX_BODY, BODY_TIMEOUT)
+        self.route = Route(self.handle, self._refuse, MAX_BODY, BODY_TIMEOUT, admit=self._admit)
         self.requests = Counter(
             "hubbub_api_requests",
             "Server API calls answered, by call and HTTP status.",
@@ -187,9 +194,30 @@ class ServerApi:
         try:
             response = await self._answer(request, call)
         except ApiError as exc:
-            response = error_response(exc.code, exc.message, close=exc.code is ApiCode.UNAUTHORIZED)
+            # a refusal before the key is known to be right ends the connection: each guess costs a new
+            # one, and a socket that never had a key cannot be kept alive with a request every IDLE_TIMEOUT
+            response = error_response(exc.code, exc.message, close=exc.code in _CLOSING)
         self.requests.labels(name, str(response.status.value)).inc()
         return response
+
+    def _admit(self, head: Head, peer: str) -> Response | None:
+        """The checks that need no body, made before it is read: a foreign host or origin (403), no
+        right key (401). Refused, the body is never read: a socket without a key holds no 64 KiB."""
+        try:
+            self._check_caller(head, peer)
+        except ApiError as exc:
+            call = _CALLS.get(head.path)
+            response = error_response(exc.code, exc.message, close=True)
+            self.requests.labels(call.name if call is not None else "unknown", str(response.status.value)).inc()
+            return response
+        return None
+
+    def _check_caller(self, head: Head, peer: str) -> None:
+        """403 for a host or origin not allowed, 401 without one of the keys (`ApiError`)."""
+        if not self._allowed(head) or head.one("sec-fetch-site") == "cross-site":
+            raise ApiError(ApiCode.FORBIDDEN, "host or origin not allowed")
+        if not self._authorized(head, peer):
+            raise ApiError(ApiCode.UNAUTHORIZED, "send Authorization: apikey KEY with a key of this server")
 
     def _refuse(self, head: Head, status: HTTPStatus, message: str) -> Response:
         """The HTTP reader's refusals in the API's error format, with the reader's status (400, 408,
@@ -201,11 +229,7 @@ class ServerApi:
         return Response(status, body, close=True)
 
     async def _answer(self, request: Request, call: _Call | None) -> Response:
-        head = request.head
-        if not self._allowed(head) or head.one("sec-fetch-site") == "cross-site":
-            raise ApiError(ApiCode.FORBIDDEN, "host or origin not allowed")
-        if not self._authorized(head, request.peer):
-            raise ApiError(ApiCode.UNAUTHORIZED, "send Authorization: apikey KEY with a key of this server")
+        head = request.head  # its caller was admitted (`_admit`) before its body was read
         if call is None:
             raise ApiError(ApiCode.NOT_FOUND, f"no such call: {head.path[:100]}")
         if head.method != call.method:
@@ -314,9 +338,10 @@ class ServerApi:
         query: dict[str, Any] = _query(request.head, ("room", "since", "limit"))
         for field in ("since", "limit"):
             if field in query:
-                if not query[field].isdigit():
-                    raise ApiError(ApiCode.BAD_PAYLOAD, f"{field} must be a non-negative integer")
-                query[field] = int(query[field])
+                number = decimal(query[field])
+                if number is None:
+                    raise ApiError(ApiCode.BAD_PAYLOAD, f"{field} must be a non-negative integer of ASCII digits")
+                query[field] = number
         try:
             payload = msgspec.convert(query, GetHistory)
         except msgspec.ValidationError as exc:
@@ -325,8 +350,13 @@ class ServerApi:
 
     async def rooms(self, request: Request) -> dict[str, Any]:
         _query(request.head, ())
-        rooms = await self.hub.presence.rooms()
-        return {"rooms": [{"room": room, "members": members} for room, members in rooms]}
+        rooms = await self.hub.presence.rooms(MAX_ROOMS_LISTED + 1)
+        answer: dict[str, Any] = {
+            "rooms": [{"room": room, "members": members} for room, members in rooms[:MAX_ROOMS_LISTED]]
+        }
+        if len(rooms) > MAX_ROOMS_LISTED:
+            answer["truncated"] = True
+        return answer
 
     async def info(self, request: Request) -> dict[str, Any]:
         _query(request.head, ())

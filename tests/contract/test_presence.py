@@ -78,6 +78,19 @@ async def test_rooms_with_members_cluster_wide(
     assert await b.rooms() == [("r2", 2)]
 
 
+async def test_rooms_can_be_listed_up_to_a_limit(presence_pair: Pair) -> None:
+    """`GET /api/rooms` asks for at most `MAX_ROOMS_LISTED` + 1: clients make rooms, the answer is bounded."""
+    a, b, _ = presence_pair
+    for n in range(1200):
+        await a.add(f"room-{n:04}", "alice", "a:1")
+    await b.add("room-0000", "bob", "b:1")
+    for backend in (a, b):
+        some = await backend.rooms(limit=1000)
+        assert len(some) == 1000 and some == sorted(some)
+        assert all(members == (2 if room == "room-0000" else 1) for room, members in some)
+        assert len(await backend.rooms(limit=5000)) == 1200
+
+
 async def test_node_reports_expire(presence_pair: Pair) -> None:
     a, b, _ = presence_pair
     await a.report_node("node-a", 3, 2, 0.5)

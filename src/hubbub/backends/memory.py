@@ -326,7 +326,9 @@ class MemoryPresence(Presence):
     async def members(self, room: str) -> list[tuple[str, int]]:
         return sorted((name, len(keys)) for name, keys in self._rooms.get(room, {}).items())
 
-    async def rooms(self) -> list[tuple[str, int]]:
+    async def rooms(self, limit: int | None = None) -> list[tuple[str, int]]:
+        if limit is not None and len(self._rooms) > limit:
+            return [(room, len(self._rooms[room])) for room in heapq.nsmallest(limit, self._rooms)]
         return sorted((room, len(names)) for room, names in self._rooms.items())
 
     async def report_node(self, node: str, connections: int, rooms: int, ttl: float) -> None:

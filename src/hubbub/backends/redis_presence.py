@@ -178,10 +178,21 @@ class RedisPresence(Presence):
                 result.append((name, int(count)))
         return sorted(result)
 
-    async def rooms(self) -> list[tuple[str, int]]:
-        """Two round trips: the set of rooms, then the size of each room's set of names."""
+    async def rooms(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """Two round trips: the set of rooms, then the size of each room's set of names. With `limit`
+        and more rooms than that, the set is scanned (`SSCAN`, a few hundred at a time) only until
+        `limit` are found: never the whole set in one reply."""
+        key = f"{self._prefix}rooms"
         with self._health.command():
-            rooms = sorted(_text(raw) for raw in await self._redis.smembers(f"{self._prefix}rooms"))
+            if limit is not None and await self._redis.scard(key) > limit:
+                found: set[str] = set()
+                async for raw in self._redis.sscan_iter(key, count=500):
+                    found.add(_text(raw))
+                    if len(found) >= limit:
+                        break
+                rooms = sorted(found)
+            else:
+                rooms = sorted(_text(raw) for raw in await self._redis.smembers(key))
             async with self._redis.pipeline(transaction=False) as pipe:
                 for room in rooms:
                     pipe.scard(f"{self._prefix}names:{room}")

@@ -14,6 +14,8 @@ from hubbub.tokens import MIN_SECRET_BYTES
 
 API_KEY_MIN = 16
 """Shortest server API key accepted: a key is all that stands between the network and every API call."""
+MAX_SHUTDOWN_TIMEOUT = 300.0
+"""Longest `--shutdown-timeout`: an orchestrator's kill grace (Kubernetes: 30 s) is far below it anyway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,7 @@ class Settings:
     slow_close_grace: float = 0.25
     """How long a dropped slow consumer gets to take its 1013 before the RST."""
     shutdown_timeout: float = 3.0
-    """How long shutdown waits for connections to close before aborting the rest."""
+    """How long shutdown waits for connections to close before aborting the rest (`--shutdown-timeout`)."""
     inbox_high_water: int = 64
     """Received messages queued per connection before the server stops reading from it."""
     broker: str = "memory"
@@ -233,6 +235,8 @@ class Settings:
             raise ConfigError("--max-connections must be at least 1")
         if self.max_connections_per_ip < 1 or self.backlog < 1:
             raise ConfigError("--max-connections-per-ip and --backlog must be at least 1")
+        if not 0 < self.shutdown_timeout <= MAX_SHUTDOWN_TIMEOUT:
+            raise ConfigError(f"--shutdown-timeout must be more than 0 and at most {MAX_SHUTDOWN_TIMEOUT:g} seconds")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together: give both, or neither")
         self._check_integration()

@@ -325,7 +325,8 @@ def _add_serve(sub: Any) -> None:
         default="",
         metavar="S",
         help="the secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their"
-        " body under it in X-Hubbub-Signature (prefer HUBBUB_WEBHOOK_SECRET: a flag shows in ps)",
+        " body under it in X-Hubbub-Signature; required by --webhook, --connect-proxy and --publish-proxy"
+        " (prefer HUBBUB_WEBHOOK_SECRET: a flag shows in ps)",
     )
     p.add_env_argument(
         "--webhook",

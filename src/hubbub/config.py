@@ -278,6 +278,10 @@ class Settings:
         for url, flag in ((self.connect_proxy, "--connect-proxy"), (self.publish_proxy, "--publish-proxy")):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{flag} must be an http:// or https:// URL: {url!r}")
+            if url and not self.webhook_secret:  # as --webhook: an unsigned request is one the app cannot trust
+                raise ConfigError(
+                    f"{flag} needs --webhook-secret (or HUBBUB_WEBHOOK_SECRET): the app must verify hubbub's requests"
+                )
         if not 0 < self.proxy_timeout <= 5:
             # picows closes a socket that has not completed its handshake 10 s after it was accepted
             # (server.py): a held handshake must have its answer well before, its request's own time included

@@ -144,6 +144,7 @@ async def test_one_read_of_thousands_of_frames_is_passed_at_most_a_batch_per_tur
 
 def test_refusal_answers_what_picows_would_garble_and_leaves_it_the_rest() -> None:
     """The request heads the pacer answers itself (405, or the API's JSON 404), and those left to picows."""
+
     def head(line: bytes) -> bytes:
         return line + b"\r\nHost: x\r\n\r\n"
 

@@ -251,8 +251,13 @@ def _unexpected(response: httpx.Response) -> str:
     """Why an answer is not the API's: its status, type and the start of its body, on one line."""
     kind = response.headers.get("content-type", "no content type")
     start = " ".join(response.content[:120].decode("utf-8", "replace").split())
-    # a server without --api-key answers /api as any unknown path: GET 404, and POST 400 (picows reads no POST)
-    hint = " (is the server started with --api-key?)" if response.status_code in (400, 404) else ""
+    # a server without --api-key says so in JSON; other servers answer /api as any unknown path, or refuse
+    # the method (hubbub itself: 405) when the base URL has a path that is no prefix of the API
+    hint = ""
+    if response.status_code in (400, 404):
+        hint = " (is the server started with --api-key?)"
+    elif response.status_code == 405:
+        hint = " (is the URL the server's base address, without a path?)"
     where = f"HTTP {response.status_code} answer of {response.request.url.path}"
     return f"{where} is not the API's JSON ({kind}): {start!r}{hint}"
 
@@ -318,6 +323,14 @@ def _base_url(url: str) -> httpx.URL:
         raise ValueError(wrong)
     if parsed.userinfo or parsed.query or parsed.fragment:
         raise ValueError("the server's URL must have no user, password, query or fragment")
+    segments = parsed.path.rstrip("/").split("/")
+    if segments[-1] in ("ws", "login", "healthz", "metrics") or "api" in segments:
+        # a path a hubbub server answers itself, not a prefix a proxy serves it under: a likely slip
+        base = str(parsed.copy_with(path="/")).rstrip("/")
+        raise ValueError(
+            f"give the server's base URL, e.g. {base}, not one with the path {parsed.path!r}"
+            " (the calls' paths, /api/..., are added to it)"
+        )
     return parsed
 
 

@@ -236,6 +236,14 @@ def _add_serve(sub: Any) -> None:
         help="listen backlog, capped by net.core.somaxconn (default %(default)s)",
     )
     p.add_env_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="at SIGTERM, seconds clients get to take their 1001 close (and webhooks to drain, 2 s of it at"
+        " most) before the rest is aborted; at most 300 (default %(default)s)",
+    )
+    p.add_env_argument(
         "--tls-cert",
         default="",
         metavar="FILE",
@@ -317,7 +325,8 @@ def _add_serve(sub: Any) -> None:
         default="",
         metavar="S",
         help="the secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their"
-        " body under it in X-Hubbub-Signature (prefer HUBBUB_WEBHOOK_SECRET: a flag shows in ps)",
+        " body under it in X-Hubbub-Signature; required by --webhook, --connect-proxy and --publish-proxy"
+        " (prefer HUBBUB_WEBHOOK_SECRET: a flag shows in ps)",
     )
     p.add_env_argument(
         "--webhook",
@@ -730,6 +739,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_connections_per_ip,
         backlog=args.backlog,
+        shutdown_timeout=args.shutdown_timeout,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         echo=args.echo,

@@ -14,6 +14,8 @@ from hubbub.tokens import MIN_SECRET_BYTES
 
 API_KEY_MIN = 16
 """Shortest server API key accepted: a key is all that stands between the network and every API call."""
+MAX_SHUTDOWN_TIMEOUT = 300.0
+"""Longest `--shutdown-timeout`: an orchestrator's kill grace (Kubernetes: 30 s) is far below it anyway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,7 @@ class Settings:
     slow_close_grace: float = 0.25
     """How long a dropped slow consumer gets to take its 1013 before the RST."""
     shutdown_timeout: float = 3.0
-    """How long shutdown waits for connections to close before aborting the rest."""
+    """How long shutdown waits for connections to close before aborting the rest (`--shutdown-timeout`)."""
     inbox_high_water: int = 64
     """Received messages queued per connection before the server stops reading from it."""
     broker: str = "memory"
@@ -233,6 +235,8 @@ class Settings:
             raise ConfigError("--max-connections must be at least 1")
         if self.max_connections_per_ip < 1 or self.backlog < 1:
             raise ConfigError("--max-connections-per-ip and --backlog must be at least 1")
+        if not 0 < self.shutdown_timeout <= MAX_SHUTDOWN_TIMEOUT:
+            raise ConfigError(f"--shutdown-timeout must be more than 0 and at most {MAX_SHUTDOWN_TIMEOUT:g} seconds")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together: give both, or neither")
         self._check_integration()
@@ -274,6 +278,10 @@ class Settings:
         for url, flag in ((self.connect_proxy, "--connect-proxy"), (self.publish_proxy, "--publish-proxy")):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{flag} must be an http:// or https:// URL: {url!r}")
+            if url and not self.webhook_secret:  # as --webhook: an unsigned request is one the app cannot trust
+                raise ConfigError(
+                    f"{flag} needs --webhook-secret (or HUBBUB_WEBHOOK_SECRET): the app must verify hubbub's requests"
+                )
         if not 0 < self.proxy_timeout <= 5:
             # picows closes a socket that has not completed its handshake 10 s after it was accepted
             # (server.py): a held handshake must have its answer well before, its request's own time included

@@ -315,11 +315,17 @@ def cli_reference() -> str:
 # ---- the metrics ---------------------------------------------------------------------------------
 
 
+EXAMPLE_WEBHOOK = "https://app.example/hubbub-events"
+
+
 def metrics_reference() -> str:
     """docs/reference/metrics.md: every collector a fresh hub registers, with its labels."""
     from hubbub.hub import Hub
+    from hubbub.webhooks import Webhooks
 
     hub = Hub()
+    # with --webhook only: registered here for one example URL (nothing starts: no task, no socket)
+    Webhooks([EXAMPLE_WEBHOOK], "example-secret", node="n", registry=hub.metrics.registry)
     out = [HEADER, "# Metrics reference\n\n"]
     out.append(
         "`GET /metrics` answers in Prometheus' text format. Gauges are read from the hub's own sets at"
@@ -327,7 +333,9 @@ def metrics_reference() -> str:
         " with the recipient count, never once per recipient (`hubbub/metrics.py`). Label values listed"
         " are those present (at 0) from the start; others appear when first counted, such as"
         ' `reason="auth"` (401: a handshake without a valid ticket or token) and close codes other than'
-        " these. Which limit each counter watches: [security.md](../security.md).\n\n"
+        " these. The `hubbub_webhooks_*` metrics exist with `--webhook`, their `url` label one value per"
+        f" URL (shown for `--webhook {EXAMPLE_WEBHOOK}`)."
+        " Which limit each counter watches: [security.md](../security.md).\n\n"
     )
     out.append("| metric | type | labels | what it counts |\n|---|---|---|---|\n")
     for family in hub.metrics.registry.collect():

@@ -36,9 +36,34 @@ def valid_room(name: str) -> bool:
     return _ROOM.match(name) is not None
 
 
+ROOM_RULE = "1 to 128 letters, digits and _ - . : @"
+"""ROOM_PATTERN in words: what a client or an API caller is told (never the regex)."""
+
+
 def invalid_room_message(field: str = "$.room") -> str:
-    """The `bad_payload` message for an invalid room name, worded as the schema check words it."""
-    return f"Expected `str` matching regex {ROOM_PATTERN!r} - at `{field}`"
+    """The `bad_payload` message for an invalid room name, the same from the schema check and the handlers."""
+    return f"room must be {ROOM_RULE} - at `{field}`"
+
+
+def schema_field(message: str) -> str | None:
+    """The field (`$.room`, `$.rooms[2]`) a msgspec validation message is about, if it names one."""
+    _, sep, at = message.rpartition(" - at `")
+    return at[:-1] if sep and at.endswith("`") else None
+
+
+def plain_schema_message(message: str) -> str:
+    """A msgspec validation message fit for a client: a room field's in words, never a regex.
+
+    msgspec words a failed `pattern` as "Expected `str` matching regex '^[A-Za-z0-9...'";
+    any error about a room (its pattern, length or type) becomes `invalid_room_message`.
+    Runs only on a payload that failed, never on the message path.
+    """
+    field = schema_field(message)
+    if field is not None and (field == "$.room" or field.startswith("$.rooms[")):
+        return invalid_room_message(field)
+    if "matching regex" in message:  # no other field has a pattern today; no regex leaks if one is added
+        return f"{message.partition(' matching regex')[0]} of the documented form - at `{field or '$'}`"
+    return message
 
 
 Offset = Annotated[int, msgspec.Meta(ge=0)]

@@ -35,7 +35,9 @@ class MissingArgon2(ConfigError):
     """argon2-cffi is not installed; `pip install 'hubbub[auth]'`."""
 
     def __init__(self) -> None:
-        super().__init__("password hashing needs argon2-cffi: pip install 'hubbub[auth]'")
+        super().__init__(
+            "password hashing needs argon2-cffi: pip install 'hubbub[auth]' (from a clone: pip install '.[auth]')"
+        )
 
 
 def _hasher() -> PasswordHasher:
@@ -79,14 +81,19 @@ class Users:
 
     @classmethod
     def load(cls, path: str) -> Users:
-        """Read a users file; a bad one raises `ConfigError` naming the line, not its content."""
-        _hasher()  # fail early, in one line, without the extra
+        """Read a users file; a bad one raises `ConfigError` naming the line, not its content.
+
+        The file is read before the extra is looked for: an operator who mistyped the path and
+        lacks argon2-cffi hears of both, the file first.
+        """
+        missing = "" if PasswordHasher is not None else f"; and {MissingArgon2()}"
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"--users: cannot read {path}: {exc.strerror}") from None
+            raise ConfigError(f"--users: cannot read {path}: {exc.strerror}{missing}") from None
         except UnicodeDecodeError:
-            raise ConfigError(f"--users: {path} is not UTF-8") from None
+            raise ConfigError(f"--users: {path} is not UTF-8{missing}") from None
+        _hasher()  # the file is there: without the extra, fail now, in one line
         hashes: dict[str, str] = {}
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()

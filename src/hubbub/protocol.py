@@ -36,6 +36,7 @@ import msgspec
 
 from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
+from hubbub.events import plain_schema_message
 
 EventId = str | int
 
@@ -88,7 +89,7 @@ def decode_envelope(data: str | bytes) -> Envelope:
     try:
         envelope = _envelope_decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise EventError(ErrorCode.BAD_ENVELOPE, str(exc), salvage_id(data)) from None
+        raise EventError(ErrorCode.BAD_ENVELOPE, plain_schema_message(str(exc)), salvage_id(data)) from None
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_JSON, f"the frame is not valid JSON: {exc}") from None
     except RecursionError:
@@ -105,6 +106,8 @@ def decode_payload(raw: msgspec.Raw, schema: type[Any], event_id: EventId | None
     """Decode a raw payload into `schema`; a mismatch, or nesting past the limit, is `bad_payload`."""
     try:
         return msgspec.json.decode(raw, type=schema)
+    except msgspec.ValidationError as exc:
+        raise EventError(ErrorCode.BAD_PAYLOAD, plain_schema_message(str(exc)), event_id) from None
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_PAYLOAD, str(exc), event_id) from None
     except RecursionError:

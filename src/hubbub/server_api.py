@@ -54,7 +54,18 @@ from hubbub.broker import BrokerUnavailable
 from hubbub.codes import ErrorCode
 from hubbub.control import REPORT_TTL, ControlMessage, Op
 from hubbub.errors import EventError
-from hubbub.events import GetHistory, Name, Room, invalid_name_message, valid_name, valid_room
+from hubbub.events import (
+    NAME_MAX,
+    GetHistory,
+    Name,
+    Room,
+    invalid_name_message,
+    invalid_room_message,
+    plain_schema_message,
+    schema_field,
+    valid_name,
+    valid_room,
+)
 from hubbub.handlers import history_answer, presence_answer
 from hubbub.http import Head, Request, Response, Route, decimal
 from hubbub.hub import Hub
@@ -328,8 +339,10 @@ class ServerApi:
     async def presence(self, request: Request) -> dict[str, Any]:
         query = _query(request.head, ("room",))
         room = query.get("room")
-        if room is None or not valid_room(room):
-            raise ApiError(ApiCode.BAD_PAYLOAD, "give a valid room: ?room=R")
+        if room is None:
+            raise ApiError(ApiCode.BAD_PAYLOAD, "give a room: ?room=R")
+        if not valid_room(room):
+            raise ApiError(ApiCode.BAD_PAYLOAD, invalid_room_message("room"))
         return await presence_answer(
             self.hub.presence, room, self._budget, with_info=bool(self.hub.settings.connect_proxy)
         )
@@ -345,7 +358,7 @@ class ServerApi:
         try:
             payload = msgspec.convert(query, GetHistory)
         except msgspec.ValidationError as exc:
-            raise ApiError(ApiCode.BAD_PAYLOAD, str(exc)) from None
+            raise ApiError(ApiCode.BAD_PAYLOAD, _plain(str(exc))) from None
         return await history_answer(self.hub.history, payload, self._budget)
 
     async def rooms(self, request: Request) -> dict[str, Any]:
@@ -403,9 +416,33 @@ def _decode(body: bytes, schema: type[Any]) -> Any:
     try:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:
-        raise ApiError(ApiCode.BAD_PAYLOAD, str(exc)) from None
+        raise ApiError(ApiCode.BAD_PAYLOAD, _plain(str(exc))) from None
     except msgspec.DecodeError:
         raise ApiError(ApiCode.BAD_JSON, "the body is not JSON") from None
+
+
+_NAME_RULE = f"1 to {NAME_MAX} characters, none a control, formatting or line-separator character"
+_FIELD_RULES = {
+    "$.rooms": f"rooms must be a list of 1 to {MAX_BROADCAST_ROOMS} distinct room names",
+    "$.user": f"user must be a name: {_NAME_RULE}",
+    "$.from": f"from must be a name: {_NAME_RULE}",
+    "$.code": "code must be an integer from 4000 to 4999",
+    "$.reason": "reason must be a string of at most 123 bytes of UTF-8",
+    "$.message": "message is required (any JSON value)",
+    "$.since": "since must be a non-negative integer",
+    "$.limit": "limit must be an integer from 1 to 1000",
+}
+"""Each API field's rule in words, for a body or query that fails the schema (the room's is
+`invalid_room_message`); msgspec's own words stay for the rest (a missing or unknown field)."""
+
+
+def _plain(message: str) -> str:
+    """A schema failure in words: the field's rule (`_FIELD_RULES`), never a regex."""
+    field = schema_field(message)
+    rule = _FIELD_RULES.get(field) if field is not None else None
+    if rule is not None and not message.startswith("Object missing required field"):
+        return f"{rule} - at `{field}`"
+    return plain_schema_message(message)
 
 
 def _check_user(user: str) -> None:

@@ -24,8 +24,17 @@ Delivery, per configured URL:
 * **bounded**: at most `queue_size` events, and `queue_bytes` of them
   (messages counted at their size), wait per URL; past either new events
   are dropped. Every event given up or dropped is counted
-  (`hubbub_webhooks_dropped_total{reason}`) and logged (the handler's rate
+  (`hubbub_webhooks_dropped_total{url,reason}`) and logged (the handler's rate
   limit applies, and URLs are logged without credentials or query).
+
+**Told, not silent.** The metrics have a `url` label: the URL as it is
+logged (`safe_url`: no credentials, no query), one value per configured URL
+(made unique with `#2`, `#3` when two differ only in what is hidden), so the
+label set is bounded by the configuration. When a URL starts failing (a
+timeout, a connection error, a 5xx or 429) `webhook.failing` is logged once
+with what went wrong in words, and `webhook.recovered` once when it answers
+2xx again; a URL that flaps is announced at most once per
+`FAILING_LOG_PERIOD`.
 
 At shutdown the queue gets a short grace to drain; what is left is dropped
 and counted as `shutdown`.
@@ -39,6 +48,8 @@ import datetime as _dt
 import enum
 import logging
 import random
+import socket
+import ssl
 import time
 import uuid
 from collections import deque
@@ -61,6 +72,9 @@ log = logging.getLogger("hubbub.webhooks")
 EVENT_BYTES = 1024
 """What one queued event is counted as against `queue_bytes`, besides its message: the event, its
 fields and its body once encoded (tracemalloc: about 0.7 KB for a membership event)."""
+
+FAILING_LOG_PERIOD = 60.0
+"""Seconds between two `webhook.failing` lines of one URL: a URL that flaps is announced once a minute."""
 
 RESPONSE_BYTES = 65536
 """Bytes of an endpoint's answer read (and ignored) so the connection can be reused; past it, it is closed."""
@@ -131,22 +145,73 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def failure_words(exc: BaseException) -> str:
+    """What went wrong with a POST, in words for the log (never an exception's class name).
+
+    httpx wraps the socket's error: the chain of causes is searched for the
+    first that says more than "cannot connect".
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, ConnectionResetError):
+            return "connection reset"
+        if isinstance(seen, socket.gaierror):
+            return "host name not found"
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return "TLS certificate not trusted"
+        if isinstance(seen, ssl.SSLError):
+            return "TLS failed"
+        if isinstance(seen, OSError) and seen.strerror:
+            return str(seen.strerror).lower()
+        seen = seen.__cause__ or seen.__context__
+    name = type(exc).__name__
+    if name == "ConnectError":
+        return "cannot connect"
+    if name == "RemoteProtocolError":
+        return "the endpoint closed the connection or answered something other than HTTP"
+    if name in ("ReadError", "WriteError"):
+        return "connection lost"
+    return "request failed"
+
+
+def metric_labels(urls: Sequence[str]) -> list[str]:
+    """The `url` label of each configured URL: `safe_url`, with `#2`, `#3` after a repeat (two URLs that
+    differ only in credentials or query), so that each URL has its own series."""
+    labels: list[str] = []
+    for url in urls:
+        label = base = safe_url(url)
+        n = 1
+        while label in labels:
+            n += 1
+            label = f"{base}#{n}"
+        labels.append(label)
+    return labels
+
+
 class _Metrics:
-    def __init__(self, registry: CollectorRegistry, depth: Any) -> None:
-        self.sent = Counter("hubbub_webhooks_sent", "Webhook events delivered (a 2xx), per URL.", registry=registry)
+    def __init__(self, registry: CollectorRegistry, depth: Any, labels: Sequence[str]) -> None:
+        self.sent = Counter(
+            "hubbub_webhooks_sent", "Webhook events delivered (a 2xx), per URL.", ["url"], registry=registry
+        )
         self.failed_attempts = Counter(
             "hubbub_webhooks_failed_attempts",
-            "Webhook POSTs that failed and were retried or given up (timeout, connection error, non-2xx).",
+            "Webhook POSTs that failed and were retried or given up (timeout, connection error, non-2xx), per URL.",
+            ["url"],
             registry=registry,
         )
         self.dropped = Counter(
             "hubbub_webhooks_dropped",
             "Webhook events given up or dropped, per URL, by reason.",
-            ["reason"],
+            ["url", "reason"],
             registry=registry,
         )
-        for reason in DropReason:
-            self.dropped.labels(reason.value)
+        for label in labels:  # every series from the start, at 0: a dashboard sees each URL before it fails
+            self.sent.labels(label)
+            self.failed_attempts.labels(label)
+            for reason in DropReason:
+                self.dropped.labels(label, reason.value)
         self.queued = Gauge(
             "hubbub_webhooks_queued", "Webhook events waiting or in flight, all URLs.", registry=registry
         )
@@ -160,10 +225,20 @@ class _Endpoint:
     flight, which is what keeps each room's events in order.
     """
 
-    def __init__(self, owner: Webhooks, url: str) -> None:
+    def __init__(self, owner: Webhooks, url: str, label: str) -> None:
         self.owner = owner
         self.url = url
-        self.logged_url = safe_url(url)
+        self.logged_url = label
+        """The URL as logged and as the metrics' `url` label (`metric_labels`)."""
+        self.sent = owner.metrics.sent.labels(label)
+        self.failed_attempts = owner.metrics.failed_attempts.labels(label)
+        self.failing = False
+        """Whether the last attempt failed (a timeout, connection error, 5xx or 429)."""
+        self.announced = False
+        """Whether this run of failures was logged (`webhook.failing`): then its end is too."""
+        self.announced_at = -FAILING_LOG_PERIOD
+        self.failed_since = 0.0
+        self.failures = 0
         self.pending: dict[tuple[str, str], deque[Event]] = {}
         self.ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.depth = 0
@@ -228,8 +303,9 @@ class Webhooks:
         self.queue_bytes = queue_bytes
         self.concurrency = concurrency
         self._backoff = backoff
-        self.endpoints = [_Endpoint(self, url) for url in urls]
-        self.metrics = _Metrics(registry, self.depth)
+        labels = metric_labels(urls)
+        self.metrics = _Metrics(registry, self.depth, labels)
+        self.endpoints = [_Endpoint(self, url, label) for url, label in zip(urls, labels, strict=True)]
         self.tasks = TaskOwner("webhooks")
         """Owner of the workers; `close` awaits it (the hub closes this after its own tasks)."""
         self._client: httpx.AsyncClient | None = None
@@ -309,10 +385,13 @@ class Webhooks:
             self.drained = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drained.wait(), grace)
-        left = self.depth()
-        if left:
-            self.metrics.dropped.labels(DropReason.SHUTDOWN.value).inc(left)
-            log.warning("webhook.dropped", extra={"reason": DropReason.SHUTDOWN.value, "count": left})
+        for endpoint in self.endpoints:
+            if endpoint.depth:
+                self.metrics.dropped.labels(endpoint.logged_url, DropReason.SHUTDOWN.value).inc(endpoint.depth)
+                log.warning(
+                    "webhook.dropped",
+                    extra={"url": endpoint.logged_url, "reason": DropReason.SHUTDOWN.value, "count": endpoint.depth},
+                )
         await self.tasks.close()
         if self._client is not None:
             await self._client.aclose()
@@ -322,7 +401,7 @@ class Webhooks:
 
     def drop(self, endpoint: _Endpoint, event: Event, reason: DropReason, **extra: Any) -> None:
         """Count and log one event not delivered to `endpoint` (never the secret; the URL without credentials)."""
-        self.metrics.dropped.labels(reason.value).inc()
+        self.metrics.dropped.labels(endpoint.logged_url, reason.value).inc()
         log.warning(
             "webhook.dropped",
             extra={"url": endpoint.logged_url, "event": event.type.value, "reason": reason.value, **extra},
@@ -344,9 +423,13 @@ class Webhooks:
         while True:
             outcome, detail, wait = await self._attempt(endpoint.url, body, headers)
             if outcome is _Outcome.DELIVERED:
-                self.metrics.sent.inc()
+                endpoint.sent.inc()
+                if endpoint.failing:
+                    self._recovered(endpoint)
                 return
-            self.metrics.failed_attempts.inc()
+            endpoint.failed_attempts.inc()
+            if outcome is _Outcome.RETRY:
+                self._failed(endpoint, detail)
             if outcome is _Outcome.REJECTED:
                 self.drop(endpoint, event, DropReason.REJECTED, error=detail)
                 return
@@ -361,6 +444,37 @@ class Webhooks:
             log.debug("webhook.retry", extra={"url": endpoint.logged_url, "error": detail, "delay": round(delay, 3)})
             await asyncio.sleep(delay)
             attempt += 1
+
+    def _failed(self, endpoint: _Endpoint, detail: str) -> None:
+        """An attempt failed in a way worth retrying: the first of a run is logged (at most once a period)."""
+        endpoint.failures += 1
+        if endpoint.failing:
+            return
+        endpoint.failing = True
+        endpoint.failures = 1
+        now = time.monotonic()
+        endpoint.failed_since = now
+        if now - endpoint.announced_at >= FAILING_LOG_PERIOD:
+            endpoint.announced = True
+            endpoint.announced_at = now
+            log.warning(
+                "webhook.failing",
+                extra={"url": endpoint.logged_url, "error": detail, "retry_for": self.retry_for},
+            )
+
+    def _recovered(self, endpoint: _Endpoint) -> None:
+        """A 2xx after failures: logged when their start was."""
+        endpoint.failing = False
+        if endpoint.announced:
+            endpoint.announced = False
+            log.info(
+                "webhook.recovered",
+                extra={
+                    "url": endpoint.logged_url,
+                    "failed_attempts": endpoint.failures,
+                    "failed_for": round(time.monotonic() - endpoint.failed_since, 1),
+                },
+            )
 
     async def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[_Outcome, str, float]:
         """One POST, bounded by `timeout` in total (httpx's own timeout is per read, not per request).
@@ -382,7 +496,7 @@ class Webhooks:
         except self._timeouts:
             return _Outcome.RETRY, "timeout", 0.0
         except self._failures as exc:
-            return _Outcome.RETRY, type(exc).__name__, 0.0
+            return _Outcome.RETRY, failure_words(exc), 0.0
         if 200 <= status < 300:
             return _Outcome.DELIVERED, "", 0.0
         if status >= 500 or status == 429:

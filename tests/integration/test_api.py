@@ -234,12 +234,47 @@ async def test_bad_requests_get_coded_errors(api: tuple[Server, httpx.AsyncClien
     assert reply.status_code == 200
 
 
+async def test_schema_errors_are_in_words_for_every_field(api: tuple[Server, httpx.AsyncClient]) -> None:
+    """No regex and no msgspec type jargon reaches a caller: each field's rule, in words, with where."""
+    server, client = api
+    room_rule = "room must be 1 to 128 letters, digits and _ - . : @"
+    cases: list[tuple[str, str, Any, str]] = [
+        ("POST", "/api/publish", {"room": "not a room!", "message": 1}, f"{room_rule} - at `$.room`"),
+        ("POST", "/api/publish", {"room": "", "message": 1}, f"{room_rule} - at `$.room`"),
+        ("POST", "/api/publish", {"room": 7, "message": 1}, f"{room_rule} - at `$.room`"),
+        ("POST", "/api/broadcast", {"rooms": ["a", "b c"], "message": 1}, f"{room_rule} - at `$.rooms[1]`"),
+        ("POST", "/api/broadcast", {"rooms": [], "message": 1}, "rooms must be a list of 1 to 1000"),
+        ("POST", "/api/broadcast", {"rooms": "a", "message": 1}, "rooms must be a list of 1 to 1000"),
+        ("POST", "/api/publish", {"room": "r", "message": 1, "from": ""}, "from must be a name: 1 to 64"),
+        ("POST", "/api/subscribe", {"user": "u" * 65, "room": "r"}, "user must be a name: 1 to 64"),
+        ("POST", "/api/unsubscribe", {"user": "u", "room": "a b"}, f"{room_rule} - at `$.room`"),
+        ("POST", "/api/disconnect", {"user": "u", "code": 1000}, "code must be an integer from 4000 to 4999"),
+        ("POST", "/api/disconnect", {"user": "u", "reason": 5}, "reason must be a string of at most 123 bytes"),
+        ("GET", "/api/presence?room=a%20b", None, f"{room_rule} - at `room`"),
+        ("GET", "/api/history?room=a%20b", None, f"{room_rule} - at `$.room`"),
+        ("GET", "/api/history?room=a&limit=5000", None, "limit must be an integer from 1 to 1000"),
+    ]
+    for method, path, body, words in cases:
+        reply = await client.request(method, path, **({} if body is None else {"json": body}))
+        message = reply.json()["error"]["message"]
+        assert reply.status_code == 400 and message.startswith(words), (path, body, message)
+        assert "regex" not in message and "Expected" not in message, message
+    # the WebSocket protocol says it the same way
+    alice = await EventClient.open(ws_url(server))
+    for type_ in ("join_room", "leave_room", "get_history", "get_presence", "send_message"):
+        await alice.send(type_, {"room": "not a room!", "message": 1}, type_)
+        error = await alice.recv_type("error")
+        assert error["payload"]["code"] == "bad_payload", error
+        assert error["payload"]["message"] == f"{room_rule} - at `$.room`", error
+    await alice.close()
+
+
 async def test_without_a_key_the_api_does_not_exist(make_server: ServerFactory) -> None:
     server = await make_server()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=AUTH) as client:
-        reply = await client.get("/api/rooms")
-        assert reply.status_code == 404
-        assert (await client.post("/api/publish", json={"room": "r", "message": 1})).status_code in (400, 404)
+        for reply in (await client.get("/api/rooms"), await client.post("/api/publish", json={"room": "r"})):
+            assert reply.status_code == 404 and _error(reply) == "not_found"
+            assert "--api-key" in reply.json()["error"]["message"]
 
 
 async def test_browsers_of_other_sites_and_foreign_hosts_are_refused(api: tuple[Server, httpx.AsyncClient]) -> None:

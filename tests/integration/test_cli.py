@@ -97,6 +97,9 @@ def test_version() -> None:
         (["serve", "--users", "/nonexistent/users"], "--users: cannot read"),
         (["serve", "--users", "/dev/null", "--ticket-ttl", "0"], "--ticket-ttl must be more than 0"),
         (["serve", "--users", "/dev/null"], "hubbub serve: --users: the file names no user"),
+        (["serve", "--shutdown-timeout", "0"], "hubbub serve: --shutdown-timeout must be more than 0 and at most 300"),
+        (["serve", "--shutdown-timeout", "nan"], "--shutdown-timeout must be more than 0"),
+        (["serve", "--shutdown-timeout", "301"], "--shutdown-timeout must be more than 0"),
     ],
 )
 def test_bad_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:
@@ -141,6 +144,24 @@ def test_a_bad_command_line_is_one_line_naming_the_subcommand_and_exit_2(args: l
     out = subprocess.run([sys.executable, "-m", "hubbub", *args], capture_output=True, text=True, timeout=30)
     assert (out.returncode, out.stdout) == (2, "")
     assert out.stderr.startswith(line) and out.stderr.count("\n") == 1 and "usage" not in out.stderr
+
+
+def test_shutdown_timeout_is_a_flag_and_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/integration.md and docs/security.md refer to `--shutdown-timeout`: it exists, reaches `Settings`."""
+    from hubbub.cli import _settings, build_parser, parse_args
+
+    assert _settings(parse_args(build_parser(), ["serve"])).shutdown_timeout == 3.0
+    assert _settings(parse_args(build_parser(), ["serve", "--shutdown-timeout", "7.5"])).shutdown_timeout == 7.5
+    monkeypatch.setenv("HUBBUB_SHUTDOWN_TIMEOUT", "12")
+    assert _settings(parse_args(build_parser(), ["serve"])).shutdown_timeout == 12.0
+    out = subprocess.run(
+        [sys.executable, "-m", "hubbub", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HUBBUB_SHUTDOWN_TIMEOUT": "soon"},
+    )
+    assert (out.returncode, out.stderr) == (2, "hubbub serve: HUBBUB_SHUTDOWN_TIMEOUT: invalid value 'soon'\n")
 
 
 def test_a_bad_environment_variable_is_one_line_too() -> None:

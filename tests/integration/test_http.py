@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -91,3 +94,54 @@ def test_origin_rule() -> None:
     assert not origin_allowed("http://h:1", None, ())
     assert origin_allowed("https://a", "h:1", ("https://a",))
     assert not origin_allowed("https://a/", "h:1", ("https://a",))
+
+
+async def _raw(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send one raw request; the answer's head and body (the server closes after it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def _request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
+    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+@pytest.mark.parametrize("kind", ["plain", "api", "users"])
+async def test_other_methods_get_a_clean_405_and_api_off_a_404(
+    make_server: ServerFactory, kind: str, tmp_path: Path
+) -> None:
+    """Not picows' "Unsupported HTTP method: b'POST'": 405 with `Allow: GET` in words, whichever pacer reads;
+    and without `--api-key`, `/api` says the API is off in the API's own error format."""
+    settings: dict[str, Any] = {}
+    if kind == "api":
+        settings["api_keys"] = ("test-key-0123456789",)
+    if kind == "users":
+        from hubbub.passwords import hash_password
+
+        users = tmp_path / "users"
+        users.write_text(f"ada:{hash_password('correct horse')}\n")
+        settings["users_file"] = str(users)
+    server = await make_server(**settings)
+    port = server.port
+    for method, path in [("POST", "/"), ("PUT", "/ws"), ("DELETE", "/healthz"), ("POST", "/nothing"), ("HEAD", "/")]:
+        head, body = await _raw(port, _request(method, path, port, b'{"a":1}' if method != "HEAD" else b""))
+        assert head.startswith(b"HTTP/1.1 405 "), (method, path, head)
+        assert b"\r\nAllow: GET\r\n" in head and b"Content-Type: text/plain" in head
+        assert body.startswith(b"method not allowed") and b"b'" not in body
+    if kind == "plain":
+        head, body = await _raw(port, _request("POST", "/login", port, b"{}"))
+        assert head.startswith(b"HTTP/1.1 404 ") and b"--users" in body  # no --users: no login
+    if kind != "api":
+        for method in ("POST", "GET"):
+            head, body = await _raw(port, _request(method, "/api/publish", port, b'{"room":"r","message":1}'))
+            assert head.startswith(b"HTTP/1.1 404 ") and b"application/json" in head, head
+            error = json.loads(body)["error"]
+            assert error["code"] == "not_found" and "--api-key" in error["message"]
+    # a malformed request line is still picows' to refuse, and GETs are served as before
+    head, _ = await _raw(port, b"post / HTTP/1.1\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert await http_get(port, "/healthz") == (200, b"ok\n")

@@ -87,7 +87,7 @@ def cookie(session: str) -> dict[str, str]:
 
 
 async def test_connect_proxy_admits_by_cookie_with_rooms_and_info(make_server: ServerFactory, app: AppServer) -> None:
-    server: Server = await make_server(connect_proxy=app.url(), webhook_secret=SECRET)
+    server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
     alice = EventClient(await connect(ws_url(server, query="name=mallory&x=1"), additional_headers=cookie("s-alice")))
     asked = app.requests[0]
     assert asked.method == "POST" and asked.path == "/hubbub"
@@ -117,7 +117,7 @@ async def test_connect_proxy_admits_by_cookie_with_rooms_and_info(make_server: S
 
 
 async def test_connect_proxy_refusals_are_passed_on(make_server: ServerFactory, app: AppServer) -> None:
-    server: Server = await make_server(connect_proxy=app.url())
+    server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
     assert await status_of(ws_url(server)) == 401  # no cookie: the app says 401
     assert await status_of(ws_url(server), additional_headers=cookie("s-nobody")) == 401
     assert await status_of(ws_url(server, query="room=secret"), additional_headers=cookie("s-bob")) == 403
@@ -152,7 +152,7 @@ async def test_the_python_client_sends_a_cookie_and_says_the_apps_refusals(
 async def test_connect_proxy_asks_nothing_for_a_foreign_origin_or_a_stray_credential(
     make_server: ServerFactory, app: AppServer
 ) -> None:
-    server: Server = await make_server(connect_proxy=app.url())
+    server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
     foreign = {**cookie("s-alice"), "Origin": "https://evil.example"}
     assert await status_of(ws_url(server), additional_headers=foreign) == 403
     # a token or ticket without --auth-secret or --users is no way around the app: 401, never anonymous
@@ -162,7 +162,7 @@ async def test_connect_proxy_asks_nothing_for_a_foreign_origin_or_a_stray_creden
 
 
 async def test_connect_proxy_down_is_503(make_server: ServerFactory) -> None:
-    server: Server = await make_server(connect_proxy=f"http://127.0.0.1:{free_port()}/hubbub")
+    server: Server = await make_server(webhook_secret=SECRET, connect_proxy=f"http://127.0.0.1:{free_port()}/hubbub")
     started = time.monotonic()
     assert await status_of(ws_url(server), additional_headers=cookie("s-alice")) == 503
     assert time.monotonic() - started < 3.0
@@ -176,7 +176,7 @@ async def test_connect_proxy_slow_is_503_within_the_timeout(make_server: ServerF
 
     app = await AppServer(slow).start()
     try:
-        server: Server = await make_server(connect_proxy=app.url(), proxy_timeout=0.5)
+        server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url(), proxy_timeout=0.5)
         started = time.monotonic()
         assert await status_of(ws_url(server), additional_headers=cookie("s-alice")) == 503
         elapsed = time.monotonic() - started
@@ -206,7 +206,7 @@ async def test_connect_proxy_bad_answers_are_503(make_server: ServerFactory, ans
 
     app = await AppServer(bad).start()
     try:
-        server: Server = await make_server(connect_proxy=app.url())
+        server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
         assert await status_of(ws_url(server), additional_headers=cookie("s-alice")) == 503
     finally:
         await app.close()
@@ -234,7 +234,9 @@ async def test_connect_proxy_bounds_the_handshakes_waiting_on_the_app(make_serve
     app = await AppServer(held).start()
     opened: list[asyncio.StreamWriter] = []
     try:
-        server: Server = await make_server(connect_proxy=app.url(), proxy_max_waiting=3, proxy_timeout=5)
+        server: Server = await make_server(
+            webhook_secret=SECRET, connect_proxy=app.url(), proxy_max_waiting=3, proxy_timeout=5
+        )
         waiting = [await handshake(server.port) for _ in range(3)]
         opened += [w for _, w in waiting]
         for _ in range(500):  # the three are with the app
@@ -270,7 +272,7 @@ async def test_a_held_handshake_is_answered_503_at_shutdown(make_server: ServerF
 
     app = await AppServer(held).start()
     try:
-        server: Server = await make_server(connect_proxy=app.url(), proxy_timeout=5)
+        server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url(), proxy_timeout=5)
         reader, writer = await handshake(server.port)
         for _ in range(500):
             if app.requests:
@@ -295,7 +297,7 @@ async def test_info_is_shown_across_two_nodes_sharing_redis(app: AppServer) -> N
         for node in ("a", "b"):
             broker = RedisBroker(REDIS_URL, node, 100, 60.0, prefix=prefix)
             presence = RedisPresence(REDIS_URL, node, 30.0, prefix + "presence:")
-            settings = Settings(port=0, broker=REDIS_URL, node_id=node, connect_proxy=app.url())
+            settings = Settings(port=0, broker=REDIS_URL, node_id=node, connect_proxy=app.url(), webhook_secret=SECRET)
             server = Server(Hub(settings, broker, presence))
             await server.start()
             servers.append(server)
@@ -352,7 +354,7 @@ async def judging() -> AsyncIterator[AppServer]:
 
 
 async def test_publish_proxy_publishes_rewrites_and_refuses(make_server: ServerFactory, judging: AppServer) -> None:
-    server: Server = await make_server(publish_proxy=judging.url("/publish"), webhook_secret=SECRET)
+    server: Server = await make_server(webhook_secret=SECRET, publish_proxy=judging.url("/publish"))
     client = await EventClient.open(ws_url(server, query="name=carol"))
     await client.join("lobby")
 
@@ -385,7 +387,7 @@ async def test_publish_proxy_publishes_rewrites_and_refuses(make_server: ServerF
 async def test_publish_proxy_timeout_and_unreachable_are_unavailable(
     make_server: ServerFactory, judging: AppServer
 ) -> None:
-    server: Server = await make_server(publish_proxy=judging.url("/publish"), proxy_timeout=0.5)
+    server: Server = await make_server(webhook_secret=SECRET, publish_proxy=judging.url("/publish"), proxy_timeout=0.5)
     client = await EventClient.open(ws_url(server, query="name=carol"))
     await client.join("lobby")
     started = time.monotonic()
@@ -394,7 +396,7 @@ async def test_publish_proxy_timeout_and_unreachable_are_unavailable(
     assert time.monotonic() - started < 0.5 + 2.5
     await client.close()
 
-    down: Server = await make_server(publish_proxy=f"http://127.0.0.1:{free_port()}/publish")
+    down: Server = await make_server(webhook_secret=SECRET, publish_proxy=f"http://127.0.0.1:{free_port()}/publish")
     client = await EventClient.open(ws_url(down, query="name=carol"))
     await client.join("lobby")
     unreachable = await client.request("send_message", {"room": "lobby", "message": "hi"})
@@ -403,7 +405,7 @@ async def test_publish_proxy_timeout_and_unreachable_are_unavailable(
 
 
 async def test_publish_proxy_keeps_the_clients_order(make_server: ServerFactory, judging: AppServer) -> None:
-    server: Server = await make_server(publish_proxy=judging.url("/publish"))
+    server: Server = await make_server(webhook_secret=SECRET, publish_proxy=judging.url("/publish"))
     client = await EventClient.open(ws_url(server, query="name=carol"))
     await client.join("lobby")
     rng = random.Random(11)
@@ -423,7 +425,7 @@ async def test_publish_proxy_keeps_the_clients_order(make_server: ServerFactory,
 
 
 async def test_publish_proxy_slows_only_the_slow_client(make_server: ServerFactory, judging: AppServer) -> None:
-    server: Server = await make_server(publish_proxy=judging.url("/publish"), proxy_timeout=5)
+    server: Server = await make_server(webhook_secret=SECRET, publish_proxy=judging.url("/publish"), proxy_timeout=5)
     slow = await EventClient.open(ws_url(server, query="name=slow"))
     quick = await EventClient.open(ws_url(server, query="name=quick"))
     await slow.join("lobby")
@@ -450,7 +452,7 @@ async def test_server_api_style_publishes_skip_the_publish_proxy(make_server: Se
 
     app = await AppServer(refuse_all).start()
     try:
-        server: Server = await make_server(publish_proxy=app.url("/publish"))
+        server: Server = await make_server(webhook_secret=SECRET, publish_proxy=app.url("/publish"))
         client = await EventClient.open(ws_url(server, query="name=carol"))
         await client.join("lobby")
         await server.hub.publish("lobby", "from the app", "app")  # what /api/publish calls: not proxied
@@ -467,7 +469,9 @@ async def test_a_token_or_a_ticket_goes_to_its_own_check_not_to_the_app(
     secret = "proxy-auth-secret-" + "k" * 32
     users = tmp_path / "users"
     users.write_text(f"dave:{hash_password('pw')}\n")
-    server: Server = await make_server(connect_proxy=app.url(), auth_secret=secret, users_file=str(users))
+    server: Server = await make_server(
+        webhook_secret=SECRET, connect_proxy=app.url(), auth_secret=secret, users_file=str(users)
+    )
     by_token = EventClient(await connect(ws_url(server, query=f"token={mint_token(secret, 'erin', 60)}")))
     await by_token.request("join_room", {"room": "lobby"})  # the token has no rooms: any room
     await by_token.request("send_message", {"room": "lobby", "message": "hi"})
@@ -491,16 +495,23 @@ async def test_a_token_or_a_ticket_goes_to_its_own_check_not_to_the_app(
         (["--proxy-timeout", "9"], "at most 5 seconds"),
         (["--proxy-max-waiting", "0"], "must be a positive integer"),
         (["--proxy-header", "Bad Header"], "--proxy-header must be an HTTP header name"),
+        (["--connect-proxy", "http://app/c"], "hubbub serve: --connect-proxy needs --webhook-secret"),
+        (["--publish-proxy", "http://app/p"], "hubbub serve: --publish-proxy needs --webhook-secret"),
     ],
 )
 def test_bad_proxy_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "hubbub", "serve", *args], capture_output=True, text=True)
+    """A proxy without --webhook-secret is refused as --webhook is: the app could not tell hubbub's
+    requests from anyone's (no unsigned request is ever sent)."""
+    env = {k: v for k, v in os.environ.items() if k != "HUBBUB_WEBHOOK_SECRET"}
+    out = subprocess.run(
+        [sys.executable, "-m", "hubbub", "serve", *args], capture_output=True, text=True, timeout=30, env=env
+    )
     assert out.returncode == 2
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
 
 
 def test_proxy_flags_become_settings() -> None:
-    flags = "--connect-proxy http://app/c --publish-proxy https://app/p --proxy-timeout 2.5"
+    flags = "--connect-proxy http://app/c --publish-proxy https://app/p --proxy-timeout 2.5 --webhook-secret s"
     flags += " --proxy-header Cookie --proxy-header X-Session --proxy-max-waiting 9"
     args = build_parser().parse_args(["serve", *flags.split()])
     s = _settings(args)

@@ -90,6 +90,11 @@ def test_an_unreachable_server_is_one_line_and_exit_1() -> None:
         (["http://127.0.0.1:9", "--message", "x", "--api-key", "k"], "--room"),
         (["--room", "r", "--message", "x", "--api-key", "k"], "the URL"),
         (["ws://127.0.0.1:9/ws", "--room", "r", "--message", "x", "--api-key", "k"], "http://"),
+        (
+            ["http://127.0.0.1:9/ws", "--room", "r", "--message", "x", "--api-key", "k"],
+            "base URL, e.g. http://127.0.0.1:9,",
+        ),
+        (["http://127.0.0.1:9/api/publish", "--room", "r", "--message", "x", "--api-key", "k"], "base URL"),
         (["http://127.0.0.1:9", "--room", "r", "--message", "x", "--api-key", "k", "--timeout", "0"], "timeout"),
         (["http://127.0.0.1:9", "--room", "r", "--message", "x", "--api-key", "two words"], "API key"),
     ],

@@ -137,4 +137,27 @@ async def test_a_backend_without_its_extra_says_what_to_install(
     args = ["--broker", broker] + (["--store", REDIS] if missing == "nats" else [])
     code, lines = await _finish(_serve(*args, env={"PYTHONPATH": path}), within=10)
     assert code == 2
-    assert len(lines) == 1 and lines[0].endswith(f"pip install 'hubbub[{extras}]'"), lines
+    assert len(lines) == 1 and f"pip install 'hubbub[{extras}]'" in lines[0], lines
+    assert lines[0].endswith(f"(from a clone: pip install '.[{extras}]')"), lines
+
+
+def _without_argon2(tmp_path: Path) -> dict[str, str]:
+    """An environment as if `pip install hubbub` had been run without the `auth` extra."""
+    package = tmp_path / "argon2"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'argon2'\", name='argon2')\n")
+    return {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+
+async def test_a_missing_users_file_is_told_before_the_missing_extra(tmp_path: Path) -> None:
+    """A newcomer's `--users /nonexistent` without argon2-cffi hears of the file first, and of both."""
+    env = _without_argon2(tmp_path)
+    code, lines = await _finish(_serve("--users", str(tmp_path / "nonexistent"), env=env), within=10)
+    assert code == 2 and len(lines) == 1, lines
+    said = lines[0]
+    assert said.startswith("hubbub serve: --users: cannot read ") and "No such file" in said, said
+    assert said.index("No such file") < said.index("argon2-cffi") and "pip install '.[auth]'" in said, said
+    users = tmp_path / "users"
+    users.write_text("ada:$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\n")
+    code, lines = await _finish(_serve("--users", str(users), env=env), within=10)
+    assert code == 2 and len(lines) == 1 and "needs argon2-cffi" in lines[0], lines

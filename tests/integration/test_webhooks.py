@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import pytest
 
 from hubbub.config import Settings
 from hubbub.server import Server
-from hubbub.webhooks import safe_url
+from hubbub.webhooks import metric_labels, safe_url
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 from tests.webhook_receiver import HANG, Receiver, Request
@@ -51,10 +52,17 @@ def _url(receiver: Receiver) -> str:
 
 
 def _metric(server: Server, name: str) -> float:
+    """The sum of the series of `name` (`metric` or `metric{label="v",...}`) that have the labels given."""
     text = server.hub.metrics.render().decode()
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
+    metric, _, wanted = name.partition("{")
+    want = set(re.findall(r'(\w+="[^"]*")', wanted))
+    found = [
+        float(value)
+        for labels, value in re.findall(rf"^{re.escape(metric)}(?:\{{(.*)\}})? ([0-9.e+]+)$", text, re.MULTILINE)
+        if want <= set(re.findall(r'(\w+="[^"]*")', labels))
+    ]
+    assert found, f"{name} not in /metrics"
+    return sum(found)
 
 
 def _fields(event: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +202,7 @@ async def test_shutdown_drops_and_counts_what_is_left(make_server: ServerFactory
     await server.stop()
     assert time.monotonic() - started < 5
     text = hub.metrics.render().decode()
-    dropped = re.search(r'hubbub_webhooks_dropped_total\{reason="shutdown"\} ([0-9.]+)', text)
+    dropped = re.search(r'hubbub_webhooks_dropped_total\{reason="shutdown",url="[^"]*"\} ([0-9.]+)', text)
     assert dropped and float(dropped.group(1)) >= 3  # connected, room_occupied, member_joined (+ leaving)
     assert hub.webhooks is not None and len(hub.webhooks.tasks) == 0
 
@@ -259,7 +267,7 @@ async def test_metrics_are_served(make_server: ServerFactory, receiver: Receiver
         text = (await client.get(f"http://127.0.0.1:{server.port}/metrics")).text
     for name in ("hubbub_webhooks_sent_total", "hubbub_webhooks_failed_attempts_total", "hubbub_webhooks_queued"):
         assert name in text
-    assert 'hubbub_webhooks_dropped_total{reason="queue_full"}' in text
+    assert f'hubbub_webhooks_dropped_total{{reason="queue_full",url="{_url(receiver)}"}}' in text
 
 
 async def test_a_slow_answer_times_out_and_is_retried(make_server: ServerFactory, receiver: Receiver) -> None:
@@ -376,3 +384,58 @@ async def test_shutdown_sends_the_departures_it_causes(make_server: ServerFactor
     gone = {"type": "disconnected", "user": "alice", "code": 1001, "node": server.hub.node_id}
     assert gone in [_fields(e) for e in receiver.delivered]
     assert _metric(server, 'hubbub_webhooks_dropped_total{reason="shutdown"}') == 0
+
+
+async def test_each_url_has_its_own_series_and_a_down_one_is_told_once_in_words(
+    make_server: ServerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two `--webhook` URLs, one refusing connections: the metrics' `url` label tells which fails (as logged,
+    without credentials or query), and the log says so at once, in words, once, never with the secret."""
+    caplog.set_level("INFO", logger="hubbub.webhooks")
+    with socket.socket() as closed:  # a port nobody listens on: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        down_port = closed.getsockname()[1]
+    down = f"http://bot:pw@127.0.0.1:{down_port}/down?token=t"
+    server = await make_server(webhooks=(_url(receiver), down), webhook_secret=SECRET, webhook_retry_for=30.0)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await alice.join("r")
+    await receiver.wait_for(lambda d: "member_joined" in [e["type"] for e in d])
+    up_label, down_label = _url(receiver), f"http://127.0.0.1:{down_port}/down"
+    assert _metric(server, f'hubbub_webhooks_sent_total{{url="{up_label}"}}') == 3
+    assert _metric(server, f'hubbub_webhooks_sent_total{{url="{down_label}"}}') == 0
+    failing = [r for r in caplog.records if r.getMessage() == "webhook.failing"]
+    for _ in range(100):  # the first attempt is made at once; its log line follows it
+        if failing and _metric(server, f'hubbub_webhooks_failed_attempts_total{{url="{down_label}"}}') >= 3:
+            break
+        await asyncio.sleep(0.1)
+        failing = [r for r in caplog.records if r.getMessage() == "webhook.failing"]
+    assert _metric(server, f'hubbub_webhooks_failed_attempts_total{{url="{up_label}"}}') == 0
+    assert _metric(server, f'hubbub_webhooks_failed_attempts_total{{url="{down_label}"}}') >= 3
+    assert [(getattr(r, "url", ""), getattr(r, "error", "")) for r in failing] == [(down_label, "connection refused")]
+    text = "\n".join(str(vars(r)) for r in caplog.records) + server.hub.metrics.render().decode()
+    assert "pw" not in text and "token=t" not in text and SECRET not in text
+    await alice.close()
+
+
+async def test_a_recovery_is_told_once_after_the_failure(
+    make_server: ServerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="hubbub.webhooks")
+    receiver.answers.extend([500, 503])
+    server = await _hooked(make_server, receiver, webhook_retry_for=30.0, webhook_concurrency=1)
+    alice = await EventClient.open(ws_url(server, query="name=alice"))
+    await alice.join("r")
+    await receiver.wait_for(lambda d: "member_joined" in [e["type"] for e in d])
+    said = [(r.getMessage(), getattr(r, "error", None)) for r in caplog.records if r.name == "hubbub.webhooks"]
+    assert said == [("webhook.failing", "status 500"), ("webhook.recovered", None)], said
+    recovered = next(r for r in caplog.records if r.getMessage() == "webhook.recovered")
+    assert (vars(recovered)["failed_attempts"], vars(recovered)["url"]) == (2, _url(receiver))
+    await alice.close()
+
+
+def test_metric_labels_are_one_per_configured_url() -> None:
+    assert metric_labels(["http://a/h?k=1", "http://u:p@a/h?k=2", "https://b/x"]) == [
+        "http://a/h",
+        "http://a/h#2",
+        "https://b/x",
+    ]

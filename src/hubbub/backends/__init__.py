@@ -61,7 +61,10 @@ def _require(module: str, flag: str, extras: str) -> None:
         importlib.import_module(module)
     except ImportError as exc:
         reason = " ".join(str(exc).split())
-        raise MissingExtra(f"{flag} needs the {module} package ({reason}): pip install 'hubbub[{extras}]'") from None
+        raise MissingExtra(
+            f"{flag} needs the {module} package ({reason}): pip install 'hubbub[{extras}]'"
+            f" (from a clone: pip install '.[{extras}]')"
+        ) from None
 
 
 def open_backends(settings: Settings) -> tuple[Broker, Presence]:

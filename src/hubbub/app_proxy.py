@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hubbub import handlers, signing
 from hubbub.codes import ErrorCode
 from hubbub.errors import EventError
-from hubbub.events import SendMessage, invalid_room_message, valid_name, valid_room
+from hubbub.events import SendMessage, valid_name
 from hubbub.tokens import MAX_ROOM_PATTERNS, Grant
 
 if TYPE_CHECKING:
@@ -305,12 +305,7 @@ class AppProxy:
         allowed, so the ack, the sender and the order are the same as without
         the proxy.
         """
-        room = payload.room
-        if room not in client.rooms:
-            if not valid_room(room):
-                raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
-            raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
-        sender = client.identity or payload.sender or "anonymous"
+        room, sender = handlers.sendable(payload, client)
         try:
             status, body = await self._post(
                 self.publish_url, publish_request(sender, room, payload.message), self._max_publish_answer

@@ -50,6 +50,17 @@ def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
     return {"room": payload.room}
 
 
+def sendable(payload: SendMessage, client: Connection) -> tuple[str, str]:
+    """The room and sender of a `send_message` the client may send: `bad_payload` for a room name that
+    cannot be, `not_in_room` for a room it is not in (the publish proxy asks the app only after this)."""
+    room = payload.room
+    if room not in client.rooms:
+        if not valid_room(room):
+            raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
+    return room, client.identity or payload.sender or "anonymous"
+
+
 def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | None:
     """Publish to a room the client is in; every member gets `new_message`, sender included.
 
@@ -57,12 +68,7 @@ def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | N
     has answered; meanwhile the client's next messages are already being read
     and published.
     """
-    room = payload.room
-    if room not in client.rooms:
-        if not valid_room(room):
-            raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
-        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
-    sender = client.identity or payload.sender or "anonymous"
+    room, sender = sendable(payload, client)
     offset = client.hub.publish_nowait(room, payload.message, sender, client)  # Connection.publish, one call less
     if isinstance(offset, int):
         return {"room": room, "offset": offset}

@@ -110,10 +110,20 @@ def refusal(head: bytes) -> bytes | None:
         return None
     path = parts[1].partition(b"?")[0]
     if path == b"/api" or path.startswith(b"/api/"):
-        return _API_OFF
-    if parts[0] == b"GET":
+        answer = _API_OFF
+    elif parts[0] == b"GET":
         return None
-    return _LOGIN_OFF if path == b"/login" and parts[0] == b"POST" else _NOT_GET
+    else:
+        answer = _LOGIN_OFF if path == b"/login" and parts[0] == b"POST" else _NOT_GET
+    # A head with a malformed header line (obs-fold, a space before the colon, no colon) is a bad request
+    # whatever its path: picows' 400, as an HTTP reader above it (hubbub.http) would answer.
+    for line in head.split(b"\r\n")[1:]:
+        if not line:
+            continue
+        name, colon, _ = line.partition(b":")
+        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            return None
+    return answer
 
 
 class FramePacer(asyncio.BufferedProtocol):

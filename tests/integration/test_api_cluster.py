@@ -22,14 +22,6 @@ AUTH = {"Authorization": f"apikey {KEY}"}
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[RedisProcess]:
-    server = RedisProcess()
-    await server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def nodes(redis: RedisProcess) -> AsyncIterator[list[Node]]:
     started = [
         await Node(redis.url, "--api-key", KEY, "--presence-ttl", "3", node_id=f"node-{name}").start()

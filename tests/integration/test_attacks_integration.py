@@ -68,6 +68,10 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     assert not errors, [(r.name, r.getMessage(), r.exc_text) for r in errors]
 
 
+PROXY_SECRET = "proxy-secret-shared-with-the-app"
+"""The proxies sign what they send, so they need the secret shared with the app."""
+
+
 async def api_server(make_server: ServerFactory, **overrides: object) -> Server:
     server: Server = await make_server(api_keys=(KEY,), **overrides)
     return server
@@ -274,7 +278,7 @@ async def test_a_compressed_connect_answer_is_never_inflated(
     assert len(bomb) < 20 * 1024
     small = gzip.compress(b'{"user": "alice"}')
     async with RawApp(lambda _: answer(bomb, extra="Content-Encoding: gzip\r\n")) as app:
-        server = await make_server(connect_proxy=app.url())
+        server = await make_server(connect_proxy=app.url(), webhook_secret=PROXY_SECRET)
         tracemalloc.start()
         try:
             status = await handshake_status(server)
@@ -284,7 +288,7 @@ async def test_a_compressed_connect_answer_is_never_inflated(
         assert status == 503 and peak < 4 * 1024 * 1024, (status, peak)
         assert b"accept-encoding: identity" in app.heads[0].lower()
     async with RawApp(lambda _: answer(small, extra="Content-Encoding: gzip\r\n")) as app:
-        server = await make_server(connect_proxy=app.url())
+        server = await make_server(connect_proxy=app.url(), webhook_secret=PROXY_SECRET)
         assert await handshake_status(server) == 503  # even a small one: an app must answer as asked
     no_tracebacks(caplog)
 
@@ -298,7 +302,7 @@ async def test_a_publish_proxy_rewrite_is_held_to_the_message_size(
     100 MB answer is cut at the answer bound, within the timeout."""
     rewrite = b'{"message": "' + b"x" * size + b'"}'
     async with RawApp(lambda _: answer(rewrite)) as app:
-        server = await make_server(publish_proxy=app.url())
+        server = await make_server(publish_proxy=app.url(), webhook_secret=PROXY_SECRET)
         sender = await EventClient.open(ws_url(server, query="name=alice"))
         member = await EventClient.open(ws_url(server, query="name=bob"))
         await sender.join("r")
@@ -507,7 +511,7 @@ async def test_a_hostile_connect_proxy_answer_is_503_in_bounded_time_and_memory(
     the handshake gets 503 within the timeout, with at most the 16 KiB answer bound read."""
     async with RawApp(lambda _: answer(b'{"user": "mallory"}')) as elsewhere:
         async with RawApp(lambda _: HOSTILE_CONNECT_ANSWERS[hostile](elsewhere.url())) as app:
-            server = await make_server(connect_proxy=app.url())
+            server = await make_server(connect_proxy=app.url(), webhook_secret=PROXY_SECRET)
             tracemalloc.start()
             start = time.monotonic()
             try:
@@ -543,7 +547,13 @@ async def test_a_webhook_endpoint_that_redirects_or_streams_a_gigabyte_costs_one
             await alice.close()
 
             def sample(name: str, **labels: str) -> float:
-                return registry.get_sample_value(name, labels) or 0.0
+                """The sum over the URLs (each has its own series) of the samples with these labels."""
+                return sum(
+                    float(s.value)
+                    for metric in registry.collect()
+                    for s in metric.samples
+                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+                )
 
             await eventually(lambda: sample("hubbub_webhooks_dropped_total", reason="rejected") >= 5, timeout=8)
             await eventually(lambda: sample("hubbub_webhooks_sent_total") >= 5, timeout=8)
@@ -665,6 +675,7 @@ async def test_one_address_cannot_take_every_place_waiting_on_the_connect_proxy(
     async with RawApp(slow) as app:
         server = await make_server(
             connect_proxy=app.url(),
+            webhook_secret=PROXY_SECRET,
             proxy_max_waiting=64,
             proxy_timeout=5,
             max_connections_per_ip=100,

@@ -16,14 +16,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[RedisProcess]:
-    server = RedisProcess()
-    await server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def nodes(redis: RedisProcess) -> AsyncIterator[list[Node]]:
     started = [await Node(redis.url, "--presence-ttl", "1.5", "--history-size", "50").start() for _ in range(2)]
     yield started

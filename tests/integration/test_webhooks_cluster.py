@@ -24,14 +24,6 @@ SECRET = "cluster-webhook-secret"
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[RedisProcess]:
-    server = RedisProcess()
-    await server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     endpoint = Receiver()
     await endpoint.start()

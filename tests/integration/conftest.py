@@ -1,0 +1,19 @@
+"""Fixtures shared by the integration tests that run several nodes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.cluster import RedisProcess
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisProcess]:
+    """A private redis-server for one test, stopped after it: nodes share it, and the test may stop and
+    start it, without disturbing the machine's Redis on 6379."""
+    server = RedisProcess()
+    await server.start()
+    yield server
+    server.stop()

@@ -130,7 +130,7 @@ async def test_the_python_client_sends_a_cookie_and_says_the_apps_refusals(
 ) -> None:
     """`hubbub.client.connect(headers=...)` logs in through a cookie-based connect proxy; a refusal and an
     app that does not answer are told in the proxy's words, not as a missing hubbub login or a full hub."""
-    server: Server = await make_server(connect_proxy=app.url())
+    server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
     async with asyncio.timeout(20):
         async with hubbub_client.connect(ws_url(server), headers={"Cookie": "session=s-alice"}) as alice:
             await alice.join("team-a")
@@ -140,7 +140,7 @@ async def test_the_python_client_sends_a_cookie_and_says_the_apps_refusals(
             await hubbub_client.Client(ws_url(server), headers={"Cookie": "session=s-nobody"}).start()
         assert refused.value.status == 401 and "the application did not recognize you" in str(refused.value)
         assert "ticket" not in str(refused.value)
-    down: Server = await make_server(connect_proxy=f"http://127.0.0.1:{free_port()}/hubbub")
+    down: Server = await make_server(webhook_secret=SECRET, connect_proxy=f"http://127.0.0.1:{free_port()}/hubbub")
     started = time.monotonic()
     with pytest.raises(HandshakeRefused) as unanswered:
         async with asyncio.timeout(20):

@@ -174,3 +174,23 @@ async def eventually(check: Callable[[], bool], timeout: float = 5.0, step: floa
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(step)
+
+
+async def exchange(port: int, data: bytes, until: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Send raw `data` on a new socket to `port`; read until `until` is seen, the server closes, or
+    `timeout` passes (then what came so far is returned, for the caller's assertions to judge)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    got = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while not (until and until in got):
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                got += chunk
+    except TimeoutError:
+        pass
+    finally:
+        writer.close()
+    return got

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.cluster import RedisProcess
+from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -17,3 +18,12 @@ async def redis() -> AsyncIterator[RedisProcess]:
     await server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook endpoint on loopback that records what it is sent (`tests.webhook_receiver`)."""
+    endpoint = Receiver()
+    await endpoint.start()
+    yield endpoint
+    await endpoint.close()

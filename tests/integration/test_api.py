@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +14,7 @@ import hubbub
 from hubbub import http, server_api
 from hubbub.server import Server
 from tests.conftest import ServerFactory
-from tests.helpers import EventClient, eventually, ws_url
+from tests.helpers import EventClient, eventually, exchange, ws_url
 
 KEY = "test-key-0123456789"
 OTHER_KEY = "second-key-0123456789"
@@ -285,23 +284,6 @@ async def test_browsers_of_other_sites_and_foreign_hosts_are_refused(api: tuple[
     assert (await client.get("/api/rooms", headers={"Sec-Fetch-Site": "same-origin"})).status_code == 200
 
 
-async def _raw(port: int, data: bytes, until: bytes = b"", timeout: float = 5.0) -> bytes:
-    """Send `data` on a new socket; read until `until` is seen or the server closes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    got = b""
-    try:
-        async with asyncio.timeout(timeout):
-            while not (until and until in got):
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                got += chunk
-    finally:
-        writer.close()
-    return got
-
-
 def _request(method: str, path: str, body: bytes = b"", extra: str = "") -> bytes:
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: apikey {KEY}\r\n"
@@ -315,7 +297,7 @@ async def test_keep_alive_pipelining_and_then_picows(api: tuple[Server, httpx.As
     server, _ = api
     body = b'{"room":"p","message":1}'
     burst = _request("POST", "/api/publish", body) * 3 + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    got = await _raw(server.port, burst, until=b"ok\n")
+    got = await exchange(server.port, burst, until=b"ok\n")
     assert got.count(b"HTTP/1.1 200 OK") == 4
     assert [got.index(f'"offset":{n}'.encode()) for n in (1, 2, 3)] == sorted(
         got.index(f'"offset":{n}'.encode()) for n in (1, 2, 3)
@@ -329,14 +311,14 @@ async def test_idle_body_and_head_timeouts(make_server: ServerFactory, monkeypat
     monkeypatch.setattr(server_api, "BODY_TIMEOUT", 0.3)
     server = await make_server(api_keys=(KEY,))
     start = time.monotonic()
-    got = await _raw(server.port, _request("GET", "/api/rooms"))  # answered, then closed when idle
+    got = await exchange(server.port, _request("GET", "/api/rooms"))  # answered, then closed when idle
     assert got.startswith(b"HTTP/1.1 200 OK") and time.monotonic() - start < 3
     half = _request("POST", "/api/publish", b'{"room":"r","message":1}')[:-10]
-    got = await _raw(server.port, half)
+    got = await exchange(server.port, half)
     assert got.startswith(b"HTTP/1.1 408") and b'"code":"bad_payload"' in got
-    assert await _raw(server.port, b"GET /api/rooms HTTP/1.1\r\n") == b""  # an unfinished head: closed
+    assert await exchange(server.port, b"GET /api/rooms HTTP/1.1\r\n") == b""  # an unfinished head: closed
     chunked = _request("POST", "/api/publish", extra="Transfer-Encoding: chunked\r\n")
-    assert (await _raw(server.port, chunked)).startswith(b"HTTP/1.1 411")
+    assert (await exchange(server.port, chunked)).startswith(b"HTTP/1.1 411")
 
 
 async def test_calls_in_flight_are_bounded(

@@ -30,29 +30,10 @@ from hubbub.errors import EventError
 from hubbub.pacer import FramePacer
 from hubbub.server import Server
 from tests.conftest import ServerFactory
-from tests.helpers import EventClient, eventually, ws_url
+from tests.helpers import EventClient, eventually, exchange, ws_url
 
 KEY = "attack-key-0123456789"
 AUTH = {"Authorization": f"apikey {KEY}"}
-
-
-async def raw(port: int, data: bytes, until: bytes = b"", timeout: float = 5.0) -> bytes:
-    """Send `data` on a new socket; read until `until` is seen, the server closes, or `timeout` passes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    got = b""
-    try:
-        async with asyncio.timeout(timeout):
-            while not (until and until in got):
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                got += chunk
-    except TimeoutError:
-        pass
-    finally:
-        writer.close()
-    return got
 
 
 def request(method: str, target: str, body: bytes = b"", extra: str = "", key: str = KEY) -> bytes:
@@ -94,7 +75,7 @@ async def test_a_content_length_that_is_not_plain_digits_is_400_not_a_traceback(
     head = (
         b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + length + b"\r\n\r\n"
     )  # no key: this is what anyone can send
-    got = await raw(server.port, head + body)
+    got = await exchange(server.port, head + body)
     if length == b"0" * 5000 + b"5":  # a valid length of 5, written long: read, then refused for the key
         assert got.startswith(b"HTTP/1.1 401"), got[:100]
     else:
@@ -111,7 +92,7 @@ async def test_history_numbers_that_are_not_plain_digits_are_bad_payload(
     make_server: ServerFactory, caplog: pytest.LogCaptureFixture, query: str
 ) -> None:
     server = await api_server(make_server)
-    got = await raw(server.port, request("GET", f"/api/history?room=r&{query}", extra="Connection: close\r\n"))
+    got = await exchange(server.port, request("GET", f"/api/history?room=r&{query}", extra="Connection: close\r\n"))
     assert got.startswith(b"HTTP/1.1 400") and b'"code":"bad_payload"' in got, got[:200]
     no_tracebacks(caplog)
 
@@ -260,7 +241,7 @@ def answer(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
 
 async def handshake_status(server: Server) -> int:
     """The status a `/ws` handshake without a credential gets (101 when it is let in)."""
-    got = await raw(
+    got = await exchange(
         server.port,
         b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: s=1\r\n\r\n",
@@ -433,7 +414,7 @@ async def test_no_request_is_smuggled_between_the_api_reader_and_picows(
     """A front proxy and hubbub must agree on where each request ends: a body on a picows route is refused,
     chunked and doubled lengths are refused and the connection closed, a body is never read as a request."""
     server = await api_server(make_server)
-    got = await raw(server.port, data, timeout=1.5)
+    got = await exchange(server.port, data, timeout=1.5)
     seen = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", got)]
     assert seen == statuses, got[:300]
     no_tracebacks(caplog)
@@ -460,9 +441,9 @@ async def test_no_secret_reaches_the_log_the_metrics_or_an_answer(
             webhook_retry_for=0.2,
         )
         answers = b""
-        answers += await raw(server.port, request("GET", "/api/rooms", key=wrong))
-        answers += await raw(server.port, request("GET", "/api/nowhere", extra="Connection: close\r\n"))
-        answers += await raw(
+        answers += await exchange(server.port, request("GET", "/api/rooms", key=wrong))
+        answers += await exchange(server.port, request("GET", "/api/nowhere", extra="Connection: close\r\n"))
+        answers += await exchange(
             server.port,
             b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: apikey "
             + KEY.encode()
@@ -648,7 +629,7 @@ async def test_a_socket_without_a_key_cannot_be_kept_alive(make_server: ServerFa
     foreign = b"GET /api/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n"
     for data in (foreign * 3, request("GET", "/api/rooms", key="wrong-key-0123456789") * 3):
         start = time.monotonic()
-        got = await raw(server.port, data)
+        got = await exchange(server.port, data)
         assert len(re.findall(rb"HTTP/1\.1 40[13] ", got)) == 1, got
         assert b"Connection: close" in got and time.monotonic() - start < 3
 
@@ -727,7 +708,7 @@ async def test_a_caller_without_a_key_is_refused_before_its_body_is_read(make_se
     server = await api_server(make_server)
     announced = "Content-Length: 60000\r\n"
     start = time.monotonic()
-    got = await raw(server.port, request("POST", "/api/publish", b"{", announced, key="wrong-key-0123456789"))
+    got = await exchange(server.port, request("POST", "/api/publish", b"{", announced, key="wrong-key-0123456789"))
     assert got.startswith(b"HTTP/1.1 401") and time.monotonic() - start < 1.0, got  # the body never came
     # with the key, the body is waited for (until BODY_TIMEOUT, then 408)
-    assert await raw(server.port, request("POST", "/api/publish", b"{", announced), timeout=0.5) == b""
+    assert await exchange(server.port, request("POST", "/api/publish", b"{", announced), timeout=0.5) == b""

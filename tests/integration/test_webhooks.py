@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -30,14 +29,6 @@ from tests.webhook_receiver import HANG, Receiver, Request
 pytestmark = pytest.mark.timeout(60)
 
 SECRET = "webhook-test-secret"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    endpoint = Receiver()
-    await endpoint.start()
-    yield endpoint
-    await endpoint.close()
 
 
 async def _hooked(make_server: ServerFactory, receiver: Receiver, **overrides: Any) -> Server:

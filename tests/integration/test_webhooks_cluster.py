@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ from tests.webhook_receiver import Receiver
 pytestmark = pytest.mark.timeout(90)
 
 SECRET = "cluster-webhook-secret"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    endpoint = Receiver()
-    await endpoint.start()
-    yield endpoint
-    await endpoint.close()
 
 
 async def _nodes(redis: RedisProcess, receiver: Receiver, count: int) -> list[Node]:

@@ -162,7 +162,7 @@ class NatsBroker(RedisBroker):
 
     async def _beat(self) -> None:
         """Every second: a heartbeat through NATS, and a ping of the store (which `healthy` then reflects)."""
-        while True:
+        while not self._closed:  # a cancellation a client library swallowed still ends it
             await asyncio.sleep(1.0)
             with contextlib.suppress(Exception):
                 if self._nc is not None and self._nc.is_connected:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -113,7 +113,7 @@ async def close_quickly(backend: _Closable) -> None:
             await backend.close()
 
 
-async def abandon(task: asyncio.Future[object]) -> None:
+async def abandon(task: asyncio.Future[Any]) -> None:
     """Cancel `task` and wait for it to end, for at most `CLOSE_TIMEOUT`.
 
     A client library may absorb one cancellation while it tears a connection

@@ -26,7 +26,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hubbub.backends.redis_pool import Health, connect_redis
+from hubbub.backends.redis_pool import Health, abandon, connect_redis
 from hubbub.broker import BrokerUnavailable
 from hubbub.presence import Change, Expired, NodeReport, Presence
 
@@ -106,6 +106,8 @@ class RedisPresence(Presence):
         """This node's entries, with the info each connection gave (refreshed whole, `_refresh`)."""
         self._task: asyncio.Task[None] | None = None
         self._on_expired: Expired | None = None
+        self._closing = False
+        """Set by `close`: the refresh loop ends at its next turn even if a cancellation was lost."""
 
     @property
     def healthy(self) -> bool:
@@ -124,9 +126,12 @@ class RedisPresence(Presence):
         self._task = asyncio.get_running_loop().create_task(self._maintain())
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Cancelled until it ends: redis-py can turn a cancellation that lands in a read into its own
+            # timeout error (a RedisError), which the loop survives; the flag ends it in any case.
+            await abandon(self._task)
+            await asyncio.gather(self._task, return_exceptions=True)  # ends at its next turn: `_closing`
             self._task = None
         for room, name, key in list(self._mine):
             with contextlib.suppress(BrokerUnavailable):
@@ -229,7 +234,7 @@ class RedisPresence(Presence):
         """
         period = self._ttl / 4
         failing = False
-        while True:
+        while not self._closing:
             await asyncio.sleep(min(period, 1.0) if failing else period)
             try:
                 with self._health.command():

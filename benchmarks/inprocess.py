@@ -22,9 +22,9 @@ from typing import Any
 
 import uvloop
 
-from hubbub.config import Settings
-from hubbub.connection import Connection
-from hubbub.hub import Hub
+from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
+from hubbub.server.connection import Connection
 
 ROOMS, MEMBERS, WINDOW = 500, 10, 8
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from hubbub import Connection, ErrorCode, EventError, Hub
-from hubbub.events import Name, Room
+from hubbub.protocol.events import Name, Room
 
 hub = Hub(presence_events=False)
 

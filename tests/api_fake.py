@@ -1,4 +1,4 @@
-"""A fake of hubbub's server API that speaks the wire contract, for testing `hubbub.api` alone.
+"""A fake of hubbub's server API that speaks the wire contract, for testing `hubbub.client.api` alone.
 
 `FakeApi.handle` is one plain function from a request to an answer: the unit
 tests put it behind an `httpx.MockTransport`, the CLI tests behind a small HTTP
@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from hubbub.events import valid_name, valid_room
+from hubbub.protocol.events import valid_name, valid_room
 
 MAX_BODY = 65536
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import uvloop
 
-from hubbub.config import Settings
-from hubbub.hub import Hub
-from hubbub.server import Server
+from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
+from hubbub.server.server import Server
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 It answers each POST with the next of its scripted `answers` (a status, or
 `HANG` to never answer), then `default`; `delay` slows every answer down.
-It verifies nothing itself: tests check signatures with `hubbub.signing`.
+It verifies nothing itself: tests check signatures with `hubbub.auth.signing`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubbub.signing import HEADER, verify
+from hubbub.auth.signing import HEADER, verify
 
 HANG = -1
 """An answer that never comes: the request is read and the socket left open."""

@@ -8,7 +8,7 @@ What each route demonstrates:
 
 * `POST /login`, `POST /logout`, `GET /session`: the app's own logins and signed session cookie
   (`accounts.py`). Logging out also disconnects the user's hubbub connections on every node
-  (`hubbub.api`: `disconnect`).
+  (`hubbub.client.api`: `disconnect`).
 * `POST /hubbub/connect`: hubbub's **connect proxy**. The page opens hubbub's `/ws` without a
   ticket or token; the browser sends the app's cookie (same host, another port), hubbub passes it
   here, and the app answers who the user is, the rooms it may join and the info shown in presence.
@@ -20,7 +20,7 @@ What each route demonstrates:
 * `GET /rooms/{room}/messages`: the **history** a page shows when it opens a room, from the app's
   store: the app's record is the one that lasts (hubbub's own history is bounded by
   `--history-size` and `--history-ttl`) and could be filtered by what a user may see.
-* `POST /announce`: an admin's notice, published to every room with **`hubbub.api`** (`broadcast`).
+* `POST /announce`: an admin's notice, published to every room with **`hubbub.client.api`** (`broadcast`).
 
 Configuration, from the environment (the same names `hubbub serve` reads, so one shell serves both):
 `HUBBUB_API_KEY`, `HUBBUB_WEBHOOK_SECRET`, `EXAMPLE_HUBBUB_NODES` (the hubbub nodes the browser may
@@ -49,8 +49,8 @@ from pydantic import BaseModel, Field
 
 from examples.fastapi_app.accounts import COOKIE, Sessions, Users, make_user
 from examples.fastapi_app.store import Seen, Store
-from hubbub.api import ApiError, AsyncApiClient
-from hubbub.signing import HEADER, verify
+from hubbub.auth.signing import HEADER, verify
+from hubbub.client.api import ApiError, AsyncApiClient
 
 log = logging.getLogger("example")
 STATIC = Path(__file__).parent / "static"
@@ -71,7 +71,7 @@ class Config:
     nodes: tuple[str, ...]
     """hubbub nodes the browser may connect to (`http://host:port`); `?node=N` on the page picks one."""
     api_url: str
-    """The hubbub node the app's backend calls with `hubbub.api`."""
+    """The hubbub node the app's backend calls with `hubbub.client.api`."""
     api_key: str
     webhook_secret: str
     session_secret: bytes

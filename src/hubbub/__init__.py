@@ -4,19 +4,44 @@ The library API: build a `Hub`, register handlers for your own event types
 with `@hub.on(type, Schema)`, hook into connections with `@hub.on_connect`,
 `@hub.on_disconnect` and `@hub.authorize_join`, and serve it with `Server`,
 from a script with `hubbub.run(hub)`, or with `hubbub serve --app` (docs/apps.md).
+
+The names below are loaded on first use (PEP 562): `import hubbub` alone loads
+no server, core, integration or CLI, so a client program that imports
+`hubbub.client` pays only for the client and the protocol.
+
+The package's layers, one subpackage each (docs/topics/architecture.md):
+
+    protocol     the sans-I/O core: envelope, events, codes, frames, session, router
+    backends     the broker, history, presence and ticket contracts, and their backends
+    auth         logins, passwords, tokens, signing
+    core         the node: hub, rooms, membership, fan-out, keepalive, hooks
+    integration  the server API, webhooks, the proxies to the app, loading apps
+    server       sockets and HTTP: listener, the picows adapter, the front door, TLS
+    client       the Python client, the server-API client, the terminal chat
+    cli          the `hubbub` command
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from hubbub.cli import run
-from hubbub.codes import CloseCode, ErrorCode
-from hubbub.config import Settings
-from hubbub.connection import Connection
-from hubbub.errors import ConfigError, EventError, HubbubError, Refused
-from hubbub.hub import Hub
-from hubbub.server import Server, serve
+_EXPORTS = {
+    "CloseCode": "hubbub.protocol.codes",
+    "ErrorCode": "hubbub.protocol.codes",
+    "HubbubError": "hubbub.errors",
+    "EventError": "hubbub.errors",
+    "ConfigError": "hubbub.errors",
+    "Refused": "hubbub.errors",
+    "Settings": "hubbub.core.settings",
+    "Connection": "hubbub.core.connection",
+    "Hub": "hubbub.core.hub",
+    "Server": "hubbub.server.server",
+    "serve": "hubbub.server.server",
+    "run": "hubbub.server.run",
+}
 
 __all__ = [
     "CloseCode",
@@ -33,3 +58,26 @@ __all__ = [
     "run",
     "serve",
 ]
+
+if TYPE_CHECKING:  # for type checkers and editors only; nothing here is imported at run time
+    from hubbub.core.connection import Connection
+    from hubbub.core.hub import Hub
+    from hubbub.core.settings import Settings
+    from hubbub.errors import ConfigError, EventError, HubbubError, Refused
+    from hubbub.protocol.codes import CloseCode, ErrorCode
+    from hubbub.server.run import run
+    from hubbub.server.server import Server, serve
+
+
+def __getattr__(name: str) -> Any:
+    """Load a documented name's module the first time the name is used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hubbub' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

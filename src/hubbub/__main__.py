@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from hubbub.cli import main
+from hubbub.cli.main import main
 
 sys.exit(main())

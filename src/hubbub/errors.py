@@ -13,7 +13,7 @@ a bug: it is logged with its traceback and the client gets `internal`.
 
 from __future__ import annotations
 
-from hubbub.codes import ErrorCode
+from hubbub.protocol.codes import ErrorCode
 
 
 class HubbubError(Exception):

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from hubbub.backends.broker import Broker
+from hubbub.backends.history import History
 from hubbub.backends.memory import MemoryBroker, MemoryPresence
 from hubbub.backends.nats import NatsBroker
+from hubbub.backends.presence import Presence
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.broker import Broker
-from hubbub.history import History
-from hubbub.presence import Presence
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 NATS_URL = "nats://127.0.0.1:4222"

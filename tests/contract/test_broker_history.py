@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from hubbub.broker import Broker
-from hubbub.history import History, payload_of
-from hubbub.protocol import new_message_parts
+from hubbub.backends.broker import Broker
+from hubbub.backends.history import History, payload_of
+from hubbub.protocol.envelope import new_message_parts
 from tests.contract.conftest import Received, _make_broker
 from tests.helpers import eventually
 

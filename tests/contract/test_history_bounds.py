@@ -14,10 +14,10 @@ import tracemalloc
 
 import redis.asyncio as aioredis
 
+from hubbub.backends.history import History
 from hubbub.backends.memory import ENTRY_OVERHEAD, ROOM_OVERHEAD, MemoryBroker
 from hubbub.backends.redis import RedisBroker
-from hubbub.history import History
-from hubbub.protocol import new_message_parts
+from hubbub.protocol.envelope import new_message_parts
 from tests.contract.conftest import REDIS_URL, Received, _make_broker
 from tests.helpers import eventually
 

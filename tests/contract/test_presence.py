@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from hubbub.backends.presence import Change, Presence
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.presence import Change, Presence
 from tests.helpers import eventually
 
 Pair = tuple[Presence, Presence, list[tuple[str, str, bool]]]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hubbub.backends.redis_pool import connect_redis
-from hubbub.tickets import MemoryTickets, RedisTickets, StoreFull, TicketStore
+from hubbub.backends.tickets import MemoryTickets, RedisTickets, StoreFull, TicketStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TTL = 0.3

@@ -1,4 +1,4 @@
-"""The chat page (src/hubbub/static/index.html, on hubbub.js) in Debian's headless Chromium.
+"""The chat page (src/hubbub/server/static/index.html, on hubbub.js) in Debian's headless Chromium.
 
 Every test runs at a desktop size (1280x800) and a phone size (390x844). Each page records its
 console errors and its HTTP answers of 400 and above, and a test ends by asserting there were none
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from hubbub.passwords import hash_password
-from hubbub.server import Server
+from hubbub.auth.passwords import hash_password
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 
 playwright_api = pytest.importorskip("playwright.async_api")

@@ -3,7 +3,7 @@
 The nodes are started as the example's README says (`--connect-proxy`, `--publish-proxy`, `--webhook`
 with `--webhook-messages`, `--api-key`, `--allowed-origin` of the app's origin). Two users log in to
 the app, one page connected to each node; they chat, see each other in presence, a banned word is
-refused in words, the admin's notice (published by the app with `hubbub.api`) reaches both pages, the
+refused in words, the admin's notice (published by the app with `hubbub.client.api`) reaches both pages, the
 history stored by the webhooks comes back after a reload, and logging out closes the user's sockets.
 """
 
@@ -172,7 +172,7 @@ async def test_two_users_on_two_nodes_chat_through_the_app(browser: Any, example
     await _line(alice, "sorry about that").wait_for(timeout=WAIT)
     assert await alice.locator("#log li", has_text="darn").count() == 0
 
-    # the admin's notice: the app publishes it with hubbub.api to every room, both nodes deliver it
+    # the admin's notice: the app publishes it with hubbub.client.api to every room, both nodes deliver it
     await alice.fill("#announcement", "maintenance at 18:00")
     await alice.click("#announce-form button")
     for page in (alice, bob):
@@ -199,7 +199,7 @@ async def test_two_users_on_two_nodes_chat_through_the_app(browser: Any, example
     await bob.screenshot(path=str(SHOTS / "hubbub-fastapi-390x844-reloaded.png"))
 
     # logging out ends the session on hubbub too: the app disconnects bob's sockets on every node with
-    # hubbub.api, so his second tab (the same cookie, on node 1) is closed with the app's code and says so
+    # hubbub.client.api, so his second tab (the same cookie, on node 1) is closed with the app's code and says so
     second_tab = await bob.context.new_page()
     await second_tab.goto(f"{example.app}/?node=1")
     await second_tab.wait_for_selector("#status[data-state='open']", timeout=WAIT)

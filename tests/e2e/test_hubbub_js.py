@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from hubbub import client as hubbub_client
-from hubbub.auth import mint_token
-from hubbub.server import Server
+from hubbub.auth.logins import mint_token
+from hubbub.client import client as hubbub_client
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.e2e.test_chat_page import browser as browser  # Debian's chromium, with ARGS
 

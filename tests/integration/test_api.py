@@ -11,8 +11,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import hubbub
-from hubbub import http, server_api
-from hubbub.server import Server
+from hubbub.integration import server_api
+from hubbub.server import http
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, exchange, ws_url
 
@@ -332,7 +333,7 @@ async def test_calls_in_flight_are_bounded(
 
 async def test_login_and_the_api_on_one_server(make_server: ServerFactory, tmp_path: Any) -> None:
     """With --users too, /api is served by the same pacer that answers POST /login."""
-    from hubbub.passwords import hash_password
+    from hubbub.auth.passwords import hash_password
 
     users = tmp_path / "users"
     users.write_text(f"ada:{hash_password('correct horse')}\n")

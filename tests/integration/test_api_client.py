@@ -1,4 +1,4 @@
-"""`hubbub.api` against a real `hubbub serve --api-key K`: every call, seen by real WebSocket clients.
+"""`hubbub.client.api` against a real `hubbub serve --api-key K`: every call, seen by real WebSocket clients.
 
 Each test starts its own server process (memory broker) and connects clients
 to `/ws`; the API calls run on the sync and on the async client, and the
@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 import hubbub
-from hubbub.api import ApiClient, AsyncApiClient, BadRequest, NotFound, RoomInfo, Unauthorized
+from hubbub.client.api import ApiClient, AsyncApiClient, BadRequest, NotFound, RoomInfo, Unauthorized
 from tests.cluster import Node, RedisProcess
 from tests.helpers import EventClient
 
-pytest.importorskip("hubbub.server_api", reason="the server API (branch api) is not merged here yet")
+pytest.importorskip("hubbub.integration.server_api", reason="the server API (branch api) is not merged here yet")
 
 KEY = "integration-key-0123456789"
 Call = Callable[..., Awaitable[Any]]

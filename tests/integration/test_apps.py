@@ -19,9 +19,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from hubbub import Connection, ErrorCode, EventError, Hub, Refused, Settings
-from hubbub.apps import load_app
 from hubbub.errors import ConfigError
-from hubbub.events import SendMessage
+from hubbub.integration.apps import load_app
+from hubbub.protocol.events import SendMessage
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
 from tests.integration.test_cli import _free_port, _wait_listening

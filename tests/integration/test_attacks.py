@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from hubbub.connection import Connection
-from hubbub.events import Empty
-from hubbub.pacer import FRAMES_PER_TURN
-from hubbub.server import Server
-from hubbub.session import MAX_OWED_PONGS, State
+from hubbub.protocol.events import Empty
+from hubbub.protocol.session import MAX_OWED_PONGS, State
+from hubbub.server.connection import Connection
+from hubbub.server.pacer import FRAMES_PER_TURN
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import CLOSE, CONT, PING, PONG, TEXT, EventClient, RawPeer, eventually, mask_frame, ws_url
 

@@ -23,12 +23,12 @@ import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from hubbub import server_api
-from hubbub.codes import ErrorCode
-from hubbub.control import ControlMessage, Op
+from hubbub.core.control import ControlMessage, Op
 from hubbub.errors import EventError
-from hubbub.pacer import FramePacer
-from hubbub.server import Server
+from hubbub.integration import server_api
+from hubbub.protocol.codes import ErrorCode
+from hubbub.server.pacer import FramePacer
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, exchange, ws_url
 

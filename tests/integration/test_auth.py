@@ -17,14 +17,14 @@ from argon2 import PasswordHasher
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hubbub.auth import LOGIN_BURST
+from hubbub.auth.logins import LOGIN_BURST
+from hubbub.auth.passwords import hash_password
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_pool import connect_redis
-from hubbub.config import Settings
-from hubbub.hub import Hub
-from hubbub.passwords import hash_password
-from hubbub.server import Server
-from hubbub.tickets import RedisTickets
+from hubbub.backends.tickets import RedisTickets
+from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 from tests.integration.test_tls import tls_files as tls_files  # the module's self-signed certificate

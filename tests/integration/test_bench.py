@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hubbub.bench import SCENARIO_HELP, SCENARIOS, Result, percentile, to_json
+from hubbub.client.bench import SCENARIO_HELP, SCENARIOS, Result, percentile, to_json
 from tests.integration.test_cli import _free_port, _spawn, _wait_listening
 
 

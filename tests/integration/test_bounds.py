@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubbub.server import Server
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 

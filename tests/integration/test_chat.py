@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from hubbub import chat
-from hubbub.cli import build_parser
-from hubbub.client import Client, InvalidURL
-from hubbub.server import Server
-from hubbub.tokens import mint_token
+from hubbub.auth.tokens import mint_token
+from hubbub.cli.main import build_parser
+from hubbub.client import chat
+from hubbub.client.client import Client, InvalidURL
+from hubbub.server.server import Server
 from tests.cluster import free_port
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url

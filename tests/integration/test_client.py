@@ -1,4 +1,4 @@
-"""hubbub.client and `hubbub chat` against a real server."""
+"""hubbub.client.client and `hubbub chat` against a real server."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.client import Client, HandshakeRefused, HubUnreachable, InvalidURL, RequestFailed, State, connect
-from hubbub.server import Server
+from hubbub.client.client import Client, HandshakeRefused, HubUnreachable, InvalidURL, RequestFailed, State, connect
+from hubbub.server.server import Server
 from tests.cluster import free_port
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url

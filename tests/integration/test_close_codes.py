@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from hubbub.server import Server
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import BINARY, CLOSE, CONT, TEXT, EventClient, RawPeer, eventually, ws_url
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hubbub.client import connect
+from hubbub.client.client import connect
 from tests.cluster import Node, RedisProcess
 from tests.helpers import EventClient, eventually
 

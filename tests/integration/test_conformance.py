@@ -14,7 +14,7 @@ from tests.conftest import ServerFactory
 SECTIONS = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
 DOUBLE_CLOSE = "7.1.2"
 """Two close frames in one read: answered with 1000. picows alone would answer 1002
-(it parses one frame ahead); hubbub.pacer is what makes this pass."""
+(it parses one frame ahead); hubbub.server.pacer is what makes this pass."""
 
 
 async def _run(make_server: ServerFactory, cases: list[str], exclude: list[str] | None = None) -> list[object]:

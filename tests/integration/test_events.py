@@ -13,11 +13,11 @@ import logging
 import msgspec
 import pytest
 
-from hubbub.codes import ErrorCode
-from hubbub.config import Settings
+from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
 from hubbub.errors import EventError
-from hubbub.hub import Hub
-from hubbub.server import Server
+from hubbub.protocol.codes import ErrorCode
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 

@@ -70,6 +70,6 @@ async def test_resume_in_a_reclaimed_room_is_not_recovered_and_new_messages_are_
     assert reply["payload"]["offset"] > 3
     sent = await back.request("send_message", {"room": "gone", "message": "again"})
     new = (await back.recv_type("new_message"))["payload"]
-    assert new["offset"] == sent["payload"]["offset"] > reply["payload"]["offset"]  # hubbub.client keeps it: > 3
+    assert new["offset"] == sent["payload"]["offset"] > reply["payload"]["offset"]  # hubbub.client.client keeps it: > 3
     await back.close()
     await asyncio.sleep(0)

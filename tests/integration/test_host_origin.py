@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from hubbub.config import Settings
+from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
-from hubbub.origins import HostPolicy, parse_authority, parse_origin
-from hubbub.server import Server
+from hubbub.protocol.origins import HostPolicy, parse_authority, parse_origin
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 

@@ -20,8 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hubbub.logs import TextFormatter
-from hubbub.server import Server
+from hubbub.server.logs import TextFormatter
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import PING, TEXT, EventClient, RawPeer, eventually, ws_url
 
@@ -94,7 +94,7 @@ async def test_deep_json_under_the_rate_limit_is_refused_without_error(
 
 
 async def test_effective_depth_limit_through_a_connection(make_server: ServerFactory) -> None:
-    """The deepest JSON the hub accepts (documented in hubbub.protocol): a little under 1000."""
+    """The deepest JSON the hub accepts (documented in hubbub.protocol.envelope): a little under 1000."""
     server = await make_server()
     client = await EventClient.open(ws_url(server))
 
@@ -277,7 +277,7 @@ async def _handshake(port: int, headers: bytes) -> bytes:
 
 async def test_a_hostile_origin_cannot_forge_a_log_line(server: Server, text_log: io.StringIO) -> None:
     # picows itself answers 400 to other control characters in a header; a tab and bidi characters get through.
-    origin = 'http://x\t2026-01-01T00:00:00.000Z error hubbub.hub forged=1 "q" \u202e'.encode()
+    origin = 'http://x\t2026-01-01T00:00:00.000Z error hubbub.core.hub forged=1 "q" \u202e'.encode()
     assert (await _handshake(server.port, b"Origin: " + origin + b"\r\n")).startswith(b"HTTP/1.1 403")
     lines = [line for line in text_log.getvalue().splitlines() if "handshake.rejected" in line]
     assert len(lines) == 1

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hubbub.server import Server, origin_allowed
+from hubbub.server.server import Server, origin_allowed
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
 
@@ -120,7 +120,7 @@ async def test_other_methods_get_a_clean_405_and_api_off_a_404(
     if kind == "api":
         settings["api_keys"] = ("test-key-0123456789",)
     if kind == "users":
-        from hubbub.passwords import hash_password
+        from hubbub.auth.passwords import hash_password
 
         users = tmp_path / "users"
         users.write_text(f"ada:{hash_password('correct horse')}\n")

@@ -4,7 +4,7 @@ The bug (b298dcd and before): `join_room` awaits the broker's subscribe, then
 the presence store. A client that vanished during those awaits had its join
 cancelled, and the cancelled path undid neither: the node stayed subscribed to
 a room with no members, and on Redis a presence entry listed a connection that
-no longer existed (until the node died). `hubbub.rooms.Rooms.join` now undoes
+no longer existed (until the node died). `hubbub.core.rooms.Rooms.join` now undoes
 both, and only when nobody else needs them.
 
 The window is made certain, not raced: the backend's `subscribe` or `add` is
@@ -24,15 +24,15 @@ from typing import Any
 
 import pytest
 
+from hubbub.backends.broker import Broker, BrokerUnavailable
 from hubbub.backends.memory import MemoryBroker, MemoryPresence
 from hubbub.backends.nats import NatsBroker
+from hubbub.backends.presence import Presence
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.broker import Broker, BrokerUnavailable
-from hubbub.config import Settings
-from hubbub.hub import Hub
-from hubbub.presence import Presence
-from hubbub.server import Server
+from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import CLOSE, EventClient, RawPeer, eventually, mask_frame, ws_url
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hubbub.server import Server
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 
 ROOT = Path(__file__).resolve().parents[2]

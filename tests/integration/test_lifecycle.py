@@ -11,8 +11,8 @@ import weakref
 
 import pytest
 
-from hubbub.presence import Change
-from hubbub.server import Server
+from hubbub.backends.presence import Change
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import PONG, EventClient, RawPeer, eventually, ws_url
 

@@ -13,10 +13,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hubbub.connection import Connection
-from hubbub.events import Empty
-from hubbub.listener import _ACCEPT_BATCH, REFUSAL_WAIT, REFUSALS_WAITING, Tally, connection_cap, peer_key
-from hubbub.server import Server
+from hubbub.protocol.events import Empty
+from hubbub.server.connection import Connection
+from hubbub.server.listener import _ACCEPT_BATCH, REFUSAL_WAIT, REFUSALS_WAITING, Tally, connection_cap, peer_key
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
 

@@ -24,17 +24,17 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hubbub import client as hubbub_client
-from hubbub.auth import mint_token
+from hubbub.auth.logins import mint_token
+from hubbub.auth.passwords import hash_password
+from hubbub.auth.signing import HEADER, verify
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.cli import _settings, build_parser
-from hubbub.client_errors import HandshakeRefused
-from hubbub.config import Settings
-from hubbub.hub import Hub
-from hubbub.passwords import hash_password
-from hubbub.server import Server
-from hubbub.signing import HEADER, verify
+from hubbub.cli.main import _settings, build_parser
+from hubbub.client import client as hubbub_client
+from hubbub.client.errors import HandshakeRefused
+from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
+from hubbub.server.server import Server
 from tests.app_server import Answer, AppServer, Request, reply
 from tests.cluster import free_port
 from tests.conftest import ServerFactory
@@ -128,7 +128,7 @@ async def test_connect_proxy_refusals_are_passed_on(make_server: ServerFactory, 
 async def test_the_python_client_sends_a_cookie_and_says_the_apps_refusals(
     make_server: ServerFactory, app: AppServer
 ) -> None:
-    """`hubbub.client.connect(headers=...)` logs in through a cookie-based connect proxy; a refusal and an
+    """`hubbub.client.client.connect(headers=...)` logs in through a cookie-based connect proxy; a refusal and an
     app that does not answer are told in the proxy's words, not as a missing hubbub login or a full hub."""
     server: Server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
     async with asyncio.timeout(20):

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from hubbub import chat
-from hubbub.client import connect
-from hubbub.server import Server
+from hubbub.client import chat
+from hubbub.client.client import connect
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually
 from tests.integration.test_cli import _free_port, _spawn
@@ -247,7 +247,7 @@ async def test_bench_over_wss_with_the_ca(tls_files: tuple[Path, Path]) -> None:
 async def test_a_silent_socket_is_closed_at_the_tls_handshake_timeout_and_frees_its_place(
     make_server: ServerFactory, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("hubbub.listener.TLS_HANDSHAKE_TIMEOUT", 0.3)
+    monkeypatch.setattr("hubbub.server.listener.TLS_HANDSHAKE_TIMEOUT", 0.3)
     server: Server = await make_server(tls_cert=str(tls_files[0]), tls_key=str(tls_files[1]))
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:

@@ -15,9 +15,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from hubbub.auth import mint_token, verify_token
-from hubbub.server import Server
-from hubbub.tokens import LEEWAY
+from hubbub.auth.logins import mint_token, verify_token
+from hubbub.auth.tokens import LEEWAY
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from hubbub.passwords import hash_password
+from hubbub.auth.passwords import hash_password
 from tests.helpers import EventClient
 from tests.integration.test_cli import _free_port
 from tests.integration.test_tls import tls_files as tls_files  # the module's self-signed certificate

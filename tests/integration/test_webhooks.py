@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hubbub.config import Settings
-from hubbub.server import Server
-from hubbub.webhooks import metric_labels, safe_url
+from hubbub.core.settings import Settings
+from hubbub.integration.webhooks import metric_labels, safe_url
+from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
 from tests.webhook_receiver import HANG, Receiver, Request
@@ -382,7 +382,7 @@ async def test_each_url_has_its_own_series_and_a_down_one_is_told_once_in_words(
 ) -> None:
     """Two `--webhook` URLs, one refusing connections: the metrics' `url` label tells which fails (as logged,
     without credentials or query), and the log says so at once, in words, once, never with the secret."""
-    caplog.set_level("INFO", logger="hubbub.webhooks")
+    caplog.set_level("INFO", logger="hubbub.integration.webhooks")
     with socket.socket() as closed:  # a port nobody listens on: connections are refused
         closed.bind(("127.0.0.1", 0))
         down_port = closed.getsockname()[1]
@@ -411,13 +411,15 @@ async def test_each_url_has_its_own_series_and_a_down_one_is_told_once_in_words(
 async def test_a_recovery_is_told_once_after_the_failure(
     make_server: ServerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="hubbub.webhooks")
+    caplog.set_level("INFO", logger="hubbub.integration.webhooks")
     receiver.answers.extend([500, 503])
     server = await _hooked(make_server, receiver, webhook_retry_for=30.0, webhook_concurrency=1)
     alice = await EventClient.open(ws_url(server, query="name=alice"))
     await alice.join("r")
     await receiver.wait_for(lambda d: "member_joined" in [e["type"] for e in d])
-    said = [(r.getMessage(), getattr(r, "error", None)) for r in caplog.records if r.name == "hubbub.webhooks"]
+    said = [
+        (r.getMessage(), getattr(r, "error", None)) for r in caplog.records if r.name == "hubbub.integration.webhooks"
+    ]
     assert said == [("webhook.failing", "status 500"), ("webhook.recovered", None)], said
     recovered = next(r for r in caplog.records if r.getMessage() == "webhook.recovered")
     assert (vars(recovered)["failed_attempts"], vars(recovered)["url"]) == (2, _url(receiver))

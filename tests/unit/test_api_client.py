@@ -1,4 +1,4 @@
-"""`hubbub.api`, both clients, against a fake that speaks the server API's wire contract.
+"""`hubbub.client.api`, both clients, against a fake that speaks the server API's wire contract.
 
 Every test runs twice, on `ApiClient` and on `AsyncApiClient`, through one
 awaitable `call(method, *args)`: the two must send the same requests and give
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from hubbub.api import (
+from hubbub.client.api import (
     ApiClient,
     ApiError,
     AsyncApiClient,

@@ -10,7 +10,8 @@ from http import HTTPStatus
 import msgspec
 import pytest
 
-from hubbub.app_proxy import (
+from hubbub.errors import EventError
+from hubbub.integration.app_proxy import (
     MAX_INFO_BYTES,
     Admission,
     Failure,
@@ -21,10 +22,9 @@ from hubbub.app_proxy import (
     publish_request,
     verdict,
 )
-from hubbub.codes import ErrorCode
-from hubbub.errors import EventError
-from hubbub.proxy_pacer import forwarded_headers, peer_address
-from hubbub.redaction import redact_secrets
+from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.redaction import redact_secrets
+from hubbub.server.proxy_hold import forwarded_headers, peer_address
 
 
 def test_a_200_admits_with_user_rooms_and_compact_info() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hubbub.auth import AttemptLimiter
-from hubbub.login import credentials, parse_head, ticket_of
-from hubbub.redaction import redact_arg, redact_secrets
+from hubbub.auth.logins import AttemptLimiter
+from hubbub.protocol.redaction import redact_arg, redact_secrets
+from hubbub.server.login import credentials, parse_head, ticket_of
 
 
 def test_attempts_refill_at_their_rate_and_successes_are_refunded() -> None:

@@ -8,15 +8,15 @@ from typing import Any
 import msgspec
 import pytest
 
-from hubbub.codes import ErrorCode
-from hubbub.config import Settings
+from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError, EventError
-from hubbub.events import Empty
-from hubbub.frames import binary_frame, text_frame
-from hubbub.heartbeat import Beat, decide, sweep_period
-from hubbub.protocol import decode_envelope
-from hubbub.router import Router
-from hubbub.session import valid_peer_close_code
+from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import decode_envelope
+from hubbub.protocol.events import Empty
+from hubbub.protocol.frames import binary_frame, text_frame
+from hubbub.protocol.heartbeat import Beat, decide, sweep_period
+from hubbub.protocol.router import Router
+from hubbub.protocol.session import valid_peer_close_code
 
 
 @pytest.mark.parametrize(("size", "header"), [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)])

@@ -7,12 +7,12 @@ import sys
 import msgspec
 import pytest
 
-from hubbub import handlers
-from hubbub.codes import ErrorCode
+from hubbub.core import builtins as handlers
 from hubbub.errors import EventError
-from hubbub.events import JoinRoom, SendMessage
-from hubbub.protocol import TOO_DEEP, decode_envelope, decode_payload, salvage_id
-from hubbub.router import Router
+from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import TOO_DEEP, decode_envelope, decode_payload, salvage_id
+from hubbub.protocol.events import JoinRoom, SendMessage
+from hubbub.protocol.router import Router
 
 
 def _arrays(depth: int) -> str:

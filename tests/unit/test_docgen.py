@@ -35,7 +35,13 @@ def test_the_pages_do_not_depend_on_the_environment(monkeypatch: pytest.MonkeyPa
 def test_the_pages_name_what_a_reader_looks_for() -> None:
     cli, python, metrics = docgen.cli_reference(), docgen.python_reference(), docgen.metrics_reference()
     assert "## `hubbub serve`" in cli and "`--send-queue-bytes N`" in cli and "(default 1048576)" in cli
-    for name in ("hubbub.Hub", "hubbub.Connection", "hubbub.Settings", "hubbub.EventError", "hubbub.client.connect"):
+    for name in (
+        "hubbub.Hub",
+        "hubbub.Connection",
+        "hubbub.Settings",
+        "hubbub.EventError",
+        "hubbub.client.client.connect",
+    ):
         assert name in python
     assert "`NOT_IN_ROOM` | `'not_in_room'`" in python
     assert "on_ws_frame" not in python  # picows' callbacks are not the app's API

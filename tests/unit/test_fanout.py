@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hubbub.fanout import Fanout
-from hubbub.metrics import HotCounter
-from hubbub.session import State
+from hubbub.core.fanout import Fanout
+from hubbub.core.metrics import HotCounter
+from hubbub.protocol.session import State
 
 
 class FakeConn:
@@ -140,9 +140,9 @@ class RecordingTransport:
 
 async def test_the_sender_gets_its_own_copy_last() -> None:
     """Members who do not know the message yet are written first; a client pacing on its echo is paced by the room."""
-    from hubbub.config import Settings
-    from hubbub.connection import Connection
-    from hubbub.hub import Hub
+    from hubbub.core.hub import Hub
+    from hubbub.core.settings import Settings
+    from hubbub.server.connection import Connection
 
     hub = Hub(Settings(write_delay=0.0, close_timeout=0.01, shutdown_timeout=0.1))
     await hub.start()

@@ -15,7 +15,7 @@ from examples.fastapi_app.accounts import COOKIE, Sessions
 from examples.fastapi_app.app import ROOMS, Config, create_app
 from fastapi.testclient import TestClient
 
-from hubbub.signing import HEADER, sign
+from hubbub.auth.signing import HEADER, sign
 
 SECRET = "the webhook secret"
 CONFIG = Config(("http://127.0.0.1:9",), "http://127.0.0.1:9", "k" * 20, SECRET, b"s" * 32)

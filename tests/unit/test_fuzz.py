@@ -22,13 +22,13 @@ import msgspec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hubbub import handlers
-from hubbub.codes import ErrorCode
+from hubbub.core import builtins as handlers
 from hubbub.errors import EventError
-from hubbub.events import NAME_MAX, GetHistory, GetPresence, JoinRoom, LeaveRoom, SendMessage, valid_name
-from hubbub.logs import JsonFormatter, TextFormatter
-from hubbub.protocol import decode_envelope, decode_payload, salvage_id
-from hubbub.router import Router
+from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import decode_envelope, decode_payload, salvage_id
+from hubbub.protocol.events import NAME_MAX, GetHistory, GetPresence, JoinRoom, LeaveRoom, SendMessage, valid_name
+from hubbub.protocol.router import Router
+from hubbub.server.logs import JsonFormatter, TextFormatter
 
 FUZZ = settings(
     max_examples=300,
@@ -180,7 +180,7 @@ def test_valid_name_is_its_definition(name: str) -> None:
 @FUZZ
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_no_value_splits_or_forges_a_log_line(value: str, event: str) -> None:
-    record = logging.LogRecord("hubbub.hub", logging.INFO, __file__, 1, event, (), None)
+    record = logging.LogRecord("hubbub.core.hub", logging.INFO, __file__, 1, event, (), None)
     record.user = value
     text = TextFormatter().format(record)
     assert text.isascii() and text.isprintable()

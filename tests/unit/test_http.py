@@ -1,4 +1,4 @@
-"""hubbub.http: request heads, answers, and the pacer that reads claimed requests before picows."""
+"""hubbub.server.http: request heads, answers, and the pacer that reads claimed requests before picows."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from hubbub import cli
-from hubbub.config import Settings
+from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
-from hubbub.http import Head, HttpPacer, Request, Response, Route, encode_response, parse_head
+from hubbub.server.http import Head, HttpPacer, Request, Response, Route, encode_response, parse_head
 
 
 def test_heads_and_keep_alive() -> None:

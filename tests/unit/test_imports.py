@@ -79,5 +79,5 @@ def test_the_session_core_imports_no_io() -> None:
         assert not imported & {"asyncio", "socket", "picows", "uvloop"}, (name, imported)
         assert graph[f"hubbub.{name}"] <= {f"hubbub.{m}" for m in core} | {
             "hubbub.errors",
-            "hubbub.metrics",
+            "hubbub.core.metrics",
         }, (name, graph[f"hubbub.{name}"])

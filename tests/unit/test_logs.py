@@ -13,14 +13,14 @@ from typing import Any
 import picows
 import pytest
 
-from hubbub import logs
-from hubbub.logs import JsonFormatter, PicowsLog, RateLimitFilter, TextFormatter
+from hubbub.server import logs
+from hubbub.server.logs import JsonFormatter, PicowsLog, RateLimitFilter, TextFormatter
 
 HOSTILE = [
     "a\nb",
     "a\r\nb",
-    "x\r2026-01-01T00:00:00.000Z error hubbub.hub forged",
-    "\n2026-01-01T00:00:00.000Z error hubbub.hub handler.failed conn=1",
+    "x\r2026-01-01T00:00:00.000Z error hubbub.core.hub forged",
+    "\n2026-01-01T00:00:00.000Z error hubbub.core.hub handler.failed conn=1",
     "a\tb",
     "\x1b[31mred\x1b[0m",
     "evil\u202egnp.exe",
@@ -44,7 +44,7 @@ _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 def _record(
     msg: str = "conn.closed",
     level: int = logging.INFO,
-    name: str = "hubbub.hub",
+    name: str = "hubbub.core.hub",
     args: tuple[object, ...] = (),
     **extra: Any,
 ) -> logging.LogRecord:
@@ -80,7 +80,7 @@ def test_text_values_cannot_forge_or_split_a_line(value: str) -> None:
     line = TextFormatter().format(_record(user=value, code=1000))
     assert line.isascii() and line.isprintable()  # no control, bidi or line-break character survives
     _, level, logger, event, *fields = _tokens(line)
-    assert (level, logger, event) == ("info", "hubbub.hub", "conn.closed")
+    assert (level, logger, event) == ("info", "hubbub.core.hub", "conn.closed")
     assert [f.split("=", 1)[0] for f in fields] == ["user", "code"]  # no injected key
     assert json.loads(fields[0].split("=", 1)[1]) == value  # and the value reads back exactly
     assert fields[1] == "code=1000"
@@ -96,13 +96,13 @@ def test_text_event_cannot_forge_a_line(value: str) -> None:
 
 def test_plain_values_stay_plain() -> None:
     line = TextFormatter().format(_record(conn=7, user="alice", remote="127.0.0.1:5000", path="/ws", ok=True))
-    assert line.endswith(" info hubbub.hub conn.closed conn=7 user=alice remote=127.0.0.1:5000 path=/ws ok=True")
+    assert line.endswith(" info hubbub.core.hub conn.closed conn=7 user=alice remote=127.0.0.1:5000 path=/ws ok=True")
     assert TextFormatter().format(_record(reason="a b")).endswith(' reason="a b"')
 
 
 def test_text_traceback_lines_cannot_pass_for_records() -> None:
     try:
-        raise ValueError("bad\n2026-01-01T00:00:00.000Z error hubbub.hub forged\r\x1b[2K\u2028also forged")
+        raise ValueError("bad\n2026-01-01T00:00:00.000Z error hubbub.core.hub forged\r\x1b[2K\u2028also forged")
     except ValueError:
         record = _record("handler.failed", logging.ERROR, user="x")
         record.exc_info = sys.exc_info()
@@ -126,7 +126,7 @@ def test_json_extra_fields_cannot_overwrite_the_base_keys() -> None:
     record = _record(extra_event="kept")
     record.__dict__.update(hostile)  # as `extra=` would: logging refuses only LogRecord's own attributes
     doc = json.loads(JsonFormatter().format(record))
-    assert doc["level"] == "info" and doc["logger"] == "hubbub.hub" and doc["event"] == "conn.closed"
+    assert doc["level"] == "info" and doc["logger"] == "hubbub.core.hub" and doc["event"] == "conn.closed"
     assert doc["ts"] != "1970" and "traceback" not in doc
     assert doc["extra_ts"] == "1970" and doc["extra_level"] == "critical" and doc["extra_event"] == "kept"
     assert doc["extra_extra_event"] == "forged" and doc["extra_traceback"] == "none"
@@ -202,7 +202,7 @@ def test_configure_rate_limits_every_logger_on_the_handler(capsys: pytest.Captur
     child.parent = logging.getLogger("picows")
     for _ in range(200):
         child.error("WS parser error: %s, initiate disconnect", (1002, "bad"))
-        logging.getLogger("hubbub.hub").error("handler.failed", extra={"user": "x\ny"})
+        logging.getLogger("hubbub.core.hub").error("handler.failed", extra={"user": "x\ny"})
     lines = capsys.readouterr().err.splitlines()
     assert len([line for line in lines if "WS parser error" in line]) == 20
     assert len([line for line in lines if "handler.failed" in line]) == 20
@@ -237,7 +237,7 @@ class Recorder(logging.Handler):
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     handler = Recorder()
-    loggers = [logging.getLogger("picows.test"), logging.getLogger("hubbub.connection")]
+    loggers = [logging.getLogger("picows.test"), logging.getLogger("hubbub.server.connection")]
     saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)
@@ -258,7 +258,7 @@ def test_picows_log_says_a_peers_protocol_error_once_at_info(recorder: Recorder)
         log.error(logs._PARSER_ERROR, (1002, "Received frame with invalid opcode=0x3"))
     above_debug = [r for r in recorder.records if r.levelno > logging.DEBUG]
     assert [r.msg for r in above_debug] == [logs._ACCEPTED, "conn.protocol_error"]
-    (fault,) = [r for r in above_debug if r.name == "hubbub.connection"]
+    (fault,) = [r for r in above_debug if r.name == "hubbub.server.connection"]
     assert fault.levelno == logging.INFO
     assert (fault.__dict__["remote"], fault.__dict__["code"], fault.__dict__["reason"]) == (
         "127.0.0.1:51000",

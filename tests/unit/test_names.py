@@ -8,12 +8,12 @@ import unicodedata
 import msgspec
 import pytest
 
-from hubbub import handlers
-from hubbub.codes import ErrorCode
+from hubbub.core import builtins as handlers
 from hubbub.errors import EventError
-from hubbub.events import NAME_MAX, JoinRoom, SendMessage, invalid_name_message, valid_name
-from hubbub.protocol import decode_payload
-from hubbub.router import Router
+from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import decode_payload
+from hubbub.protocol.events import NAME_MAX, JoinRoom, SendMessage, invalid_name_message, valid_name
+from hubbub.protocol.router import Router
 
 REFUSED = [
     "a\nb",

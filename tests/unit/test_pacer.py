@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import random
 
-from hubbub.pacer import FRAMES_PER_TURN, FramePacer, frame_size, refusal
+from hubbub.server.pacer import FRAMES_PER_TURN, FramePacer, frame_size, refusal
 from tests.helpers import CLOSE, PING, TEXT, mask_frame
 
 

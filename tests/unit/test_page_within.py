@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubbub.history import MESSAGE_OVERHEAD, Page, page_from, page_within
+from hubbub.backends.history import MESSAGE_OVERHEAD, Page, page_from, page_within
 
 
 def _page(*sizes: int, first: int = 1, complete: bool = True) -> Page:

@@ -9,10 +9,9 @@ import time
 import msgspec
 import pytest
 
-from hubbub.codes import CloseCode, ErrorCode
 from hubbub.errors import EventError
-from hubbub.events import JoinRoom, SendMessage, invalid_room_message, valid_room
-from hubbub.protocol import (
+from hubbub.protocol.codes import CloseCode, ErrorCode
+from hubbub.protocol.envelope import (
     decode_envelope,
     decode_payload,
     encode_ack,
@@ -22,6 +21,7 @@ from hubbub.protocol import (
     splice_offset,
     utc_timestamp,
 )
+from hubbub.protocol.events import JoinRoom, SendMessage, invalid_room_message, valid_room
 
 
 def _code(data: bytes) -> tuple[ErrorCode, object]:

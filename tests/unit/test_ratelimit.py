@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubbub.ratelimit import TokenBucket, Verdict
+from hubbub.protocol.ratelimit import TokenBucket, Verdict
 
 
 def test_burst_then_rate() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hubbub.codes import CloseCode
-from hubbub.reassembly import Message, Reassembler, Violation
+from hubbub.protocol.codes import CloseCode
+from hubbub.protocol.reassembly import Message, Reassembler, Violation
 
 
 def test_fragments_join_into_one_text_message() -> None:

@@ -1,4 +1,4 @@
-"""The per-connection rules of `hubbub.session`, on plain values with fake time (issue 9).
+"""The per-connection rules of `hubbub.protocol.session`, on plain values with fake time (issue 9).
 
 Every budget, bound and close decision a client can drive is checked here
 without a socket: time is a float the test advances. The property test at the
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from hubbub.codes import CloseCode
-from hubbub.heartbeat import Beat
-from hubbub.session import MAX_OWED_PONGS, Limits, Opcode, PeerClose, Session, State, Verdict
+from hubbub.protocol.codes import CloseCode
+from hubbub.protocol.heartbeat import Beat
+from hubbub.protocol.session import MAX_OWED_PONGS, Limits, Opcode, PeerClose, Session, State, Verdict
 
 
 def opened(limits: Limits | None = None, now: float = 0.0) -> Session:

@@ -1,11 +1,11 @@
-"""The signature of webhook and proxy bodies (hubbub.signing)."""
+"""The signature of webhook and proxy bodies (hubbub.auth.signing)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 
-from hubbub.signing import sign, verify
+from hubbub.auth.signing import sign, verify
 
 
 def test_sign_is_hmac_sha256_hex_with_its_scheme() -> None:

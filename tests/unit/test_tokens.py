@@ -1,4 +1,4 @@
-"""`hubbub.tokens` with plain values: what a signed token must be to be accepted, and what it grants."""
+"""`hubbub.auth.tokens` with plain values: what a signed token must be to be accepted, and what it grants."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 import jwt
 import pytest
 
-from hubbub.auth import mint_token, verify_token
-from hubbub.redaction import redact_secrets
-from hubbub.tokens import LEEWAY, Grant, TokenError, room_matches, token_from_subprotocols
+from hubbub.auth.logins import mint_token, verify_token
+from hubbub.auth.tokens import LEEWAY, Grant, TokenError, room_matches, token_from_subprotocols
+from hubbub.protocol.redaction import redact_secrets
 
 SECRET = "s" * 64
 OTHER = "o" * 40

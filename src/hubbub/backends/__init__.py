@@ -17,11 +17,11 @@ from __future__ import annotations
 import importlib
 from urllib.parse import urlsplit
 
-from hubbub.broker import Broker
-from hubbub.config import Settings
+from hubbub.backends.broker import Broker
+from hubbub.backends.presence import Presence
+from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
-from hubbub.presence import Presence
-from hubbub.redaction import redact as redact  # re-exported: the CLI's messages use it
+from hubbub.protocol.redaction import redact as redact  # re-exported: the CLI's messages use it
 
 _REDIS = ("redis", "rediss", "unix")
 

@@ -34,10 +34,10 @@ import itertools
 import time
 from collections import deque
 
-from hubbub.broker import Broker, Sink
-from hubbub.history import History, Page, page_from
-from hubbub.presence import Change, Expired, NodeReport, Presence
-from hubbub.protocol import splice_offset
+from hubbub.backends.broker import Broker, Sink
+from hubbub.backends.history import History, Page, page_from
+from hubbub.backends.presence import Change, Expired, NodeReport, Presence
+from hubbub.protocol.envelope import splice_offset
 
 ENTRY_OVERHEAD = 160
 """Bytes a held message costs beyond its event (tuple, time, offset, bytes header, deque slot): measured."""

@@ -29,13 +29,13 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 
+from hubbub.backends.broker import BrokerUnavailable, Sink
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_pool import close_quickly, one_line
-from hubbub.broker import BrokerUnavailable, Sink
 
 log = logging.getLogger("hubbub.nats")
 
-CONTROL_SUBJECT = "hubbub.control"
+CONTROL_SUBJECT = "hubbub.core.control"
 """Where control messages (`Broker.send_control`) travel: every node subscribes to it."""
 
 

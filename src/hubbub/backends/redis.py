@@ -43,12 +43,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from hubbub.backends.broker import Broker, BrokerUnavailable, Sink
+from hubbub.backends.history import History, Page, page_from
+from hubbub.backends.presence import Presence
 from hubbub.backends.redis_pool import STARTUP_TIMEOUT, Health, abandon, close_quickly, connect_redis, one_line
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.broker import Broker, BrokerUnavailable, Sink
-from hubbub.history import History, Page, page_from
-from hubbub.presence import Presence
-from hubbub.redaction import redact
+from hubbub.protocol.redaction import redact
 
 log = logging.getLogger("hubbub.redis")
 

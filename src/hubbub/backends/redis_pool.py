@@ -30,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hubbub.broker import BrokerUnavailable
+from hubbub.backends.broker import BrokerUnavailable
 
 MAX_CONNECTIONS = 32
 RETRIES = 3

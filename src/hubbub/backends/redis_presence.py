@@ -26,9 +26,9 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from hubbub.backends.broker import BrokerUnavailable
+from hubbub.backends.presence import Change, Expired, NodeReport, Presence
 from hubbub.backends.redis_pool import Health, abandon, connect_redis
-from hubbub.broker import BrokerUnavailable
-from hubbub.presence import Change, Expired, NodeReport, Presence
 
 log = logging.getLogger("hubbub.redis")
 

@@ -1,0 +1,121 @@
+"""Passwords: the `--users` file, argon2id hashes, and a verification that takes as long for anyone.
+
+A users file has one `name:HASH` per line, where HASH is what `hubbub
+hash-password` prints: an argon2id hash in the PHC string format, which names
+its own parameters and salt, so hashes made with other costs keep working.
+Blank lines and lines starting with `#` are skipped. A bad line stops the
+server at start-up with its line number, never its content (it may be a hash).
+
+Verifying costs about 0.15 s of one core and 64 MiB (argon2-cffi's RFC 9106
+low-memory profile): that is the point, it makes guessing slow. So a
+verification runs in a worker thread (argon2 releases the GIL), never on the
+event loop, and `Users.verify` verifies an unknown name against a dummy hash
+made with the same parameters, so that a wrong name and a wrong password take
+the same time and an attacker cannot learn which names exist.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from hubbub.errors import ConfigError
+from hubbub.protocol.events import valid_name
+
+try:
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+    from argon2.low_level import Type
+    from argon2.profiles import RFC_9106_LOW_MEMORY
+except ImportError:  # pragma: no cover - the `auth` extra is missing
+    PasswordHasher = None  # type: ignore[assignment,misc]
+
+
+class MissingArgon2(ConfigError):
+    """argon2-cffi is not installed; `pip install 'hubbub[auth]'`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "password hashing needs argon2-cffi: pip install 'hubbub[auth]' (from a clone: pip install '.[auth]')"
+        )
+
+
+def _hasher() -> PasswordHasher:
+    if PasswordHasher is None:  # pragma: no cover
+        raise MissingArgon2
+    return PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)
+
+
+def hash_password(password: str) -> str:
+    """A fresh salted argon2id hash of `password`, in the self-describing PHC format."""
+    return _hasher().hash(password)
+
+
+def _check_hash(text: str) -> bool:
+    """Whether `text` is an argon2id hash argon2-cffi can verify against."""
+    from argon2 import extract_parameters
+
+    try:
+        return extract_parameters(text).type is Type.ID
+    except (InvalidHashError, ValueError):
+        return False
+
+
+class Users:
+    """Names and their hashes, and verification in the same time whether a name exists or not."""
+
+    def __init__(self, hashes: dict[str, str]) -> None:
+        if not hashes:
+            raise ConfigError("--users: the file names no user")
+        self._hashes = hashes
+        from argon2 import extract_parameters
+
+        # The dummy costs what a real user's hash costs: the parameters of the file's first hash
+        # (`hubbub hash-password` gives every hash the same ones).
+        params = extract_parameters(next(iter(hashes.values())))
+        self._hasher = PasswordHasher.from_parameters(params)
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(24))
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    @classmethod
+    def load(cls, path: str) -> Users:
+        """Read a users file; a bad one raises `ConfigError` naming the line, not its content.
+
+        The file is read before the extra is looked for: an operator who mistyped the path and
+        lacks argon2-cffi hears of both, the file first.
+        """
+        missing = "" if PasswordHasher is not None else f"; and {MissingArgon2()}"
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--users: cannot read {path}: {exc.strerror}{missing}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--users: {path} is not UTF-8{missing}") from None
+        _hasher()  # the file is there: without the extra, fail now, in one line
+        hashes: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, hashed = line.partition(":")
+            if not sep or not valid_name(name):
+                raise ConfigError(f"--users: {path} line {number}: expected name:HASH with a valid name")
+            if not _check_hash(hashed):
+                raise ConfigError(f"--users: {path} line {number}: not an argon2id hash (see hubbub hash-password)")
+            if name in hashes:
+                raise ConfigError(f"--users: {path} line {number}: user {name!r} appears twice")
+            hashes[name] = hashed
+        return cls(hashes)
+
+    def verify(self, name: str, password: str) -> bool:
+        """Whether `password` is `name`'s; blocking (run it in a thread), the same cost for unknown names."""
+        hashed = self._hashes.get(name)
+        known = hashed is not None
+        try:
+            self._hasher.verify(hashed if hashed is not None else self._dummy, password)
+            matched = True
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            matched = False
+        return known and matched

@@ -1,0 +1,155 @@
+"""The built-in events of PROTOCOL.md: join_room, leave_room, send_message.
+
+Each is an ordinary handler, registered the same way an application registers
+its own: a payload schema and `handler(payload, client)`. The ones that never
+wait (leave_room, send_message) are plain functions, which the hub runs the
+moment a message is read; the others are `async def`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from hubbub.backends.broker import BrokerUnavailable
+from hubbub.backends.history import History, page_within, payload_of
+from hubbub.backends.presence import Presence
+from hubbub.errors import EventError
+from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.events import (
+    GetHistory,
+    GetPresence,
+    JoinRoom,
+    LeaveRoom,
+    SendMessage,
+    invalid_room_message,
+    valid_room,
+)
+
+if TYPE_CHECKING:
+    from hubbub.protocol.router import Router
+    from hubbub.server.connection import Connection
+
+
+async def join_room(payload: JoinRoom, client: Connection) -> None:
+    """Subscribe the client to a room; the ack (sent by the hub, before any replay) carries its offset.
+
+    With an `authorize_join` hook, the hook judges the request first (`forbidden`: nothing done).
+    """
+    guard = client.hub.join_guard
+    if guard is not None:
+        await guard(client, payload.room)
+    await client.join(payload.room, payload.since)
+
+
+def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
+    """Unsubscribe; leaving a room one is not in is `not_in_room`."""
+    if not client.leave(payload.room):
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"not a member of room {payload.room!r}")
+    return {"room": payload.room}
+
+
+def sendable(payload: SendMessage, client: Connection) -> tuple[str, str]:
+    """The room and sender of a `send_message` the client may send: `bad_payload` for a room name that
+    cannot be, `not_in_room` for a room it is not in (the publish proxy asks the app only after this)."""
+    room = payload.room
+    if room not in client.rooms:
+        if not valid_room(room):
+            raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
+    return room, client.identity or payload.sender or "anonymous"
+
+
+def send_message(payload: SendMessage, client: Connection) -> dict[str, Any] | None:
+    """Publish to a room the client is in; every member gets `new_message`, sender included.
+
+    The ack carries the offset. With a networked broker it comes when the broker
+    has answered; meanwhile the client's next messages are already being read
+    and published.
+    """
+    room, sender = sendable(payload, client)
+    offset = client.hub.publish_nowait(room, payload.message, sender, client)  # Connection.publish, one call less
+    if isinstance(offset, int):
+        return {"room": room, "offset": offset}
+    client.reply_later(offset, lambda offset: {"room": room, "offset": offset})
+    return None
+
+
+async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]:
+    """Recent messages of a room the client is in, oldest first.
+
+    The answer is bounded in bytes (half the send-queue bound), so that no
+    request can get its own asker dropped: with `since`, the oldest messages
+    after it that fit (the client asks again from the last one it got); without
+    it, the newest that fit. The ack's `offset` tells whether there is more.
+    """
+    if payload.room not in client.rooms:
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before reading its history")
+    return await history_answer(client.hub.history, payload, client.hub.settings.send_queue_bytes // 2)
+
+
+async def history_answer(history: History, payload: GetHistory, budget: int) -> dict[str, Any]:
+    """The ack of `get_history` (and the answer of `GET /api/history`), at most about `budget` bytes."""
+    try:
+        if payload.since is None:
+            page = await history.latest(payload.room, payload.limit)
+        else:
+            page = await history.since(payload.room, payload.since, payload.limit)
+    except BrokerUnavailable as exc:
+        raise EventError(ErrorCode.UNAVAILABLE, f"history is unavailable: {exc}") from None
+    page = page_within(page, budget, newest=payload.since is None)
+    messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
+    return {"room": payload.room, "offset": page.offset, "messages": messages}
+
+
+async def get_presence(payload: GetPresence, client: Connection) -> dict[str, Any]:
+    """Every identity with a connection in a room the client is in, on every node.
+
+    Membership is required, as for `get_history`: who is in a room is the
+    room's business (a private room's member list is not for passers-by).
+    Like `get_history`, the answer is bounded in bytes (half the send-queue
+    bound) so that asking cannot get the asker dropped: a list cut short
+    carries `"truncated": true` (a hubbub extension).
+    """
+    if payload.room not in client.rooms:
+        raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before asking who is in it")
+    hub = client.hub
+    return await presence_answer(
+        hub.presence, payload.room, hub.settings.send_queue_bytes // 2, with_info=bool(hub.settings.connect_proxy)
+    )
+
+
+async def presence_answer(presence: Presence, room: str, budget: int, *, with_info: bool = False) -> dict[str, Any]:
+    """The ack of `get_presence` (and the answer of `GET /api/presence`), at most about `budget` bytes.
+
+    `with_info`: also list each member's public info (only the connect proxy gives any, so without it the
+    round trip is not made).
+    """
+    try:
+        members = await presence.members(room)
+        infos = await presence.infos(room) if with_info else {}
+    except BrokerUnavailable as exc:
+        raise EventError(ErrorCode.UNAVAILABLE, f"presence is unavailable: {exc}") from None
+    listed: list[dict[str, Any]] = []
+    for name, connections in members:
+        budget -= len(name.encode()) * 6 + 40  # the worst case of JSON escaping, and the entry's keys
+        entry: dict[str, Any] = {"name": name, "connections": connections}
+        info = infos.get(name)
+        if info is not None:
+            budget -= len(info) + 10
+            entry["info"] = msgspec.Raw(info)
+        if budget < 0:
+            return {"room": room, "members": listed, "truncated": True}
+        listed.append(entry)
+    return {"room": room, "members": listed}
+
+
+def install(router: Router) -> tuple[str, ...]:
+    """Register the built-in events on `router`; return their types."""
+    router.add("join_room", join_room, JoinRoom)
+    router.add("leave_room", leave_room, LeaveRoom)
+    router.add("send_message", send_message, SendMessage)
+    router.add("get_history", get_history, GetHistory)
+    router.add("get_presence", get_presence, GetPresence)
+    return ("join_room", "leave_room", "send_message", "get_history", "get_presence")

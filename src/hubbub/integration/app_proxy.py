@@ -1,0 +1,353 @@
+"""The proxy to the application: hubbub asks the app about handshakes and messages, over HTTP.
+
+A team's app already knows its users by its own session (a cookie, a bearer
+header). With `--connect-proxy URL`, a `/ws` handshake that carries no ticket
+and no token is held while hubbub POSTs to the app
+
+    {"client": "ip:port", "query": {name: value}, "headers": {name: value}}
+
+(the headers allow-listed by `--proxy-header`, `Cookie` and `Authorization` by
+default), and the app's answer decides: 200 `{"user": U, "rooms"?: [...],
+"info"?: {...}}` lets the connection in as `U`, limited to `rooms` (exact names
+or `prefix*` patterns, the same `Grant` a signed token gives) and shown in
+presence with `info`; 401 or 403 refuse the handshake with that status.
+Anything else -- no answer within `--proxy-timeout`, an app that cannot be
+reached, a 5xx, an answer that is not that shape -- is 503, and a log line
+(at most one per `LOG_EVERY` seconds per kind of failure). At most
+`--proxy-max-waiting` handshakes wait on the app at once; past that, 503
+without asking, so that a flood of handshakes piles neither requests on the app
+nor memory on hubbub.
+
+With `--publish-proxy URL`, each client `send_message` is POSTed first as
+`{"user", "room", "message"}`: 200 `{}` publishes it as sent, 200
+`{"message": M2}` publishes `M2` instead, 403 answers `forbidden`, anything else
+(a timeout included) `unavailable`. The handler is `async`, so the router holds
+the client's later messages until it is done: its order is kept, and a slow app
+slows only that client. Messages of the server API do not pass here.
+
+Both kinds of call go through one `httpx.AsyncClient` per server (a bounded
+pool, `POOL` connections), closed at shutdown, and carry the body's signature
+(`hubbub.auth.signing`, `X-Hubbub-Signature`) when `--webhook-secret` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Annotated, Any
+
+import httpx
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from hubbub.auth import signing
+from hubbub.auth.tokens import MAX_ROOM_PATTERNS, Grant
+from hubbub.core import builtins as handlers
+from hubbub.errors import EventError
+from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.events import SendMessage, valid_name
+
+if TYPE_CHECKING:
+    from hubbub.core.settings import Settings
+    from hubbub.server.connection import Connection
+
+log = logging.getLogger("hubbub.proxy")
+
+POOL = 64
+"""Connections to the app at once, both proxies together; more calls wait for one (within the timeout)."""
+MAX_INFO_BYTES = 2048
+"""Largest `info` (compact JSON) a connect answer may give: it is stored in presence for every room the
+connection joins and sent with every `get_presence` and `member_joined`."""
+MAX_CONNECT_ANSWER = 16384
+"""Bytes of a connect answer read at most; a longer one is malformed (503)."""
+MIN_PER_ADDRESS = 16
+"""Places among the waiting handshakes any one address may hold, whatever its share (`share_per_address`)."""
+LOG_EVERY = 10.0
+"""Seconds between two log lines of one kind of failure (the ones between are counted in the next)."""
+
+
+class Outcome(enum.Enum):
+    """How a proxy call ended, when the app gave a usable answer (`hubbub_proxy_calls_total`'s `outcome`)."""
+
+    ACCEPTED = "accepted"
+    """A handshake admitted, a message published (as sent or rewritten)."""
+    REFUSED = "refused"
+    """A handshake refused (401, 403), a message refused (403: `forbidden`)."""
+
+
+class Failure(enum.Enum):
+    """Why a proxy call gave no usable answer (the log line's `reason`)."""
+
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    STATUS = "unexpected_status"
+    MALFORMED = "malformed_answer"
+    BUSY = "too_many_waiting"
+
+
+class ProxyFailed(Exception):
+    """A proxy call that failed: `failure` says how, `detail` (never a secret or a body) says more."""
+
+    def __init__(self, failure: Failure, detail: str = "") -> None:
+        super().__init__(f"{failure.value}: {detail}" if detail else failure.value)
+        self.failure = failure
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the app's 200 gives a handshake: the identity, the rooms it may join (a grant, None: any),
+    and its public info (compact JSON of an object, None: none)."""
+
+    user: str
+    grant: Grant | None
+    info: bytes | None
+
+
+RoomPattern = Annotated[str, msgspec.Meta(min_length=1, max_length=129)]
+
+
+class ConnectAnswer(msgspec.Struct, forbid_unknown_fields=False):
+    """The body of the app's 200 to a handshake."""
+
+    user: str
+    rooms: Annotated[list[RoomPattern], msgspec.Meta(max_length=MAX_ROOM_PATTERNS)] | None = None
+    info: dict[str, Any] | None = None
+
+
+_CONNECT = msgspec.json.Decoder(ConnectAnswer)
+_PUBLISH = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ENCODER = msgspec.json.Encoder()
+
+
+def connect_request(client: str, query: dict[str, str], headers: dict[str, str]) -> bytes:
+    """The body POSTed to the connect proxy."""
+    return _ENCODER.encode({"client": client, "query": query, "headers": headers})
+
+
+def admission(status: int, body: bytes) -> Admission | HTTPStatus:
+    """The app's answer to a handshake: an admission, or the status to refuse with (401, 403).
+
+    `ProxyFailed` for any other status and for a 200 that is not `{"user": name, ...}` (503).
+    """
+    if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+        return HTTPStatus(status)
+    if status != HTTPStatus.OK:
+        raise ProxyFailed(Failure.STATUS, str(status))
+    try:
+        answer = _CONNECT.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
+    if not valid_name(answer.user):
+        raise ProxyFailed(Failure.MALFORMED, "user is not a valid name")
+    info: bytes | None = None
+    if answer.info is not None:
+        try:
+            info = _ENCODER.encode(answer.info)
+        except (msgspec.EncodeError, RecursionError):  # pragma: no cover - what was decoded encodes
+            raise ProxyFailed(Failure.MALFORMED, "info does not encode") from None
+        if len(info) > MAX_INFO_BYTES:
+            raise ProxyFailed(Failure.MALFORMED, f"info longer than {MAX_INFO_BYTES} bytes")
+    grant = Grant(answer.user, math.inf, tuple(answer.rooms)) if answer.rooms is not None else None
+    return Admission(answer.user, grant, info)
+
+
+def publish_request(user: str, room: str, message: msgspec.Raw) -> bytes:
+    """The body POSTed to the publish proxy."""
+    return _ENCODER.encode({"user": user, "room": room, "message": message})
+
+
+def verdict(status: int, body: bytes, message: msgspec.Raw) -> msgspec.Raw:
+    """The message to publish after the app's answer: `message` itself, or the app's rewrite.
+
+    403 is `forbidden`; `ProxyFailed` for any other status and for a 200 that is not a JSON object.
+    """
+    if status == HTTPStatus.FORBIDDEN:
+        raise EventError(ErrorCode.FORBIDDEN, "the application refused this message")
+    if status != HTTPStatus.OK:
+        raise ProxyFailed(Failure.STATUS, str(status))
+    try:
+        answer = _PUBLISH.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
+    return answer.get("message", message)
+
+
+class _LogLimiter:
+    """At most one log line per kind of failure every `LOG_EVERY` seconds; the rest are counted."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, Failure], float] = {}
+        self._skipped: dict[tuple[str, Failure], int] = {}
+
+    def failed(self, kind: str, exc: ProxyFailed) -> None:
+        key = (kind, exc.failure)
+        now = time.monotonic()
+        if now - self._last.get(key, -math.inf) < LOG_EVERY:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return
+        self._last[key] = now
+        skipped = self._skipped.pop(key, 0)
+        log.warning(
+            "proxy.failed",
+            extra={"proxy": kind, "reason": exc.failure.value, "detail": exc.detail, "not_logged_since": skipped},
+        )
+
+
+class AppProxy:
+    """The server's calls to the application (connect and publish proxies), on one bounded HTTP pool."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        """`registry`: where `hubbub_proxy_calls_total` and `hubbub_proxy_waiting` go (the hub's, for /metrics)."""
+        self.connect_url = settings.connect_proxy
+        self.publish_url = settings.publish_proxy
+        self.timeout = settings.proxy_timeout
+        self.headers = settings.proxy_headers
+        """The handshake headers passed on, as configured (their case is kept in the request)."""
+        self.max_waiting = settings.proxy_max_waiting
+        self._secret = settings.webhook_secret
+        self._max_publish_answer = max(65536, 2 * settings.max_message_size)
+        self._max_message = settings.max_message_size
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.proxy_timeout),
+            limits=httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL),
+            trust_env=False,  # the app is called directly, whatever HTTP_PROXY says
+            follow_redirects=False,
+        )
+        self.waiting = 0
+        """Handshakes waiting on the connect proxy now (`reserve` / `release`)."""
+        self.per_address = self.max_waiting
+        """How many of those places one client address may hold (`share_per_address`, set at the server's start)."""
+        self._waiting_from: dict[str, int] = {}
+        self._log = _LogLimiter()
+        registry = registry if registry is not None else CollectorRegistry()
+        self.calls = Counter(
+            "hubbub_proxy_calls",
+            "Calls to the application's connect and publish proxies, by how they ended.",
+            ["proxy", "outcome"],
+            registry=registry,
+        )
+        for kind in ("connect", "publish"):
+            for outcome in (*Outcome, *Failure):
+                if kind == "connect" or outcome is not Failure.BUSY:
+                    self.calls.labels(kind, outcome.value)
+        waiting = Gauge("hubbub_proxy_waiting", "Handshakes waiting on the connect proxy now.", registry=registry)
+        waiting.set_function(lambda: float(self.waiting))
+
+    def _failed(self, kind: str, exc: ProxyFailed) -> None:
+        """Count a failed call and log it (rate-limited)."""
+        self.calls.labels(kind, exc.failure.value).inc()
+        self._log.failed(kind, exc)
+
+    async def close(self) -> None:
+        """Close the pool (at server shutdown, after the calls' tasks are done)."""
+        await self._client.aclose()
+
+    # ---- connect ---------------------------------------------------------------
+
+    def share_per_address(self, per_ip: int, connections: int) -> None:
+        """Let one address hold the share of the waiting places it may hold of the connections
+        (`--max-connections-per-ip` of `--max-connections`), but never fewer than `MIN_PER_ADDRESS`.
+
+        Without it, one address that keeps `--proxy-max-waiting` handshakes waiting on a slow app (256
+        a second at a 1 s answer) gets every other client 503. With the defaults it may hold 64 of 256;
+        behind a reverse proxy, where the per-address cap is raised to the total, all of them.
+        """
+        share = -(-self.max_waiting * per_ip // max(1, connections))  # rounded up
+        self.per_address = min(self.max_waiting, max(share, MIN_PER_ADDRESS))
+
+    def reserve(self, address: str = "") -> bool:
+        """Take a place among the handshakes waiting on the app for a client of `address` (the
+        listener's key: an IPv4 address or an IPv6 /64); False (answer 503) when all are taken, or
+        all that address may hold."""
+        if self.waiting >= self.max_waiting:
+            self._failed("connect", ProxyFailed(Failure.BUSY, f"{self.waiting} handshakes waiting"))
+            return False
+        held = self._waiting_from.get(address, 0)
+        if held >= self.per_address:
+            self._failed("connect", ProxyFailed(Failure.BUSY, f"{held} handshakes waiting from one address"))
+            return False
+        self._waiting_from[address] = held + 1
+        self.waiting += 1
+        return True
+
+    def release(self, address: str = "") -> None:
+        """Give a place taken by `reserve` back (the handshake has its answer, or is gone)."""
+        self.waiting -= 1
+        held = self._waiting_from.pop(address, 1) - 1
+        if held:
+            self._waiting_from[address] = held
+
+    async def connect(self, client: str, query: dict[str, str], headers: dict[str, str]) -> Admission | HTTPStatus:
+        """Ask the app about a handshake: an admission, or the status to answer (401, 403 or 503)."""
+        try:
+            request = connect_request(client, query, headers)
+            status, body = await self._post(self.connect_url, request, MAX_CONNECT_ANSWER)
+            result = admission(status, body)
+        except ProxyFailed as exc:
+            self._failed("connect", exc)
+            return HTTPStatus.SERVICE_UNAVAILABLE
+        outcome = Outcome.ACCEPTED if isinstance(result, Admission) else Outcome.REFUSED
+        self.calls.labels("connect", outcome.value).inc()
+        return result
+
+    # ---- publish ---------------------------------------------------------------
+
+    async def send_message(self, payload: SendMessage, client: Connection) -> dict[str, Any] | None:
+        """`send_message` through the publish proxy: the app publishes, rewrites or refuses it.
+
+        Checked first as the built-in handler does (a room the client is not in
+        is not asked about); then the built-in handler publishes what the app
+        allowed, so the ack, the sender and the order are the same as without
+        the proxy.
+        """
+        room, sender = handlers.sendable(payload, client)
+        try:
+            status, body = await self._post(
+                self.publish_url, publish_request(sender, room, payload.message), self._max_publish_answer
+            )
+            message = verdict(status, body, payload.message)
+            if len(message) > self._max_message:  # a client's message is held to this; so is the app's rewrite
+                raise ProxyFailed(Failure.MALFORMED, f"a rewrite over --max-message-size ({self._max_message} bytes)")
+        except ProxyFailed as exc:
+            self._failed("publish", exc)
+            raise EventError(ErrorCode.UNAVAILABLE, "the application did not judge this message") from None
+        except EventError:
+            self.calls.labels("publish", Outcome.REFUSED.value).inc()
+            raise
+        self.calls.labels("publish", Outcome.ACCEPTED.value).inc()
+        if message is not payload.message:
+            payload = msgspec.structs.replace(payload, message=message)
+        return handlers.send_message(payload, client)
+
+    # ---- HTTP ------------------------------------------------------------------
+
+    async def _post(self, url: str, body: bytes, limit: int) -> tuple[int, bytes]:
+        """POST `body` (signed when there is a secret) and read at most `limit` bytes of the answer,
+        all within the timeout; `ProxyFailed` when there is no such answer."""
+        # identity only: httpx would otherwise inflate a gzip, deflate (or br, zstd) answer chunk by chunk,
+        # each read up to about a thousand times its size before `limit` is looked at
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        if self._secret:
+            headers[signing.HEADER] = signing.sign(self._secret, body)
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("POST", url, content=body, headers=headers) as response:
+                    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                    if encoding not in ("", "identity"):
+                        raise ProxyFailed(Failure.MALFORMED, "a compressed answer (send it as identity)")
+                    data = bytearray()
+                    async for chunk in response.aiter_raw():  # the bytes as sent: never inflated
+                        data += chunk
+                        if len(data) > limit:
+                            raise ProxyFailed(Failure.MALFORMED, f"answer longer than {limit} bytes")
+                    return response.status_code, bytes(data)
+        except (TimeoutError, httpx.TimeoutException):  # the total, or one of httpx's own phases
+            raise ProxyFailed(Failure.TIMEOUT, f"no answer within {self.timeout} s") from None
+        except httpx.HTTPError as exc:
+            raise ProxyFailed(Failure.UNREACHABLE, type(exc).__name__) from None

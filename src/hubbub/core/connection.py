@@ -89,6 +89,7 @@ class Connection:
     # Slots, not a __dict__: fan-out reads a few of these per recipient per
     # flush, and a slot is the fastest attribute Python has.
     __slots__ = (
+        "__weakref__",  # tests and tools may watch a connection without keeping it alive
         "_abort_handle",
         "_attached",
         "_gate",

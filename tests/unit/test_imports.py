@@ -1,8 +1,7 @@
 """The package's modules import one way: no cycles, not even through type-only imports.
 
-A cycle is what made `hub`, `connection`, `fanout` and `handlers` one tangle
-before the session core was pulled out (issue 9): each could only be read,
-tested and changed with the others. This reads every module's imports
+A cycle ties modules into one tangle that can only be read, tested and
+changed together. This reads every module's imports
 (including those under `if TYPE_CHECKING:`) and fails on any cycle, naming it.
 """
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hubbub import cli
+from hubbub.cli import main as cli
 from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
 from hubbub.server.http import Head, HttpPacer, Request, Response, Route, encode_response, parse_head

@@ -258,7 +258,7 @@ def test_hubbub_run_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> N
 
 
 async def test_the_readme_custom_event_example_runs_and_stops_cleanly(tmp_path: Path) -> None:
-    """Issue 12: it printed nothing at start and dumped a double traceback on Ctrl-C."""
+    """It prints its start line, and Ctrl-C stops it without a traceback."""
     from tests.integration.test_client import readme_example
 
     port = _free_port()

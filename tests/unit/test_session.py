@@ -1,4 +1,4 @@
-"""The per-connection rules of `hubbub.protocol.session`, on plain values with fake time (issue 9).
+"""The per-connection rules of `hubbub.protocol.session`, on plain values with fake time.
 
 Every budget, bound and close decision a client can drive is checked here
 without a socket: time is a float the test advances. The property test at the

@@ -1,21 +1,9 @@
 """NATS as the bus between nodes, with Redis as the store (`--broker nats://... --store redis://...`).
 
-NATS carries messages between nodes; it does not number them, keep them, or
-know who is in a room. So offsets, history and presence stay in Redis: a
-publish takes its offset and enters history in one Redis script (as with the
-Redis broker), then goes out on the room's NATS subject. Two nodes publishing
-at once may put offsets 6 and 5 on the bus in that order; a receiving node
-that sees a gap fills it from history first and drops the late duplicate, so
-members still see one order. The same gap filling covers a node whose NATS
-connection was down for a while.
-
-Heartbeats go through NATS too: the node publishes on its own subject every
-second and marks itself unhealthy (`/healthz` 503) when it does not hear them;
-with each heartbeat it also pings the Redis store, so a node whose store is
-down is unhealthy too.
-
-At start-up the node gives NATS `STARTUP_TIMEOUT` to answer, then exits (code
-1) instead of retrying forever; once connected, it reconnects without limit.
+`NatsBroker` carries messages on NATS while offsets, history and presence stay in Redis; a node
+that sees a gap in a room's offsets fills it from history, so members see one order. NATS that
+does not answer within `STARTUP_TIMEOUT` at start-up raises `BrokerUnavailable`. How:
+docs/topics/backends.md.
 """
 
 from __future__ import annotations

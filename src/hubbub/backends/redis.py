@@ -1,32 +1,9 @@
-"""Redis backends: several nodes share rooms, offsets, history and presence.
+"""Redis backends: several nodes share rooms, offsets, history and presence (`--broker redis://...`).
 
-Publishing is one round trip: a Lua script takes the room's next offset
-(`INCR`), splices it into the pre-encoded event, appends it to the room's
-history (a list trimmed by size; entries carry their time, so age is enforced
-on read) and `PUBLISH`es it on the room's channel. Redis runs scripts one at a
-time, so every node receives a room's messages in offset order.
-
-Nothing a room leaves in Redis lives forever: its history list and its offset
-counter expire `history_ttl` after its last message. A room that comes back
-after that must not number its messages from 1 again, or a client resuming
-with an older offset would take the new messages for ones it has seen. So the
-script marks every room it starts in a fixed-size filter of names (two bits of
-a 512 KiB bitmap), and a room that starts while its bits are set (it may have
-lived before) numbers its new life from Redis' clock in microseconds: above any
-offset it ever had, since Redis cannot publish a million messages a second to
-one room. A brand-new room starts at 1. A client that resumes in a room that
-restarted gets `recovered: false` (its offset is above the room's latest, or
-history does not reach back to it).
-
-Each node subscribes to the channels of the rooms it has members in. The
-subscription is watched: the node publishes a heartbeat on its own channel
-every second and expects it back; a silent bus (or any error) marks the broker
-unhealthy (`/healthz` 503), and the reader reconnects with backoff, subscribes
-again and fills each room's gap from history, so a node is never silently deaf.
-Commands go through pools that reconnect and retry a dead connection
-(`redis_pool.py`), and the node is unhealthy while its last command failed.
-
-Presence is in `redis_presence.py`; it shares the broker's client.
+`RedisBroker` publishes with one script per message (offset, history, `PUBLISH`), watches its
+subscription with a heartbeat and fills gaps from history after a reconnect; `redis_backends` makes
+the broker and its presence on one client. A Redis that cannot be reached raises
+`BrokerUnavailable`. How and why: docs/topics/backends.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """One way to open Redis for hubbub: a bounded pool that waits rather than fails, and retries dead connections.
 
-A thousand clients joining at once means a thousand presence updates at once.
-redis-py's default pool opens a connection per concurrent command and, past its
-limit, raises; a blocking pool with a few dozen connections queues them instead,
-which Redis (single-threaded) serves just as fast.
-
-A pool outlives the Redis it connected to: after a Redis restart, every idle
-connection in it is dead, and the first command on each would fail
-(`Connection closed by server.`) although Redis is back. redis-py's `Retry`
-reconnects and sends the command again, with exponential backoff, so a dead
-connection costs a reconnect, not an `unavailable` answer. Only commands that
-are safe to send twice are retried on a timeout (see `connect_redis`).
-
-`Health` records whether the last command on a client succeeded: a node whose
-pool still fails must not tell its load balancer that it is healthy.
+`connect_redis` makes the client every Redis backend uses (commands safe to send twice are
+retried after a reconnect); `Health` records whether its last command succeeded, for `/healthz`.
+A Redis that cannot be reached at start-up raises `BrokerUnavailable`. Why: docs/topics/backends.md.
 """
 
 from __future__ import annotations

@@ -301,7 +301,7 @@ def _add_serve(sub: Any) -> None:
         action="store_true",
         help="send no member_joined/member_left (presence is still recorded for get_presence)",
     )
-    # ---- server API flags (issue 11) below this line ----
+    # The server API.
     p.add_env_argument(
         "--api-key",
         action="append",
@@ -317,7 +317,7 @@ def _add_serve(sub: Any) -> None:
         help="the from of messages published through the API when the call gives none (default %(default)s)",
     )
 
-    # ---- webhook flags (issue 11) below this line ----
+    # Webhooks.
     p.add_env_argument(
         "--webhook-secret",
         default="",
@@ -374,7 +374,7 @@ def _add_serve(sub: Any) -> None:
         help="POSTs in flight per URL: rooms sent in parallel, each in order (default %(default)s)",
     )
 
-    # ---- proxy flags (issue 11) below this line ----
+    # The proxies to the app.
     p.add_env_argument(
         "--connect-proxy",
         default="",
@@ -410,7 +410,6 @@ def _add_serve(sub: Any) -> None:
         help="handshakes waiting on --connect-proxy at once; past it: 503 (default %(default)s)",
     )
 
-    # ---- end of the issue 11 flags ----
     p.add_env_argument("--echo", action="store_true", default=False, help="serve /echo for conformance runs")
     p.add_env_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default %(default)s)"
@@ -743,10 +742,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         echo=args.echo,
         presence_events=not args.no_presence_events,
         static_dir=args.static,
-        # ---- server API settings below this line ----
         api_keys=tuple(args.api_key),
         api_from=args.api_from,
-        # ---- webhook settings below this line ----
         webhook_secret=args.webhook_secret,
         webhooks=tuple(args.webhook),
         webhook_messages=args.webhook_messages,
@@ -755,13 +752,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         webhook_queue=args.webhook_queue,
         webhook_queue_bytes=args.webhook_queue_bytes,
         webhook_concurrency=args.webhook_concurrency,
-        # ---- proxy settings below this line ----
         connect_proxy=args.connect_proxy,
         publish_proxy=args.publish_proxy,
         proxy_headers=tuple(args.proxy_header) or ("Cookie", "Authorization"),
         proxy_timeout=args.proxy_timeout,
         proxy_max_waiting=args.proxy_max_waiting,
-        # ---- end of the issue 11 settings ----
         log_level=args.log_level,
         log_format=args.log_format,
     )

@@ -1,24 +1,9 @@
 """The hub: every live connection of a node, and the parts that serve them.
 
-A connection enters the hub when its WebSocket opens and leaves it when it is
-no longer usable (`Connection._detach`), never after a message. The hub puts
-the parts together, each in its own module:
-
-* the **registry** of live connections (here: `register`, `unregister`);
-* **rooms**, joining with replay, and broker subscriptions (`hubbub.core.rooms`);
-* **presence** records and their announcements (`hubbub.core.membership`);
-* the **heartbeat** sweep (`hubbub.core.keepalive`);
-* **dispatch** of client events and the mapping of failures to error codes
-  (`hubbub.protocol.router`), and the built-in events (`hubbub.core.builtins`);
-* **webhooks** to the application, when configured (`hubbub.integration.webhooks`):
-  told of connections, membership and (optionally) messages, never awaited;
-* **fan-out**, the hot path (`hubbub.core.fanout`): a published message comes back
-  from the broker to `Rooms.deliver`, is framed once and written once per
-  member per flush.
-
-Every background task belongs to the hub's `TaskOwner` (the webhooks' POSTs
-to the dispatcher's own, which the hub closes after it) and is awaited at
-shutdown.
+`Hub` is what an application builds: it registers handlers (`on`), hooks, and holds the
+registry, rooms, presence, the keepalive sweep, dispatch and fan-out, each in its own module.
+Every background task belongs to its `TaskOwner` and is awaited at shutdown. How the parts fit:
+docs/topics/node.md.
 """
 
 from __future__ import annotations
@@ -322,7 +307,7 @@ class Hub:
         else's: it already knows what it said, the others do not. A client
         that paces itself on its own echo is then paced by the room's whole
         fan-out instead of running ahead of it, which keeps the queues short
-        (F1: median latency 16 -> 11 ms, docs/performance.md).
+        (docs/topics/fanout.md).
         """
         if origin is not None and self._last_sender.get(room) is not origin:
             self.room_table.sender_last(room, origin)

@@ -130,14 +130,14 @@ class Settings:
     """Serve the files under this directory at `/` instead of the built-in chat page (`hubbub.server.static_files`)."""
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """This node's name in presence entries and bus heartbeats."""
-    # ---- server API (issue 11): fields below this line ----
+    # The server API.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     """Keys of the server API (`/api/...`, `hubbub.integration.server_api`): a call with `Authorization: apikey K`
     for any of them is served; none set, `/api/...` answers 404. Never printed: left out of the repr."""
     api_from: str = "server"
     """The `from` of messages published through the server API when the call gives none."""
 
-    # ---- webhooks (issue 11): fields below this line ----
+    # Webhooks.
     webhook_secret: str = field(default="", repr=False)
     """The secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their
     body under it (`hubbub.auth.signing`). Never printed: left out of the repr."""
@@ -156,7 +156,7 @@ class Settings:
     webhook_concurrency: int = 16
     """POSTs in flight per URL at most: that many rooms are sent in parallel, each in order."""
 
-    # ---- proxy to the app (issue 11): fields below this line ----
+    # The proxies to the app.
     connect_proxy: str = ""
     """URL the application answers handshakes at (`hubbub.integration.app_proxy`): a `/ws` handshake without a ticket or
     token is POSTed there first, and the app's answer gives the identity, rooms and info. Empty: off."""
@@ -170,7 +170,6 @@ class Settings:
     proxy_max_waiting: int = 256
     """Handshakes waiting on the connect proxy at once, in total; past it a handshake gets 503 unasked."""
 
-    # ---- end of the issue 11 fields ----
     log_level: str = "info"
     log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
@@ -242,8 +241,8 @@ class Settings:
         self._check_integration()
 
     def _check_integration(self) -> None:
-        """The checks of the server API, webhooks and the proxy to the app (issue 11)."""
-        # ---- server API checks below this line ----
+        """The checks of the server API, webhooks and the proxies to the app."""
+        # The server API.
         for key in self.api_keys:  # the message never holds the key
             if len(key) < API_KEY_MIN or not all("!" <= c <= "~" and c != "," for c in key):
                 raise ConfigError(
@@ -253,7 +252,7 @@ class Settings:
         if not valid_name(self.api_from):
             raise ConfigError(f"--api-from: {invalid_name_message(self.api_from)}")
 
-        # ---- webhook checks below this line ----
+        # Webhooks.
         if self.webhooks and not self.webhook_secret:
             raise ConfigError("--webhook needs --webhook-secret (or HUBBUB_WEBHOOK_SECRET): the app must verify events")
         if self.webhook_messages and not self.webhooks:
@@ -274,7 +273,7 @@ class Settings:
         if self.webhook_queue_bytes < self.max_message_size + 1024:
             raise ConfigError("--webhook-queue-bytes must be at least --max-message-size + 1024 (one message event)")
 
-        # ---- proxy checks below this line ----
+        # The proxies to the app.
         for url, flag in ((self.connect_proxy, "--connect-proxy"), (self.publish_proxy, "--publish-proxy")):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{flag} must be an http:// or https:// URL: {url!r}")
@@ -291,5 +290,3 @@ class Settings:
         for name in self.proxy_headers:
             if not name or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
                 raise ConfigError(f"--proxy-header must be an HTTP header name: {name!r}")
-
-        # ---- end of the issue 11 checks ----

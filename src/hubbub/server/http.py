@@ -1,31 +1,9 @@
-"""HTTP/1.1 requests with bodies, read below picows, answered by async handlers.
+"""HTTP/1.1 requests with bodies, read below picows and answered by async handlers.
 
-picows (2.3) reads only `GET` requests without a body: any other method, and
-any non-zero `Content-Length`, gets its own 400 before the application sees
-the request. The frame pacer (`hubbub.server.pacer`) sees every request head before
-picows does, so `HttpPacer` looks at each one there and asks its `claim`
-whether a route of the server wants it (`POST /login`, `/api/...`). A claimed
-request is read here, body included, and answered by the route's async
-handler; anything else goes to picows as before, untouched.
-
-Bounds, per connection (the caps on sockets are the listener's):
-
-- a request head must be complete within `HEAD_TIMEOUT` of the connection's
-  start, and the next one within `IDLE_TIMEOUT` of the last answer (the
-  connection is closed silently past either: an idle keep-alive ends so);
-- a body has one `Content-Length` (no chunked encoding: 411), at most the
-  route's `max_body` (413, unread) and must arrive within its `body_timeout`
-  (408);
-- one request at a time: reading pauses while a handler runs, and bytes that
-  came after the request (pipelining) wait, at most one read's worth, until
-  it is answered.
-
-A route may keep the connection open after its answer (HTTP/1.1 keep-alive,
-unless the request says `Connection: close` or is HTTP/1.0 without
-`keep-alive`); a connection that then sends a request no route claims hands
-it to picows, which has seen nothing of the connection yet: picows is given
-the connection (`connection_made`, which starts its own handshake timeout)
-only when the first request for it comes.
+`HttpPacer` reads the requests a `Route` claims (`POST /login`, `/api/...`), which picows cannot
+read, under per-connection bounds: `HEAD_TIMEOUT`, `IDLE_TIMEOUT`, a route's `max_body` (413) and
+`body_timeout` (408), one request at a time. Unclaimed requests go to picows untouched. How and
+why: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

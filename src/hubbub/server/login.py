@@ -1,24 +1,9 @@
-"""HTTP for authentication, below picows: `POST /login`, and `/ws` handshakes held for their ticket.
+"""HTTP for `--users`, below picows: `POST /login`, and `/ws` handshakes held while their ticket is taken.
 
-picows (2.3) reads only `GET` requests without a body: `_parse_http_request`
-answers any other method, and any non-zero `Content-Length`, with its own
-400 before the application sees the request. So `POST /login` cannot be a
-route of `server.py`. The frame pacer (`hubbub.server.pacer`) already sees every
-request head before picows does; `AuthPacer` looks at it there:
-
-- `POST /login`: a route of the HTTP pacer (`hubbub.server.http`), read there
-  (`Content-Length`, at most `MAX_BODY` bytes, within `BODY_TIMEOUT`),
-  answered by `Authenticator.login`, and the connection closes. picows never
-  sees it.
-- `GET /ws?ticket=T` (or `otp=T`): reading pauses while the ticket is taken
-  from its store (Redis is a network round trip, and picows' route callback
-  cannot wait); an unknown, spent or expired ticket is answered 401 here, a
-  good one lets picows have the request with its user known to the route.
-- anything else goes to picows as before, untouched.
-
-Credentials come as JSON `{"username": U, "password": P}` whatever the
-`Content-Type` (a browser's `fetch` with a string body sends `text/plain`,
-which also spares it a CORS preflight), or as HTTP Basic.
+`AuthPacer` answers a login with a ticket (or 401, 429, 503) and answers a `/ws?ticket=T` whose
+ticket is unknown, spent or expired with 401; a good ticket's user is known to the route when
+picows routes the request. Credentials are JSON `{"username", "password"}` or HTTP Basic.
+Why below picows: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

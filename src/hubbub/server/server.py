@@ -1,31 +1,9 @@
-"""The server: HTTP routes, the WebSocket handshake, host and origin checks, shutdown.
+"""The server: one port for the HTTP routes, the WebSocket handshake and the server API.
 
-One port serves everything. `listener.py` accepts each socket (or turns it
-away at once when a cap is reached); picows parses its request and asks
-`_route` what to do with it: a plain HTTP answer (the chat page, `/healthz`,
-`/metrics`, a 4xx) or a `Connection` to upgrade to. Rejections happen here,
-before the upgrade, with an HTTP status (PROTOCOL.md: 403 for a foreign
-origin, 404 for an unknown path, 400 for a bad name; and 403 on every route
-for a `Host` this server does not answer to, see `origins.py`).
-
-With `--users`, `POST /login` and the tickets of `/ws` are handled below
-picows, in `login.AuthPacer` (picows reads no POST and no body), and a `/ws`
-request that reaches `_route` without a ticket's user gets 401 unless
-`--allow-anonymous`.
-
-With `--auth-secret`, a `/ws` request may carry a signed token instead
-(`?token=T`, or the subprotocol `hubbub.token.T` next to `hubbub`): it is
-verified right here (an HMAC, no I/O: `hubbub.auth.tokens`), the connection gets the
-token's `sub` and its grant (rooms, expiry), and the `refresh` event is
-registered. Without a credential: 401, unless `--allow-anonymous`.
-
-With `--api-key`, `/api/...` (the server API, `hubbub.integration.server_api`) is read
-below picows too, by the HTTP pacer (`hubbub.server.http`), which `AuthPacer` extends.
-With `--connect-proxy`, a `/ws` request with neither is held below picows
-(`hubbub.server.proxy_hold`) while the application is asked (`hubbub.integration.app_proxy`); it
-reaches `_route` only once admitted, with the app's user, rooms and info, and a
-stray credential that no check here accepts gets 401, never anonymity. With
-`--publish-proxy`, `send_message` is replaced by the proxy's handler.
+`Server` puts a `Hub` on the network: the listener, the front door below picows, and `_route`,
+which answers `/`, `/healthz`, `/metrics`, `/login` and `/echo` or upgrades `/ws` after the `Host`,
+`Origin` and credential checks (403, 404, 400, 401 before the upgrade). `serve` runs one until it
+is told to stop. How a request gets there: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

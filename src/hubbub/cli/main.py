@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from hubbub import __version__
+from hubbub._version import __version__
 from hubbub.cli import bench, chat, config, hash_password, publish, serve, token
 from hubbub.cli.parser import Parser, parse_args
 

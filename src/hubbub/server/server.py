@@ -53,18 +53,19 @@ from hubbub.auth.logins import Authenticator
 from hubbub.auth.passwords import Users
 from hubbub.auth.tokens import SUBPROTOCOL, TokenError, token_from_subprotocols, verify_token
 from hubbub.backends.tickets import TicketStore, open_tickets
+from hubbub.core.connection import Connection
 from hubbub.core.hub import Hub
 from hubbub.core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hubbub.core.tasks import TaskOwner
 from hubbub.errors import EventError
 from hubbub.integration.app_proxy import Admission, AppProxy
 from hubbub.integration.server_api import ServerApi
+from hubbub.integration.webhooks import Webhooks
 from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.events import SendMessage, invalid_name_message, valid_name
-from hubbub.protocol.frames import binary_frame, text_frame
 from hubbub.protocol.origins import HostPolicy
 from hubbub.protocol.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
-from hubbub.server.connection import Connection
+from hubbub.server.connection import EchoConnection, WebSocketListener
 from hubbub.server.http import Claim, HttpPacer
 from hubbub.server.listener import DEFAULT_MAX_CONNECTIONS, Listener, Slot, connection_cap, raise_fd_limit
 from hubbub.server.login import AuthPacer
@@ -87,20 +88,6 @@ _CLIENT_FILES = {
     )
 }
 """`GET /hubbub.js` and `/hubbub.d.ts`: the browser client (clients/js/) and its types, read once."""
-
-
-class EchoConnection(Connection):
-    """`/echo`: every message comes back through the same outbox and writer.
-
-    For protocol conformance runs (Autobahn): text and binary are both echoed,
-    fragmented messages reassembled, and every close rule is the hub's own.
-    """
-
-    def _receive(self, text: str) -> None:
-        self.send_frame(text_frame(text.encode()))
-
-    def _receive_binary(self, data: bytes) -> None:
-        self.send_frame(binary_frame(data))
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> Routed:
@@ -210,8 +197,13 @@ class Server:
         self._stopped = False
         if self.settings.auth_secret and "refresh" not in hub.router:
             hub.router.add("refresh", self._refresh, Refresh)
+        self.webhooks: Webhooks | None = None
+        """The webhooks dispatcher (`--webhook`), the hub's observer; None without webhooks."""
+        if self.settings.webhooks:
+            self.webhooks = Webhooks.from_settings(self.settings, hub.node_id, hub.metrics.registry)
+            hub.observe(self.webhooks)
         self.proxy: AppProxy | None = None
-        """The calls to the application, with `--connect-proxy` or `--publish-proxy` (`hubbub.integration.app_proxy`)."""
+        """The calls to the application, with `--connect-proxy` or `--publish-proxy`."""
         if self.settings.connect_proxy or self.settings.publish_proxy:
             self.proxy = AppProxy(self.settings, hub.metrics.registry)
         if self.proxy is not None and self.settings.publish_proxy:
@@ -343,7 +335,7 @@ class Server:
             if not self._origin_ok(request):
                 self.hub.metrics.handshakes_rejected.labels("origin").inc()
                 return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
-            return EchoConnection(self.hub, None)
+            return WebSocketListener(EchoConnection(self.hub, None))
         if path == "/login" and (self.auth is not None or self._static is None):
             return _response(HTTPStatus.OK, self._auth_mode(), "application/json")
         if path == "/" and self._static is None:
@@ -442,12 +434,14 @@ class Server:
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         if user is not None:
-            return Connection(self.hub, user)  # the ticket's user: `name` and payload `from` are ignored
+            return WebSocketListener(
+                Connection(self.hub, user)
+            )  # the ticket's user: `name` and payload `from` are ignored
         if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
             conn = Connection(self.hub, admitted.user)
             conn.grant = admitted.grant
             conn.info = admitted.info
-            return conn
+            return WebSocketListener(conn)
         if self.settings.auth_secret:
             with_token = self._token_upgrade(request, query)
             if with_token is not None:
@@ -463,7 +457,7 @@ class Server:
         name = query.get("name", [None])[0]
         if name is not None and not valid_name(name):
             return _response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
-        return Connection(self.hub, name)
+        return WebSocketListener(Connection(self.hub, name))
 
     def _token_upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed | None:
         """The connection of a signed token (`?token=T`, or the subprotocol `hubbub.token.T` next to
@@ -491,9 +485,9 @@ class Server:
         conn = Connection(self.hub, grant.sub)
         conn.grant = grant
         if not via_subprotocol:
-            return conn
+            return WebSocketListener(conn)
         response = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": SUBPROTOCOL})
-        return WSUpgradeResponseWithListener(response, conn)
+        return WSUpgradeResponseWithListener(response, WebSocketListener(conn))
 
     def _refresh(self, payload: Refresh, client: Connection) -> dict[str, Any]:
         """`refresh`: a new token for the same `sub` with a later `exp` replaces the connection's grant

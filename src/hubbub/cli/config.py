@@ -67,4 +67,3 @@ def template() -> str:
 def run(args: argparse.Namespace) -> int:
     print(template(), end="")
     return 0
-

@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from hubbub.core.options import LIST, SWITCH, TEXT, Option, Topic, named, positive_int, toml_value
+from hubbub.core.options import LIST, SWITCH, TEXT, Option, Topic, named, toml_value
 from hubbub.core.settings import OPTIONS, Settings
 from hubbub.errors import ConfigError
 
@@ -43,6 +43,17 @@ AUTH_SECRET_FILE = Option(
     metavar="FILE",
     help="read --auth-secret from FILE (one trailing newline stripped)",
 )
+
+
+def positive_int(text: str) -> int:
+    """A flag's text to a positive integer (argparse's `type`, whose name its errors show: `invalid int value`)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+positive_int.__name__ = "int"
 
 
 def _serve_options() -> tuple[Option, ...]:
@@ -145,7 +156,7 @@ def _from_env(option: Option, environ: Mapping[str, str]) -> Any:
         return None
     try:
         return option.parse(text)
-    except (ValueError, argparse.ArgumentTypeError):
+    except ValueError:
         raise ConfigError(f"{option.env}: invalid value {text!r}") from None
 
 

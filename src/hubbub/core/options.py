@@ -11,7 +11,6 @@ lists the settings a second time.
 
 from __future__ import annotations
 
-import argparse
 import enum
 import json
 import math
@@ -76,17 +75,6 @@ _KINDS = {"str": TEXT, "int": INTEGER, "int | None": INTEGER, "float": NUMBER, "
 """A `Settings` field's annotation (as written) to its kind."""
 
 
-def positive_int(text: str) -> int:
-    """A flag's text to a positive integer (argparse's `type`: its name is the one errors show)."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-positive_int.__name__ = "int"  # argparse says "invalid int value: 'x'"
-
-
 @dataclass(frozen=True, slots=True)
 class Option:
     """One setting of `hubbub serve`, as every reader of settings sees it."""
@@ -124,8 +112,11 @@ class Option:
         return "HUBBUB_" + self.key.upper()
 
     def parse(self, text: str) -> Any:
-        """A flag's or variable's text to a value; `ValueError` (or argparse's error) when it is not one."""
-        return positive_int(text) if self.positive else self.kind.parse(text)
+        """A variable's text to a value; `ValueError` when it is not one."""
+        value = self.kind.parse(text)
+        if self.positive and value <= 0:
+            raise ValueError(f"must be a positive integer, not {text}")
+        return value
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with `value` read for this setting, said without its name; None when it is good."""

@@ -11,104 +11,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, fields
-from urllib.parse import urlsplit
 
-from hubbub.auth.tokens import MIN_SECRET_BYTES
-from hubbub.core.options import SPEC, Check, Option, Topic, from_field, named, setting
+from hubbub.core import checks
+from hubbub.core.options import SPEC, Option, Topic, from_field, named, setting
 from hubbub.errors import ConfigError
-from hubbub.protocol.events import invalid_name_message, valid_name
-from hubbub.protocol.origins import config_origin, parse_authority
 from hubbub.protocol.session import Limits
 
-API_KEY_MIN = 16
-"""Shortest server API key accepted: a key is all that stands between the network and every API call."""
 MAX_SHUTDOWN_TIMEOUT = 300.0
 """Longest `--shutdown-timeout`: an orchestrator's kill grace (Kubernetes: 30 s) is far below it anyway."""
-
-
-# ---- checks of one value: None when good, else what is wrong ----------------------------------------
-
-
-def _at_least(low: float, unit: str = "") -> Check:
-    return lambda v: None if v >= low else f"must be at least {low:g}{unit}"
-
-
-def _positive(v: float) -> str | None:
-    return None if v > 0 else "must be positive"
-
-
-def _port(v: int) -> str | None:
-    return None if 0 <= v <= 65535 else f"must be between 0 and 65535, not {v}"
-
-
-def _send_buffer(v: int) -> str | None:
-    # Measured on loopback: at 16 KiB, clients that kept up were dropped; 32 KiB and up held.
-    return None if v == 0 or v >= 65536 else "must be 0 (the kernel decides) or at least 65536 bytes"
-
-
-def _within(low: float, high: float, text: str) -> Check:
-    """`low < v <= high` (NaN fails), else `text`."""
-    return lambda v: None if low < v <= high else text
-
-
-def _origins(values: tuple[str, ...]) -> str | None:
-    for origin in values:
-        if "://" not in origin:
-            return f"needs a scheme, like https://example.com: {origin!r}"
-        if config_origin(origin) is None:
-            return f"must be scheme://host[:port], with no path: {origin!r}"
-    return None
-
-
-def _hosts(values: tuple[str, ...]) -> str | None:
-    bad = next((h for h in values if parse_authority(h) is None), None)
-    return None if bad is None else f"must be a host name or address, optionally :port: {bad!r}"
-
-
-def _auth_secret(v: str) -> str | None:
-    if v and len(v.encode()) < MIN_SECRET_BYTES:
-        return f"must be at least {MIN_SECRET_BYTES} bytes (RFC 7518: HS256 keys)"
-    return None
-
-
-def _api_keys(values: tuple[str, ...]) -> str | None:
-    for key in values:  # the message never holds the key
-        if len(key) < API_KEY_MIN or not all("!" <= c <= "~" and c != "," for c in key):
-            return (
-                f"must be at least {API_KEY_MIN} printable ASCII characters, with no space or comma"
-                " (try: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-            )
-    return None
-
-
-def _api_from(v: str) -> str | None:
-    return None if valid_name(v) else f": {invalid_name_message(v)}"
-
-
-def _webhook_urls(values: tuple[str, ...]) -> str | None:
-    for url in values:
-        try:
-            parts = urlsplit(url)
-            good = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # a bad port or IPv6 literal
-            good = False
-        if not good:  # shown without a query or user info: either may hold a credential
-            shown = url.split("?")[0].rpartition("@")[2][:200]
-            return f"must be an http:// or https:// URL with a host, not {shown!r}"
-    return None
-
-
-def _proxy_url(url: str) -> str | None:
-    return (
-        f"must be an http:// or https:// URL: {url!r}" if url and not url.startswith(("http://", "https://")) else None
-    )
-
-
-def _header_names(values: tuple[str, ...]) -> str | None:
-    for name in values:
-        if not name or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
-            return f"must be an HTTP header name: {name!r}"
-    return None
 
 
 def _node_id() -> str:
@@ -121,7 +31,7 @@ class Settings:
 
     # ---- listening ----
     host: str = setting("127.0.0.1", topic=Topic.NETWORK, help="address to listen on")
-    port: int = setting(8000, topic=Topic.NETWORK, check=_port, help="port to listen on")
+    port: int = setting(8000, topic=Topic.NETWORK, check=checks.port, help="port to listen on")
     tls_cert: str = setting(
         "",
         topic=Topic.NETWORK,
@@ -136,7 +46,7 @@ class Settings:
         topic=Topic.NETWORK,
         key="allowed_host",
         metavar="HOST",
-        check=_hosts,
+        check=checks.hosts,
         help="answer requests whose Host is this name (any port) or name:port (repeatable); default: on a"
         " loopback address the loopback names, else any host",
     )
@@ -145,7 +55,7 @@ class Settings:
         topic=Topic.NETWORK,
         key="allowed_origin",
         metavar="ORIGIN",
-        check=_origins,
+        check=checks.origins,
         help="accept this Origin, scheme://host[:port] (repeatable); default: same host only",
         doc="Scheme, host and port are compared normalized.",
     )
@@ -154,7 +64,7 @@ class Settings:
         topic=Topic.NETWORK,
         positive=True,
         metavar="N",
-        check=_at_least(1),
+        check=checks.at_least(1),
         help="listen backlog, capped by net.core.somaxconn",
     )
     static_dir: str = setting(
@@ -172,7 +82,7 @@ class Settings:
         topic=Topic.LIMITS,
         positive=True,
         metavar="BYTES",
-        check=_at_least(125, " bytes"),
+        check=checks.at_least(125, " bytes"),
         help="largest frame or message accepted; larger closes with 1009",
     )
     send_queue_bytes: int = setting(
@@ -182,7 +92,7 @@ class Settings:
         262_144,
         topic=Topic.LIMITS,
         metavar="BYTES",
-        check=_send_buffer,
+        check=checks.send_buffer,
         help="kernel send buffer (SO_SNDBUF) per client, at least 65536; a stalled client is dropped after about"
         " 2 x this + 256 KiB + --send-queue-bytes of backlog; 0 leaves it to the kernel's autotuning"
         " (up to 4 MiB on Linux)",
@@ -202,7 +112,7 @@ class Settings:
         20.0,
         topic=Topic.LIMITS,
         metavar="N",
-        check=_at_least(0),
+        check=checks.at_least(0),
         help="events per second a client may send on average; over it: rate_limited, and 1008 if it persists;"
         " 0 turns it off",
         doc="A person chatting sends a few a second at most, and a page that rejoins its rooms on reload sends"
@@ -212,14 +122,14 @@ class Settings:
         100.0,
         topic=Topic.LIMITS,
         metavar="N",
-        check=_at_least(0),
+        check=checks.at_least(0),
         help="events a client may send at once; 0 means 2 x --rate-limit",
     )
     frame_rate: float = setting(
         100.0,
         topic=Topic.LIMITS,
         metavar="N",
-        check=_at_least(1),
+        check=checks.at_least(1),
         help="pings, pongs and continuation frames a client may send per second, burst 2 x N; over it pings go"
         " unanswered and a client that persists is closed with 1008",
         doc="Always on, whatever `rate_limit` says.",
@@ -229,7 +139,7 @@ class Settings:
         topic=Topic.LIMITS,
         positive=True,
         metavar="N",
-        check=_at_least(1),
+        check=checks.at_least(1),
         help="rooms one connection may be in; past it join_room gets limit_exceeded",
     )
     max_connections: int | None = setting(
@@ -247,22 +157,24 @@ class Settings:
         topic=Topic.LIMITS,
         positive=True,
         metavar="N",
-        check=_at_least(1),
+        check=checks.at_least(1),
         help="sockets held at once per client address (IPv6: per /64); past it: 429",
     )
 
     # ---- keepalive and shutdown ----
     ping_interval: float = setting(
-        20.0, topic=Topic.KEEPALIVE, metavar="S", check=_positive, help="ping a peer silent this long"
+        20.0, topic=Topic.KEEPALIVE, metavar="S", check=checks.positive, help="ping a peer silent this long"
     )
     ping_timeout: float = setting(
-        20.0, topic=Topic.KEEPALIVE, metavar="S", check=_positive, help="drop a peer whose pong is this late"
+        20.0, topic=Topic.KEEPALIVE, metavar="S", check=checks.positive, help="drop a peer whose pong is this late"
     )
     shutdown_timeout: float = setting(
         3.0,
         topic=Topic.KEEPALIVE,
         metavar="S",
-        check=_within(0, MAX_SHUTDOWN_TIMEOUT, f"must be more than 0 and at most {MAX_SHUTDOWN_TIMEOUT:g} seconds"),
+        check=checks.within(
+            0, MAX_SHUTDOWN_TIMEOUT, f"must be more than 0 and at most {MAX_SHUTDOWN_TIMEOUT:g} seconds"
+        ),
         help="at SIGTERM, seconds clients get to take their 1001 close (and webhooks to drain, 2 s of it at"
         " most) before the rest is aborted; at most 300",
     )
@@ -280,7 +192,7 @@ class Settings:
         5.0,
         topic=Topic.AUTH,
         metavar="S",
-        check=_within(0, 3600, "must be more than 0 and at most 3600 seconds"),
+        check=checks.within(0, 3600, "must be more than 0 and at most 3600 seconds"),
         help="seconds a login's single-use ticket stays valid",
     )
     auth_secret: str = setting(
@@ -288,7 +200,7 @@ class Settings:
         topic=Topic.AUTH,
         metavar="S",
         secret=True,
-        check=_auth_secret,
+        check=checks.auth_secret,
         help="HS256 secret of signed tokens (JWT), at least 32 bytes; /ws then wants ?token=T or the subprotocol"
         " hubbub.token.T (prefer HUBBUB_AUTH_SECRET or --auth-secret-file: a flag shows in ps)",
     )
@@ -326,7 +238,7 @@ class Settings:
         30.0,
         topic=Topic.CLUSTER,
         metavar="S",
-        check=_positive,
+        check=checks.positive,
         help="a dead node's presence expires after this long",
     )
     presence_events: bool = setting(
@@ -340,11 +252,11 @@ class Settings:
         1000,
         topic=Topic.CLUSTER,
         metavar="N",
-        check=_at_least(0),
+        check=checks.at_least(0),
         help="messages kept per room for resume and get_history; 0 keeps none",
     )
     history_ttl: float = setting(
-        3600.0, topic=Topic.CLUSTER, metavar="S", check=_positive, help="seconds a message stays in history"
+        3600.0, topic=Topic.CLUSTER, metavar="S", check=checks.positive, help="seconds a message stays in history"
     )
     history_max_bytes: int = setting(
         67_108_864,
@@ -366,7 +278,7 @@ class Settings:
         key="api_key",
         metavar="KEY",
         secret=True,
-        check=_api_keys,
+        check=checks.api_keys,
         help="enable the server API (/api/...) for calls with 'Authorization: apikey KEY' (repeatable; prefer"
         " HUBBUB_API_KEY, comma-separated: a flag shows in ps)",
     )
@@ -374,7 +286,7 @@ class Settings:
         "server",
         topic=Topic.APPLICATION,
         metavar="NAME",
-        check=_api_from,
+        check=checks.api_from,
         help="the from of messages published through the API when the call gives none",
     )
 
@@ -393,7 +305,7 @@ class Settings:
         topic=Topic.WEBHOOKS,
         key="webhook",
         metavar="URL",
-        check=_webhook_urls,
+        check=checks.webhook_urls,
         help="POST every event (connected, member_joined, room_vacated, ...) to this http(s) URL, signed with"
         " --webhook-secret (repeatable)",
     )
@@ -404,7 +316,7 @@ class Settings:
         5.0,
         topic=Topic.WEBHOOKS,
         metavar="SECONDS",
-        check=_within(0, 300, "must be in (0, 300] seconds"),
+        check=checks.within(0, 300, "must be in (0, 300] seconds"),
         help="one POST's time in all before it is retried",
     )
     webhook_retry_for: float = setting(
@@ -444,7 +356,7 @@ class Settings:
         "",
         topic=Topic.PROXY,
         metavar="URL",
-        check=_proxy_url,
+        check=checks.proxy_url,
         help="POST each /ws handshake without a ticket or token to the application at URL first; its answer"
         " gives the identity, rooms and info (401/403 refuse; no answer: 503)",
     )
@@ -452,7 +364,7 @@ class Settings:
         "",
         topic=Topic.PROXY,
         metavar="URL",
-        check=_proxy_url,
+        check=checks.proxy_url,
         help="POST each client send_message to the application at URL first: it publishes, rewrites or refuses",
     )
     proxy_headers: tuple[str, ...] = setting(
@@ -460,7 +372,7 @@ class Settings:
         topic=Topic.PROXY,
         key="proxy_header",
         metavar="NAME",
-        check=_header_names,
+        check=checks.header_names,
         help="a handshake header passed on to --connect-proxy (repeatable; default Cookie and Authorization)",
         doc="The other headers of a handshake never leave hubbub.",
     )
@@ -470,7 +382,7 @@ class Settings:
         metavar="S",
         # picows closes a socket whose handshake is not done 10 s after it was accepted: a held
         # handshake must have its answer well before, its request's own time included
-        check=_within(0, 5, "must be more than 0 and at most 5 seconds"),
+        check=checks.within(0, 5, "must be more than 0 and at most 5 seconds"),
         help="seconds a proxy call may take in all; later: 503 or unavailable",
     )
     proxy_max_waiting: int = setting(
@@ -478,7 +390,7 @@ class Settings:
         topic=Topic.PROXY,
         positive=True,
         metavar="N",
-        check=_at_least(1),
+        check=checks.at_least(1),
         help="handshakes waiting on --connect-proxy at once; past it: 503",
     )
 

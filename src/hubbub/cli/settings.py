@@ -16,9 +16,7 @@ shell may export variables of other tools that share the prefix.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -127,6 +125,9 @@ def _shown(value: object) -> str:
 def read_config(path: str, options: Sequence[Option]) -> dict[str, tuple[Any, str]]:
     """The settings a TOML file sets: key -> (value, `FILE: key`); `ConfigError` for a file that cannot
     be read, an unknown key (tables included: none is a setting yet) or a value of the wrong type."""
+    import difflib
+    import tomllib
+
     by_key = {o.key: o for o in options}
     try:
         with open(path, "rb") as f:
@@ -242,6 +243,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
 
 def unknown_variables(environ: Mapping[str, str]) -> Iterator[str]:
     """A warning for each `HUBBUB_*` variable that names no setting (a typo: `HUBBUB_PROT`)."""
+    import difflib
+
     known = {o.env for o in SERVE_OPTIONS} | {CONFIG_VARIABLE}
     for name in sorted(environ):
         if name.startswith("HUBBUB_") and name not in known and name not in TOOL_VARIABLES:

@@ -228,8 +228,10 @@ def to_settings(values: Mapping[str, Any]) -> Settings:
     """`Settings` of what `resolve` found (the secret file read); its cross checks raise `ConfigError`."""
     kwargs: dict[str, Any] = {}
     for option in SERVE_OPTIONS:
-        if option.attr is not None and option.key in values:
-            kwargs[option.attr] = not values[option.key] if option.invert else values[option.key]
+        value = values.get(option.key)
+        if option.attr is None or value is None or (value == "" and option.default is None):
+            continue  # unset; an empty `--node-id` too: made per run
+        kwargs[option.attr] = not value if option.invert else value
     if values.get("auth_secret_file"):
         kwargs["auth_secret"] = read_secret(values)
     return Settings(**kwargs)

@@ -119,15 +119,16 @@ class Option:
         return value
 
     def problem(self, value: Any) -> str | None:
-        """What is wrong with `value` read for this setting, said without its name; None when it is good."""
+        """What is wrong with `value` read for this setting (from a flag, a variable or a file), said
+        without its name; None when it is good."""
         if self.positive and value is not None and value <= 0:
             return f"must be a positive integer, not {value}"
+        if self.choices and value not in self.choices:
+            return f"must be {' or '.join([', '.join(self.choices[:-1]), self.choices[-1]])}"
         return self.invalid(value)
 
     def invalid(self, value: Any) -> str | None:
-        """What `Settings` finds wrong with `value` (its choices and its check); None when it is good."""
-        if self.choices and value not in self.choices:
-            return f"must be {' or '.join([', '.join(self.choices[:-1]), self.choices[-1]])}"
+        """What `Settings` finds wrong with `value` (its check); None when it is good."""
         return self.check(value) if self.check is not None else None
 
 

@@ -399,7 +399,11 @@ class Settings:
         "info", topic=Topic.LOGGING, choices=("debug", "info", "warning", "error"), help="how much to log"
     )
     log_format: str = setting(
-        "text", topic=Topic.LOGGING, choices=("text", "json"), help="text for people, json for one object a line"
+        "text",
+        topic=Topic.LOGGING,
+        choices=("text", "json"),
+        check=lambda v: None if v in ("text", "json") else "must be text or json",
+        help="text for people, json for one object a line",
     )
 
     # ---- for Python callers only ----

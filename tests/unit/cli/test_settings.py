@@ -171,3 +171,13 @@ def test_settings_keep_their_python_keywords_and_messages() -> None:
     with pytest.raises(ConfigError, match=r"^--send-queue-bytes must be at least --max-message-size$"):
         Settings(send_queue_bytes=1000, max_message_size=2000)
     assert "secret" not in repr(Settings(auth_secret="secret" * 6, webhook_secret="secret", api_keys=("k" * 16,)))
+
+
+def test_an_empty_node_id_is_made_per_run_and_python_log_levels_stay_lenient() -> None:
+    assert len(_settings("--node-id", "").node_id) == 12
+    assert _settings(env={"HUBBUB_NODE_ID": "n-1"}).node_id == "n-1"
+    assert Settings(log_level="DEBUG").log_level == "DEBUG"  # logs.configure takes any case
+    with pytest.raises(ConfigError, match=r"^HUBBUB_LOG_LEVEL must be debug, info, warning or error$"):
+        _settings(env={"HUBBUB_LOG_LEVEL": "verbose"})
+    with pytest.raises(ConfigError, match=r"^--log-format must be text or json$"):
+        Settings(log_format="xml")

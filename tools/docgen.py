@@ -290,6 +290,20 @@ def _flag(action: argparse.Action) -> str:
     return ", ".join(f"`{opt}{arg}`" for opt in action.option_strings)
 
 
+def _tables(parser: argparse.ArgumentParser) -> list[tuple[str, list[argparse.Action]]]:
+    """A subcommand's arguments: first those of argparse's own groups, untitled, then a titled table
+    per group of its own (`hubbub serve`'s topics)."""
+    plain: list[argparse.Action] = []
+    titled: list[tuple[str, list[argparse.Action]]] = []
+    for group in parser._action_groups:
+        actions = [a for a in group._group_actions if not isinstance(a, argparse._HelpAction)]
+        if group.title in ("positional arguments", "options"):
+            plain.extend(actions)
+        elif actions:
+            titled.append((group.title or "", actions))
+    return [("", plain), *titled] if plain else titled
+
+
 def cli_reference() -> str:
     """docs/reference/cli.md: each subcommand's description and a table of its arguments."""
     parser = _quiet_parser()
@@ -307,14 +321,15 @@ def cli_reference() -> str:
         helps = {c.dest: c.help or "" for c in sub._choices_actions}
         for name, child in sub.choices.items():
             out.append(f"## `hubbub {name}`\n\n{child.description or helps.get(name, '')}\n\n")
-            actions = [a for a in child._actions if not isinstance(a, argparse._HelpAction)]
-            if not actions:
+            tables = _tables(child)
+            if not tables:
                 out.append("No arguments.\n\n")
-                continue
-            out.append("| argument | meaning |\n|---|---|\n")
-            for action in actions:
-                out.append(f"| {_flag(action)} | {_cell(_help(action, f'hubbub {name}'))} |\n")
-            out.append("\n")
+            for title, actions in tables:
+                out.append(f"### {title}\n\n" if title else "")
+                out.append("| argument | meaning |\n|---|---|\n")
+                for action in actions:
+                    out.append(f"| {_flag(action)} | {_cell(_help(action, f'hubbub {name}'))} |\n")
+                out.append("\n")
     return "".join(out).rstrip() + "\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 from hubbub.backends.broker import Broker
 from hubbub.backends.history import History, payload_of
@@ -105,12 +106,11 @@ async def test_control_messages_reach_every_node_once(broker_backend: str) -> No
     store (and bus) both hear a message either sends. Other test runs may share the
     NATS subject, so only this test's own messages are counted.
     """
-    first = _make_broker(broker_backend)
+    prefix = f"test:{uuid.uuid4().hex}:"
+    first = _make_broker(broker_backend, prefix=prefix)
     nodes = [first]
     if broker_backend != "memory":
-        second = _make_broker(broker_backend)
-        second._prefix = first._prefix  # type: ignore[attr-defined]  # one cluster
-        nodes.append(second)
+        nodes.append(_make_broker(broker_backend, prefix=prefix))  # one cluster
     heard: list[list[bytes]] = [[] for _ in nodes]
     tag = f"control-{id(first)}".encode()
     for node, got in zip(nodes, heard, strict=True):

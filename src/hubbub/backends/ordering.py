@@ -30,7 +30,10 @@ class OrderedDelivery:
         """Per followed room, the offset delivered last (set at subscribe to the room's latest offset)."""
 
     async def deliver(self, room: str, offset: int, event: bytes) -> None:
-        """Hand a message to the sink in order: fill a gap from history first, drop repeats."""
+        """Hand a message to the sink in order: fill a gap from history first, drop repeats.
+
+        When the gap cannot be filled (`fill_gap` raises), the message is not delivered either.
+        """
         if self.sink is None or room not in self.wanted:
             return
         if offset == 0:
@@ -47,7 +50,7 @@ class OrderedDelivery:
     async def fill_gap(self, room: str, until: int | None = None) -> None:
         """Deliver from history what this node missed of `room` (after a reconnect, or a gap).
 
-        Raises `BrokerUnavailable` when history cannot be read.
+        Raises what reading history raises (`BrokerUnavailable` from a store that cannot be reached).
         """
         last = self.last.get(room)
         if last is None or self.sink is None:

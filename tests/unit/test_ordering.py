@@ -94,3 +94,26 @@ async def test_a_history_size_of_zero_still_asks_for_a_message() -> None:
     order, _ = _following(history, last=0, size=0)
     await order.fill_gap("r")
     assert history.reads == [("r", 0, 1)]
+
+
+async def test_a_gap_fill_that_fails_in_the_redis_reader_reconnects_instead_of_ending_the_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gap met while the store is down raises `BrokerUnavailable` out of the read loop: the reader
+    must treat it as a lost subscription (reconnect and refill), not die and leave the node deaf."""
+    from hubbub.backends.redis import RedisBroker
+
+    broker = RedisBroker("redis://127.0.0.1:1/0", "node")  # never connected: the loop's parts are replaced
+    reconnects: list[bool] = []
+
+    async def broken() -> None:
+        raise BrokerUnavailable("store down while filling a gap")
+
+    async def reconnect() -> None:
+        reconnects.append(True)
+        broker._closed = True  # one turn is enough
+
+    monkeypatch.setattr(broker, "_read_until_broken", broken)
+    monkeypatch.setattr(broker, "_reconnect", reconnect)
+    await broker._read_forever()
+    assert reconnects == [True]

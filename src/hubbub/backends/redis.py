@@ -141,7 +141,7 @@ class RedisBroker(Broker, History):
         while not self._closed:
             try:
                 await self._read_until_broken()
-            except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
+            except (RedisError, OSError, TimeoutError, RuntimeError, BrokerUnavailable) as exc:
                 if self._ok:
                     log.warning("redis.subscription_lost", extra={"error": str(exc) or type(exc).__name__})
                 self._ok = False

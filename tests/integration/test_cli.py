@@ -148,12 +148,13 @@ def test_a_bad_command_line_is_one_line_naming_the_subcommand_and_exit_2(args: l
 
 def test_shutdown_timeout_is_a_flag_and_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/integration.md and docs/security.md refer to `--shutdown-timeout`: it exists, reaches `Settings`."""
-    from hubbub.cli.main import _settings, build_parser, parse_args
+    from hubbub.cli.main import build_parser, parse_args
+    from hubbub.cli.settings import settings_from
 
-    assert _settings(parse_args(build_parser(), ["serve"])).shutdown_timeout == 3.0
-    assert _settings(parse_args(build_parser(), ["serve", "--shutdown-timeout", "7.5"])).shutdown_timeout == 7.5
+    assert settings_from(parse_args(build_parser(), ["serve"])).shutdown_timeout == 3.0
+    assert settings_from(parse_args(build_parser(), ["serve", "--shutdown-timeout", "7.5"])).shutdown_timeout == 7.5
     monkeypatch.setenv("HUBBUB_SHUTDOWN_TIMEOUT", "12")
-    assert _settings(parse_args(build_parser(), ["serve"])).shutdown_timeout == 12.0
+    assert settings_from(parse_args(build_parser(), ["serve"])).shutdown_timeout == 12.0
     out = subprocess.run(
         [sys.executable, "-m", "hubbub", "serve"],
         capture_output=True,

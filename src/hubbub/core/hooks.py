@@ -51,7 +51,7 @@ class Hooks:
             _refuse(conn, exc)
             return
         if inspect.isawaitable(result):
-            conn.run_first(_awaited(conn, result))
+            conn._run_first(_awaited(conn, result))
         else:
             _apply(conn, result)
 

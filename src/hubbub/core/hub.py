@@ -69,7 +69,7 @@ class Hub:
         self._builtins = set(handlers.install(self.router))
         """Built-in event types an application has not replaced yet (`on` replaces each once)."""
         self._started = False
-        self.dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
+        self._dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
         """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
         self.control = Control(self)
         """Control messages between nodes (the server API's disconnect, subscribe, unsubscribe) and node reports."""
@@ -220,7 +220,7 @@ class Hub:
             await asyncio.wait(
                 [asyncio.ensure_future(c.wait_closed()) for c in everyone], timeout=self.settings.shutdown_timeout
             )
-        readers = [conn.reader for conn in everyone if conn.reader is not None]
+        readers = [conn._reader for conn in everyone if conn._reader is not None]
         for conn in everyone:
             conn.abort()  # cancels each one's reader task, awaited here
         await asyncio.gather(*readers, return_exceptions=True)
@@ -235,7 +235,7 @@ class Hub:
 
     # ---- the registry ---------------------------------------------------------
 
-    def register(self, conn: Connection) -> None:
+    def _register(self, conn: Connection) -> None:
         """`conn`'s WebSocket is open: it is live."""
         self.connections.add(conn)
         if conn.identity is not None:
@@ -246,7 +246,7 @@ class Hub:
         if self.hooks.on_connect is not None:
             self.hooks.connected(conn)  # last: the hook may close `conn` at once
 
-    def unregister(self, conn: Connection) -> None:
+    def _unregister(self, conn: Connection) -> None:
         """Remove `conn` from the hub and its rooms. Called once, by `_detach`."""
         self.connections.discard(conn)
         identity = conn.identity
@@ -265,7 +265,7 @@ class Hub:
         level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
         log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
 
-    def slow_consumer(self, conn: Connection) -> None:
+    def _slow_consumer(self, conn: Connection) -> None:
         """`conn`'s outbox overflowed: it is being dropped (counted and logged once)."""
         self.metrics.slow_dropped.inc()
         log.info(
@@ -337,11 +337,11 @@ class Hub:
 
     # ---- dispatch of client events (the router's) -------------------------------
 
-    def answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None:
+    def _answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None:
         """An `error` for a failed client event (see `Router.answer_failure`)."""
         self.router.answer_failure(conn, exc, event_id)
 
-    def answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None:
+    def _answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None:
         """An `error` event with `code`, counted."""
         self.router.answer_error(conn, code, message, event_id)
 

@@ -109,7 +109,8 @@ async def test_event_without_id_gets_no_ack(server: Server) -> None:
     await client.send("join_room", {"room": "quiet"})
     await client.send("send_message", {"room": "quiet", "message": "m"})
     seen = [await client.recv(), await client.recv()]
-    assert [e["type"] for e in seen] == ["member_joined", "new_message"]
+    # (member_joined comes at the next presence flush, possibly after the message)
+    assert sorted(e["type"] for e in seen) == ["member_joined", "new_message"]
     await client.close()
 
 

@@ -40,6 +40,8 @@ async def test_metrics_are_exact(server: Server) -> None:
     await clients[0].request("send_message", {"room": "a", "message": "x"})
     await clients[2].ws.send("garbage")
     await clients[2].recv()
+    await clients[1].recv_type("member_joined")  # announced at the next presence flush
+    await clients[0].recv_type("member_joined")
     _, text = await http_get(server.port, "/metrics")
     lines = text.decode().splitlines()
     assert "hubbub_connections 3.0" in lines

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 async def join_room(payload: JoinRoom, client: Connection) -> None:
     """Subscribe the client to a room; the ack (sent by the hub, before any replay) carries its offset.
 
-    With an `authorize_join` hook, the hook judges the request first (`forbidden`: nothing done).
+    Over the join budget (`join_rate`): `rate_limited`, nothing done. With an `authorize_join`
+    hook, the hook judges the request first (`forbidden`: nothing done).
     """
+    client.change_rooms()
     guard = client.hub.join_guard
     if guard is not None:
         await guard(client, payload.room)
@@ -44,7 +46,8 @@ async def join_room(payload: JoinRoom, client: Connection) -> None:
 
 
 def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
-    """Unsubscribe; leaving a room one is not in is `not_in_room`."""
+    """Unsubscribe; leaving a room one is not in is `not_in_room`; over the join budget, `rate_limited`."""
+    client.change_rooms()
     if not client.leave(payload.room):
         raise EventError(ErrorCode.NOT_IN_ROOM, f"not a member of room {payload.room!r}")
     return {"room": payload.room}

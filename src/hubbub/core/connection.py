@@ -24,7 +24,7 @@ from hubbub.errors import EventError
 from hubbub.protocol.codes import CloseCode, ErrorCode
 from hubbub.protocol.envelope import EventId, encode_ack, encode_event, salvage_id
 from hubbub.protocol.frames import pong_frame, text_frame
-from hubbub.protocol.session import PeerClose, Session, State
+from hubbub.protocol.session import PeerClose, Session, State, Verdict
 
 if TYPE_CHECKING:
     from hubbub.auth.tokens import Grant
@@ -206,6 +206,19 @@ class Connection:
     def refuse(self, data: bytes) -> None:
         """For the transport adapter: a message over the rate limit: answered `rate_limited`, not handled."""
         self.hub._answer_error(self, ErrorCode.RATE_LIMITED, "slow down: too many events", salvage_id(data))
+
+    def change_rooms(self) -> None:
+        """A client asks to join or leave a room: spend its join budget, or raise `rate_limited` (nothing done).
+
+        The built-in `join_room` and `leave_room` call this first; an application that takes either
+        over should too. Over the budget again and again, the connection is closed with 1008.
+        """
+        verdict = self.session.membership(time.monotonic())
+        if verdict is Verdict.ALLOW:
+            return
+        if verdict is Verdict.CLOSE:
+            self.carry_out_close()
+        raise EventError(ErrorCode.RATE_LIMITED, "slow down: too many joins and leaves")
 
     def pong_owed(self) -> None:
         """For the transport adapter: the session owes the peer a pong: it goes out with the next write."""

@@ -92,7 +92,7 @@ class Hub:
         self.router.metrics = self.metrics
         self.fanout = Fanout(self.metrics.delivered, settings.write_delay)
         announce = settings.presence_events if self._presence_events is None else self._presence_events
-        self.roster = Roster(self.presence, self.broker, self.node_id, self.tasks, announce)
+        self.roster = Roster(self.presence, self.broker, self.node_id, self.tasks, announce, settings.presence_interval)
         self.room_table = Rooms(
             self.broker,
             self.history,
@@ -226,6 +226,7 @@ class Hub:
         await asyncio.gather(*readers, return_exceptions=True)
         # One deadline for both waits, so that SIGTERM still ends the process within the timeout.
         await self.tasks.close(grace=max(0.1, deadline - loop.time()))
+        await self.roster.close()
         await self.control.close()
         await self.presence.close()
         if self.observer is not None:

@@ -134,6 +134,23 @@ class Settings:
         " unanswered and a client that persists is closed with 1008",
         doc="Always on, whatever `rate_limit` says.",
     )
+    join_rate: float = setting(
+        5.0,
+        topic=Topic.LIMITS,
+        metavar="N",
+        check=checks.at_least(0),
+        help="join_room and leave_room a client may send per second on average, on top of --rate-limit; over it:"
+        " rate_limited, and 1008 if it persists; 0 turns it off",
+        doc="Each join or leave writes presence and may be announced to the whole room, so a client changing rooms"
+        " costs far more than one sending a message. A person switching rooms sends two a second at most.",
+    )
+    join_burst: float = setting(
+        100.0,
+        topic=Topic.LIMITS,
+        metavar="N",
+        check=checks.at_least(1),
+        help="join_room and leave_room a client may send at once (a page joining its rooms at load)",
+    )
     max_rooms_per_connection: int = setting(
         128,
         topic=Topic.LIMITS,
@@ -247,6 +264,17 @@ class Settings:
         key="no_presence_events",
         invert=True,
         help="send no member_joined/member_left (presence is still recorded for get_presence)",
+    )
+    presence_interval: float = setting(
+        0.5,
+        topic=Topic.CLUSTER,
+        metavar="S",
+        check=lambda v: None if 0 <= v <= 10 else "must be between 0 and 10 seconds",
+        help="gather a room's member_joined/member_left this long and send only the net changes (a leave and"
+        " rejoin in between announce nothing); 0 announces each change at once",
+        doc="Flushes fall on multiples of the interval of the wall clock, on every node alike, so a change is"
+        " announced at most this long after it happened. A room's churn then costs its members at most one event"
+        " per identity per interval, however fast its members come and go.",
     )
     history_size: int = setting(
         1000,
@@ -426,6 +454,8 @@ class Settings:
             burst=self.rate_burst or 2 * self.rate_limit,
             frame_rate=self.frame_rate,
             frame_burst=2 * self.frame_rate,
+            join_rate=self.join_rate,
+            join_burst=self.join_burst,
         )
 
     def __post_init__(self) -> None:

@@ -63,6 +63,10 @@ class Limits:
     """Pings, pongs and continuation frames per second on average (always on)."""
     frame_burst: float = 200.0
     """Such frames at once."""
+    join_rate: float = 5.0
+    """`join_room` and `leave_room` per second on average (on top of `rate`); 0 turns this budget off."""
+    join_burst: float = 100.0
+    """Joins and leaves at once."""
     strikes: int = 100
     """Refusals in a row after which a client is closed with 1008."""
 
@@ -86,6 +90,7 @@ class Session:
     __slots__ = (
         "_assembler",
         "_frames",
+        "_memberships",
         "_messages",
         "close_code",
         "close_reason",
@@ -117,6 +122,9 @@ class Session:
         self._assembler = Reassembler(limits.max_message_size, limits.max_fragments)
         self._messages = TokenBucket(limits.rate, limits.burst, limits.strikes, now) if limits.rate > 0 else None
         self._frames = TokenBucket(limits.frame_rate, limits.frame_burst, limits.strikes, now)
+        self._memberships = (
+            TokenBucket(limits.join_rate, limits.join_burst, limits.strikes, now) if limits.join_rate > 0 else None
+        )
 
     # ---- life -----------------------------------------------------------------
 
@@ -176,6 +184,21 @@ class Session:
         verdict = bucket.take(now)
         if verdict is Verdict.CLOSE:
             self.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded again and again")
+        return verdict
+
+    def membership(self, now: float) -> Verdict:
+        """A `join_room` or `leave_room` (already allowed as a message) asks to change rooms: may it?
+
+        Such a change writes presence and may be announced to a whole room, so it
+        has its own budget. `REFUSE`: answer `rate_limited`, change nothing.
+        `CLOSE`: refused again and again; the session has decided to close (1008).
+        """
+        bucket = self._memberships
+        if bucket is None or self.state is not State.OPEN:
+            return Verdict.ALLOW
+        verdict = bucket.take(now)
+        if verdict is Verdict.CLOSE:
+            self.close(CloseCode.POLICY_VIOLATION, "joins and leaves over the limit again and again")
         return verdict
 
     def fragment(self, opcode: Opcode, chunk: bytes, fin: bool, now: float) -> tuple[Verdict, Message | None]:

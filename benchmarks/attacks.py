@@ -36,6 +36,9 @@ Attacks (`--list` prints them):
   join-flood    100,000 join_room pipelined on one connection, then a close
   deep-json     send_message whose message is JSON nested 5,000 deep, pipelined
   malformed     one malformed frame per connection (6 kinds in turn), 4 connections at a time
+  presence-churn  1,000 named members of one room (reading everything) each leave and rejoin once a second
+                (--churn-gap S: the rejoin S seconds after the leave)
+  join-burst    1,000 named clients join one room at once, then read what it announces
 """
 
 from __future__ import annotations
@@ -279,8 +282,9 @@ class Peer:
         return f"{self.how} {self.code}" if self.code is not None else str(self.how)
 
 
-async def open_peer(port: int, ip: str, rcvbuf: int = 0) -> Peer:
-    """Connect from `ip` to the server's /ws and upgrade; `Refused` when it answers otherwise."""
+async def open_peer(port: int, ip: str, rcvbuf: int = 0, query: str = "") -> Peer:
+    """Connect from `ip` to the server's /ws (with `query`, e.g. `name=x`) and upgrade; `Refused` when it
+    answers otherwise."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -293,7 +297,8 @@ async def open_peer(port: int, ip: str, rcvbuf: int = 0) -> Peer:
             reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(
-                f"GET /ws HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"GET /ws{'?' + query if query else ''} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
             )
             head = await reader.readuntil(b"\r\n\r\n")
@@ -666,9 +671,137 @@ class Malformed(Attack):
         return {"status": "one connection per frame"}
 
 
+async def open_members(ctx: Ctx, count: int, prefix: str) -> list[Peer]:
+    """`count` named clients (`prefix`0, `prefix`1, ...), each from one of the 127.0.1.x addresses."""
+    peers: list[Peer] = []
+    for start in range(0, count, 50):
+        peers += await asyncio.gather(
+            *(
+                open_peer(ctx.port, f"{MEMBER_NET}{1 + i % 250}", query=f"name={prefix}{i}")
+                for i in range(start, min(count, start + 50))
+            )
+        )
+    return peers
+
+
+async def join_together(peers: list[Peer], room: str, until: float) -> tuple[int, Counter[str]]:
+    """Every peer joins `room` at once: (acks, errors by code)."""
+    answers = await asyncio.gather(*(join_all(peer, [room], until) for peer in peers))
+    errors: Counter[str] = Counter()
+    for _, refused in answers:
+        errors.update(refused)
+    return sum(acks for acks, _ in answers), errors
+
+
+def members_after(ctx: Ctx, members: list[Peer]) -> dict[str, Any]:
+    """What became of a room's members, and what they were sent."""
+    return {
+        "members": {
+            "count": len(members),
+            "fates": dict(Counter(p.fate_text() for p in members)),
+            "mb_read_each": round(sum(p.bytes_in for p in members) / max(1, len(members)) / 1e6, 3),
+        }
+    }
+
+
+class PresenceChurn(Attack):
+    name, about = (
+        "presence-churn",
+        "1,000 named members of one room (reading everything) each leave and rejoin once a second",
+    )
+    room = "churn"
+
+    async def setup(self, ctx: Ctx) -> None:
+        members = await open_members(ctx, ctx.opts.churners, "c")
+        ctx.peers += members
+        acks, errors = await join_together(members, self.room, time.monotonic() + 60)
+        if acks != len(members):
+            raise RuntimeError(f"presence-churn: {len(members) - acks} members could not join: {dict(errors)}")
+        for peer in members:
+            ctx.reader(peer, close_reply=True)
+
+    async def run(self, ctx: Ctx) -> None:
+        report, members = ctx.report, ctx.peers
+        leave, join = event_frame("leave_room", {"room": self.room}), event_frame("join_room", {"room": self.room})
+        gap = ctx.opts.churn_gap
+        sent = [0]
+        t0 = time.monotonic()
+
+        async def churn(peer: Peer, phase: float) -> None:
+            await asyncio.sleep(phase)
+            due = time.monotonic()
+            for _ in range(MAX_ITERATIONS):
+                if gap <= 0:
+                    if ctx.over() or not await peer.send(leave + join, ctx.end):
+                        return
+                else:  # leave, and rejoin `gap` later: changes spaced apart do not cancel out
+                    if ctx.over() or not await peer.send(leave, ctx.end):
+                        return
+                    await asyncio.sleep(gap)
+                    if not await peer.send(join, ctx.end):
+                        return
+                sent[0] += 2
+                due += 1.0
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+        report.update(unit="joins+leaves", bytes_sent=0)
+        await asyncio.gather(*(churn(p, i / len(members)) for i, p in enumerate(members)))
+        report["sent"] = sent[0]
+        report["bytes_sent"] = sent[0] * (len(leave) + len(join)) // 2
+        rate(report, sent[0], time.monotonic() - t0)
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {"status": f"{len(ctx.peers)} members: " + ", ".join(f"{k} {v}" for k, v in self.fates(ctx).items())}
+
+    @staticmethod
+    def fates(ctx: Ctx) -> Counter[str]:
+        return Counter(p.fate_text() for p in ctx.peers)
+
+    def after(self, ctx: Ctx) -> dict[str, Any]:
+        return members_after(ctx, ctx.peers)
+
+
+class JoinBurst(Attack):
+    name, about = "join-burst", "1,000 named clients join one room at once, then read what it announces"
+    room = "burst"
+
+    async def setup(self, ctx: Ctx) -> None:
+        ctx.peers += await open_members(ctx, ctx.opts.churners, "b")
+
+    async def run(self, ctx: Ctx) -> None:
+        report, members = ctx.report, ctx.peers
+        t0 = time.monotonic()
+        report.update(unit="joins", sent=len(members), bytes_sent=len(members) * 40)
+        acks, errors = await join_together(members, self.room, ctx.limit - 5)
+        report.update(accepted=acks, refused=dict(errors), answered_s=round(time.monotonic() - t0, 3))
+        for peer in members:
+            ctx.reader(peer, close_reply=True)
+        rate(report, len(members), time.monotonic() - t0)
+        await asyncio.sleep(max(0.0, ctx.end - time.monotonic()))  # the announcements go out meanwhile
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {
+            "status": f"{len(ctx.peers)} members: " + ", ".join(f"{k} {v}" for k, v in PresenceChurn.fates(ctx).items())
+        }
+
+    def after(self, ctx: Ctx) -> dict[str, Any]:
+        return members_after(ctx, ctx.peers)
+
+
 ATTACKS: dict[str, Attack] = {
     a.name: a
-    for a in (PingNoRead(), PingRead(), Fragments(), RoomFlood(), History(), JoinFlood(), DeepJson(), Malformed())
+    for a in (
+        PingNoRead(),
+        PingRead(),
+        Fragments(),
+        RoomFlood(),
+        History(),
+        JoinFlood(),
+        DeepJson(),
+        Malformed(),
+        PresenceChurn(),
+        JoinBurst(),
+    )
 }
 
 
@@ -1266,6 +1399,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--honest-clients", type=int, default=3)
     p.add_argument("--honest-rate", type=float, default=20.0, help="requests per second per honest client")
     p.add_argument("--members", type=int, default=100, help="room-flood's reading members (default %(default)s)")
+    p.add_argument(
+        "--churners", type=int, default=1000, help="presence-churn's and join-burst's members (default %(default)s)"
+    )
+    p.add_argument(
+        "--churn-gap",
+        type=float,
+        default=0.0,
+        help="presence-churn: seconds between a member's leave and its rejoin (default %(default)s: back to back)",
+    )
     p.add_argument("--rooms", type=int, default=500, help="history's rooms (default %(default)s)")
     p.add_argument("--history-window", type=int, default=8, help="history's messages in flight (default %(default)s)")
     p.add_argument("--joins", type=int, default=100_000, help="join-flood's joins (default %(default)s)")
@@ -1278,7 +1420,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     opts = p.parse_args(argv)
     if opts.list:
         for attack in ATTACKS.values():
-            print(f"{attack.name:12} {attack.about}")
+            print(f"{attack.name:14} {attack.about}")
         raise SystemExit(0)
     names = list(ATTACKS) if not opts.attacks or "all" in opts.attacks else opts.attacks
     unknown = [n for n in names if n not in ATTACKS]

@@ -145,8 +145,9 @@ async def test_a_churning_room_costs_its_members_little_and_another_room_nothing
         return delays
 
     stop = time.monotonic() + 2.5
-    results = await asyncio.gather(speak(stop), *(churn(c, stop) for c in churners))
-    delays: list[float] = results[0]
+    speaking = asyncio.create_task(speak(stop))
+    await asyncio.gather(*(churn(c, stop) for c in churners))
+    delays = await speaking
     await asyncio.sleep(interval + 0.1)
     await watcher.request("send_message", {"room": "busy", "message": "end"})
     announced = [e for e in await _until_message(watcher, "end") if e["type"] in MEMBER_EVENTS]
@@ -157,3 +158,25 @@ async def test_a_churning_room_costs_its_members_little_and_another_room_nothing
     assert delays and delays[int(len(delays) * 0.99)] < 1.0  # loose: the numbers come from benchmarks/attacks.py
     for c in (watcher, speaker, listener, *churners):
         await c.close()
+
+
+async def test_a_room_over_the_threshold_hears_counts_not_names(make_server: ServerFactory) -> None:
+    interval = 0.2
+    server = await make_server(presence_interval=interval, presence_events_max_members=3)
+    watcher = await _named(server, "watcher")
+    await watcher.join("big")
+    a, b = await _named(server, "a"), await _named(server, "b")
+    await a.join("big")
+    await b.join("big")
+    seen: set[str] = set()
+    while len(seen) < 3:  # three names: not over the threshold, so names are announced
+        seen.add((await watcher.recv_type("member_joined"))["payload"]["name"])
+    c = await _named(server, "c")
+    await c.join("big")
+    counted = await watcher.recv(5)
+    assert counted == {"type": "presence_count", "payload": {"room": "big", "count": 4}}
+    assert (await c.request("leave_room", {"room": "big"}))["type"] == "ack"
+    # Back to three names: the next flush names the one that left.
+    assert (await watcher.recv(5)) == {"type": "member_left", "payload": {"room": "big", "name": "c"}}
+    for client in (watcher, a, b, c):
+        await client.close()

@@ -306,6 +306,9 @@ class MemoryPresence(Presence):
     async def members(self, room: str) -> list[tuple[str, int]]:
         return sorted((name, len(keys)) for name, keys in self._rooms.get(room, {}).items())
 
+    async def count(self, room: str) -> int:
+        return len(self._rooms.get(room, ()))
+
     async def rooms(self, limit: int | None = None) -> list[tuple[str, int]]:
         if limit is not None and len(self._rooms) > limit:
             return [(room, len(self._rooms[room])) for room in heapq.nsmallest(limit, self._rooms)]

@@ -68,6 +68,12 @@ class Presence(abc.ABC):
     async def members(self, room: str) -> list[tuple[str, int]]:
         """`(name, connections)` for every name with a live connection in `room`, sorted by name."""
 
+    async def count(self, room: str) -> int:
+        """How many names `room` has, cluster-wide (as `members` would list them; in Redis, a dead
+        node's names count until the sweep removes them). One cheap call: the presence flush asks it
+        of every room it announces to, to tell a large room (`presence_events_max_members`)."""
+        return len(await self.members(room))
+
     @abc.abstractmethod
     async def rooms(self, limit: int | None = None) -> list[tuple[str, int]]:
         """`(room, names)` for every room with a member now, cluster-wide, sorted by room; with `limit`,

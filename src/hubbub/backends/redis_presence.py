@@ -172,6 +172,11 @@ class RedisPresence(Presence):
                 result.append((name, int(count)))
         return sorted(result)
 
+    async def count(self, room: str) -> int:
+        """One `SCARD` of the room's set of names."""
+        with self._health.command():
+            return int(await self._redis.scard(f"{self._prefix}names:{room}"))
+
     async def rooms(self, limit: int | None = None) -> list[tuple[str, int]]:
         """Two round trips: the set of rooms, then the size of each room's set of names. With `limit`
         and more rooms than that, the set is scanned (`SSCAN`, a few hundred at a time) only until

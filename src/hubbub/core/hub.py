@@ -92,7 +92,15 @@ class Hub:
         self.router.metrics = self.metrics
         self.fanout = Fanout(self.metrics.delivered, settings.write_delay)
         announce = settings.presence_events if self._presence_events is None else self._presence_events
-        self.roster = Roster(self.presence, self.broker, self.node_id, self.tasks, announce, settings.presence_interval)
+        self.roster = Roster(
+            self.presence,
+            self.broker,
+            self.node_id,
+            self.tasks,
+            announce,
+            settings.presence_interval,
+            settings.presence_events_max_members,
+        )
         self.room_table = Rooms(
             self.broker,
             self.history,

@@ -9,8 +9,10 @@ behind; they expire and whichever node notices announces the departure.
 Announcements are not sent as each change happens: they are gathered per room
 (`hubbub.core.presence_diff`) and published as their net effect on the
 boundaries of `presence_interval`, so a churning room costs its members at most
-one event per identity per interval. Webhooks are told every transition at
-once, as before: they are for the application, which wants each one.
+one event per identity per interval. A room of more than `max_members` names
+hears only `presence_count {room, count}` at each flush (a hubbub extension).
+Webhooks are told every transition at once, as before: they are for the
+application, which wants each one.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Roster:
         tasks: TaskOwner,
         announce: bool = True,
         interval: float = 0.0,
+        max_members: int = 0,
     ) -> None:
         self.presence = presence
         self._announce_changes = announce
@@ -59,6 +62,8 @@ class Roster:
         """The hub's webhook dispatcher, when `--webhook` is set: told every transition the backend decided."""
         self._interval = interval
         """`presence_interval`: announcements are gathered this long; 0 announces each change at once."""
+        self._max_members = max_members
+        """`presence_events_max_members`: a larger room hears `presence_count` instead of member events."""
         self._diff = PresenceDiff()
         self._timer: asyncio.TimerHandle | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -82,7 +87,7 @@ class Roster:
                 if self._interval > 0:
                     self._gather(room, name, joined, conn.info if joined else None)
                 else:
-                    await self._broker.broadcast(room, _event(room, Announcement(name, joined, conn.info)))
+                    await self._publish([(room, [Announcement(name, joined, conn.info if joined else None)])])
         except (BrokerUnavailable, ConnectionError, OSError) as exc:
             log.warning("presence.failed", extra={"room": room, "user": name, "error": str(exc)})
 
@@ -135,9 +140,19 @@ class Roster:
             self._schedule()
 
     async def _publish(self, batches: list[tuple[str, list[Announcement]]]) -> None:
-        """Each room's announcements, each encoded once; the broker takes them to every node's members."""
+        """Each room's announcements, each encoded once; the broker takes them to every node's members.
+
+        A room of more than `max_members` names gets one `presence_count` instead.
+        """
         for room, changes in batches:
             try:
+                if self._max_members:
+                    count = await self.presence.count(room)
+                    if count > self._max_members:
+                        await self._broker.broadcast(
+                            room, encode_event("presence_count", {"room": room, "count": count})
+                        )
+                        continue
                 for change in changes:
                     await self._broker.broadcast(room, _event(room, change))
             except (BrokerUnavailable, ConnectionError, OSError) as exc:

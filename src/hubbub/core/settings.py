@@ -276,6 +276,17 @@ class Settings:
         " announced at most this long after it happened. A room's churn then costs its members at most one event"
         " per identity per interval, however fast its members come and go.",
     )
+    presence_events_max_members: int = setting(
+        1000,
+        topic=Topic.CLUSTER,
+        metavar="N",
+        check=checks.at_least(0),
+        help="in a room of more than N names, send presence_count {room, count} at each presence flush instead"
+        " of member_joined/member_left; 0: never",
+        doc="A flush costs each member one event per name that changed: up to N x N events per interval in a"
+        " room of N that churns. Above the threshold it costs one small event per member. A hubbub extension"
+        " (docs/protocol.md); clients that want the names ask `get_presence`.",
+    )
     history_size: int = setting(
         1000,
         topic=Topic.CLUSTER,

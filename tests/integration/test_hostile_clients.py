@@ -327,10 +327,10 @@ async def test_one_read_of_thousands_of_messages_is_handled_fairly(make_server: 
 
 
 async def test_join_flood_stops_at_the_room_limit_and_closes_quickly(make_server: ServerFactory) -> None:
-    """1,000 join_room pipelined on one connection (rate limit off, so the room limit is what is met):
+    """1,000 join_room pipelined on one connection (rate limits off, so the room limit is what is met):
     the first 128 are acked, the rest get `limit_exceeded`, the connection stays usable; closing it
     takes under 0.5 s and leaves no room, subscription or presence entry."""
-    server: Server = await make_server(rate_limit=0)
+    server: Server = await make_server(rate_limit=0, join_rate=0)
     hub = server.hub
     peer, conn = await open_peer(server)
     limit = hub.settings.max_rooms_per_connection

@@ -106,7 +106,7 @@ class Rooms:
             latest = await self._broker.last_offset(room)
             page = await self._history.since(room, since, self._history_size) if since is not None else None
             # Presence first, so that once the ack arrives `get_presence` lists the joiner
-            # (its own member_joined comes back through the kept live messages).
+            # (its own member_joined comes at the next presence flush, as a live room message).
             recorded = True
             await self._roster.change(room, conn, joined=True)
         except BaseException as exc:

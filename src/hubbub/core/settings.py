@@ -160,6 +160,37 @@ class Settings:
         check=checks.at_least(1),
         help="sockets held at once per client address (IPv6: per /64); past it: 429",
     )
+    max_tls_handshakes: int = setting(
+        256,
+        topic=Topic.LIMITS,
+        positive=True,
+        metavar="N",
+        check=checks.at_least(1),
+        help="with TLS: handshakes in progress at once; past it a new socket is closed at once, unanswered",
+        doc="Each handshake in progress holds about 60 KB and its private-key operation runs on the event loop:"
+        " 256 bounds both (15 MB; about 0.3 s of the loop with RSA-2048, half that with an ECDSA P-256"
+        " certificate, if all 256 hellos land at once) and still lets the loop run flat out for clients a"
+        " quarter of a second away.",
+    )
+    max_tls_handshakes_per_ip: int = setting(
+        16,
+        topic=Topic.LIMITS,
+        positive=True,
+        metavar="N",
+        check=checks.at_least(1),
+        help="with TLS: handshakes in progress at once per client address (IPv6: per /64); past it a new socket"
+        " is closed at once, unanswered",
+    )
+    tls_handshake_timeout: float = setting(
+        5.0,
+        topic=Topic.LIMITS,
+        metavar="S",
+        check=checks.within(0, 60, "must be more than 0 and at most 60 seconds"),
+        help="with TLS: seconds a socket has to finish its handshake before it is closed",
+        doc="An honest handshake takes two round trips; five seconds leave a client a second away room to"
+        " retransmit, and a socket that sends nothing or trickles its hello gives its place back twice as"
+        " soon as with 10 s.",
+    )
 
     # ---- keepalive and shutdown ----
     ping_interval: float = setting(

@@ -51,7 +51,7 @@ from hubbub.server.logs import PicowsLog
 from hubbub.server.pacer import FramePacer
 from hubbub.server.proxy_hold import ProxyHold
 from hubbub.server.static_files import StaticFiles
-from hubbub.server.tls import server_context
+from hubbub.server.tls import HandshakeBounds, server_context
 
 log = logging.getLogger("hubbub.server.server")
 _PICOWS_LOG = logging.getLogger("picows.server")
@@ -210,7 +210,9 @@ class Server:
         cap = connection_cap(s.max_connections, fd_limit)
         if self.proxy is not None:  # one address's share of the handshakes waiting on the app, as of the sockets
             self.proxy.share_per_address(s.max_connections_per_ip, cap)
-        listener = Listener(self._protocol, self.hub.metrics, cap, s.max_connections_per_ip, fd_limit, self.ssl)
+        listener = Listener(
+            self._protocol, self.hub.metrics, cap, s.max_connections_per_ip, fd_limit, self.ssl, HandshakeBounds.of(s)
+        )
         await listener.listen(s.host, s.port, s.backlog)
         self.listener = listener
         self.hosts = HostPolicy.for_listener(s.allowed_hosts, listener.addresses, s.host)

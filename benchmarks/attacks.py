@@ -36,6 +36,12 @@ Attacks (`--list` prints them):
   join-flood    100,000 join_room pipelined on one connection, then a close
   deep-json     send_message whose message is JSON nested 5,000 deep, pipelined
   malformed     one malformed frame per connection (6 kinds in turn), 4 connections at a time
+  tls-trickle   waves of sockets that send nothing or trickle a TLS ClientHello at 1 byte/s
+  tls-replay    32 at once, again and again: a recorded ClientHello, the server's flight read, close
+
+The TLS attacks run the server with a self-signed certificate made in a temporary directory
+(`--tls-key-type`, RSA-2048 by default); the honest clients then speak wss, and a probe opens a
+new wss connection every 0.5 s from 127.0.0.4 and times it up to its first ack.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -69,6 +76,7 @@ HOST = "127.0.0.1"
 """Every connection goes to this address; the sources below are loopback addresses too."""
 HONEST_IP = "127.0.0.2"
 ATTACKER_IP = "127.0.0.3"
+PROBE_IP = "127.0.0.4"
 MEMBER_NET = "127.0.1."
 HONEST_ROOM = "honest"
 BIG_READ = 1 << 18
@@ -279,8 +287,8 @@ class Peer:
         return f"{self.how} {self.code}" if self.code is not None else str(self.how)
 
 
-async def open_peer(port: int, ip: str, rcvbuf: int = 0) -> Peer:
-    """Connect from `ip` to the server's /ws and upgrade; `Refused` when it answers otherwise."""
+async def open_peer(port: int, ip: str, rcvbuf: int = 0, tls: ssl.SSLContext | None = None) -> Peer:
+    """Connect from `ip` to the server's /ws (over TLS with `tls`) and upgrade; `Refused` when it answers otherwise."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -290,7 +298,9 @@ async def open_peer(port: int, ip: str, rcvbuf: int = 0) -> Peer:
         sock.bind((ip, 0))
         async with asyncio.timeout(10):
             await loop.sock_connect(sock, (HOST, port))
-            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+            reader, writer = await asyncio.open_connection(
+                sock=sock, limit=1 << 20, ssl=tls, server_hostname="localhost" if tls else None
+            )
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(
                 f"GET /ws HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -367,6 +377,8 @@ class Ctx:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     """Moments worth a look in the honest latencies (join-flood's close)."""
+    tls: ssl.SSLContext | None = None
+    """A client context that trusts the server's certificate, for the TLS attacks."""
 
     def over(self) -> bool:
         return self.abort.is_set() or time.monotonic() >= self.end
@@ -407,6 +419,8 @@ class Attack:
 
     name = ""
     about = ""
+    tls = False
+    """Whether the server speaks TLS for this attack (a self-signed certificate, made per run)."""
 
     async def setup(self, ctx: Ctx) -> None:
         return None
@@ -666,21 +680,222 @@ class Malformed(Attack):
         return {"status": "one connection per frame"}
 
 
+def client_hello() -> bytes:
+    """A real TLS ClientHello (TLS 1.3 with 1.2 allowed), as a client's first flight: what
+    an attacker records once and replays, never doing any cryptography itself."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+async def raw_socket(port: int, ip: str) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        sock.bind((ip, 0))
+        async with asyncio.timeout(5):
+            await loop.sock_connect(sock, (HOST, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Probe:
+    """A new wss connection every 0.5 s from its own address, timed from connect to the ack of its join."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.failures: Counter[str] = Counter()
+
+    async def run(self, ctx: Ctx) -> None:
+        for i in range(MAX_ITERATIONS):
+            if ctx.over():
+                return
+            t0 = time.monotonic()
+            try:
+                async with asyncio.timeout(5):
+                    peer = await open_peer(ctx.port, PROBE_IP, tls=ctx.tls)
+                    try:
+                        answer = await self.join(peer, f"probe-{i}")
+                    finally:
+                        peer.abort()
+                if answer.startswith(b'{"type":"ack"'):
+                    self.samples.append(time.monotonic() - t0)
+                else:
+                    self.failures[f"join {error_code(answer)}"] += 1
+            except (OSError, TimeoutError, Refused, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+                self.failures[type(exc).__name__] += 1
+            await asyncio.sleep(max(0.0, t0 + 0.5 - time.monotonic()))
+
+    @staticmethod
+    async def join(peer: Peer, room: str) -> bytes:
+        """Join `room`; the answer (an ack or an error), or b"" when the connection ended first."""
+        peer.writer.write(event_frame("join_room", {"room": room}, "probe"))
+        parser = FrameParser()
+        for _ in range(MAX_ITERATIONS):
+            data = await peer.reader.read(BIG_READ)
+            if not data:
+                return b""
+            for opcode, payload in parser.feed(data):
+                if opcode == 0x1 and b'"id":"probe"' in payload:
+                    return payload
+        return b""
+
+    def report(self) -> dict[str, Any]:
+        chosen = sorted(self.samples)
+        if not chosen:
+            return {"n": 0, "failures": dict(self.failures)}
+
+        def pct(p: float) -> float:
+            return round(chosen[min(len(chosen) - 1, int(p * len(chosen)))] * 1000, 1)
+
+        return {"n": len(chosen), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "failures": dict(self.failures)}
+
+
+class TlsTrickle(Attack):
+    name, about = "tls-trickle", "waves of sockets that send nothing or trickle a TLS ClientHello at 1 byte/s"
+    tls = True
+
+    async def run(self, ctx: Ctx) -> None:
+        """Waves of `--tls-sockets` sockets, half silent and half trickling, each from its own
+        127.0.2.x address; a wave ends when the server has closed them all, then the next begins."""
+        hello, report, probe = client_hello(), ctx.report, Probe()
+        probing = asyncio.create_task(probe.run(ctx))
+        fates: Counter[str] = Counter()
+        waves: list[dict[str, Any]] = []
+        report.update(unit="sockets", sent=0, bytes_sent=0)
+        t0 = time.monotonic()
+
+        async def one(k: int) -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                sock = await raw_socket(ctx.port, f"127.0.{2 + k // 250}.{1 + k % 250}")
+            except (OSError, TimeoutError) as exc:
+                fates[type(exc).__name__] += 1
+                return
+            opened = time.monotonic()
+            try:
+                for byte in hello if k % 2 else b"":
+                    if ctx.abort.is_set() or time.monotonic() > ctx.limit:
+                        break
+                    await loop.sock_sendall(sock, bytes((byte,)))
+                    report["bytes_sent"] += 1
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            if await loop.sock_recv(sock, 4096) == b"":
+                                break
+                else:
+                    async with asyncio.timeout(max(0.1, ctx.limit - time.monotonic())):
+                        for _ in range(MAX_ITERATIONS):
+                            if await loop.sock_recv(sock, 4096) == b"":
+                                break
+                held = time.monotonic() - opened
+                fates["closed at once" if held < 0.5 else f"closed after {round(held)} s"] += 1
+            except (ConnectionError, OSError):
+                fates["reset"] += 1
+            except TimeoutError:
+                fates["still open"] += 1
+            finally:
+                sock.close()
+
+        for _ in range(MAX_ITERATIONS):
+            if ctx.over():
+                break
+            rss0, w0 = ctx.rss(), time.monotonic()
+            await asyncio.gather(*(one(k) for k in range(ctx.opts.tls_sockets)))
+            report["sent"] += ctx.opts.tls_sockets
+            await asyncio.sleep(1.5)  # the server's heap trim comes a second after the wave
+            waves.append({"s": round(time.monotonic() - w0, 1), "rss_mb": [rss0 >> 20, ctx.rss() >> 20]})
+        probing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probing
+        report.update(waves=waves, fates=dict(fates), probe=probe.report())
+        rate(report, report["sent"], time.monotonic() - t0)
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {"status": "waves of sockets"}
+
+
+class TlsReplay(Attack):
+    name, about = "tls-replay", "32 at once, again and again: a recorded ClientHello, the server's flight read, close"
+    tls = True
+
+    async def run(self, ctx: Ctx) -> None:
+        hello, report, probe = client_hello(), ctx.report, Probe()
+        probing = asyncio.create_task(probe.run(ctx))
+        outcomes: Counter[str] = Counter()
+        report.update(unit="handshakes", sent=0, bytes_sent=0)
+        t0 = time.monotonic()
+
+        async def worker() -> None:
+            loop = asyncio.get_running_loop()
+            for _ in range(MAX_ITERATIONS):
+                if ctx.over():
+                    return
+                try:
+                    sock = await raw_socket(ctx.port, ATTACKER_IP)
+                except (OSError, TimeoutError) as exc:
+                    outcomes[type(exc).__name__] += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                try:
+                    await loop.sock_sendall(sock, hello)
+                    report["bytes_sent"] += len(hello)
+                    async with asyncio.timeout(5):
+                        got = await loop.sock_recv(sock, 65536)  # the server's flight: its signature is made
+                    outcomes["served" if got else "closed at once"] += 1
+                    report["sent"] += 1 if got else 0
+                except (ConnectionError, OSError):
+                    outcomes["reset"] += 1
+                except TimeoutError:
+                    outcomes["no answer in 5 s"] += 1
+                finally:
+                    sock.close()
+
+        await asyncio.gather(*(worker() for _ in range(ctx.opts.tls_concurrency)))
+        probing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probing
+        report.update(outcomes=dict(outcomes), probe=probe.report())
+        rate(report, report["sent"], time.monotonic() - t0)
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {"status": f"{ctx.opts.tls_concurrency} at a time"}
+
+
 ATTACKS: dict[str, Attack] = {
     a.name: a
-    for a in (PingNoRead(), PingRead(), Fragments(), RoomFlood(), History(), JoinFlood(), DeepJson(), Malformed())
+    for a in (
+        PingNoRead(),
+        PingRead(),
+        Fragments(),
+        RoomFlood(),
+        History(),
+        JoinFlood(),
+        DeepJson(),
+        Malformed(),
+        TlsTrickle(),
+        TlsReplay(),
+    )
 }
 
 
 # ---- the honest clients (a child process: `attacks.py _honest ...`) -----------------------
 
 
-async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: float) -> None:
+async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: float, ca: str = "") -> None:
     """Three (`clients`) honest members of room `honest`: send_message with an id at `per_s`, time the ack.
 
     Prints `ready` once all have joined; on SIGUSR1 (or after `max_s`) prints one JSON line:
     samples `[sent_at, latency_s, answered]` (an unanswered request counts with its age),
-    requests lost with a connection, and failures `[at, client, what]`.
+    requests lost with a connection, and failures `[at, client, what]`. With `ca`, over wss
+    trusting that certificate.
     """
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -693,6 +908,7 @@ async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: flo
     lost = [0]
     joined = [asyncio.Event() for _ in range(clients)]
     deadline = time.monotonic() + max_s
+    tls = ssl.create_default_context(cafile=ca) if ca else None
 
     async def client(k: int) -> None:
         seq = 0
@@ -702,7 +918,8 @@ async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: flo
             pending: dict[int, float] = {}
             try:
                 async with connect(
-                    f"ws://{HOST}:{port}/ws",
+                    f"{'wss' if tls else 'ws'}://{HOST}:{port}/ws",
+                    ssl=tls,
                     local_addr=(ip, 0),
                     proxy=None,
                     ping_interval=None,
@@ -794,7 +1011,7 @@ class Honest:
         self.proc = proc
 
     @classmethod
-    async def start(cls, port: int, opts: argparse.Namespace, max_s: float) -> Honest:
+    async def start(cls, port: int, opts: argparse.Namespace, max_s: float, ca: str = "") -> Honest:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(SCRIPT),
@@ -804,6 +1021,7 @@ class Honest:
             str(opts.honest_rate),
             HONEST_IP if opts.spread_ips else HOST,
             str(max_s),
+            ca,
             stdout=asyncio.subprocess.PIPE,
         )
         honest = cls(proc)
@@ -889,11 +1107,13 @@ def resolve_tree(path: str, label: str, server_args: str) -> Tree:
 _SAMPLE = re.compile(r"^(hubbub_[a-z_]+_total)(\{[^}]*\})? ([0-9.e+]+)$")
 
 
-async def scrape(port: int) -> dict[str, float] | None:
+async def scrape(port: int, tls: ssl.SSLContext | None = None) -> dict[str, float] | None:
     """The server's `hubbub_*_total` counters from GET /metrics (None if it does not answer in 5 s)."""
     try:
         async with asyncio.timeout(5):
-            reader, writer = await asyncio.open_connection(HOST, port)
+            reader, writer = await asyncio.open_connection(
+                HOST, port, ssl=tls, server_hostname="localhost" if tls else None
+            )
             try:
                 writer.write(f"GET /metrics HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode())
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -901,7 +1121,7 @@ async def scrape(port: int) -> dict[str, float] | None:
                 body = await (reader.readexactly(int(length.group(1))) if length else reader.read(1 << 22))
             finally:
                 writer.close()
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+    except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return None
     counters: dict[str, float] = {}
     for line in body.decode().splitlines():
@@ -976,9 +1196,29 @@ def log_stats(path: Path, start: int, end: int) -> dict[str, Any]:
     return {"bytes": end - start, "lines": lines, "levels": dict(levels), "top": events.most_common(4)}
 
 
-async def start_server(tree: Tree, port: int, log: Any, pin: bool) -> asyncio.subprocess.Process:
+def self_signed(directory: str, kind: str) -> tuple[str, str]:
+    """A certificate for localhost and 127.0.0.1 and its key, made by `openssl` in `directory`:
+    RSA-2048 (`rsa`) or ECDSA P-256 (`ec`)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    new_key = ("-newkey", "rsa:2048") if kind == "rsa" else ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", *new_key, "-nodes", "-subj", "/CN=localhost", "-days", "1"),
+            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+async def start_server(
+    tree: Tree, port: int, log: Any, pin: bool, extra: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
     env = dict(os.environ, PYTHONPATH=str(tree.src))
-    args = [sys.executable, "-m", "hubbub", "serve", "--port", str(port), "--log-level", "info", *tree.server_args]
+    args = [sys.executable, "-m", "hubbub", "serve", "--port", str(port), "--log-level", "info", *extra]
+    args += tree.server_args
     taskset = shutil.which("taskset")
     if pin and taskset:
         args = [taskset, "-c", "1", *args]
@@ -1063,21 +1303,27 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
     }
     honest: Honest | None = None
     sampling: asyncio.Task[None] | None = None
-    proc = await start_server(tree, port, log, opts.pin)
+    certs = tempfile.TemporaryDirectory(prefix="hubbub-attack-tls-")
+    ca, extra, tls = "", (), None
+    if attack.tls:
+        ca, key = self_signed(certs.name, opts.tls_key_type)
+        extra, tls = ("--tls-cert", ca, "--tls-key", key), ssl.create_default_context(cafile=ca)
+        doc["tls_key_type"] = opts.tls_key_type
+    proc = await start_server(tree, port, log, opts.pin, extra)
     sampler = Sampler(proc, opts.rss_ceiling_mb * 1024, abort)
-    ctx = Ctx(port, opts, abort, lambda: sampler.rss_kb * 1024)
+    ctx = Ctx(port, opts, abort, lambda: sampler.rss_kb * 1024, tls=tls)
     try:
         hard = time.monotonic() + opts.timeout + opts.baseline + 120
         sampling = asyncio.create_task(sampler.run(hard))
         async with asyncio.timeout(60):
             await attack.setup(ctx)
-        honest = await Honest.start(port, opts, opts.timeout + opts.baseline + 60)
+        honest = await Honest.start(port, opts, opts.timeout + opts.baseline + 60, ca)
         await asyncio.sleep(0.5)  # warm-up, not counted: the first requests of a connection are slower
         t_base = time.monotonic()
         await asyncio.sleep(opts.baseline)
         rss_before, log0, cpu0 = sampler.rss_kb, log_path.stat().st_size, proc_cpu_s(proc.pid)
         sampler.reset_peak()
-        counters0 = await scrape(port)
+        counters0 = await scrape(port, tls)
         ctx.start = time.monotonic()
         ctx.end, ctx.limit = ctx.start + opts.duration, ctx.start + opts.timeout
         ctx.tasks.append(asyncio.create_task(ctx.watch()))
@@ -1105,7 +1351,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
             peer.abort()
         t_settled = time.monotonic()
         cpu1 = proc_cpu_s(proc.pid)
-        counters1 = await scrape(port)
+        counters1 = await scrape(port, tls)
         result = await honest.stop()
         honest = None
         log1 = log_path.stat().st_size
@@ -1142,6 +1388,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
         if sampling is not None:
             sampling.cancel()
         await stop_server(proc)
+        certs.cleanup()
         log.close()
         if opts.keep_logs:
             doc["log_path"] = str(log_path)
@@ -1232,6 +1479,10 @@ def print_table(docs: list[dict[str, Any]]) -> None:
             notes.append(f"answers {a.get('answers')}")
         if doc["attack"] == "malformed":
             notes.append(f"outcomes {a.get('outcomes')}")
+        if doc["attack"] == "tls-trickle":
+            notes.append(f"waves {a.get('waves')}; fates {a.get('fates')}; new wss {a.get('probe')}")
+        if doc["attack"] == "tls-replay":
+            notes.append(f"outcomes {a.get('outcomes')}; new wss {a.get('probe')}")
         if doc["attack"] == "room-flood" and a.get("members"):
             m = a["members"]
             notes.append(f"members dropped median @{m['dropped_median_s']} s, {m['mb_read_each']} MB read each")
@@ -1270,6 +1521,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--history-window", type=int, default=8, help="history's messages in flight (default %(default)s)")
     p.add_argument("--joins", type=int, default=100_000, help="join-flood's joins (default %(default)s)")
     p.add_argument("--close-watch", type=float, default=3.0, help="join-flood: seconds watched after the close")
+    p.add_argument("--tls-sockets", type=int, default=2000, help="tls-trickle: sockets per wave (default %(default)s)")
+    p.add_argument("--tls-concurrency", type=int, default=32, help="tls-replay: hellos in flight (default %(default)s)")
+    p.add_argument(
+        "--tls-key-type", choices=("rsa", "ec"), default="rsa", help="the TLS attacks' certificate (default rsa)"
+    )
     p.add_argument("--one-ip", dest="spread_ips", action="store_false", help="every client from 127.0.0.1")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     p.add_argument("--keep-logs", action="store_true", help="keep each server's log file (path in the JSON)")
@@ -1335,8 +1591,8 @@ def run(coro: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["_honest"]:
-        port, clients, per_s, ip, max_s = argv[1:6]
-        run(honest_main(int(port), int(clients), float(per_s), ip, float(max_s)))
+        port, clients, per_s, ip, max_s, ca = argv[1:7]
+        run(honest_main(int(port), int(clients), float(per_s), ip, float(max_s), ca))
         return 0
     opts = parse_args(argv)
     if opts.pin and len(os.sched_getaffinity(0)) >= 2:

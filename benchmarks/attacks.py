@@ -712,10 +712,12 @@ class Probe:
     def __init__(self) -> None:
         self.samples: list[float] = []
         self.failures: Counter[str] = Counter()
+        self.done = False
+        """Set by the attack when it ends (a wave may outlast --duration)."""
 
     async def run(self, ctx: Ctx) -> None:
         for i in range(MAX_ITERATIONS):
-            if ctx.over():
+            if self.done or ctx.abort.is_set() or time.monotonic() > ctx.limit:
                 return
             t0 = time.monotonic()
             try:
@@ -812,9 +814,8 @@ class TlsTrickle(Attack):
             report["sent"] += ctx.opts.tls_sockets
             await asyncio.sleep(1.5)  # the server's heap trim comes a second after the wave
             waves.append({"s": round(time.monotonic() - w0, 1), "rss_mb": [rss0 >> 20, ctx.rss() >> 20]})
-        probing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await probing
+        probe.done = True
+        await probing
         report.update(waves=waves, fates=dict(fates), probe=probe.report())
         rate(report, report["sent"], time.monotonic() - t0)
 
@@ -859,9 +860,8 @@ class TlsReplay(Attack):
                     sock.close()
 
         await asyncio.gather(*(worker() for _ in range(ctx.opts.tls_concurrency)))
-        probing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await probing
+        probe.done = True
+        await probing
         report.update(outcomes=dict(outcomes), probe=probe.report())
         rate(report, report["sent"], time.monotonic() - t0)
 

@@ -1304,7 +1304,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
     honest: Honest | None = None
     sampling: asyncio.Task[None] | None = None
     certs = tempfile.TemporaryDirectory(prefix="hubbub-attack-tls-")
-    ca, extra, tls = "", (), None
+    ca, extra, tls = "", tuple[str, ...](), None
     if attack.tls:
         ca, key = self_signed(certs.name, opts.tls_key_type)
         extra, tls = ("--tls-cert", ca, "--tls-key", key), ssl.create_default_context(cafile=ca)

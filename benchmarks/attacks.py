@@ -40,8 +40,9 @@ Attacks (`--list` prints them):
   tls-replay    32 at once, again and again: a recorded ClientHello, the server's flight read, close
 
 The TLS attacks run the server with a self-signed certificate made in a temporary directory
-(`--tls-key-type`, RSA-2048 by default); the honest clients then speak wss, and a probe opens a
-new wss connection every 0.5 s from 127.0.0.4 and times it up to its first ack.
+(`--tls-key-type`, RSA-2048 by default); the honest clients then speak wss, and a probe (in a
+process of its own) opens a new wss connection every 0.5 s from 127.0.0.4 and times it up to
+the ack of its join.
 """
 
 from __future__ import annotations
@@ -379,6 +380,8 @@ class Ctx:
     """Moments worth a look in the honest latencies (join-flood's close)."""
     tls: ssl.SSLContext | None = None
     """A client context that trusts the server's certificate, for the TLS attacks."""
+    ca: str = ""
+    """That certificate's file."""
 
     def over(self) -> bool:
         return self.abort.is_set() or time.monotonic() >= self.end
@@ -707,22 +710,22 @@ async def raw_socket(port: int, ip: str) -> socket.socket:
 
 
 class Probe:
-    """A new wss connection every 0.5 s from its own address, timed from connect to the ack of its join."""
+    """A new wss connection every 0.5 s from its own address, timed from connect to the ack of its
+    join; it runs in a child process (`attacks.py _probe ...`, see `ProbeProcess`), so that what it
+    measures is the server's delay, not the attacker's own loop."""
 
     def __init__(self) -> None:
         self.samples: list[float] = []
         self.failures: Counter[str] = Counter()
-        self.done = False
-        """Set by the attack when it ends (a wave may outlast --duration)."""
 
-    async def run(self, ctx: Ctx) -> None:
+    async def run(self, port: int, tls: ssl.SSLContext | None, stop: asyncio.Event, deadline: float) -> None:
         for i in range(MAX_ITERATIONS):
-            if self.done or ctx.abort.is_set() or time.monotonic() > ctx.limit:
+            if stop.is_set() or time.monotonic() > deadline:
                 return
             t0 = time.monotonic()
             try:
                 async with asyncio.timeout(5):
-                    peer = await open_peer(ctx.port, PROBE_IP, tls=ctx.tls)
+                    peer = await open_peer(port, PROBE_IP, tls=tls)
                     try:
                         answer = await self.join(peer, f"probe-{i}")
                     finally:
@@ -733,7 +736,9 @@ class Probe:
                     self.failures[f"join {error_code(answer)}"] += 1
             except (OSError, TimeoutError, Refused, ssl.SSLError, asyncio.IncompleteReadError) as exc:
                 self.failures[type(exc).__name__] += 1
-            await asyncio.sleep(max(0.0, t0 + 0.5 - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, t0 + 0.5 - time.monotonic())):
+                    await stop.wait()
 
     @staticmethod
     async def join(peer: Peer, room: str) -> bytes:
@@ -760,6 +765,44 @@ class Probe:
         return {"n": len(chosen), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "failures": dict(self.failures)}
 
 
+async def probe_main(port: int, ca: str, max_s: float) -> None:
+    """The child process of `ProbeProcess`: probes until SIGUSR1 (or `max_s`), then prints its report."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
+    probe = Probe()
+    await probe.run(port, ssl.create_default_context(cafile=ca) if ca else None, stop, time.monotonic() + max_s)
+    print(json.dumps(probe.report()), flush=True)
+
+
+class ProbeProcess:
+    """`Probe` in its own process, from the parent's side."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, ctx: Ctx, ca: str) -> ProbeProcess:
+        max_s = max(1.0, ctx.limit - time.monotonic())
+        args = (str(SCRIPT), "_probe", str(ctx.port), ca, str(max_s))
+        return cls(await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE))
+
+    async def stop(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGUSR1)
+        try:
+            async with asyncio.timeout(10):
+                out = await self.proc.stdout.read()
+                await self.proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            return {"error": "the probe did not answer"}
+        lines = out.decode().strip().splitlines()
+        report: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": "the probe said nothing"}
+        return report
+
+
 class TlsTrickle(Attack):
     name, about = "tls-trickle", "waves of sockets that send nothing or trickle a TLS ClientHello at 1 byte/s"
     tls = True
@@ -767,8 +810,8 @@ class TlsTrickle(Attack):
     async def run(self, ctx: Ctx) -> None:
         """Waves of `--tls-sockets` sockets, half silent and half trickling, each from its own
         127.0.2.x address; a wave ends when the server has closed them all, then the next begins."""
-        hello, report, probe = client_hello(), ctx.report, Probe()
-        probing = asyncio.create_task(probe.run(ctx))
+        hello, report = client_hello(), ctx.report
+        probe = await ProbeProcess.start(ctx, ctx.ca)
         fates: Counter[str] = Counter()
         waves: list[dict[str, Any]] = []
         report.update(unit="sockets", sent=0, bytes_sent=0)
@@ -814,9 +857,7 @@ class TlsTrickle(Attack):
             report["sent"] += ctx.opts.tls_sockets
             await asyncio.sleep(1.5)  # the server's heap trim comes a second after the wave
             waves.append({"s": round(time.monotonic() - w0, 1), "rss_mb": [rss0 >> 20, ctx.rss() >> 20]})
-        probe.done = True
-        await probing
-        report.update(waves=waves, fates=dict(fates), probe=probe.report())
+        report.update(waves=waves, fates=dict(fates), probe=await probe.stop())
         rate(report, report["sent"], time.monotonic() - t0)
 
     def attacker(self, ctx: Ctx) -> dict[str, Any]:
@@ -828,8 +869,8 @@ class TlsReplay(Attack):
     tls = True
 
     async def run(self, ctx: Ctx) -> None:
-        hello, report, probe = client_hello(), ctx.report, Probe()
-        probing = asyncio.create_task(probe.run(ctx))
+        hello, report = client_hello(), ctx.report
+        probe = await ProbeProcess.start(ctx, ctx.ca)
         outcomes: Counter[str] = Counter()
         report.update(unit="handshakes", sent=0, bytes_sent=0)
         t0 = time.monotonic()
@@ -860,9 +901,7 @@ class TlsReplay(Attack):
                     sock.close()
 
         await asyncio.gather(*(worker() for _ in range(ctx.opts.tls_concurrency)))
-        probe.done = True
-        await probing
-        report.update(outcomes=dict(outcomes), probe=probe.report())
+        report.update(outcomes=dict(outcomes), probe=await probe.stop())
         rate(report, report["sent"], time.monotonic() - t0)
 
     def attacker(self, ctx: Ctx) -> dict[str, Any]:
@@ -1311,7 +1350,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
         doc["tls_key_type"] = opts.tls_key_type
     proc = await start_server(tree, port, log, opts.pin, extra)
     sampler = Sampler(proc, opts.rss_ceiling_mb * 1024, abort)
-    ctx = Ctx(port, opts, abort, lambda: sampler.rss_kb * 1024, tls=tls)
+    ctx = Ctx(port, opts, abort, lambda: sampler.rss_kb * 1024, tls=tls, ca=ca)
     try:
         hard = time.monotonic() + opts.timeout + opts.baseline + 120
         sampling = asyncio.create_task(sampler.run(hard))
@@ -1593,6 +1632,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["_honest"]:
         port, clients, per_s, ip, max_s, ca = argv[1:7]
         run(honest_main(int(port), int(clients), float(per_s), ip, float(max_s), ca))
+        return 0
+    if argv[:1] == ["_probe"]:
+        port, ca, max_s = argv[1:4]
+        run(probe_main(int(port), ca, float(max_s)))
         return 0
     opts = parse_args(argv)
     if opts.pin and len(os.sched_getaffinity(0)) >= 2:

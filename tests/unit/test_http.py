@@ -1,4 +1,5 @@
-"""hubbub.server.http: request heads, answers, and the pacer that reads claimed requests before picows."""
+"""HTTP below picows: request heads and answers (`hubbub.protocol.http`), and the front door that reads
+claimed requests before picows does (`hubbub.server.frontdoor`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from hubbub import cli
 from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
-from hubbub.server.http import Head, HttpPacer, Request, Response, Route, encode_response, parse_head
+from hubbub.protocol.http import Claim, Head, Request, Response, Route, encode_response, parse_head
+from hubbub.server.frontdoor import Arrival, FrontDoor, Pipeline
 
 
 def test_heads_and_keep_alive() -> None:
@@ -77,7 +79,7 @@ class FakePicows:
         self.fed += bytes(self._buffer[:n])
 
 
-def _feed(pacer: HttpPacer, data: bytes) -> None:
+def _feed(pacer: FrontDoor, data: bytes) -> None:
     buffer = pacer.get_buffer(len(data))
     buffer[: len(data)] = data
     pacer.buffer_updated(len(data))
@@ -97,7 +99,7 @@ async def test_picows_gets_the_connection_only_when_a_request_for_it_comes() -> 
     route = Route(handle, refuse, max_body=100, body_timeout=5.0)
     inner = FakePicows()
     tasks: list[asyncio.Task[None]] = []
-    pacer = HttpPacer(inner, lambda head: route if head.path == "/api/x" else None, "peer", _spawner(tasks))
+    pacer = _door(inner, lambda head: route if head.path == "/api/x" else None, _spawner(tasks))
     transport = FakeTransport()
     pacer.connection_made(transport)  # type: ignore[arg-type]
     _feed(pacer, b"POST /api/x HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
@@ -129,13 +131,34 @@ async def test_refusals_close_the_connection() -> None:
         (b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"500"),  # the handler's exception
     ):
         tasks: list[asyncio.Task[None]] = []
-        pacer = HttpPacer(FakePicows(), lambda head: route, "peer", _spawner(tasks))
+        pacer = _door(FakePicows(), lambda head: route, _spawner(tasks))
         transport = FakeTransport()
         pacer.connection_made(transport)  # type: ignore[arg-type]
         _feed(pacer, request)
         await asyncio.gather(*tasks)
         assert transport.written.startswith(b"HTTP/1.1 " + status) and transport.closed, request
         pacer.connection_lost(None)
+
+
+class ClaimStage:
+    """A stage that reads the requests `claim` takes, as the login and API stages do."""
+
+    reads_requests = True
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        head = arrival.head
+        route = self.claim(head) if head is not None else None
+        if head is None or route is None:
+            return False
+        door.take(route, head, arrival.rest)
+        return True
+
+
+def _door(inner: FakePicows, claim: Claim, spawn: Any) -> FrontDoor:
+    return FrontDoor(Pipeline((ClaimStage(claim),), spawn), lambda door: inner, "peer", lambda: None)
 
 
 def _spawner(tasks: list[asyncio.Task[None]]) -> Any:

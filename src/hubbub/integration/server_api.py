@@ -2,8 +2,8 @@
 
 Enabled by `--api-key` (one or more keys); each call needs
 `Authorization: apikey KEY` for one of them. Requests are read below picows by
-the HTTP pacer (`hubbub.server.http`: bounded body, body timeout, keep-alive with an
-idle timeout, one request at a time per connection); `ServerApi.claim` takes
+the server's front door (bounded body, body timeout, keep-alive with an idle
+timeout, one request at a time per connection); `ServerApi.claim` takes
 every `/api` request and `ServerApi.handle` answers it with JSON, errors as
 `{"error": {"code", "message"}}`.
 
@@ -68,7 +68,7 @@ from hubbub.protocol.events import (
     valid_name,
     valid_room,
 )
-from hubbub.server.http import Head, Request, Response, Route, decimal
+from hubbub.protocol.http import Head, Request, Response, Route, decimal
 
 log = logging.getLogger("hubbub.client.api")
 
@@ -188,11 +188,11 @@ class ServerApi:
 
     @property
     def enabled(self) -> bool:
-        """Whether any key is configured (else `/api` is not claimed: picows answers 404)."""
+        """Whether any key is configured (else `/api` is not claimed)."""
         return bool(self._keys)
 
     def claim(self, head: Head) -> Route | None:
-        """The HTTP pacer's question: this server reads and answers every `/api` request itself."""
+        """Which route reads a request (`hubbub.protocol.http.Claim`): every `/api` request is this API's."""
         path = head.path
         if self._keys and (path == "/api" or path.startswith("/api/")):
             return self.route

@@ -1,20 +1,22 @@
-"""HTTP for authentication, below picows: `POST /login`, and `/ws` handshakes held for their ticket.
+"""The front door's login stages: `POST /login`, and `/ws` handshakes held for their ticket (`--users`).
 
 picows (2.3) reads only `GET` requests without a body: `_parse_http_request`
 answers any other method, and any non-zero `Content-Length`, with its own
 400 before the application sees the request. So `POST /login` cannot be a
-route of `server.py`. The frame pacer (`hubbub.server.pacer`) already sees every
-request head before picows does; `AuthPacer` looks at it there:
+route of picows'. The front door (`hubbub.server.frontdoor`) sees every request
+head before picows does; these stages look at it there:
 
-- `POST /login`: a route of the HTTP pacer (`hubbub.server.http`), read there
-  (`Content-Length`, at most `MAX_BODY` bytes, within `BODY_TIMEOUT`),
-  answered by `Authenticator.login`, and the connection closes. picows never
-  sees it.
-- `GET /ws?ticket=T` (or `otp=T`): reading pauses while the ticket is taken
-  from its store (Redis is a network round trip, and picows' route callback
-  cannot wait); an unknown, spent or expired ticket is answered 401 here, a
-  good one lets picows have the request with its user known to the route.
-- anything else goes to picows as before, untouched.
+- `Login`, `POST /login`: refused 403 unless its `Host` and `Origin` pass the
+  rules of `/ws`; else read by the door (`Content-Length`, at most `MAX_BODY`
+  bytes, within `BODY_TIMEOUT`), answered by `Authenticator.login`, and the
+  connection closes. picows never sees it.
+- `TicketHold`, `GET /ws?ticket=T` (or `otp=T`): reading pauses while the
+  ticket is taken from its store (Redis is a network round trip, and picows'
+  route callback cannot wait); an unknown, spent or expired ticket is answered
+  401 here, a good one lets picows have the request with its user known to
+  the route.
+- `LoginOff`, without `--users`: `POST /login` is answered 404, saying logins
+  are off (picows would answer its own 400 about the method).
 
 Credentials come as JSON `{"username": U, "password": P}` whatever the
 `Content-Type` (a browser's `fetch` with a string body sends `text/plain`,
@@ -28,7 +30,6 @@ import binascii
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -36,8 +37,8 @@ import msgspec
 from hubbub.auth.logins import Authenticator, Outcome
 from hubbub.backends.broker import BrokerUnavailable
 from hubbub.backends.tickets import StoreFull
-from hubbub.server.http import Claim, Head, HttpPacer, Request, Response, Route
-from hubbub.server.http import parse_head as http_head
+from hubbub.protocol.http import Head, Request, Response, Route
+from hubbub.server.frontdoor import Arrival, FrontDoor
 
 log = logging.getLogger("hubbub.server.login")
 
@@ -55,12 +56,6 @@ class Credentials(msgspec.Struct, forbid_unknown_fields=False):
 
 
 _DECODER = msgspec.json.Decoder(Credentials)
-
-
-def parse_head(head: bytes) -> tuple[str, str, dict[str, list[str]]] | None:
-    """Method, target and headers (lowercased names) of a request head; None if it is not one."""
-    parsed = http_head(head)
-    return None if parsed is None else (parsed.method, parsed.target, parsed.headers)
 
 
 def credentials(headers: dict[str, list[str]], body: bytes) -> tuple[str, str] | None:
@@ -92,56 +87,29 @@ def ticket_of(target: str) -> str | None:
     return values[0] if values else None
 
 
-class AuthPacer(HttpPacer):
-    """An HTTP pacer that answers `POST /login` and holds `/ws` handshakes for their ticket.
+class Login:
+    """`POST /login`: the `Host` and `Origin` rules of `/ws`, then the body read and a ticket answered."""
 
-    Requests of other routes (`claim`: the server API) are read and answered as `HttpPacer` does.
-    """
+    reads_requests = True
 
-    def __init__(
-        self,
-        inner: Any,
-        auth: Authenticator,
-        peer: str,
-        spawn: Callable[[Any], Any],
-        allowed: Callable[[dict[str, list[str]]], bool],
-        claim: Claim | None = None,
-    ) -> None:
+    def __init__(self, auth: Authenticator, allowed: Callable[[dict[str, list[str]]], bool]) -> None:
         """`allowed`: the server's `Host` and `Origin` rules, for the requests picows never sees."""
-        super().__init__(inner, self._claim_login, peer, spawn)
         self._auth = auth
         self._allowed = allowed
-        self._other = claim
-        self._login_route = Route(self._login, _refuse_login, MAX_BODY, BODY_TIMEOUT, keep_alive=False)
-        self.user: str | None = None
-        """The ticket's user while picows routes this connection's request."""
+        self.route = Route(self._login, _refuse_login, MAX_BODY, BODY_TIMEOUT, keep_alive=False)
+        """How a login is read and answered."""
 
-    def _claim_login(self, head: Head) -> Route | None:
-        if head.method == "POST" and head.path == "/login":
-            return self._login_route
-        return self._other(head) if self._other is not None else None
-
-    # ---- the request head ----------------------------------------------------
-
-    def _request_head(self, head: memoryview, rest: memoryview) -> bool:
-        parsed = http_head(bytes(head))
-        if parsed is None:
-            return True  # picows answers malformed requests
-        if parsed.method == "POST" and parsed.path == "/login" and not self._allowed(parsed.headers):
-            self._answer(_refuse(HTTPStatus.FORBIDDEN, "host or origin not allowed"))  # as for /ws
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        if arrival.start[:4] == b"GET ":
             return False
-        if parsed.method == "GET":
-            ticket = ticket_of(parsed.target)
-            if ticket is not None:
-                self._cancel_timer()
-                self._hold_for_ticket(ticket, bytes(head), bytes(rest))
-                return False
-        return super()._request_head(head, rest)
-
-    def _reply(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-        self._answer(Response(status, body, content_type, close=True))
-
-    # ---- POST /login ---------------------------------------------------------
+        head = arrival.head
+        if head is None or head.method != "POST" or head.path != "/login":
+            return False
+        if not self._allowed(head.headers):
+            door.answer(_refuse(HTTPStatus.FORBIDDEN, "host or origin not allowed"))  # as for /ws
+            return True
+        door.take(self.route, head, arrival.rest)
+        return True
 
     async def _login(self, request: Request) -> Response:
         found = credentials(request.head.headers, request.body)
@@ -151,44 +119,75 @@ class AuthPacer(HttpPacer):
         if len(name) > MAX_FIELD or len(password) > MAX_FIELD:
             return _refuse(HTTPStatus.BAD_REQUEST, "username or password too long")
         try:
-            result = await self._auth.login(self._peer, name, password)
+            result = await self._auth.login(request.peer, name, password)
         except (StoreFull, BrokerUnavailable):
-            log.warning("login.store_unavailable", extra={"peer": self._peer})
+            log.warning("login.store_unavailable", extra={"peer": request.peer})
             return _refuse(HTTPStatus.SERVICE_UNAVAILABLE, "try again later")
         if isinstance(result, Outcome):
             return Response(HTTPStatus(result.value), _REASONS[result], _TEXT, close=True)
         reply = {"ticket": result, "otp": result, "expires_in": self._auth.ttl}
         return Response(HTTPStatus.OK, msgspec.json.encode(reply), "application/json", close=True)
 
-    # ---- GET /ws?ticket= -----------------------------------------------------
 
-    def _hold_for_ticket(self, ticket: str, head: bytes, rest: bytes) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
-        self._spawn(self._take(ticket, head, rest))
+class TicketHold:
+    """`GET /ws?ticket=T`: held while the ticket is taken from its store; then picows has it with the
+    ticket's user, or it is refused here."""
 
-    async def _take(self, ticket: str, head: bytes, rest: bytes) -> None:
+    reads_requests = False
+
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
+
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        if arrival.start[:4] != b"GET ":
+            return False
+        head = arrival.head
+        if head is None:
+            return False
+        ticket = ticket_of(head.target)
+        if ticket is None:
+            return False
+        # copies: `view` and `rest` are views of the read buffer every connection shares
+        door.hold(self._take(door, ticket, arrival.raw, bytes(arrival.rest)))
+        return True
+
+    async def _take(self, door: FrontDoor, ticket: str, head: bytes, rest: bytes) -> None:
         try:
-            result = await self._auth.take(self._peer, ticket)
+            result = await self._auth.take(door.peer, ticket)
         except BrokerUnavailable:
-            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"ticket store unreachable\n")
+            _reply(door, HTTPStatus.SERVICE_UNAVAILABLE, b"ticket store unreachable\n")
             return
-        if self._closed:
+        if door.closed:
             return  # the client left meanwhile
         if isinstance(result, Outcome):
-            self._reply(HTTPStatus(result.value), _TICKET_REASONS[result])
+            _reply(door, HTTPStatus(result.value), _TICKET_REASONS[result])
             return
-        self._upgraded = True
-        self.user = result
-        try:
-            self._feed(memoryview(head))
-        finally:
-            self.user = None
-        if rest and not self._closed:
-            self._walk(memoryview(rest))
-        transport = self._transport
-        if transport is not None and not transport.is_closing() and not self._held and not self._app_paused:
-            transport.resume_reading()
+        door.pass_on(head, rest, user=result)
+
+
+_LOGIN_OFF_BODY = b"no logins here: the server is not started with --users FILE\n"
+_LOGIN_OFF = (
+    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+    b"Cache-Control: no-store\r\nConnection: close\r\n\r\n%s" % (len(_LOGIN_OFF_BODY), _LOGIN_OFF_BODY)
+)
+
+
+class LoginOff:
+    """Without `--users`: `POST /login` is answered 404, saying logins are off."""
+
+    reads_requests = False
+
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        if arrival.start[:4] == b"GET ":
+            return False
+        if arrival.line != (b"POST", b"/login"):
+            return False
+        door.refuse(_LOGIN_OFF)
+        return True
+
+
+def _reply(door: FrontDoor, status: HTTPStatus, body: bytes) -> None:
+    door.answer(Response(status, body, _TEXT, close=True))
 
 
 _TEXT = "text/plain; charset=utf-8"

@@ -22,9 +22,9 @@ from typing import Any
 
 import uvloop
 
+from hubbub.core.connection import Connection
 from hubbub.core.hub import Hub
 from hubbub.core.settings import Settings
-from hubbub.server.connection import Connection
 
 ROOMS, MEMBERS, WINDOW = 500, 10, 8
 

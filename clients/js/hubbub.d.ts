@@ -1,1 +1,1 @@
-../../src/hubbub/static/hubbub.d.ts
+../../src/hubbub/server/static/hubbub.d.ts

@@ -1,1 +1,1 @@
-../../src/hubbub/static/hubbub.js
+../../src/hubbub/server/static/hubbub.js

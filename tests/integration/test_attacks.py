@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from hubbub.core.connection import Connection
 from hubbub.protocol.events import Empty
 from hubbub.protocol.session import MAX_OWED_PONGS, State
-from hubbub.server.connection import Connection
 from hubbub.server.pacer import FRAMES_PER_TURN
 from hubbub.server.server import Server
 from tests.conftest import ServerFactory

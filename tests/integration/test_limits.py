@@ -13,8 +13,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from hubbub.core.connection import Connection
 from hubbub.protocol.events import Empty
-from hubbub.server.connection import Connection
 from hubbub.server.listener import _ACCEPT_BATCH, REFUSAL_WAIT, REFUSALS_WAITING, Tally, connection_cap, peer_key
 from hubbub.server.server import Server
 from tests.conftest import ServerFactory

@@ -195,7 +195,7 @@ async def test_shutdown_drops_and_counts_what_is_left(make_server: ServerFactory
     text = hub.metrics.render().decode()
     dropped = re.search(r'hubbub_webhooks_dropped_total\{reason="shutdown",url="[^"]*"\} ([0-9.]+)', text)
     assert dropped and float(dropped.group(1)) >= 3  # connected, room_occupied, member_joined (+ leaving)
-    assert hub.webhooks is not None and len(hub.webhooks.tasks) == 0
+    assert server.webhooks is not None and len(server.webhooks.tasks) == 0
 
 
 async def test_a_webhook_that_never_answers_does_not_slow_a_rooms_messages(
@@ -314,7 +314,7 @@ async def test_the_queue_is_bounded_in_bytes_too(make_server: ServerFactory, rec
         await alice.request("send_message", {"room": "r", "message": "x" * 20_000})
     assert _metric(server, "hubbub_webhooks_queued") == 3 + 4
     assert _metric(server, 'hubbub_webhooks_dropped_total{reason="queue_full"}') == 6
-    hooks = server.hub.webhooks
+    hooks = server.webhooks
     assert hooks is not None and hooks.endpoints[0].bytes <= 100_000
     await alice.close()
 

@@ -128,10 +128,16 @@ class RecordingTransport:
     def get_extra_info(self, name: str) -> None:
         return None
 
-    def send_close(self, code: object, reason: bytes) -> None:
+    def send_close(self, code: object = None, reason: object = None, /) -> None:
         pass
 
     def disconnect(self) -> None:
+        pass
+
+    def send_ping(self) -> None:
+        pass
+
+    async def wait_disconnected(self) -> None:
         pass
 
     def abort(self) -> None:
@@ -140,22 +146,22 @@ class RecordingTransport:
 
 async def test_the_sender_gets_its_own_copy_last() -> None:
     """Members who do not know the message yet are written first; a client pacing on its echo is paced by the room."""
+    from hubbub.core.connection import Connection
     from hubbub.core.hub import Hub
     from hubbub.core.settings import Settings
-    from hubbub.server.connection import Connection
 
     hub = Hub(Settings(write_delay=0.0, close_timeout=0.01, shutdown_timeout=0.1))
     await hub.start()
     log: list[int] = []
     conns = [Connection(hub, None) for _ in range(4)]
     for i, conn in enumerate(conns):
-        conn.on_ws_connected(RecordingTransport(log, i))  # type: ignore[arg-type]
+        conn.attach(*[RecordingTransport(log, i)] * 2)
         await hub.join(conn, "r")
     await _flushed()
     log.clear()
 
     def say(i: int) -> None:
-        conns[i]._receive('{"type":"send_message","payload":{"room":"r","message":"hi"}}')
+        conns[i].receive_text('{"type":"send_message","payload":{"room":"r","message":"hi"}}')
 
     say(2)
     await _flushed()
@@ -167,7 +173,7 @@ async def test_the_sender_gets_its_own_copy_last() -> None:
     assert log == [1, 3, 2, 0]
     log.clear()
     late = Connection(hub, None)  # a joiner goes to the end, behind the last sender
-    late.on_ws_connected(RecordingTransport(log, 4))  # type: ignore[arg-type]
+    late.attach(*[RecordingTransport(log, 4)] * 2)
     await hub.join(late, "r")
     await _flushed()
     log.clear()

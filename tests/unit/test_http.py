@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hubbub import cli
+from hubbub.cli import main as cli
 from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
 from hubbub.protocol.http import Claim, Head, Request, Response, Route, encode_response, parse_head

@@ -15,15 +15,36 @@ library is not installed (`MissingExtra`: `pip install 'hubbub[redis]'`).
 from __future__ import annotations
 
 import importlib
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from hubbub.backends.broker import Broker
 from hubbub.backends.presence import Presence
-from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
 from hubbub.protocol.redaction import redact as redact  # re-exported: the CLI's messages use it
 
 _REDIS = ("redis", "rediss", "unix")
+
+
+class BackendSettings(Protocol):
+    """The settings that choose and size the backends (`hubbub.core.settings.Settings` has them all)."""
+
+    @property
+    def broker(self) -> str: ...
+    @property
+    def store(self) -> str: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def history_size(self) -> int: ...
+    @property
+    def history_ttl(self) -> float: ...
+    @property
+    def history_max_bytes(self) -> int: ...
+    @property
+    def presence_ttl(self) -> float: ...
+    @property
+    def auth_secret(self) -> str: ...
 
 
 class MissingExtra(ConfigError):
@@ -34,7 +55,7 @@ def _scheme(url: str) -> str:
     return urlsplit(url).scheme or url
 
 
-def check(settings: Settings) -> None:
+def check(settings: BackendSettings) -> None:
     """Refuse, before anything starts, a backend choice that cannot work (`ConfigError`, or `MissingExtra`)."""
     broker, store = _scheme(settings.broker), _scheme(settings.store) if settings.store else ""
     if broker not in ("memory", "nats", *_REDIS):
@@ -67,7 +88,7 @@ def _require(module: str, flag: str, extras: str) -> None:
         ) from None
 
 
-def open_backends(settings: Settings) -> tuple[Broker, Presence]:
+def open_backends(settings: BackendSettings) -> tuple[Broker, Presence]:
     """The broker (which also keeps history) and the presence that `settings` ask for."""
     check(settings)
     scheme = urlsplit(settings.broker).scheme or settings.broker

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from hubbub import __version__, backends
+from hubbub import backends
+from hubbub._version import __version__
 from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
 from hubbub.server import tls

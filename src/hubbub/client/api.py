@@ -54,7 +54,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import msgspec
 
-from hubbub import __version__
+from hubbub._version import __version__
 from hubbub.errors import HubbubError
 from hubbub.protocol.redaction import redact
 

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 from hubbub.client.errors import HandshakeRefused, shown
+from hubbub.client.tls import client_context
 from hubbub.protocol.redaction import redact_secrets
-from hubbub.server.tls import client_context
 
 SCENARIOS: dict[str, dict[str, int]] = {
     "F1": {"clients": 1000, "rooms": 1, "msgs": 3000, "window": 32, "size": 64},

@@ -58,7 +58,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from hubbub.client.dial import Retry, closed_by_hub, dial, where
 from hubbub.client.errors import HandshakeRefused, HubUnreachable, InvalidURL, check_url
-from hubbub.server.tls import client_context
+from hubbub.client.tls import client_context
 
 __all__ = [
     "Client",

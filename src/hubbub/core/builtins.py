@@ -28,8 +28,8 @@ from hubbub.protocol.events import (
 )
 
 if TYPE_CHECKING:
+    from hubbub.core.connection import Connection
     from hubbub.protocol.router import Router
-    from hubbub.server.connection import Connection
 
 
 async def join_room(payload: JoinRoom, client: Connection) -> None:

@@ -49,7 +49,7 @@ from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.session import State
 
 if TYPE_CHECKING:
-    from hubbub.server.connection import Connection
+    from hubbub.core.connection import Connection
 
 log = logging.getLogger("hubbub.core.control")
 

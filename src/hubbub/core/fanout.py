@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING
 from hubbub.protocol.session import State
 
 if TYPE_CHECKING:
+    from hubbub.core.connection import Connection
     from hubbub.core.metrics import HotCounter
-    from hubbub.server.connection import Connection
 
 _OPEN = State.OPEN
 

@@ -36,7 +36,7 @@ from hubbub.protocol.codes import CloseCode, ErrorCode
 from hubbub.protocol.session import valid_peer_close_code
 
 if TYPE_CHECKING:
-    from hubbub.server.connection import Connection
+    from hubbub.core.connection import Connection
 
 log = logging.getLogger("hubbub.core.hooks")
 

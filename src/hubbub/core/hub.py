@@ -33,22 +33,22 @@ from hubbub.backends.history import History
 from hubbub.backends.memory import MemoryBroker, MemoryPresence
 from hubbub.backends.presence import Presence
 from hubbub.core import builtins as handlers
+from hubbub.core.connection import Connection
 from hubbub.core.control import Control
 from hubbub.core.fanout import Fanout
 from hubbub.core.hooks import ConnectHook, DisconnectHook, Hooks, JoinHook
 from hubbub.core.keepalive import sweep
 from hubbub.core.membership import ANONYMOUS, Roster
 from hubbub.core.metrics import Metrics
+from hubbub.core.observer import HubObserver
 from hubbub.core.rooms import Rooms
 from hubbub.core.settings import Settings
 from hubbub.core.tasks import TaskOwner
 from hubbub.errors import EventError
-from hubbub.integration.webhooks import Webhooks
 from hubbub.protocol.codes import CloseCode, ErrorCode
 from hubbub.protocol.envelope import EventId, new_message_parts, utc_timestamp
 from hubbub.protocol.events import Empty
 from hubbub.protocol.router import Router
-from hubbub.server.connection import Connection
 
 log = logging.getLogger("hubbub.core.hub")
 P = TypeVar("P")
@@ -88,6 +88,8 @@ class Hub:
         """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
         self.control = Control(self)
         """Control messages between nodes (the server API's disconnect, subscribe, unsubscribe) and node reports."""
+        self.observer: HubObserver | None = None
+        """Who is told of connections, memberships and messages (`observe`): the webhooks, or None."""
         self._build(settings or Settings(), broker, presence)
 
     def _build(self, settings: Settings, broker: Broker | None, presence: Presence | None) -> None:
@@ -118,23 +120,9 @@ class Hub:
             replay_bytes=settings.send_queue_bytes // 2,
         )
         self._last_sender = self.room_table.last_sender
-        self.webhooks: Webhooks | None = None
-        """The webhook dispatcher (`--webhook`), or None: `register`/`unregister` test this one attribute."""
-        if settings.webhooks:
-            self.webhooks = Webhooks(
-                settings.webhooks,
-                settings.webhook_secret,
-                node=self.node_id,
-                registry=self.metrics.registry,
-                timeout=settings.webhook_timeout,
-                retry_for=settings.webhook_retry_for,
-                queue_size=settings.webhook_queue,
-                queue_bytes=settings.webhook_queue_bytes,
-                concurrency=settings.webhook_concurrency,
-            )
-        self.roster.webhooks = self.webhooks
-        self._message_webhook = self.webhooks.message if self.webhooks and settings.webhook_messages else None
-        """`Webhooks.message` with `--webhook-messages`, else None: the one test a publish makes."""
+        self.roster.observer = self.observer
+        self._message_observer = self.observer.message if self.observer and self.observer.wants_messages else None
+        """`HubObserver.message` when the observer wants messages, else None: the one test a publish makes."""
         self.want_write: Callable[[Connection], None] = self.fanout.want_write
         """`conn` has frames in its outbox: it writes them in this turn's flush (the fan-out's own method)."""
         self._heartbeat: asyncio.Task[None] | None = None
@@ -151,6 +139,15 @@ class Hub:
         if self._started:
             raise RuntimeError("configure() is for a hub that has not started")
         self._build(settings, broker, presence)
+
+    def observe(self, observer: HubObserver) -> None:
+        """Tell `observer` of this node's connections, memberships and messages from now on (one observer:
+        the server hands it the webhooks dispatcher when webhooks are configured). Only before `start`."""
+        if self._started:
+            raise RuntimeError("observe() is for a hub that has not started")
+        self.observer = observer
+        self.roster.observer = observer
+        self._message_observer = observer.message if observer.wants_messages else None
 
     @property
     def rooms(self) -> dict[str, dict[Connection, None]]:
@@ -215,8 +212,8 @@ class Hub:
         await self.broker.start(self.room_table.deliver)
         await self.presence.start(self.roster.expired)
         self.control.start_reports(self.presence, lambda: (len(self.connections), len(self.room_table.members)))
-        if self.webhooks is not None:
-            await self.webhooks.start()
+        if self.observer is not None:
+            await self.observer.start()
         self._heartbeat = self.tasks.spawn(
             sweep(lambda: self.connections, self.settings.ping_interval, self.settings.ping_timeout)
         )
@@ -250,9 +247,9 @@ class Hub:
         await self.tasks.close(grace=max(0.1, deadline - loop.time()))
         await self.control.close()
         await self.presence.close()
-        if self.webhooks is not None:
+        if self.observer is not None:
             # Last, so that the departures above are queued: a short grace to send them, then dropped and counted.
-            await self.webhooks.close(grace=min(WEBHOOK_GRACE, max(0.1, deadline - loop.time())))
+            await self.observer.close(grace=min(WEBHOOK_GRACE, max(0.1, deadline - loop.time())))
         await self.broker.close()
 
     # ---- the registry ---------------------------------------------------------
@@ -262,8 +259,8 @@ class Hub:
         self.connections.add(conn)
         if conn.identity is not None:
             self.identities.setdefault(conn.identity, {})[conn] = None
-        if self.webhooks is not None:
-            self.webhooks.connected(conn.identity or ANONYMOUS)
+        if self.observer is not None:
+            self.observer.connected(conn.identity or ANONYMOUS)
         log.debug("conn.opened", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
         if self.hooks.on_connect is not None:
             self.hooks.connected(conn)  # last: the hook may close `conn` at once
@@ -278,8 +275,8 @@ class Hub:
             if not same:
                 del self.identities[identity]
         code = conn.close_code or CloseCode.ABNORMAL_CLOSURE
-        if self.webhooks is not None:
-            self.webhooks.disconnected(conn.identity or ANONYMOUS, int(code))
+        if self.observer is not None:
+            self.observer.disconnected(conn.identity or ANONYMOUS, int(code))
         if self.hooks.on_disconnect is not None:
             self.hooks.disconnected(conn, int(code))  # before leaving: the hook still sees `conn.rooms`
         self.room_table.leave_all(conn)
@@ -342,8 +339,8 @@ class Hub:
         except BrokerUnavailable as exc:
             raise EventError(ErrorCode.UNAVAILABLE, f"the message was not published: {exc}") from None
         self.metrics.published.inc()
-        if self._message_webhook is not None:
-            self._message_webhook(room, offset, sender, message, sent)
+        if self._message_observer is not None:
+            self._message_observer(room, offset, sender, message, sent)
         return offset
 
     async def _publish(self, room: str, head: bytes, tail: bytes, message: Any, sender: str, sent: str) -> int:
@@ -353,8 +350,8 @@ class Hub:
         except BrokerUnavailable as exc:
             raise EventError(ErrorCode.UNAVAILABLE, f"the message was not published: {exc}") from None
         self.metrics.published.inc()
-        if self._message_webhook is not None:
-            self._message_webhook(room, offset, sender, message, sent)
+        if self._message_observer is not None:
+            self._message_observer(room, offset, sender, message, sent)
         return offset
 
     # ---- dispatch of client events (the router's) -------------------------------

@@ -23,7 +23,7 @@ from hubbub.protocol.codes import CloseCode
 from hubbub.protocol.heartbeat import Beat, sweep_period
 
 if TYPE_CHECKING:
-    from hubbub.server.connection import Connection
+    from hubbub.core.connection import Connection
 
 log = logging.getLogger("hubbub.core.keepalive")
 

@@ -17,11 +17,11 @@ import msgspec
 from hubbub.backends.broker import Broker, BrokerUnavailable
 from hubbub.backends.presence import Change, Presence
 from hubbub.core.tasks import TaskOwner
-from hubbub.integration.webhooks import Webhooks
 from hubbub.protocol.envelope import encode_event
 
 if TYPE_CHECKING:
-    from hubbub.server.connection import Connection
+    from hubbub.core.connection import Connection
+    from hubbub.core.observer import HubObserver
 
 log = logging.getLogger("hubbub.core.membership")
 
@@ -40,7 +40,7 @@ class Roster:
         self._broker = broker
         self._node = node_id
         self._tasks = tasks
-        self.webhooks: Webhooks | None = None
+        self.observer: HubObserver | None = None
         """The hub's webhook dispatcher, when `--webhook` is set: told every transition the backend decided."""
 
     def key(self, conn: Connection) -> str:
@@ -55,8 +55,8 @@ class Roster:
                 changed = await self.presence.add(room, name, self.key(conn), conn.info)
             else:
                 changed = await self.presence.remove(room, name, self.key(conn))
-            if changed and self.webhooks is not None:
-                self.webhooks.membership(room, name, joined, changed is Change.ROOM)
+            if changed and self.observer is not None:
+                self.observer.membership(room, name, joined, changed is Change.ROOM)
             if changed and self._announce_changes:
                 payload: dict[str, Any] = {"room": room, "name": name}
                 if joined and conn.info is not None:
@@ -77,8 +77,8 @@ class Roster:
     def expired(self, room: str, name: str, vacated: bool = False) -> None:
         """A dead node's last connection of `name` in `room` expired (`vacated`: the room's last name):
         tell the webhooks and the room (if events are on). One node's sweep calls this, once per cluster."""
-        if self.webhooks is not None:
-            self.webhooks.membership(room, name, False, vacated)
+        if self.observer is not None:
+            self.observer.membership(room, name, False, vacated)
         if not self._announce_changes:
             return
         event = encode_event("member_left", {"room": room, "name": name})

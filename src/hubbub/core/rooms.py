@@ -28,7 +28,7 @@ from hubbub.protocol.frames import text_frame
 from hubbub.protocol.session import State
 
 if TYPE_CHECKING:
-    from hubbub.server.connection import Connection
+    from hubbub.core.connection import Connection
 
 
 class Rooms:

@@ -53,8 +53,8 @@ from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.events import SendMessage, valid_name
 
 if TYPE_CHECKING:
+    from hubbub.core.connection import Connection
     from hubbub.core.settings import Settings
-    from hubbub.server.connection import Connection
 
 log = logging.getLogger("hubbub.proxy")
 

@@ -49,7 +49,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 from prometheus_client import Counter
 
-from hubbub import __version__
+from hubbub._version import __version__
 from hubbub.backends.broker import BrokerUnavailable
 from hubbub.core.builtins import history_answer, presence_answer
 from hubbub.core.control import REPORT_TTL, ControlMessage, Op

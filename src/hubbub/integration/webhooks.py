@@ -60,12 +60,14 @@ from urllib.parse import urlsplit
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from hubbub import __version__
+from hubbub._version import __version__
 from hubbub.auth.signing import HEADER, sign
 from hubbub.core.tasks import TaskOwner
 
 if TYPE_CHECKING:
     import httpx
+
+    from hubbub.core.settings import Settings
 
 log = logging.getLogger("hubbub.integration.webhooks")
 
@@ -293,8 +295,11 @@ class Webhooks:
         queue_bytes: int = 67_108_864,
         concurrency: int = 16,
         backoff: tuple[float, float] = (0.25, 8.0),
+        messages: bool = False,
     ) -> None:
-        """`backoff`: the first retry's delay and the longest; each failure doubles it, jitter takes up to half."""
+        """`backoff`: the first retry's delay and the longest; each failure doubles it, jitter takes up to half.
+        `messages`: send a `message` event for each message this node publishes (`--webhook-messages`)."""
+        self.wants_messages = messages
         self._secret = secret
         self.node = node
         self.timeout = timeout
@@ -314,6 +319,22 @@ class Webhooks:
         self._closed = False
         self.drained: asyncio.Event | None = None
         """Made by `close` while it waits for the queues to empty; set by the worker that empties them."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, node: str, registry: CollectorRegistry) -> Webhooks:
+        """The dispatcher the `--webhook*` settings describe, for the node named `node`."""
+        return cls(
+            settings.webhooks,
+            settings.webhook_secret,
+            node=node,
+            registry=registry,
+            timeout=settings.webhook_timeout,
+            retry_for=settings.webhook_retry_for,
+            queue_size=settings.webhook_queue,
+            queue_bytes=settings.webhook_queue_bytes,
+            concurrency=settings.webhook_concurrency,
+            messages=settings.webhook_messages,
+        )
 
     def depth(self) -> int:
         """Events queued or in flight, all URLs together."""

@@ -31,7 +31,6 @@ from hubbub.protocol.events import Empty
 from hubbub.protocol.frames import text_frame
 
 if TYPE_CHECKING:
-    from hubbub.core.metrics import Metrics
     from hubbub.protocol.session import Session
 
 log = logging.getLogger("hubbub.protocol.router")
@@ -64,6 +63,23 @@ class Client(Protocol):
     def send_frame(self, frame: bytes) -> None: ...
 
 
+class _Count(Protocol):
+    def inc(self) -> None: ...
+
+
+class _CountByLabel(Protocol):
+    def labels(self, *values: str) -> _Count: ...
+
+
+class RouterMetrics(Protocol):
+    """What the router counts: messages received and errors answered, by code (the node's metrics are one)."""
+
+    @property
+    def received(self) -> _Count: ...
+    @property
+    def errors(self) -> _CountByLabel: ...
+
+
 class Router:
     """Maps event types to routes, and dispatches client messages to them.
 
@@ -71,7 +87,7 @@ class Router:
     messages received and the errors answered, by code.
     """
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: RouterMetrics | None = None) -> None:
         self._routes: dict[str, Route[Any]] = {}
         self._decoder: msgspec.json.Decoder[Any] | None = None
         self._by_struct: dict[type, Route[Any]] = {}

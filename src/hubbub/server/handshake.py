@@ -22,11 +22,12 @@ import msgspec
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
 from hubbub.auth.tokens import SUBPROTOCOL, TokenError, token_from_subprotocols, verify_token
+from hubbub.core.connection import Connection
 from hubbub.core.hub import Hub
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.events import invalid_name_message, valid_name
-from hubbub.server.connection import Connection
+from hubbub.server.connection import WebSocketListener
 from hubbub.server.host_origin import HostOrigin
 from hubbub.server.responses import Routed, response
 
@@ -58,13 +59,13 @@ class Handshake:
             self.hub.metrics.handshakes_rejected.labels("origin").inc()
             log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
             return response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
-        if user is not None:
-            return Connection(self.hub, user)  # the ticket's user: `name` and payload `from` are ignored
+        if user is not None:  # the ticket's user: `name` and payload `from` are ignored
+            return WebSocketListener(Connection(self.hub, user))
         if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
             conn = Connection(self.hub, admitted.user)
             conn.grant = admitted.grant
             conn.info = admitted.info
-            return conn
+            return WebSocketListener(conn)
         s = self.settings
         if s.auth_secret:
             with_token = self._token_upgrade(request, query)
@@ -81,7 +82,7 @@ class Handshake:
         name = query.get("name", [None])[0]
         if name is not None and not valid_name(name):
             return response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
-        return Connection(self.hub, name)
+        return WebSocketListener(Connection(self.hub, name))
 
     def _token_upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed | None:
         """The connection of a signed token (`?token=T`, or the subprotocol `hubbub.token.T` next to
@@ -109,9 +110,9 @@ class Handshake:
         conn = Connection(self.hub, grant.sub)
         conn.grant = grant
         if not via_subprotocol:
-            return conn
+            return WebSocketListener(conn)
         answer = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": SUBPROTOCOL})
-        return WSUpgradeResponseWithListener(answer, conn)
+        return WSUpgradeResponseWithListener(answer, WebSocketListener(conn))
 
     def refresh(self, payload: Refresh, client: Connection) -> dict[str, Any]:
         """`refresh`: a new token for the same `sub` with a later `exp` replaces the connection's grant

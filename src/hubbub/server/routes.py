@@ -21,8 +21,7 @@ from picows import WSUpgradeRequest, WSUpgradeResponseWithListener
 
 from hubbub.core.hub import Hub
 from hubbub.core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from hubbub.protocol.frames import binary_frame, text_frame
-from hubbub.server.connection import Connection
+from hubbub.server.connection import EchoConnection, WebSocketListener
 from hubbub.server.handshake import Handshake
 from hubbub.server.host_origin import HostOrigin
 from hubbub.server.responses import Routed, response, with_header
@@ -31,7 +30,7 @@ from hubbub.server.static_files import StaticFiles
 if TYPE_CHECKING:
     from hubbub.integration.app_proxy import Admission
 
-__all__ = ["EchoConnection", "Routes"]
+__all__ = ["Routes"]
 
 log = logging.getLogger("hubbub.server.routes")
 
@@ -43,20 +42,6 @@ _CLIENT_FILES = {
     )
 }
 """`GET /hubbub.js` and `/hubbub.d.ts`: the browser client (clients/js/) and its types, read once."""
-
-
-class EchoConnection(Connection):
-    """`/echo`: every message comes back through the same outbox and writer.
-
-    For protocol conformance runs (Autobahn): text and binary are both echoed,
-    fragmented messages reassembled, and every close rule is the hub's own.
-    """
-
-    def _receive(self, text: str) -> None:
-        self.send_frame(text_frame(text.encode()))
-
-    def _receive_binary(self, data: bytes) -> None:
-        self.send_frame(binary_frame(data))
 
 
 class Routes:
@@ -87,7 +72,7 @@ class Routes:
             if not self._rules.origin_ok(request):
                 self.hub.metrics.handshakes_rejected.labels("origin").inc()
                 return response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
-            return EchoConnection(self.hub, None)
+            return WebSocketListener(EchoConnection(self.hub, None))
         if path == "/login" and (self._logins or self._static is None):
             return response(HTTPStatus.OK, self._auth_mode(), "application/json")
         if path == "/" and self._static is None:

@@ -32,6 +32,7 @@ from hubbub.core.hub import Hub
 from hubbub.core.tasks import TaskOwner
 from hubbub.integration.app_proxy import AppProxy
 from hubbub.integration.server_api import ServerApi
+from hubbub.integration.webhooks import Webhooks
 from hubbub.protocol.events import SendMessage
 from hubbub.protocol.origins import HostPolicy
 from hubbub.protocol.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
@@ -105,9 +106,13 @@ class Server:
         logins = bool(self.settings.users_file)
         self.routes = Routes(hub, self.rules, Handshake(hub, self.rules, logins), logins)
         """picows' route callback: pages, `/healthz`, `/metrics`, static files and the `/ws` upgrade."""
+        self.webhooks: Webhooks | None = None
+        """The webhooks dispatcher (`--webhook`), the hub's observer; None without webhooks."""
+        if self.settings.webhooks:
+            self.webhooks = Webhooks.from_settings(self.settings, hub.node_id, hub.metrics.registry)
+            hub.observe(self.webhooks)
         self.proxy: AppProxy | None = None
-        """The calls to the application, with `--connect-proxy` or `--publish-proxy`
-        (`hubbub.integration.app_proxy`)."""
+        """The calls to the application, with `--connect-proxy` or `--publish-proxy`."""
         if self.settings.connect_proxy or self.settings.publish_proxy:
             self.proxy = AppProxy(self.settings, hub.metrics.registry)
         if self.proxy is not None and self.settings.publish_proxy:

@@ -1,4 +1,4 @@
-"""TLS for the one port: the server's `ssl.SSLContext`, and a client's that trusts a given CA.
+"""TLS for the one port: the server's `ssl.SSLContext`.
 
 hubbub speaks TLS itself when given `--tls-cert` and `--tls-key`: the same
 port then serves `https://` and `wss://`, every route included. The context
@@ -50,15 +50,3 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     except OSError as exc:
         raise ConfigError(f"--tls-cert / --tls-key: cannot read: {exc.strerror or exc}") from None
     return context
-
-
-def client_context(ca: str | None = None) -> ssl.SSLContext:
-    """A client context that verifies the server: against the system's CAs, or only `ca` (a PEM
-    file, e.g. a self-signed certificate) when given. `ConfigError` when `ca` cannot be used."""
-    if ca is None:
-        return ssl.create_default_context()
-    _readable("--ca", ca)
-    try:
-        return ssl.create_default_context(cafile=ca)
-    except ssl.SSLError as exc:
-        raise ConfigError(f"--ca {ca}: not a PEM certificate ({exc.reason or 'not usable'})") from None

@@ -1,13 +1,9 @@
-"""HTTP/1.1 request heads and answers as plain values (sans-I/O: bytes in, values out, bytes out).
+"""HTTP/1.1 request heads and answers as plain values (sans-I/O): what the readers below picows share.
 
-The server reads a few kinds of request below picows, which reads only `GET`s
-without a body: `POST /login`, the server API's `/api/...`, and heads it
-answers itself. This module is what those readers share and what the routes
-that answer them are written against: the parsed head (`Head`, `parse_head`),
-a whole request (`Request`), an answer (`Response`, `encode_response`), how a
-route reads and answers its requests (`Route`, `Claim`), and the strict
-number reading of `Content-Length` and counts (`decimal`). Reading sockets,
-timers and tasks live in `hubbub.server.frontdoor`.
+`parse_head` and `Head`, a whole `Request`, a `Response` and `encode_response`, how a route reads
+and answers its requests (`Route`, `Claim`), `plain_request_line` (the heads hubbub may answer in
+picows' place), and `decimal`, the strict reading of `Content-Length` and counts. The reading
+itself (sockets, timers, tasks) is `hubbub.server.frontdoor`'s.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""The front door's server-API stages: `/api/...` read and answered below picows, or 404 when the API is off.
+"""The front door's stages for the server API: `/api/...` read and answered below picows, or 404.
 
-picows reads no request with a body, so the server API (`hubbub.integration.server_api`)
-is read by the front door (`hubbub.server.frontdoor`): with `--api-key`, `ApiRoutes`
-takes every `/api` request there; without, `ApiOff` answers each one 404 in the
-API's own JSON error format, saying how to turn it on (picows would answer a
-`POST` with its own 400, and a `GET` with a plain 404 that a client of the API
-cannot read).
+With `--api-key`, `ApiRoutes` hands every `/api` request to `hubbub.integration.server_api`, read
+by the front door (picows reads no body); without, `ApiOff` answers each one 404 in the API's own
+JSON error format, saying how to turn it on. docs/topics/front-door.md.
 """
 
 from __future__ import annotations

@@ -1,40 +1,12 @@
-"""The front door: the protocol of every accepted socket, a pipeline of stages in front of picows.
+"""`FrontDoor`: the protocol of every accepted socket, a pipeline of stages in front of picows.
 
-One port serves the WebSocket, pages and plain HTTP. picows (2.3) reads only
-`GET` requests without a body, and its route callback cannot wait; so every
-request head is judged here first, below picows, by the stages of a
-`Pipeline` in order (docs/topics/front-door.md draws it). Each stage has one
-job and either passes the head on or takes it: answers it (a refusal, or a
-route's answer after its body is read), or holds it while something is asked
-(a ticket store, the application) and then lets picows have it. A head that
-no stage takes goes to picows, whose route callback (`hubbub.server.routes`)
-answers pages and upgrades WebSockets. A stage that is not configured is
-simply not in the pipeline.
-
-Once picows has a request, the connection is upgraded or answered, and every
-later read goes through the frame pacer's per-turn budget
-(`hubbub.server.pacer`) untouched: nothing here runs per frame.
-
-Requests a stage claims (`take`) are read here, body included, and answered by
-the route's async handler. Bounds, per connection (the caps on sockets are the
-listener's):
-
-- a request head must be complete within `HEAD_TIMEOUT` of the connection's
-  start, and the next one within `IDLE_TIMEOUT` of the last answer (the
-  connection is closed silently past either: an idle keep-alive ends so);
-- a body has one `Content-Length` (no chunked encoding: 411), at most the
-  route's `max_body` (413, unread) and must arrive within its `body_timeout`
-  (408);
-- one request at a time: reading pauses while a handler runs, and bytes that
-  came after the request (pipelining) wait, at most one read's worth, until
-  it is answered.
-
-A route may keep the connection open after its answer (HTTP/1.1 keep-alive,
-unless the request says `Connection: close` or is HTTP/1.0 without
-`keep-alive`); a connection that then sends a request no stage takes hands it
-to picows. When a stage may read requests, picows is given the connection
-(`connection_made`, which starts its own handshake timeout) only when the
-first request for it comes; otherwise at once.
+Each request head is judged by the `Pipeline`'s stages in order; a stage passes it on or takes it
+(answers it, reads and answers it through a `hubbub.protocol.http.Route`, or holds it and then
+lets picows have it). What no stage takes goes to picows. Claimed requests are read under
+per-connection bounds: `HEAD_TIMEOUT`, `IDLE_TIMEOUT`, a route's `max_body` (413) and
+`body_timeout` (408), no chunked bodies (411), one request at a time. `GetOnly`, the last stage,
+answers 405 to a method picows would garble. Once a connection is upgraded its reads take the
+frame pacer's path alone. The pipeline, each stage and what it refuses: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

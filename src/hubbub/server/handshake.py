@@ -1,15 +1,9 @@
 """The WebSocket upgrade at `/ws`: who the connection is, or the status that refuses it.
 
-picows routes `GET /ws` here (`hubbub.server.routes`) once the front door has let
-the request through. The checks, in order: the `Origin` (403); then the
-identity, from the first that applies: a ticket's user (`--users`: the front
-door took the ticket), the connect proxy's admission (`--connect-proxy`), a
-signed token (`--auth-secret`: `?token=T`, or the subprotocol `hubbub.token.T`
-next to `hubbub`, verified here: an HMAC, no I/O, `hubbub.auth.tokens`); a
-stray credential that no check here accepts, with the connect proxy, is 401,
-never anonymity; with logins or tokens and no `--allow-anonymous`, no
-credential is 401; else the client's own `?name=` (400 when it is not a valid
-name) or none.
+`Handshake.upgrade` checks the `Origin` (403), then takes the identity from a ticket's user, the
+connect proxy's admission, or a signed token (`?token=T` or the subprotocol `hubbub.token.T`);
+a missing or bad credential where one is required is 401, a bad `name` 400. With `--auth-secret`
+it registers the `refresh` event. docs/topics/front-door.md.
 """
 
 from __future__ import annotations

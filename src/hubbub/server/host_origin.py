@@ -1,11 +1,8 @@
-"""The server's `Host` and `Origin` rules, asked by every stage and route that answers a request.
+"""`HostOrigin`: the `Host` and `Origin` rules one server applies, asked by every stage and route.
 
-The rules themselves are sans-I/O (`hubbub.protocol.origins`); this holds what
-one server applies them with: the names it answers to (known once it is bound),
-the scheme it speaks, and `--allowed-origin`. Each asker answers a refusal in
-its own words and at its own point: picows' routes with 403, `POST /login`
-with 403 before its body is read, the server API in its JSON format after the
-head's framing checks, the connect proxy by leaving the request to picows.
+It holds the names the server answers to (set once it is bound), the scheme it speaks and
+`--allowed-origin`; the rules themselves are `hubbub.protocol.origins`. Each asker answers a
+refusal in its own words (docs/topics/front-door.md).
 """
 
 from __future__ import annotations

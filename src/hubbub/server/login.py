@@ -1,26 +1,10 @@
-"""The front door's login stages: `POST /login`, and `/ws` handshakes held for their ticket (`--users`).
+"""The front door's stages for `--users`: `POST /login`, and `/ws` handshakes held for their ticket.
 
-picows (2.3) reads only `GET` requests without a body: `_parse_http_request`
-answers any other method, and any non-zero `Content-Length`, with its own
-400 before the application sees the request. So `POST /login` cannot be a
-route of picows'. The front door (`hubbub.server.frontdoor`) sees every request
-head before picows does; these stages look at it there:
-
-- `Login`, `POST /login`: refused 403 unless its `Host` and `Origin` pass the
-  rules of `/ws`; else read by the door (`Content-Length`, at most `MAX_BODY`
-  bytes, within `BODY_TIMEOUT`), answered by `Authenticator.login`, and the
-  connection closes. picows never sees it.
-- `TicketHold`, `GET /ws?ticket=T` (or `otp=T`): reading pauses while the
-  ticket is taken from its store (Redis is a network round trip, and picows'
-  route callback cannot wait); an unknown, spent or expired ticket is answered
-  401 here, a good one lets picows have the request with its user known to
-  the route.
-- `LoginOff`, without `--users`: `POST /login` is answered 404, saying logins
-  are off (picows would answer its own 400 about the method).
-
-Credentials come as JSON `{"username": U, "password": P}` whatever the
-`Content-Type` (a browser's `fetch` with a string body sends `text/plain`,
-which also spares it a CORS preflight), or as HTTP Basic.
+`Login` answers a login with a ticket (or 400, 401, 403, 408, 413, 429, 503); `TicketHold` takes a
+`/ws?ticket=T`'s ticket from its store and answers 401 (429, 503) for one unknown, spent or
+expired, or lets picows have the request with the ticket's user; without `--users`, `LoginOff`
+answers `POST /login` 404. Credentials are JSON `{"username", "password"}` or HTTP Basic. Why
+below picows: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,9 @@
-"""Stop feeding picows at a close frame, so a close is answered before what follows is judged.
+"""`FramePacer`: what stands between a connection's transport and picows' protocol.
 
-Why this exists: picows parses one frame ahead. When a read holds frame N and
-frame N+1, it parses N+1 before it hands N to hubbub, and if N+1 is a protocol
-error it fails the connection without ever delivering N. RFC 6455 says that
-after a close frame nothing more is read: the close is answered and the rest
-discarded. (Autobahn case 7.1.2: two close frames back to back must be answered
-with 1000, not 1002.) The pacer sits between the transport and picows'
-protocol, passes reads through whole, and when a read holds a close frame it
-passes only up to that frame's end and drops everything after it. Parsing stays
-picows' job: the pacer only reads each frame header's opcode and lengths.
-
-It costs one copy of inbound bytes and a few Python operations per inbound
-frame, and no memory per connection beyond a cut header.
-
-**Fair reading.** The pacer is also where one client's burst is kept from
-stalling everyone else. A single read can hold thousands of tiny frames (a
-256 KiB read of empty pings is 40,000 of them), and picows would hand every
-one to the application before the event loop could serve anyone else. So the
-pacer passes frames in batches of at most `FRAMES_PER_TURN`: the rest is held,
-reading pauses (TCP pushes back on the sender), and the next batch is passed
-on a later turn, after the other connections have had theirs. (When the last
-held batch is passed, reading resumes and uvloop may read again in the same
-turn: a turn can see up to two batches, never more.) The held bytes
-are at most one read. The application can pause reading too (a connection's
-inbox is full, `pause_for_app`); reading resumes only when neither holds it.
-
-**The request head.** Before the upgrade the pacer finds the end of the
-request head and asks `_request_head` whether picows gets it now: always, here;
-the front door (`hubbub.server.frontdoor`) answers some requests itself or holds
-them first. The cost, on a handshake, is one search for the head's end.
+It passes nothing after a close frame (so a close is answered before what follows is judged),
+passes at most `FRAMES_PER_TURN` frames per connection per loop turn (fair reading), and asks
+`_request_head` whether picows gets each request head (the front door, `hubbub.server.frontdoor`,
+answers some itself or holds them first). Why: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,9 @@
-"""The front door's connect-proxy stage: `/ws` handshakes held while the application is asked (`--connect-proxy`).
+"""The front door's stage for `--connect-proxy`: `/ws` handshakes held while the application is asked.
 
-picows' route callback cannot wait, and asking the app is an HTTP round trip.
-So, as `login.TicketHold` does for a ticket, this stage of the front door
-(`hubbub.server.frontdoor`) looks at the request head before picows does: a
-WebSocket handshake for `/ws` that carries no credential of hubbub's own (no
-`ticket`/`otp` or `token` in the query, no `hubbub.token.` subprotocol) and
-passes the server's `Host` and `Origin` rules is held -- reading paused,
-nothing given to picows -- while `AppProxy.connect` asks the app. Its answer
-either refuses the handshake here (401, 403, or 503) or lets picows have the
-request, with the admission (`FrontDoor.admitted`) known to the route while
-picows routes it. Every other request goes on as before: a credential to its
-own check, a foreign origin to picows' 403.
-
-A held handshake takes one of the `--proxy-max-waiting` places of
-`AppProxy.reserve` before its call is started; with none left, or none left
-for its address (`AppProxy.share_per_address`), it is answered 503 at once,
-unasked. The place is given back when the call's task ends:
-answered, timed out (`--proxy-timeout`), or cancelled (shutdown, or a client
-whose leaving was noticed: reading is paused, so a client that vanishes while
-held is usually noticed only when its answer is written).
+`ConnectProxyHold` pauses a handshake that carries no credential of hubbub's own, asks
+`AppProxy.connect`, and either refuses it (401, 403, 503) or lets picows have it with the app's
+admission; past `--proxy-max-waiting` (in all, or one address's share) it answers 503 unasked.
+Why and how: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

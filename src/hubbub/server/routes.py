@@ -1,11 +1,9 @@
-"""picows' route callback: what each `GET` that the front door let through is answered.
+"""picows' route callback: the answer to each `GET` that the front door let through.
 
-Every route first checks the `Host` (403 for a name this server does not answer
-to, `hubbub.protocol.origins`). Then, by path: `/ws` upgrades (`hubbub.server.handshake`),
-`/echo` (with `--echo`, for conformance runs), `GET /login` says how a page may
-connect, `/` is the chat page (or `--static DIR`'s index), `/hubbub.js` and
-`/hubbub.d.ts` the browser client, `/healthz` and `/metrics`, then the files of
-`--static DIR`, and 404 for anything else.
+`Routes.route` checks the `Host` (403), upgrades `/ws` (`hubbub.server.handshake`), and answers
+`/echo` (with `--echo`), `GET /login`, `/`, the browser client, `/healthz`, `/metrics`, the files of
+`--static DIR` (405 for a method other than `GET`), and 404 for anything else.
+docs/topics/front-door.md.
 """
 
 from __future__ import annotations

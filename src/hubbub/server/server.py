@@ -1,17 +1,9 @@
-"""The server: a hub behind a listening port, its front door built from the settings, and shutdown.
+"""The server: a hub behind one port for the HTTP routes, the WebSocket handshake and the server API.
 
-One port serves everything. `listener.py` accepts each socket (or turns it
-away at once when a cap is reached) and gives it a `FrontDoor`
-(`hubbub.server.frontdoor`): the pipeline of stages this server's settings call
-for, built once at `start` by `front_door` (docs/topics/front-door.md). What
-no stage takes goes to picows, whose route callback is `Routes.route`
-(`hubbub.server.routes`; the `/ws` upgrade is `hubbub.server.handshake`).
-Rejections before the upgrade are HTTP statuses (PROTOCOL.md: 403 for a
-foreign origin, 404 for an unknown path, 400 for a bad name; and 403 on every
-route for a `Host` this server does not answer to, see `origins.py`).
-
-With `--publish-proxy`, `send_message` is replaced by the proxy's handler
-(`hubbub.integration.app_proxy`), unless the application took it over.
+`Server` puts a `Hub` on the network: the listener, the front door below picows (`front_door`
+builds its stages from the settings at `start`), and the routes picows calls
+(`hubbub.server.routes`, `hubbub.server.handshake`). `serve` runs one until it is told to stop.
+How a request gets there: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class Pipeline:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The stages' class names, in order: what the pipeline is, for logs and tests."""
+        """The stages' class names, in order: what the pipeline is, for tests and diagnostics."""
         return tuple(type(stage).__name__ for stage in self.stages)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The attacks of issue 9, each against a fresh hubbub server, seen from three honest clients.
+"""Attacks by a hostile client, each against a fresh hubbub server, seen from three honest clients.
 
     python3 benchmarks/attacks.py all --src src                     # this tree, every attack
     python3 benchmarks/attacks.py ping-noread join-flood --duration 4 --src /work/wt/attackbench/src

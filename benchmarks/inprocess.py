@@ -60,7 +60,7 @@ async def main(rounds: int) -> None:
         for _ in range(MEMBERS):
             conn = Connection(hub, None)
             transport: Any = CountingTransport()
-            conn.on_ws_connected(transport)
+            conn.attach(transport, transport.underlying_transport)
             conns.append(conn)
             await hub.join(conn, f"room{r}")
     publishers = conns[::MEMBERS]
@@ -77,7 +77,7 @@ async def main(rounds: int) -> None:
     for _ in range(rounds):
         for publisher, mine in zip(publishers, texts, strict=True):
             for text in mine:
-                publisher._receive(text)
+                publisher.receive_text(text)
         for _ in range(3):  # the flush runs on the next loop turn
             await asyncio.sleep(0)
     cpu = time.process_time() - cpu

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # F1 with and without a webhook endpoint that answers slowly, interleaved (plain, webhook, plain, ...):
-# a webhook must never slow message delivery (issue 11). Server on core 1, wsload on core 0, the slow
+# a webhook must never slow message delivery. Server on core 1, wsload on core 0, the slow
 # endpoint (benchmarks/slow_webhook.py, which answers each POST after DELAY seconds) beside wsload.
 #
 #   benchmarks/webhook_ab.sh              # 3 rounds, DELAY=2, with --webhook-messages

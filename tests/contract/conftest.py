@@ -34,14 +34,14 @@ class BrokerWithHistory(Broker, History):
     """Both contracts, as every broker backend provides them."""
 
 
-def _make_broker(kind: str, history_size: int = 100, history_ttl: float = 60.0) -> Broker:
+def _make_broker(kind: str, history_size: int = 100, history_ttl: float = 60.0, prefix: str = "") -> Broker:
+    """A broker of `kind` on its own keys; brokers made with one `prefix` are nodes of one cluster."""
     if kind == "memory":
         return MemoryBroker(history_size, history_ttl)
+    prefix = prefix or f"test:{uuid.uuid4().hex}:"
     if kind == "nats":
-        broker = NatsBroker(NATS_URL, REDIS_URL, uuid.uuid4().hex, history_size, history_ttl)
-        broker._prefix = f"test:{uuid.uuid4().hex}:"
-        return broker
-    return RedisBroker(REDIS_URL, uuid.uuid4().hex, history_size, history_ttl, prefix=f"test:{uuid.uuid4().hex}:")
+        return NatsBroker(NATS_URL, REDIS_URL, uuid.uuid4().hex, history_size, history_ttl, prefix=prefix)
+    return RedisBroker(REDIS_URL, uuid.uuid4().hex, history_size, history_ttl, prefix=prefix)
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import tracemalloc
+import uuid
 
 import redis.asyncio as aioredis
 
 from hubbub.backends.history import History
 from hubbub.backends.memory import ENTRY_OVERHEAD, ROOM_OVERHEAD, MemoryBroker
-from hubbub.backends.redis import RedisBroker
 from hubbub.protocol.envelope import new_message_parts
 from tests.contract.conftest import REDIS_URL, Received, _make_broker
 from tests.helpers import eventually
@@ -128,14 +128,14 @@ async def test_redis_history_and_offset_keys_are_bounded(broker_backend: str) ->
     """In Redis a room's history is trimmed to `history_size`, and its keys expire after `history_ttl`."""
     if broker_backend == "memory":
         return
-    b = _make_broker(broker_backend, history_size=5, history_ttl=0.5)
-    assert isinstance(b, RedisBroker)
+    prefix = f"test:{uuid.uuid4().hex}:"
+    b = _make_broker(broker_backend, history_size=5, history_ttl=0.5, prefix=prefix)
     await b.start(Received())
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         for i in range(20):
             await b.publish("kept", *_parts("kept", str(i)))
-        history, offset = f"{b._prefix}history:kept", f"{b._prefix}offset:kept"
+        history, offset = f"{prefix}history:kept", f"{prefix}offset:kept"
         assert await client.llen(history) == 5
         assert 0 < await client.pttl(history) <= 500 and 0 < await client.pttl(offset) <= 500
         await asyncio.sleep(0.7)

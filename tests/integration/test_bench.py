@@ -161,7 +161,7 @@ def _result(**figures: Any) -> Result:
 
 
 def test_bench_never_prints_a_negative_or_meaningless_figure() -> None:
-    """Issue 12: "server RSS per connection -102 bytes" against a busy server. A figure that
+    """A busy server can make "server RSS per connection -102 bytes". A figure that
     cannot be measured is n/a with its reason, in the table and (null + unmeasured) in JSON."""
     busy = _result(server_rss_bytes_per_conn=-102.0, server_cpu_us_per_delivery=0.3, slow_consumers_dropped=-4)
     table = " ".join(busy.table().split())

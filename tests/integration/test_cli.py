@@ -148,12 +148,13 @@ def test_a_bad_command_line_is_one_line_naming_the_subcommand_and_exit_2(args: l
 
 def test_shutdown_timeout_is_a_flag_and_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/integration.md and docs/security.md refer to `--shutdown-timeout`: it exists, reaches `Settings`."""
-    from hubbub.cli.main import _settings, build_parser, parse_args
+    from hubbub.cli.main import build_parser, parse_args
+    from hubbub.cli.settings import settings_from
 
-    assert _settings(parse_args(build_parser(), ["serve"])).shutdown_timeout == 3.0
-    assert _settings(parse_args(build_parser(), ["serve", "--shutdown-timeout", "7.5"])).shutdown_timeout == 7.5
+    assert settings_from(parse_args(build_parser(), ["serve"])).shutdown_timeout == 3.0
+    assert settings_from(parse_args(build_parser(), ["serve", "--shutdown-timeout", "7.5"])).shutdown_timeout == 7.5
     monkeypatch.setenv("HUBBUB_SHUTDOWN_TIMEOUT", "12")
-    assert _settings(parse_args(build_parser(), ["serve"])).shutdown_timeout == 12.0
+    assert settings_from(parse_args(build_parser(), ["serve"])).shutdown_timeout == 12.0
     out = subprocess.run(
         [sys.executable, "-m", "hubbub", "serve"],
         capture_output=True,
@@ -258,7 +259,7 @@ def test_hubbub_run_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> N
 
 
 async def test_the_readme_custom_event_example_runs_and_stops_cleanly(tmp_path: Path) -> None:
-    """Issue 12: it printed nothing at start and dumped a double traceback on Ctrl-C."""
+    """It prints its start line, and Ctrl-C stops it without a traceback."""
     from tests.integration.test_client import readme_example
 
     port = _free_port()

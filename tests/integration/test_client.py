@@ -323,7 +323,7 @@ def readme_example(name: str) -> str:
 
 
 async def test_the_readme_client_example_runs_as_a_script(server: Server, tmp_path: Path) -> None:
-    """Issue 12: it was `async with` outside a function and pointed at port 8001. Run as it
+    """It is a complete script, not a fragment: run as it
     stands (on the test server's port): it prints its own hello, and Ctrl-C ends it quietly."""
     script = tmp_path / "client.py"
     script.write_text(readme_example("client.py").replace("ws://127.0.0.1:8000/ws", ws_url(server)))

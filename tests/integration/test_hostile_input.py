@@ -1,4 +1,4 @@
-"""No client can hurt another (issue 9), over real sockets: deep JSON, hostile names, broken frames, log forging.
+"""No client can hurt another, over real sockets: deep JSON, hostile names, broken frames, log forging.
 
 Each attack gets a coded answer (an `error` event, a 400, a close code), the
 attacker's connection stays usable where the protocol allows, and the log

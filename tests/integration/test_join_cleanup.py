@@ -52,9 +52,7 @@ def backends(kind: str, node: str) -> tuple[Broker, Presence]:
     presence = RedisPresence(REDIS_URL, node, 30.0, prefix + "presence:")
     if kind == "redis":
         return RedisBroker(REDIS_URL, node, 100, 60.0, prefix=prefix), presence
-    broker = NatsBroker(NATS_URL, REDIS_URL, node, 100, 60.0)
-    broker._prefix = prefix  # its offsets and history in Redis, apart from other tests'
-    return broker, presence
+    return NatsBroker(NATS_URL, REDIS_URL, node, 100, 60.0, prefix=prefix), presence
 
 
 def broker_subscribed(broker: Broker, room: str) -> bool:
@@ -63,9 +61,9 @@ def broker_subscribed(broker: Broker, room: str) -> bool:
         state = broker._rooms.get(room)
         return state is not None and state.subscribed
     if isinstance(broker, NatsBroker):
-        return room in broker._wanted or room in broker._subs
+        return room in broker._order.wanted or room in broker._subs
     assert isinstance(broker, RedisBroker)
-    return room in broker._wanted
+    return room in broker._order.wanted
 
 
 class Window:

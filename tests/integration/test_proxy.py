@@ -29,7 +29,8 @@ from hubbub.auth.passwords import hash_password
 from hubbub.auth.signing import HEADER, verify
 from hubbub.backends.redis import RedisBroker
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.cli.main import _settings, build_parser
+from hubbub.cli.main import build_parser
+from hubbub.cli.settings import settings_from
 from hubbub.client import client as hubbub_client
 from hubbub.client.errors import HandshakeRefused
 from hubbub.core.hub import Hub
@@ -510,14 +511,14 @@ def test_bad_proxy_flags_get_a_message_and_exit_2(args: list[str], message: str)
     assert message in out.stderr and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
 
 
-def test_proxy_flags_become_settings() -> None:
+def test_proxy_flags_becomesettings_from() -> None:
     flags = "--connect-proxy http://app/c --publish-proxy https://app/p --proxy-timeout 2.5 --webhook-secret s"
     flags += " --proxy-header Cookie --proxy-header X-Session --proxy-max-waiting 9"
     args = build_parser().parse_args(["serve", *flags.split()])
-    s = _settings(args)
+    s = settings_from(args)
     assert (s.connect_proxy, s.publish_proxy, s.proxy_timeout) == ("http://app/c", "https://app/p", 2.5)
     assert (s.proxy_headers, s.proxy_max_waiting) == (("Cookie", "X-Session"), 9)
-    default = _settings(build_parser().parse_args(["serve"]))
+    default = settings_from(build_parser().parse_args(["serve"]))
     assert (default.connect_proxy, default.proxy_headers, default.proxy_timeout) == (
         "",
         ("Cookie", "Authorization"),

@@ -1,29 +1,9 @@
-"""Authentication: logins that mint tickets, and handshakes that spend them.
+"""Authentication with `--users`: logins that mint tickets, and handshakes that spend them.
 
-`Authenticator` is what the server asks. `login` checks a name and password
-(in a worker thread, see `hubbub.auth.passwords`) and answers a ticket; `take`
-spends a ticket presented on `/ws` and answers its user. Every way a client
-can make it work is bounded, per client address (an IPv6 /64, as the
-connection caps count) and in total:
-
-- a login is charged to its address before the password is checked, and
-  refunded if it was right: at most `LOGIN_BURST` failures at once and
-  `LOGIN_RATE_PER_MIN` a minute after that; past them, 429 without a check;
-- at most `VERIFY_THREADS` checks run at once and `VERIFY_QUEUE` wait; past
-  them, 503: a login flood from many addresses costs two cores at most and
-  never the event loop;
-- a ticket lookup that finds nothing is charged to its address the same way
-  (`LOOKUP_BURST`, `LOOKUP_RATE_PER_MIN`), and at most `MAX_LOOKUPS` run at once;
-- the addresses remembered are at most `MAX_ADDRESSES`; past it the one
-  seen least recently is forgotten (it loses what it was charged: the total
-  bounds above do not depend on it).
-
-Nothing here logs a password, a ticket or a hash: the log says who (the
-name, the address) and what happened.
-
-Signed tokens (`--auth-secret`) need no store and no bound of this kind: they
-are checked in `hubbub.auth.tokens` (no I/O), whose `mint_token` and
-`verify_token` are re-exported here.
+`Authenticator` is what the server asks: `login` checks a name and password and answers a ticket
+(or why not: 401, 429, 503), `take` spends a ticket and answers its user. Every way a client can
+make it work is bounded per address and in total; nothing logs a password, ticket or hash. The
+bounds and why: docs/topics/auth.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """Passwords: the `--users` file, argon2id hashes, and a verification that takes as long for anyone.
 
-A users file has one `name:HASH` per line, where HASH is what `hubbub
-hash-password` prints: an argon2id hash in the PHC string format, which names
-its own parameters and salt, so hashes made with other costs keep working.
-Blank lines and lines starting with `#` are skipped. A bad line stops the
-server at start-up with its line number, never its content (it may be a hash).
-
-Verifying costs about 0.15 s of one core and 64 MiB (argon2-cffi's RFC 9106
-low-memory profile): that is the point, it makes guessing slow. So a
-verification runs in a worker thread (argon2 releases the GIL), never on the
-event loop, and `Users.verify` verifies an unknown name against a dummy hash
-made with the same parameters, so that a wrong name and a wrong password take
-the same time and an attacker cannot learn which names exist.
+`Users` reads a `name:HASH` file (a bad line raises `ConfigError` naming the line, never its
+content) and verifies in a worker thread; `hash_password` makes what `hubbub hash-password`
+prints. Without argon2-cffi (the `auth` extra), `MissingArgon2`. Why: docs/topics/auth.md.
 """
 
 from __future__ import annotations

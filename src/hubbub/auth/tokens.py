@@ -1,24 +1,9 @@
-"""Signed tokens (JWT, HS256): verifying and minting them, with no I/O.
+"""Signed tokens (JWT, HS256) for `--auth-secret`: verifying and minting them, with no I/O.
 
-A token is a JWT signed with the server's shared secret (`--auth-secret`).
-Only HS256 is accepted: `alg: none`, RS256 and every other algorithm are
-refused, so a token cannot be forged by picking the algorithm (the classic
-`none` and RS/HS confusion attacks). Claims:
-
-- `sub` (required): the identity the connection gets;
-- `exp` (required): when the token stops being valid (Unix time); a
-  connection that authenticated with it is closed (1008) then, unless refreshed;
-- `rooms` (optional): a list of exact room names or `prefix*` patterns the
-  identity may join; absent means any room;
-- `aud` / `iss`: checked when the server was given an audience / issuer.
-
-Clocks differ a little between the minter and the server: `LEEWAY` seconds
-are allowed on `exp`, `nbf` and `iat`, at the handshake and for a live
-connection alike (it is closed once `exp + LEEWAY` has passed). Nothing here logs; errors never carry
-the token.
-
-PyJWT (the `auth` extra) is imported only when a token is verified or
-minted: a hub without `--auth-secret` runs without it.
+`verify_token` answers a token's `Grant` (identity, rooms, expiry) or raises `TokenError`;
+`mint_token` makes one (`hubbub token`). Only HS256 is accepted; `sub` and `exp` are required,
+`rooms`, `aud` and `iss` checked when present or configured, with `LEEWAY` for clocks. PyJWT is
+imported only when a token is used. The claims and why: docs/topics/auth.md.
 """
 
 from __future__ import annotations

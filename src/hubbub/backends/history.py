@@ -1,22 +1,9 @@
-"""The History contract: what a room said recently, for resume-by-offset and `get_history`.
+"""The History contract: what a room said recently, for resume by offset and `get_history`.
 
-History is bounded by size (messages per room) and age, and the memory
-backend also by bytes across all rooms. It stores each message as the encoded
-`new_message` event, the same bytes that went out live, so replaying it costs
-no encoding. A resume asks for everything after an offset; `complete` says
-whether history still reached back that far.
-
-A room whose state was dropped (no subscriber and no history left in the
-memory backend; expired in Redis) starts its next life numbering above every
-offset it had before, so an offset a client holds is never reused: a resume
-with it gets `complete` False (`recovered: false`), never a room's new
-messages taken for ones the client has seen. `since` above the room's latest
-offset is therefore incomplete too: the room that offset came from is gone.
-
-Backends: the memory broker (one node) and the Redis broker keep history as
-part of publishing, so a message is in history exactly when it has an offset.
-A page can be as large as `history_size` messages of `max_message_size`
-each; `page_within` cuts it to what a connection's send queue can take.
+History is bounded by size and age (and, in memory, by bytes across rooms) and keeps each message
+as its encoded `new_message` event. `Page.complete` says whether it still reached back to the
+offset asked for; an offset is never reused by a room's later life. `page_within` cuts a page to
+what a send queue can take. How the backends keep it: docs/topics/backends.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,9 @@
-"""In-memory backends: the default, for a single node.
+"""In-memory backends, the default: broker, history and presence for a single node.
 
-Everything lives in this process, so they cannot span nodes: run one server,
-or use the Redis backend. Delivery is synchronous: `publish` hands the message
-to the sink before it returns, which keeps a single node's fan-out free of any
-extra hop.
-
-History is bounded three ways: per room by size (`history_size`), by age
-(`history_ttl`, enforced by a sweep that runs while the broker is started, not
-only when history is read), and across all rooms by bytes
-(`history_max_bytes`): past it, the globally oldest messages go first, whatever
-their room. A room's state (its offset counter and history) is reclaimed once
-it has no subscriber and no history left, so rooms that come and go do not
-accumulate.
-
-A reclaimed room that is used again must not number its messages from 1: a
-client that resumes with the offset it last saw would get `recovered: true` or
-have its new messages dropped as repeats. So reclaiming a room raises its
-*floor*, and a room starts its life at its floor: above every offset it ever
-had, consecutive within a life. The floors are a fixed array of 4096 integers
-indexed by two hashes of the room's name (each raised to the room's last
-offset + 1 when it is reclaimed; a room's floor is the lower of its two), which
-costs no memory per room, is never below what the room needs, and is 0 for a
-name that nothing reclaimed shares a slot with. One offset is skipped between
-lives on purpose: a client that resumes into a new life, however far it had
-read, always gets `recovered: false`.
+`MemoryBroker` and `MemoryPresence` keep everything in this process, so they cannot span nodes:
+run one server, or use Redis. History is bounded by `history_size`, `history_ttl` and
+`history_max_bytes`; a room reclaimed and used again numbers its messages above every offset it
+had. How: docs/topics/backends.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """NATS as the bus between nodes, with Redis as the store (`--broker nats://... --store redis://...`).
 
-NATS carries messages between nodes; it does not number them, keep them, or
-know who is in a room. So offsets, history and presence stay in Redis: a
-publish takes its offset and enters history in one Redis script (as with the
-Redis broker), then goes out on the room's NATS subject. Two nodes publishing
-at once may put offsets 6 and 5 on the bus in that order; a receiving node
-that sees a gap fills it from history first and drops the late duplicate, so
-members still see one order. The same gap filling covers a node whose NATS
-connection was down for a while.
-
-Heartbeats go through NATS too: the node publishes on its own subject every
-second and marks itself unhealthy (`/healthz` 503) when it does not hear them;
-with each heartbeat it also pings the Redis store, so a node whose store is
-down is unhealthy too.
-
-At start-up the node gives NATS `STARTUP_TIMEOUT` to answer, then exits (code
-1) instead of retrying forever; once connected, it reconnects without limit.
+`NatsBroker` carries messages on NATS while offsets, history and presence stay in Redis (its
+`RedisStore`); its `OrderedDelivery` fills a gap in a room's offsets from history, so members see one
+order. NATS that does not answer within `STARTUP_TIMEOUT` at start-up raises `BrokerUnavailable`.
+How: docs/topics/backends.md.
 """
 
 from __future__ import annotations
@@ -26,12 +14,15 @@ import logging
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 
-from hubbub.backends.broker import BrokerUnavailable, Sink
-from hubbub.backends.redis import RedisBroker
-from hubbub.backends.redis_pool import close_quickly, one_line
+from hubbub.backends.broker import Broker, BrokerUnavailable, Sink
+from hubbub.backends.history import History, Page
+from hubbub.backends.ordering import OrderedDelivery
+from hubbub.backends.redis_pool import Health, close_quickly, one_line, reach
+from hubbub.backends.redis_store import RedisStore
 
 log = logging.getLogger("hubbub.nats")
 
@@ -39,28 +30,50 @@ CONTROL_SUBJECT = "hubbub.core.control"
 """Where control messages (`Broker.send_control`) travel: every node subscribes to it."""
 
 
-class NatsBroker(RedisBroker):
+class NatsBroker(Broker, History):
     """Fan-out over NATS core subjects; offsets and history in Redis."""
 
-    redis_fanout = False
-
-    def __init__(self, nats_url: str, store_url: str, node_id: str, history_size: int, history_ttl: float) -> None:
-        super().__init__(store_url, node_id, history_size, history_ttl)
+    def __init__(
+        self,
+        nats_url: str,
+        store_url: str,
+        node_id: str,
+        history_size: int,
+        history_ttl: float,
+        prefix: str = "hubbub:",
+    ) -> None:
+        """`prefix` starts every key of the Redis store, as with `RedisBroker`."""
         self._nats_url = nats_url
+        self._store_url = store_url
+        self._node = node_id
+        # The script does not PUBLISH on Redis: NATS carries the messages.
+        self._store = RedisStore(store_url, history_size, history_ttl, prefix, fanout=False)
+        self._order = OrderedDelivery(self._store, history_size)
+        self._deliver = self._order.deliver
         self._nc: Any = None
         self._subs: dict[str, Any] = {}
         self._beat_task: asyncio.Task[None] | None = None
         self._nats_error = ""
+        self._beat_seen = 0.0
+        self._ok = False
+        self._closed = False
 
     def _subject(self, room: str) -> str:
         return f"hubbub.room.{room}"
 
+    # ---- life -------------------------------------------------------------
+
+    @property
+    def presence_client(self) -> tuple[aioredis.Redis, Health]:
+        """The store's client (and its health) that this node's presence shares, so `/healthz` covers it too."""
+        return self._store.client, self._store.health
+
     async def start(self, sink: Sink) -> None:
         """Reach the Redis store, then NATS, each within `STARTUP_TIMEOUT`; else `BrokerUnavailable`, nothing left."""
-        self._sink = sink
+        self._order.sink = sink
         try:
-            await self._reach(self._url, "the Redis store", self._redis.ping)
-            await self._reach(self._nats_url, "NATS", self._connect_nats, last_error="_nats_error")
+            await reach(self._store_url, "the Redis store", self._store.client.ping)
+            await reach(self._nats_url, "NATS", self._connect_nats, why=lambda: self._nats_error)
         except BaseException:
             await close_quickly(self)
             raise
@@ -101,10 +114,18 @@ class NatsBroker(RedisBroker):
             with contextlib.suppress(Exception):  # a client that never connected cannot drain
                 async with asyncio.timeout(2.0):
                     await (nc.drain() if nc.is_connected else nc.close())
-        await super().close()
+        await self._store.close()
+
+    @property
+    def healthy(self) -> bool:
+        """NATS carries the heartbeat, and the last command on the store succeeded."""
+        return self._ok and time.monotonic() - self._beat_seen < 3.0 and self._store.health.ok
+
+    # ---- the contract -----------------------------------------------------
 
     async def publish(self, room: str, head: bytes, tail: bytes) -> int:
-        offset = await super().publish(room, head, tail)  # offset and history, in Redis
+        """Number and keep the message in Redis (one script), then send it on the room's subject."""
+        offset = await self._store.publish(room, head, tail)
         event = head + str(offset).encode() + tail
         await self._send(self._subject(room), str(offset).encode() + b":" + event)
         return offset
@@ -129,24 +150,34 @@ class NatsBroker(RedisBroker):
             raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
 
     async def subscribe(self, room: str) -> None:
-        self._wanted.add(room)
+        self._order.wanted.add(room)
         if room in self._subs:
             return
         try:
             self._subs[room] = await self._nc.subscribe(self._subject(room), cb=self._on_message)
-            self._last[room] = await self.last_offset(room)
+            self._order.last[room] = await self._store.last_offset(room)
         except NatsError as exc:
             raise BrokerUnavailable(str(exc) or type(exc).__name__) from None
 
     async def unsubscribe(self, room: str) -> None:
-        self._wanted.discard(room)
+        self._order.wanted.discard(room)
         await asyncio.sleep(0)
         sub = self._subs.get(room)
-        if room not in self._wanted and sub is not None:
+        if sub is not None and self._order.forget(room):  # unless a join wanted it back meanwhile
             del self._subs[room]
-            self._last.pop(room, None)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def last_offset(self, room: str) -> int:
+        return await self._store.last_offset(room)
+
+    async def since(self, room: str, offset: int, limit: int) -> Page:
+        return await self._store.since(room, offset, limit)
+
+    async def latest(self, room: str, limit: int) -> Page:
+        return await self._store.latest(room, limit)
+
+    # ---- the bus, watched -------------------------------------------------
 
     async def _on_message(self, msg: Any) -> None:
         room = msg.subject[len("hubbub.room.") :]
@@ -167,8 +198,8 @@ class NatsBroker(RedisBroker):
             with contextlib.suppress(Exception):
                 if self._nc is not None and self._nc.is_connected:
                     await self._nc.publish(f"hubbub.node.{self._node}", b"beat")
-            with contextlib.suppress(BrokerUnavailable), self._health.command():
-                await self._redis.ping()
+            with contextlib.suppress(BrokerUnavailable), self._store.health.command():
+                await self._store.client.ping()
 
     async def _disconnected(self) -> None:
         if self._ok and not self._closed:
@@ -176,7 +207,7 @@ class NatsBroker(RedisBroker):
         self._ok = False
 
     async def _reconnected(self) -> None:
-        log.info("nats.reconnected", extra={"rooms": len(self._wanted)})
-        for room in list(self._wanted):
+        log.info("nats.reconnected", extra={"rooms": len(self._order.wanted)})
+        for room in list(self._order.wanted):
             with contextlib.suppress(BrokerUnavailable):
-                await self._fill_gap(room)
+                await self._order.fill_gap(room)

@@ -1,26 +1,16 @@
 """One way to open Redis for hubbub: a bounded pool that waits rather than fails, and retries dead connections.
 
-A thousand clients joining at once means a thousand presence updates at once.
-redis-py's default pool opens a connection per concurrent command and, past its
-limit, raises; a blocking pool with a few dozen connections queues them instead,
-which Redis (single-threaded) serves just as fast.
-
-A pool outlives the Redis it connected to: after a Redis restart, every idle
-connection in it is dead, and the first command on each would fail
-(`Connection closed by server.`) although Redis is back. redis-py's `Retry`
-reconnects and sends the command again, with exponential backoff, so a dead
-connection costs a reconnect, not an `unavailable` answer. Only commands that
-are safe to send twice are retried on a timeout (see `connect_redis`).
-
-`Health` records whether the last command on a client succeeded: a node whose
-pool still fails must not tell its load balancer that it is healthy.
+`connect_redis` makes the client every Redis backend uses (commands safe to send twice are
+retried after a reconnect); `Health` records whether its last command succeeded, for `/healthz`.
+A broker's Redis or bus that cannot be reached at start-up raises `BrokerUnavailable` (`reach`).
+Why: docs/topics/backends.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -31,6 +21,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.backends.broker import BrokerUnavailable
+from hubbub.protocol.redaction import redact
 
 MAX_CONNECTIONS = 32
 RETRIES = 3
@@ -126,3 +117,31 @@ async def abandon(task: asyncio.Future[Any]) -> None:
     while not task.done() and loop.time() < deadline:
         task.cancel()
         await asyncio.wait({task}, timeout=0.05)
+
+
+async def reach(
+    url: str, what: str, connect: Callable[[], Awaitable[object]], why: Callable[[], str] | None = None
+) -> None:
+    """Await `connect()` for at most `STARTUP_TIMEOUT`; a failure is `BrokerUnavailable`, one line naming `what`.
+
+    `why` returns the last error of a client that retries by itself
+    (nats-py), to say why it was still trying when the time ran out.
+    """
+    attempt = asyncio.ensure_future(connect())
+    try:
+        done, _ = await asyncio.wait({attempt}, timeout=STARTUP_TIMEOUT)
+    except asyncio.CancelledError:  # a signal during start-up
+        await abandon(attempt)
+        raise
+    if not done:
+        await abandon(attempt)
+        last = why() if why is not None else ""
+        detail = f" (last error: {last})" if last else ""
+        raise BrokerUnavailable(
+            f"cannot reach {what} at {redact(url)}: no answer within {STARTUP_TIMEOUT:g} s{detail}"
+        ) from None
+    exc = attempt.exception()
+    if isinstance(exc, Exception):  # whatever the client raises: refused, unknown host, bad password, ...
+        raise BrokerUnavailable(f"cannot reach {what} at {redact(url)}: {one_line(exc)}") from None
+    if exc is not None:
+        raise exc

@@ -1,19 +1,8 @@
 """Presence in Redis: every node's connections, expiring when their node goes silent.
 
-One sorted set per (room, name) holds connection keys scored by their expiry;
-the node refreshes its own keys four times per TTL. Every node sweeps expired
-keys with a script, so the entries of a node that died vanish within the TTL
-and exactly one node (the one whose sweep removed the last key) announces
-`member_left` (and, when it was the room's last name, that the room is vacated).
-Each script answers a `Change`: the first/last connection of a name and the
-first/last name of a room are decided inside Redis, once for the cluster.
-The sweep walks every room with presence: fine for thousands of rooms, to be
-sharded before millions.
-
-Each refresh writes a node's entries whole (the connection key, the room's
-names and the set of rooms), so a Redis that restarted empty lists the node's
-members again within a quarter of the TTL. A node's presence shares the
-broker's client (`client=`), so `/healthz` covers its commands too.
+`RedisPresence` keeps each (room, name)'s connections in Redis with an expiry its node refreshes;
+every node sweeps, and each transition (a name's first or last connection, a room's first or last
+name) is decided once for the cluster, inside Redis. How: docs/topics/backends.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """Tickets: what `POST /login` hands out and a `/ws` handshake spends, once, on any node.
 
-A ticket is `secrets.token_urlsafe(18)` (144 random bits), valid `ttl`
-seconds, and taken atomically: the first handshake that presents it gets its
-user, every later one (on any node sharing the store) gets nothing.
-
-Two backends behind one contract, `TicketStore`:
-
-- `MemoryTickets`, for the memory broker (one node): a dict bounded to
-  `MAX_TICKETS`; expired tickets are dropped as they are met and swept when
-  the store is full, and a store still full after the sweep refuses to issue
-  (the login is answered 503) rather than grow.
-- `RedisTickets`, for a Redis broker or store: `SET key user EX ttl` and
-  `GETDEL`, one atomic command, so a ticket replayed on another node fails.
-  Keys are `<prefix>ticket:<sha256 of the ticket>`: a `KEYS` or `MONITOR` on
-  Redis does not show usable tickets.
+`TicketStore` is the contract; `MemoryTickets` (one node, at most `MAX_TICKETS`: a full store
+raises `StoreFull`) and `RedisTickets` (atomic `GETDEL`, keys hashed) implement it, and
+`open_tickets` picks one for the settings. How: docs/topics/backends.md.
 """
 
 from __future__ import annotations

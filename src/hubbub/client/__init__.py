@@ -1,1 +1,72 @@
-"""TODO layer docstring."""
+"""What a program uses to talk to a hub: the Python client, its errors, dialing, the server-API
+client, the terminal chat and the load generator.
+
+It imports only `hubbub.protocol` of the other layers: a client program never loads the server,
+the core or prometheus_client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Client": "hubbub.client.client",
+    "connect": "hubbub.client.client",
+    "RequestFailed": "hubbub.client.client",
+    "State": "hubbub.client.client",
+    "InvalidURL": "hubbub.client.errors",
+    "HubUnreachable": "hubbub.client.errors",
+    "HandshakeRefused": "hubbub.client.errors",
+    "ApiClient": "hubbub.client.api",
+    "AsyncApiClient": "hubbub.client.api",
+    "ApiError": "hubbub.client.api",
+    "BadRequest": "hubbub.client.api",
+    "Unauthorized": "hubbub.client.api",
+    "NotFound": "hubbub.client.api",
+    "Unavailable": "hubbub.client.api",
+}
+
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "AsyncApiClient",
+    "BadRequest",
+    "Client",
+    "HandshakeRefused",
+    "HubUnreachable",
+    "InvalidURL",
+    "NotFound",
+    "RequestFailed",
+    "State",
+    "Unauthorized",
+    "Unavailable",
+    "connect",
+]
+
+if TYPE_CHECKING:  # for type checkers only; loaded on first use below
+    from hubbub.client.api import (
+        ApiClient,
+        ApiError,
+        AsyncApiClient,
+        BadRequest,
+        NotFound,
+        Unauthorized,
+        Unavailable,
+    )
+    from hubbub.client.client import Client, RequestFailed, State, connect
+    from hubbub.client.errors import HandshakeRefused, HubUnreachable, InvalidURL
+
+
+def __getattr__(name: str) -> Any:
+    """Load the module of a name the first time it is used: `import hubbub.client` costs nothing more."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hubbub.client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -35,7 +35,7 @@ SCENARIOS: dict[str, dict[str, int]] = {
     "F4": {"clients": 1000, "rooms": 1, "msgs": 40000, "window": 32, "size": 64, "stalled": 1},
     "smoke": {"clients": 50, "rooms": 5, "msgs": 100, "window": 8, "size": 64},
 }
-"""The issue's scenarios and a quick one. F4 is F1 plus a member that stops reading, long
+"""The benchmark scenarios and a quick one. F4 is F1 plus a member that stops reading, long
 enough for its backlog to pass what the kernel holds for it (up to 4 MiB on Linux) and
 the outbox bound, so that the server really drops it while the others are measured."""
 

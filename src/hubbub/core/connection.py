@@ -62,13 +62,13 @@ class HubPort(Protocol):
     presence: Presence
     join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None
 
-    def register(self, conn: Connection) -> None: ...
-    def unregister(self, conn: Connection) -> None: ...
+    def _register(self, conn: Connection) -> None: ...
+    def _unregister(self, conn: Connection) -> None: ...
     def want_write(self, conn: Connection) -> None: ...
-    def dispatch(self, conn: Connection, text: str) -> Coroutine[Any, Any, None] | None: ...
-    def answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None: ...
-    def answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None: ...
-    def slow_consumer(self, conn: Connection) -> None: ...
+    def _dispatch(self, conn: Connection, text: str) -> Coroutine[Any, Any, None] | None: ...
+    def _answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None: ...
+    def _answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None: ...
+    def _slow_consumer(self, conn: Connection) -> None: ...
     async def join(self, conn: Connection, room: str, since: int | None = None) -> None: ...
     def leave(self, conn: Connection, room: str) -> bool: ...
     def publish_nowait(
@@ -89,6 +89,7 @@ class Connection:
     # Slots, not a __dict__: fan-out reads a few of these per recipient per
     # flush, and a slot is the fastest attribute Python has.
     __slots__ = (
+        "__weakref__",  # tests and tools may watch a connection without keeping it alive
         "_abort_handle",
         "_attached",
         "_gate",
@@ -161,7 +162,7 @@ class Connection:
     # ---- what the transport adapter calls ---------------------------------------
 
     def attach(self, wire: Wire, raw: Any) -> None:
-        """The handshake is done: `wire` carries control frames, `raw` (an asyncio transport) the data.
+        """For the transport adapter: the handshake is done; `wire` carries control frames, `raw` the data.
 
         The connection registers with the hub, or, when the server is already
         shutting down, closes at once with 1001.
@@ -181,15 +182,15 @@ class Connection:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.hub.settings.send_buffer)
         if self.session.open():
             self._attached = True
-            self.hub.register(self)
+            self.hub._register(self)
         else:  # closed (server shutting down) before it opened
             wire.send_close(int(CloseCode.GOING_AWAY))
             wire.disconnect()
 
     def receive_text(self, text: str) -> None:
-        """Handle a whole text message now, or queue it behind an async handler still running."""
+        """For the transport adapter: handle a text message now, or queue it behind an async handler still running."""
         if self._reader is None:
-            pending = self.hub.dispatch(self, text)
+            pending = self.hub._dispatch(self, text)
             if pending is not None:  # an async handler: await it, and hold back what follows
                 self._reader = asyncio.get_running_loop().create_task(self._read_on(pending))
             return
@@ -199,19 +200,19 @@ class Connection:
             self._pause_reading(True)
 
     def receive_binary(self, data: bytes) -> None:
-        """hubbub speaks text only (PROTOCOL.md): a binary message closes with 1003."""
+        """For the transport adapter: a binary message, which closes with 1003 (hubbub speaks text only)."""
         self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
 
     def refuse(self, data: bytes) -> None:
-        """A message over the rate limit: answered `rate_limited`, not handled."""
-        self.hub.answer_error(self, ErrorCode.RATE_LIMITED, "slow down: too many events", salvage_id(data))
+        """For the transport adapter: a message over the rate limit: answered `rate_limited`, not handled."""
+        self.hub._answer_error(self, ErrorCode.RATE_LIMITED, "slow down: too many events", salvage_id(data))
 
     def pong_owed(self) -> None:
-        """The session owes the peer a pong: it goes out with the next write."""
+        """For the transport adapter: the session owes the peer a pong: it goes out with the next write."""
         self._want_write()
 
     def peer_closed(self, code: int, has_code: bool, echo: int) -> None:
-        """The peer sent a close frame with `code`; `echo` is the code to answer with if we echo it."""
+        """For the transport adapter: the peer sent a close frame with `code`; `echo` is the code to echo back."""
         action = self.session.peer_close(code, has_code)
         transport = self._transport
         if action is PeerClose.ECHO:
@@ -226,7 +227,7 @@ class Connection:
             transport.disconnect()
 
     def transport_lost(self, sent_code: int | None) -> None:
-        """The transport is gone (`sent_code`: the close code we sent, if any): leave the hub, once."""
+        """For the transport adapter: the transport is gone (`sent_code`: the close code we sent, if any)."""
         self.session.closed(sent_code)
         self._detach()
         if self._abort_handle is not None:
@@ -241,18 +242,12 @@ class Connection:
         else:
             self._raw.resume_reading()
 
-    def run_first(self, pending: Coroutine[Any, Any, None]) -> None:
+    def _run_first(self, pending: Coroutine[Any, Any, None]) -> None:
         """Await `pending` (an async `on_connect` hook) in the reader task before any client message."""
         if self._reader is None and self.session.state is _OPEN:
             self._reader = asyncio.get_running_loop().create_task(self._read_on(pending))
         else:
             pending.close()
-
-    @property
-    def reader(self) -> asyncio.Task[None] | None:
-        """The reader task while an async handler runs (owned here: cancelled by `_detach`,
-        awaited by the hub at shutdown)."""
-        return self._reader
 
     async def _read_on(self, pending: Coroutine[Any, Any, None] | None) -> None:
         """The reader task: await an async handler, then handle what queued meanwhile, in order.
@@ -263,7 +258,7 @@ class Connection:
         has a task.
         """
         inbox = self._inbox
-        dispatch = self.hub.dispatch
+        dispatch = self.hub._dispatch
         try:
             while pending is not None:
                 await pending
@@ -317,15 +312,17 @@ class Connection:
         self._raw.write(out[0] if len(out) == 1 else b"".join(out))
 
     def pause_writing(self) -> None:
+        """For the transport adapter: the transport's buffer is full; frames wait in the outbox."""
         self._paused = True
 
     def resume_writing(self) -> None:
+        """For the transport adapter: the transport drained; what waited is written."""
         self._paused = False
         if (self._out or self.session.pong_owed) and self.session.state is _OPEN:
             self._want_write()
 
     def _overflow(self) -> None:
-        self.hub.slow_consumer(self)
+        self.hub._slow_consumer(self)
         self.close(CloseCode.TRY_AGAIN_LATER, "send queue overflowed", self.hub.settings.slow_close_grace)
 
     @property
@@ -366,7 +363,7 @@ class Connection:
                 if event_id is not None:
                     self.send_frame(text_frame(encode_ack(build(f.result()), event_id)))
             elif isinstance(exc, Exception):
-                self.hub.answer_failure(self, exc, event_id)
+                self.hub._answer_failure(self, exc, event_id)
 
         future.add_done_callback(done)
 
@@ -437,7 +434,7 @@ class Connection:
         self._out = []
         self._out_bytes = 0
         self._inbox.clear()
-        self.hub.unregister(self)
+        self.hub._unregister(self)
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()

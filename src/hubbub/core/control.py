@@ -1,32 +1,8 @@
 """Each node's part in the server API's cluster-wide calls: control messages and node reports.
 
-`POST /api/disconnect`, `/api/subscribe` and `/api/unsubscribe` name an
-identity, whose connections may be on any node. The node that gets the call
-sends one control message through the broker (`Broker.send_control`: memory
-delivers it to itself, Redis on a pub/sub channel, NATS on a subject), and
-every node, the sender included, acts on its own connections of that identity
-(`Control.receive`). Like messages, control messages are at most once: a node
-cut off from the bus at that moment misses them.
-
-- `disconnect`: each connection is closed with the given code and reason.
-- `subscribe`: each connection joins the room as `join_room` would have it
-  (`Rooms.join`: the room limit per connection, presence, `member_joined`),
-  but instead of an ack (nothing was asked) it gets a `subscribed` event
-  `{"room", "offset"}`. The app decided: an `authorize_join` hook and a
-  token's `rooms` are not consulted. A join that fails (the room limit, the
-  broker) is logged; the connection is left as it was.
-- `unsubscribe`: each connection that is a member leaves as with
-  `leave_room` (`member_left` when it was the identity's last) and gets an
-  `unsubscribed` event `{"room"}`; a join still under way is cancelled.
-
-An identity's connections are found in the hub's index (`Hub.identities`,
-kept at register and unregister): a control message costs each node its
-targets, not a walk of every connection, so a storm of calls for unknown
-users costs each node a dict lookup per call.
-
-`GET /api/info` lists every live node: each node reports its connections and
-rooms to the presence store every `REPORT_PERIOD` seconds, and the report
-expires `REPORT_TTL` seconds after the last one (`Presence.report_node`).
+`Control` sends `disconnect`, `subscribe` and `unsubscribe` through the broker and carries them
+out on this node's connections of the identity (at most once, as messages); it also reports the
+node's connections and rooms for `GET /api/info`. How: docs/topics/integration.md.
 """
 
 from __future__ import annotations

@@ -1,37 +1,8 @@
-"""Fan-out: published frames become one write per connection per flush.
+"""Fan-out, the hot path: published frames become one write per connection per flush.
 
-This is the hot path of the server, so here is what each step costs and why.
-
-* A message published to a room is framed once (`frames.text_frame`) and the
-  frame is appended to the room's *segment* for this loop turn: one list
-  append, whatever the number of members. The first message of a turn also
-  snapshots the members (a C-level tuple copy), so that someone who joins
-  later in the same turn does not get messages from before their join.
-* Joining or leaving a room *seals* its segment; the next message opens a new
-  one with the new membership.
-* A flush runs `write_delay` seconds after the first frame of a batch (2 ms
-  by default; 0 means the next loop turn). On loopback a `write` costs about
-  10 us of kernel time whatever its size, so waiting a moment to put more
-  messages into each write halves the CPU per delivery and, under load, the
-  tail latency too (docs/performance.md has the numbers).
-* At flush time, `_flush` joins each segment's frames into one `bytes`
-  (the same object for every member: a server frame is the same bytes for
-  every client) and hands it to each member's transport, in one `write`.
-  A member with frames already waiting in its outbox (an ack, a reply) or
-  whose transport is full gets it through its outbox instead, behind what is
-  there, so order holds and the outbox bound applies. This loop reads the
-  connection's state directly instead of calling a method per member: at ten
-  thousand recipients per message, a Python call each is what it would cost.
-
-* Members are written in the room's delivery order, and whoever sent to the
-  room last is at its end (`Hub.publish_nowait`): the sender already knows
-  its message, and a client that paces itself on its own echo is then paced
-  by the whole fan-out rather than running ahead of it and filling queues.
-
-So the per-recipient work is one check and one write per *flush*, not per
-message; the per-message work is one append. Frames for a single connection
-(acks, errors, replies) go to its outbox and are written in the same flush,
-ahead of that turn's room frames.
+`Fanout` appends each room message's frame to its room's segment and, `write_delay` after the
+first, writes each segment's bytes to every member in one write (through the outbox when one is
+waiting or the transport is full). Why it is built so, and what it costs: docs/topics/fanout.md.
 """
 
 from __future__ import annotations

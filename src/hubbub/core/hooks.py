@@ -1,26 +1,9 @@
 """Application hooks on a connection's life: `on_connect`, `on_disconnect`, `authorize_join`.
 
-An application registers them with the hub's decorators (`@hub.on_connect`,
-...). Each may be a plain function or an `async def`. None of them is on the
-message path: the hub tests one attribute when a connection opens, closes or
-asks to join a room, and with no hook registered that test is all it costs.
-
-* `on_connect(conn)` runs once the WebSocket is open, before any of the
-  client's messages is handled (an async hook is awaited in the connection's
-  reader task, and messages that arrive meanwhile wait behind it). It may
-  join rooms, fill `conn.data`, send events. It refuses the connection by
-  returning a close code or raising `Refused(code, reason)`; the client gets
-  that close code. Any other exception is a bug: logged, and the client gets
-  1011.
-* `on_disconnect(conn, code)` runs when the connection leaves the hub, with
-  the close code it ended with (1006 when it just dropped); nothing can be
-  sent any more. A plain hook still sees `conn.rooms`; an async hook runs as
-  a background task of the hub (awaited at shutdown) and its body starts
-  after the rooms were left (it sees them empty).
-* `authorize_join(conn, room)` judges every `join_room` a client asks for:
-  True lets it go on, False answers `forbidden` with nothing done, and an
-  `EventError` it raises is answered as raised. Joins the application makes
-  itself (`conn.join` in a hook or handler) are not judged.
+Registered with the hub's decorators, plain or `async def`. `on_connect` may refuse with a close
+code or `Refused`; `authorize_join` answers True, False (`forbidden`) or raises `EventError`;
+any other exception is logged (1011 for `on_connect`). With no hook registered they cost one
+attribute test. When each runs: docs/apps.md and docs/topics/node.md.
 """
 
 from __future__ import annotations
@@ -68,7 +51,7 @@ class Hooks:
             _refuse(conn, exc)
             return
         if inspect.isawaitable(result):
-            conn.run_first(_awaited(conn, result))
+            conn._run_first(_awaited(conn, result))
         else:
             _apply(conn, result)
 

@@ -1,24 +1,9 @@
 """The hub: every live connection of a node, and the parts that serve them.
 
-A connection enters the hub when its WebSocket opens and leaves it when it is
-no longer usable (`Connection._detach`), never after a message. The hub puts
-the parts together, each in its own module:
-
-* the **registry** of live connections (here: `register`, `unregister`);
-* **rooms**, joining with replay, and broker subscriptions (`hubbub.core.rooms`);
-* **presence** records and their announcements (`hubbub.core.membership`);
-* the **heartbeat** sweep (`hubbub.core.keepalive`);
-* **dispatch** of client events and the mapping of failures to error codes
-  (`hubbub.protocol.router`), and the built-in events (`hubbub.core.builtins`);
-* **webhooks** to the application, when configured (`hubbub.integration.webhooks`):
-  told of connections, membership and (optionally) messages, never awaited;
-* **fan-out**, the hot path (`hubbub.core.fanout`): a published message comes back
-  from the broker to `Rooms.deliver`, is framed once and written once per
-  member per flush.
-
-Every background task belongs to the hub's `TaskOwner` (the webhooks' POSTs
-to the dispatcher's own, which the hub closes after it) and is awaited at
-shutdown.
+`Hub` is what an application builds: it registers handlers (`on`), hooks, and holds the
+registry, rooms, presence, the keepalive sweep, dispatch and fan-out, each in its own module.
+Every background task belongs to its `TaskOwner` and is awaited at shutdown. How the parts fit:
+docs/topics/node.md.
 """
 
 from __future__ import annotations
@@ -84,7 +69,7 @@ class Hub:
         self._builtins = set(handlers.install(self.router))
         """Built-in event types an application has not replaced yet (`on` replaces each once)."""
         self._started = False
-        self.dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
+        self._dispatch: Callable[[Connection, str], Coroutine[Any, Any, None] | None] = self.router.dispatch
         """Handle one client message (`Router.dispatch`): the router's own method, no extra call per message."""
         self.control = Control(self)
         """Control messages between nodes (the server API's disconnect, subscribe, unsubscribe) and node reports."""
@@ -239,7 +224,7 @@ class Hub:
             await asyncio.wait(
                 [asyncio.ensure_future(c.wait_closed()) for c in everyone], timeout=self.settings.shutdown_timeout
             )
-        readers = [conn.reader for conn in everyone if conn.reader is not None]
+        readers = [conn._reader for conn in everyone if conn._reader is not None]
         for conn in everyone:
             conn.abort()  # cancels each one's reader task, awaited here
         await asyncio.gather(*readers, return_exceptions=True)
@@ -254,7 +239,7 @@ class Hub:
 
     # ---- the registry ---------------------------------------------------------
 
-    def register(self, conn: Connection) -> None:
+    def _register(self, conn: Connection) -> None:
         """`conn`'s WebSocket is open: it is live."""
         self.connections.add(conn)
         if conn.identity is not None:
@@ -265,7 +250,7 @@ class Hub:
         if self.hooks.on_connect is not None:
             self.hooks.connected(conn)  # last: the hook may close `conn` at once
 
-    def unregister(self, conn: Connection) -> None:
+    def _unregister(self, conn: Connection) -> None:
         """Remove `conn` from the hub and its rooms. Called once, by `_detach`."""
         self.connections.discard(conn)
         identity = conn.identity
@@ -284,7 +269,7 @@ class Hub:
         level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
         log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
 
-    def slow_consumer(self, conn: Connection) -> None:
+    def _slow_consumer(self, conn: Connection) -> None:
         """`conn`'s outbox overflowed: it is being dropped (counted and logged once)."""
         self.metrics.slow_dropped.inc()
         log.info(
@@ -326,7 +311,7 @@ class Hub:
         else's: it already knows what it said, the others do not. A client
         that paces itself on its own echo is then paced by the room's whole
         fan-out instead of running ahead of it, which keeps the queues short
-        (F1: median latency 16 -> 11 ms, docs/performance.md).
+        (docs/topics/fanout.md).
         """
         if origin is not None and self._last_sender.get(room) is not origin:
             self.room_table.sender_last(room, origin)
@@ -356,11 +341,11 @@ class Hub:
 
     # ---- dispatch of client events (the router's) -------------------------------
 
-    def answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None:
+    def _answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None:
         """An `error` for a failed client event (see `Router.answer_failure`)."""
         self.router.answer_failure(conn, exc, event_id)
 
-    def answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None:
+    def _answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None:
         """An `error` event with `code`, counted."""
         self.router.answer_error(conn, code, message, event_id)
 

@@ -1,33 +1,9 @@
-"""The proxy to the application: hubbub asks the app about handshakes and messages, over HTTP.
+"""The proxies to the application (`--connect-proxy`, `--publish-proxy`): hubbub asks the app over HTTP.
 
-A team's app already knows its users by its own session (a cookie, a bearer
-header). With `--connect-proxy URL`, a `/ws` handshake that carries no ticket
-and no token is held while hubbub POSTs to the app
-
-    {"client": "ip:port", "query": {name: value}, "headers": {name: value}}
-
-(the headers allow-listed by `--proxy-header`, `Cookie` and `Authorization` by
-default), and the app's answer decides: 200 `{"user": U, "rooms"?: [...],
-"info"?: {...}}` lets the connection in as `U`, limited to `rooms` (exact names
-or `prefix*` patterns, the same `Grant` a signed token gives) and shown in
-presence with `info`; 401 or 403 refuse the handshake with that status.
-Anything else -- no answer within `--proxy-timeout`, an app that cannot be
-reached, a 5xx, an answer that is not that shape -- is 503, and a log line
-(at most one per `LOG_EVERY` seconds per kind of failure). At most
-`--proxy-max-waiting` handshakes wait on the app at once; past that, 503
-without asking, so that a flood of handshakes piles neither requests on the app
-nor memory on hubbub.
-
-With `--publish-proxy URL`, each client `send_message` is POSTed first as
-`{"user", "room", "message"}`: 200 `{}` publishes it as sent, 200
-`{"message": M2}` publishes `M2` instead, 403 answers `forbidden`, anything else
-(a timeout included) `unavailable`. The handler is `async`, so the router holds
-the client's later messages until it is done: its order is kept, and a slow app
-slows only that client. Messages of the server API do not pass here.
-
-Both kinds of call go through one `httpx.AsyncClient` per server (a bounded
-pool, `POOL` connections), closed at shutdown, and carry the body's signature
-(`hubbub.auth.signing`, `X-Hubbub-Signature`) when `--webhook-secret` is set.
+`AppProxy.connect` asks about a handshake without a credential of hubbub's own (200 admits,
+401/403 refuse, anything else 503); its publish handler asks about each `send_message` (publish,
+rewrite, `forbidden`, or `unavailable`). A call without a usable answer raises `ProxyFailed`
+inside. The contract: docs/integration.md; how and why: docs/topics/integration.md.
 """
 
 from __future__ import annotations

@@ -1,36 +1,8 @@
-"""The server API: `/api/...` on the server's port, for the application's backend (docs/api.md).
+"""The server API: `/api/...` on the server's port, for the application's backend (`--api-key`).
 
-Enabled by `--api-key` (one or more keys); each call needs
-`Authorization: apikey KEY` for one of them. Requests are read below picows by
-the server's front door (bounded body, body timeout, keep-alive with an idle
-timeout, one request at a time per connection); `ServerApi.claim` takes
-every `/api` request and `ServerApi.handle` answers it with JSON, errors as
-`{"error": {"code", "message"}}`.
-
-Cluster-wide semantics: publish and broadcast go through `Hub.publish` (one
-broker round trip per room; a broadcast's publishes leave together, so the
-Redis broker sends them in one pipeline); disconnect, subscribe and
-unsubscribe are control messages that every node carries out on its own
-connections of the identity (`hubbub.core.control`); presence and history answer
-as the protocol's `get_presence` and `get_history` (the handlers' own code);
-rooms and info read the presence store.
-
-Bounds, against a key holder's bugs and everyone else's guesses:
-
-- the caller (host, origin, key) is judged on the head, before the body is read:
-  a refused socket holds no body;
-- a body of at most `MAX_BODY` bytes (413), arriving within `BODY_TIMEOUT` (408);
-- `MAX_IN_FLIGHT` calls being answered at once on the node, all connections
-  together (past it 503 at once, nothing queued), one per connection;
-- a broadcast names at most `MAX_BROADCAST_ROOMS` distinct rooms;
-- a published message is at most `--max-message-size` bytes, as a client's;
-- a wrong key is compared in constant time against every key (no timing
-  oracle), answered 401 with the connection closed (each guess costs a new
-  connection, under the listener's per-address cap), and logged at most once
-  per `REFUSAL_LOG_PERIOD` with the count (no log flood);
-- a request from a browser page of another site (`Origin` not allowed, or
-  `Sec-Fetch-Site: cross-site`) is refused 403: browsers cannot send the key
-  cross-site without a preflight hubbub never grants, and this keeps it so.
+`ServerApi` claims every `/api` request, checks the key, and answers JSON (errors as
+`{"error": {"code", "message"}}`, `ApiError` inside). The calls and their answers are in
+docs/api.md; their cluster-wide semantics and bounds, in docs/topics/integration.md.
 """
 
 from __future__ import annotations

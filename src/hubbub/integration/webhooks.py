@@ -1,43 +1,8 @@
 """Webhooks: what happens in the hub, POSTed to the application, signed, retried, in order per room.
 
-The hub calls `Webhooks.emit` (through its named helpers) where an event is
-decided, once per cluster: `connected` / `disconnected` on the node that holds
-the connection, `member_joined` / `member_left` / `room_occupied` /
-`room_vacated` where the Presence backend reports the transition (atomic
-cluster-wide, `hubbub.backends.presence.Change`), `message` on the node that published.
-`emit` costs a few dict and deque operations and never awaits: nothing here
-runs on the fan-out path, and a webhook endpoint that is down or slow only
-fills this module's bounded queue.
-
-Delivery, per configured URL:
-
-* **one event per POST**, a JSON object `{"id", "type", "time", ...fields}`,
-  its HMAC-SHA256 in `X-Hubbub-Signature` (`hubbub.auth.signing`);
-* **at least once**: a timeout, a connection error, a 5xx or a 429 is retried
-  with exponential backoff and jitter (or after the answer's `Retry-After`
-  seconds, when longer) until `retry_for` seconds have passed since the
-  first attempt (the last attempt is made then); a 2xx is success; any other status (4xx, a
-  redirect) is the application saying no, and the event is given up at once;
-* **in order per room**: an event of a room is sent only after the previous
-  one of that room succeeded or was given up (events without a room are
-  ordered per user), while `concurrency` rooms are sent in parallel;
-* **bounded**: at most `queue_size` events, and `queue_bytes` of them
-  (messages counted at their size), wait per URL; past either new events
-  are dropped. Every event given up or dropped is counted
-  (`hubbub_webhooks_dropped_total{url,reason}`) and logged (the handler's rate
-  limit applies, and URLs are logged without credentials or query).
-
-**Told, not silent.** The metrics have a `url` label: the URL as it is
-logged (`safe_url`: no credentials, no query), one value per configured URL
-(made unique with `#2`, `#3` when two differ only in what is hidden), so the
-label set is bounded by the configuration. When a URL starts failing (a
-timeout, a connection error, a 5xx or 429) `webhook.failing` is logged once
-with what went wrong in words, and `webhook.recovered` once when it answers
-2xx again; a URL that flaps is announced at most once per
-`FAILING_LOG_PERIOD`.
-
-At shutdown the queue gets a short grace to drain; what is left is dropped
-and counted as `shutdown`.
+`Webhooks.emit` is called where an event is decided, once per cluster, costs a few dict and deque
+operations and never awaits; delivery is at least once, in order per room, bounded per URL, each
+drop counted. The delivery rules: docs/integration.md; how and why: docs/topics/integration.md.
 """
 
 from __future__ import annotations

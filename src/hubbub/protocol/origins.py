@@ -1,25 +1,9 @@
 """Which `Host` and `Origin` headers a server accepts (sans-I/O: plain values in, booleans out).
 
-Two checks keep other web sites away from the hub.
-
-`Host` stops DNS rebinding. A page on `evil.example` can make its own name
-resolve to 127.0.0.1; the browser then talks to a server on loopback while
-believing it talks to `evil.example`, so it sends `Host: evil.example:P` and
-`Origin: http://evil.example:P`, which agree with each other and pass any
-same-host origin rule. Only the `Host` value gives it away: no name the
-server answers to. So a server on a loopback address accepts only the
-loopback names (`localhost`, `127.0.0.1`, `[::1]`) and its bound addresses,
-on any port (an SSH tunnel or a local proxy may forward another port, and a
-rebinding page cannot choose the name it is reached under), unless
-`--allowed-host` lists the names. A server on any other address cannot know
-its public names, so it accepts any `Host` unless told them.
-
-`Origin` is the page that opened a WebSocket. With `--allowed-origin` it must
-be one of the list; without, it must be this very server: the scheme it
-speaks (`http`, or `https` with TLS) and the `Host` header's host and port. Both
-comparisons are on normalized values: scheme and host lowercase, a trailing
-dot dropped, and the scheme's default port made explicit. A request with no
-`Origin` is not from a browser and passes; `null` never does.
+`HostPolicy` answers whether a `Host` is one of the server's names (on loopback, only loopback
+names unless `--allowed-host` says otherwise); `origin_allowed` whether an `Origin` is allowed
+(`--allowed-origin`, else the same host). A malformed value in the settings raises `ValueError`.
+Why (DNS rebinding, cross-site pages): docs/topics/node.md.
 """
 
 from __future__ import annotations

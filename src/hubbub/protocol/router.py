@@ -1,17 +1,9 @@
 """The handler registry: one handler per event `type`, each with a payload schema.
 
-A handler is `def handler(payload, client)` or `async def handler(payload,
-client)`. It receives the payload already decoded into the schema it was
-registered with, so it never validates by hand. What it returns becomes the
-payload of the `ack` (when the event had an `id`); raising `EventError` becomes
-an `error` event. A plain function is the fast kind: the hub runs it as soon
-as the message is read, with no task and no coroutine; write `async def` only
-for a handler that awaits.
-
-The router itself does no I/O: `decode` turns a client frame into a route, its
-decoded payload and its `id`, or raises `EventError` with the code PROTOCOL.md
-gives; `dispatch` runs the handler and maps what happens to the one answer
-the request is owed (`ack` with the result, or an `error` with its code).
+`Router.decode` turns a client frame into a route, its decoded payload and `id`, or raises
+`EventError` with the protocol's code; `dispatch` runs the handler (a plain function, or
+`async def` for one that awaits) and maps the outcome to the one answer owed: an `ack` with its
+result, or an `error`. Registering a type twice raises `ValueError`.
 """
 
 from __future__ import annotations

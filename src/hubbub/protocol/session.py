@@ -1,31 +1,9 @@
 """One client's protocol state, without I/O: frames and time in, decisions out.
 
-`Session` is the part of a connection that can be reasoned about with plain
-values: where the connection is in its life (`State`), the message being
-reassembled, the budgets a client spends with every frame, the request being
-answered, the heartbeat, and which close code ends it. `hubbub.server.connection`
-feeds it what picows parses and does what it decides; this module imports no
-asyncio and no socket, so every rule is unit-tested (and fuzzed) with fake
-time (`tests/unit/test_session.py`).
-
-What a client can make the server spend, per frame, and what bounds it:
-
-* **Whole messages** spend the message budget (`rate`, `burst`: `--rate-limit`,
-  on by default). Over it a message is not handled: it is answered
-  `rate_limited` (`Verdict.REFUSE`); `strikes` refusals in a row close the
-  connection with 1008 (`Verdict.CLOSE`).
-* **Every other frame** -- ping, pong, continuation -- spends the frame budget
-  (`frame_rate`, `--frame-rate`), which is always on: with the message limit
-  off (benchmarks), a client still cannot make the server answer a million
-  pings. A ping over budget is not answered; `strikes` frames over budget in a
-  row close the connection with 1008.
-* **Pongs owed** are at most `MAX_OWED_PONGS`: past that, the oldest owed
-  pong is forgotten (RFC 6455 5.5.3 allows answering only the latest ping),
-  so a client that pings and never reads cannot grow the server's memory.
-* **A fragmented message** is held in one buffer bounded by
-  `max_message_size` and `max_fragments` frames (`hubbub.protocol.reassembly`).
-* **After a close is decided**, nothing more is handed to the application and
-  no pong is owed: `State` only goes forward.
+`Session` holds where a connection is in its life (`State`), the message being reassembled, the
+message and frame budgets, the pongs owed, the request being answered, the heartbeat and the
+close code; the connection adapter feeds it and does what it decides. The bounds, and why:
+docs/topics/node.md.
 """
 
 from __future__ import annotations

@@ -1,44 +1,9 @@
 """Accepting TCP sockets: the caps on how many one server holds, and running out of descriptors.
 
-Every accepted socket costs a file descriptor and kernel buffers before it has
-sent a byte, so the caps count sockets, not WebSocket connections: the HTTP
-request still to come, a page being served and an open WebSocket each hold
-one. Past `--max-connections` a new socket is answered `503`; past
-`--max-connections-per-ip` from one address (one /64 for IPv6), `429`. Neither
-builds a transport or a protocol: the request is read straight from the
-socket when it is there, the answer sent, the socket closed. An answer must
-not come before the request, because some clients fail on an answer they did
-not ask for yet (websockets 17 asserts), so a socket whose request has not
-arrived waits for it, with a plain reader and a timer, at most
-`REFUSAL_WAIT` seconds, and at most `REFUSALS_WAITING` sockets wait at once;
-past that the answer goes at once. A refused socket therefore costs an
-`accept`, a `recv`, a `send` and a `close`, and holds nothing once its
-request is in.
-
-The accept loop is hubbub's own rather than the event loop's, because libuv
-(under uvloop) hides running out of descriptors: when `accept()` fails with
-EMFILE it closes a spare descriptor it keeps, accepts every pending connection
-and closes each at once, and tells nobody: no callback, no log, no count.
-Here the same trick is done in the open. A spare descriptor is held; when
-`accept()` fails with EMFILE or ENFILE, the spare is closed, one connection
-accepted in its place and refused like any other (`503`, after its request;
-until then the next ones wait in the backlog), and the spare reopened. Each
-is counted (`hubbub_accept_errors_total{errno}`,
-`hubbub_handshakes_rejected_total{reason="fd_limit"}`) and logged at most
-once per `LOG_INTERVAL`, with how many were lost. As soon as descriptors are
-free again, `accept()` succeeds and the server serves as before. Other accept
-failures (ENOBUFS, ENOMEM, or no spare to be had) pause accepting for
-`ACCEPT_PAUSE`: the connections wait in the listen backlog instead of a busy
-loop retrying.
-
-With TLS (`ssl`), each admitted socket is handed to the loop with the
-server's context, and the handshake has `TLS_HANDSHAKE_TIMEOUT` to finish.
-One that fails (plain HTTP on the TLS port, garbage, a client that does not
-trust the certificate, silence) is closed without a word: there is no channel
-to answer on. It is counted (`hubbub_handshakes_rejected_total{reason="tls"}`)
-and logged at debug, at most once per `LOG_INTERVAL`, since any peer can make
-it happen at will. Refusals under the caps get no HTTP answer either: plain
-text on a TLS connection would only be a protocol error to the client.
+`Listener` runs the accept loop of a `Server`: it admits a socket or refuses it under
+`--max-connections` (503) and `--max-connections-per-ip` (429), counts every refusal and every
+`accept()` failure, and hands admitted sockets (with TLS, wrapped) to picows. Why the accept loop
+is hubbub's own and how a refusal waits for its request: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
-"""Structured logging: `key=value` text or JSON lines, one event per record.
+"""Structured logging: `key=value` text or JSON lines, one event per record, that no client can forge or flood.
 
-Call sites log a short event name and put the facts in `extra`, e.g.
-`log.info("conn.closed", extra={"conn": 7, "code": 1000})`. Normal life
-(connects, closes with 1000/1001/1006) is logged at debug, so a healthy server
-at the default level says little beyond its start and stop.
-
-Clients choose some of what gets logged (a name, an origin, a close reason,
-how often something goes wrong), so the log is hardened against them:
-
-- no value can forge or split a line: the text format quotes and escapes
-  every value that is not a plain token, JSON escapes everything to ASCII, and
-  an `extra` field cannot overwrite `ts`, `level`, `logger` or `event`;
-- no client can flood it: `configure` puts a `RateLimitFilter` on the handler,
-  which keeps each event to a rate and says how many lines it dropped;
-- picows' per-frame parser errors become one `conn.protocol_error` line per
-  connection (`PicowsLog`).
+Call sites log a short event name with the facts in `extra`
+(`log.info("conn.closed", extra={"conn": 7, "code": 1000})`); normal life is logged at debug.
+`configure` installs a formatter and a `RateLimitFilter`; `PicowsLog` turns picows' per-frame
+errors into one line per connection. How the log is hardened: docs/topics/front-door.md.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ FRAMES_PER_TURN = 64
 
 One frame costs the server at most tens of microseconds (a small message and
 its handler), so a turn spends about a millisecond on one connection at most;
-a client that keeps 32 messages in flight (the F1 benchmark) never meets it.
+a client that keeps 32 messages in flight (as a benchmark's publishers do) never meets it.
 """
 
 

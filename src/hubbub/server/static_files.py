@@ -1,17 +1,9 @@
 """`--static DIR`: the files under a directory, served at `/`, and never anything outside it.
 
-A request path is percent-decoded once and then judged as a path under the
-root: a NUL byte, a backslash, a `..` segment (however it was encoded) or a
-path that resolves outside the root -- a symlink pointing out included -- is
-simply not found (404), as is anything that is not a regular file. `/` and
-any directory serve its `index.html`. The content type comes from the name
-(`mimetypes`), text types with `charset=utf-8`, and `nosniff` so browsers do
-not guess another.
-
-Size: picows answers an HTTP request with one response buffer, so a file is
-read whole into memory, in the event loop. That is fine for an app's pages,
-scripts and styles; files over `MAX_BYTES` are refused (404, logged) rather
-than held in memory per request. Large media belong behind a proxy or a CDN.
+A path that is not a regular file under the root (a `..`, a NUL byte, a backslash, a symlink
+pointing out, anything over `MAX_BYTES`) is not found: 404. `StaticFiles` raises
+`NotADirectoryError` when made for a path that is not a directory. Why files are read whole:
+docs/topics/front-door.md.
 """
 
 from __future__ import annotations

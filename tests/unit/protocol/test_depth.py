@@ -1,4 +1,4 @@
-"""JSON nested to any depth gets a coded error, never `internal` (issue 9), on plain values."""
+"""JSON nested to any depth gets a coded error, never `internal`, on plain values."""
 
 from __future__ import annotations
 

@@ -326,7 +326,7 @@ async def test_context_managers_close_the_pool() -> None:
 
 
 def _docs_examples() -> dict[str, str]:
-    text = (Path(__file__).resolve().parents[2] / "docs" / "api_client.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "docs" / "api_client.md").read_text()
     return dict(re.findall(r"<!-- example: (\S+) -->\n```python\n(.*?)```", text, re.S))
 
 

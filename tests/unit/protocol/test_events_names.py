@@ -1,4 +1,4 @@
-"""Display and room names refuse control, bidi and zero-width characters (issue 9), on plain values."""
+"""Display and room names refuse control, bidi and zero-width characters, on plain values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attacks on issue 11's surface (the server API, the proxies to the app, webhooks), on real loopback sockets.
+"""Attacks on the integration surface (the server API, the proxies to the app, webhooks), on real loopback sockets.
 
 Each test mounts one attack as a hostile client, a holder of no key, or a
 hostile application endpoint would, and asserts the outcome: a coded answer,

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from hubbub.cli import main as cli
+from hubbub.cli.main import build_parser
+from hubbub.cli.settings import settings_from
 from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
 from hubbub.protocol.http import Claim, Head, Request, Response, Route, encode_response, parse_head
@@ -180,6 +181,6 @@ def test_api_settings_are_checked_and_keys_never_printed(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError):
         Settings(api_from="two\nlines")
     monkeypatch.setenv("HUBBUB_API_KEY", f"{key},{'m' * 20}")
-    args = cli.build_parser().parse_args(["serve", "--api-key", "n" * 16, "--api-from", "bot"])
-    settings = cli._settings(args)
+    args = build_parser().parse_args(["serve", "--api-key", "n" * 16, "--api-from", "bot"])
+    settings = settings_from(args)
     assert settings.api_keys == (key, "m" * 20, "n" * 16) and settings.api_from == "bot"

@@ -1,4 +1,4 @@
-"""The attacks of issue 9, each on real loopback sockets, each with its outcome asserted.
+"""Attacks by a hostile client, each on real loopback sockets, each with its outcome asserted.
 
 The attacker speaks raw WebSocket (`RawPeer`), so it can send any frame and
 read, or not, as it likes. Settings are the defaults unless a test says

@@ -1,4 +1,4 @@
-"""The log cannot be forged, split or flooded by a client (issue 9): formatters, rate limit, picows' errors."""
+"""The log cannot be forged, split or flooded by a client: formatters, rate limit, picows' errors."""
 
 from __future__ import annotations
 

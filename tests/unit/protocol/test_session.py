@@ -1,4 +1,4 @@
-"""The per-connection rules of `hubbub.protocol.session`, on plain values with fake time (issue 9).
+"""The per-connection rules of `hubbub.protocol.session`, on plain values with fake time.
 
 Every budget, bound and close decision a client can drive is checked here
 without a socket: time is a float the test advances. The property test at the
@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 
 from hubbub.protocol.codes import CloseCode
 from hubbub.protocol.heartbeat import Beat
-from hubbub.protocol.session import MAX_OWED_PONGS, Limits, Opcode, PeerClose, Session, State, Verdict
+from hubbub.protocol.session import (
+    MAX_OWED_PONGS,
+    Limits,
+    Opcode,
+    PeerClose,
+    Session,
+    State,
+    Verdict,
+    valid_peer_close_code,
+)
 
 
 def opened(limits: Limits | None = None, now: float = 0.0) -> Session:
@@ -286,6 +295,11 @@ def test_peer_close_with_an_invalid_code_is_a_protocol_error(code: int) -> None:
     session = opened()
     assert session.peer_close(code, True) is PeerClose.PROTOCOL_ERROR
     assert session.state is State.CLOSING and session.close_code == 1002
+
+
+def test_close_codes_a_peer_may_send() -> None:
+    assert all(valid_peer_close_code(c) for c in (1000, 1001, 1003, 1007, 1011, 3000, 4999))
+    assert not any(valid_peer_close_code(c) for c in (0, 999, 1004, 1005, 1006, 1015, 2000, 5000))
 
 
 def test_peer_close_after_the_transport_is_gone_is_ignored() -> None:

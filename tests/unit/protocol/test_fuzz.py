@@ -1,4 +1,4 @@
-"""Fuzzing the decoders a client's bytes reach first (issue 9), with hypothesis.
+"""Fuzzing the decoders a client's bytes reach first, with hypothesis.
 
 Whatever a client sends, `decode_envelope`, `decode_payload`, `salvage_id` and
 `Router.decode` (with the built-in routes) either succeed or raise `EventError`

@@ -1,5 +1,5 @@
-"""HTTP below picows: request heads and answers (`hubbub.protocol.http`), and the front door that reads
-claimed requests before picows does (`hubbub.server.frontdoor`)."""
+"""The front door reads the requests a stage claims, body included, before picows does; and the API's
+settings that turn those requests on."""
 
 from __future__ import annotations
 
@@ -13,28 +13,8 @@ from hubbub.cli.main import build_parser
 from hubbub.cli.settings import settings_from
 from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
-from hubbub.protocol.http import Claim, Head, Request, Response, Route, encode_response, parse_head
+from hubbub.protocol.http import Claim, Head, Request, Response, Route
 from hubbub.server.frontdoor import Arrival, FrontDoor, Pipeline
-
-
-def test_heads_and_keep_alive() -> None:
-    head = parse_head(b"POST /api/publish?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n")
-    assert head is not None
-    assert (head.method, head.path, head.one("host"), head.one("x-a")) == ("POST", "/api/publish", "h", None)
-    assert head.keep_alive
-    assert parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n").keep_alive is False  # type: ignore[union-attr]
-    assert parse_head(b"GET / HTTP/1.0\r\n").keep_alive is False  # type: ignore[union-attr]
-    assert parse_head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n").keep_alive is True  # type: ignore[union-attr]
-    for bad in (
-        b"garbage",
-        b"GET / SPDY/3\r\n",
-        b"GET / HTTP/1.1\r\nno colon\r\n",
-        b"GET / HTTP/1.1\r\n x: folded\r\n",
-    ):
-        assert parse_head(bad) is None, bad
-    answer = encode_response(Response(HTTPStatus.OK, b"{}", headers=(("X-B", "1"),)), keep_alive=False)
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close\r\n" in answer
-    assert b"Content-Length: 2\r\n" in answer and b"X-B: 1\r\n" in answer and answer.endswith(b"\r\n\r\n{}")
 
 
 class FakeTransport:

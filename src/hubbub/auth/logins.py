@@ -37,6 +37,7 @@ __all__ = [
     "CheckBudget",
     "CheckQueue",
     "Grant",
+    "KnownAddresses",
     "LoginBounds",
     "NameBackoff",
     "Outcome",
@@ -73,6 +74,8 @@ NAME_MEMORY = 900.0
 """Seconds after its last attempt that a name's failures are forgotten."""
 MAX_NAMES = MAX_ADDRESSES
 """User names remembered; past it the one tried least recently is forgotten."""
+KNOWN_PER_NAME = 4
+"""Addresses remembered per user as places it logged in from, where its name's wait does not apply."""
 
 CORES = usable_cores()
 LOWERS_PRIORITY = sys.platform == "linux"
@@ -194,8 +197,9 @@ class NameBackoff:
         self.memory = memory
         self.max_names = max_names
         self._clock = clock
-        self._names: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
-        """digest of a name -> (failures, when the last was let through); least recently tried first."""
+        self._names: OrderedDict[bytes, tuple[int, float, float]] = OrderedDict()
+        """digest of a name -> (failures, when the last was let through, when the one before was);
+        least recently tried first."""
 
     def __len__(self) -> int:
         return len(self._names)
@@ -206,7 +210,7 @@ class NameBackoff:
             return 0.0
         return min(self.cap, self.base * 2.0 ** min(failures - self.grace, 64))
 
-    def _entry(self, key: bytes, now: float) -> tuple[int, float] | None:
+    def _entry(self, key: bytes, now: float) -> tuple[int, float, float] | None:
         entry = self._names.get(key)
         if entry is not None and now - entry[1] > self.memory:
             del self._names[key]
@@ -219,7 +223,7 @@ class NameBackoff:
         entry = self._entry(_digest(name), now)
         if entry is None:
             return 0.0
-        failures, last = entry
+        failures, last, _ = entry
         return max(0.0, last + self._backoff(failures) - now)
 
     def charge(self, name: str) -> int:
@@ -227,16 +231,16 @@ class NameBackoff:
         now = self._clock()
         key = _digest(name)
         entry = self._entry(key, now)
-        failures = 0 if entry is None else entry[0]
+        failures, last = (0, now) if entry is None else entry[:2]
         names = self._names
-        names[key] = (failures + 1, now)
+        names[key] = (failures + 1, now, last)
         names.move_to_end(key)
         while len(names) > self.max_names:
             names.popitem(last=False)
         return failures
 
     def refund(self, name: str) -> None:
-        """Take back the failure `charge` counted for an attempt that was never checked."""
+        """Take back the failure `charge` counted, and when it counted it, for an attempt that did not fail."""
         key = _digest(name)
         entry = self._names.get(key)
         if entry is None:
@@ -244,11 +248,41 @@ class NameBackoff:
         if entry[0] <= 1:
             del self._names[key]
         else:
-            self._names[key] = (entry[0] - 1, entry[1])
+            self._names[key] = (entry[0] - 1, entry[2], entry[2])
 
     def succeeded(self, name: str) -> None:
         """`name` logged in: its failures are forgotten."""
         self._names.pop(_digest(name), None)
+
+
+class KnownAddresses:
+    """The last few addresses each user logged in from. From those, a login is not held back by the
+    wait its name has for failures from elsewhere: a flood from fresh addresses cannot lock a user
+    out of the places it logs in from (the address's own limit still applies there). Only a right
+    password adds an address, so guessing cannot grow it: at most `per_name` addresses for each of
+    the `max_names` users that logged in last."""
+
+    def __init__(self, per_name: int = KNOWN_PER_NAME, max_names: int = MAX_NAMES) -> None:
+        self.per_name = per_name
+        self.max_names = max_names
+        self._known: OrderedDict[bytes, tuple[str, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def knows(self, name: str, address: str) -> bool:
+        """Whether `name` logged in from `address` lately."""
+        return address in self._known.get(_digest(name), ())
+
+    def add(self, name: str, address: str) -> None:
+        """`name` logged in from `address`."""
+        key = _digest(name)
+        known = self._known
+        others = tuple(a for a in known.get(key, ()) if a != address)
+        known[key] = (address, *others)[: self.per_name]
+        known.move_to_end(key)
+        while len(known) > self.max_names:
+            known.popitem(last=False)
 
 
 def _digest(name: str) -> bytes:
@@ -437,6 +471,7 @@ class Authenticator:
         self.names = NameBackoff(
             bounds.name_grace, bounds.name_backoff, bounds.name_backoff_cap, bounds.name_memory, bounds.max_names, clock
         )
+        self.known = KnownAddresses(KNOWN_PER_NAME, bounds.max_names)
         self.checks = CheckQueue(
             bounds.threads, CheckBudget(bounds.checks_per_sec, bounds.check_burst, clock), bounds.queue, bounds.max_wait
         )
@@ -445,12 +480,14 @@ class Authenticator:
     async def login(self, address: str, name: str, password: str) -> str | Refusal:
         """A ticket for `name` if `password` is theirs, else why not.
 
-        In order: the name's backoff, then the address's attempts (429 without a check, and
-        without charging the address for a name it cannot try yet), then a place in the check
-        queue (503). A name that exists and one that does not go the same way at the same cost.
+        In order: the name's backoff unless the user logged in from this address before, then the
+        address's attempts (429 without a check, and without charging the address for a name it
+        cannot try yet), then a place in the check queue (503). A name that exists and one that
+        does not go the same way at the same cost.
         """
         wait = self.names.wait(name)
-        if wait > 0.0:
+        waiting = wait > 0.0  # then only a known address gets through, and its success forgets nothing
+        if waiting and not self.known.knows(name, address):
             log.info("login.name_limited", extra={"peer": address, "user": name})
             return Refusal.after(Outcome.LIMITED, wait)
         if not self.logins.charge(address):
@@ -472,7 +509,11 @@ class Authenticator:
             log.info("login.failed", extra={"peer": address, "user": name})
             return Refusal(Outcome.DENIED)
         self.logins.refund(address)
-        self.names.succeeded(name)
+        if waiting:
+            self.names.refund(name)  # the others' failures stand: a flood must not be let off
+        else:
+            self.names.succeeded(name)
+        self.known.add(name, address)
         ticket = await self.tickets.issue(name)
         log.info("login.ok", extra={"peer": address, "user": name})
         return ticket

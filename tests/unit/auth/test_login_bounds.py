@@ -20,6 +20,7 @@ from hubbub.auth.logins import (
     Authenticator,
     CheckBudget,
     CheckQueue,
+    KnownAddresses,
     LoginBounds,
     NameBackoff,
     Outcome,
@@ -92,6 +93,18 @@ def test_a_refunded_attempt_and_a_forgotten_name_start_afresh() -> None:
     assert names.wait("ada") == 0.0 and names.charge("ada") == 0
 
 
+def test_an_attempt_given_back_leaves_the_wait_as_it_was() -> None:
+    clock = Clock()
+    names = NameBackoff(grace=1, base=2.0, clock=clock)
+    names.charge("ada")
+    clock.now += 2.0
+    assert names.wait("ada") == 0.0
+    names.charge("ada")  # let through, then never checked (or it came from a known address, and was right)
+    assert names.wait("ada") == 4.0
+    names.refund("ada")
+    assert names.wait("ada") == 0.0
+
+
 def test_the_names_remembered_are_bounded_and_cost_the_same_whatever_their_length() -> None:
     names = NameBackoff(grace=1, max_names=100, clock=Clock())
     for n in range(10_000):
@@ -110,6 +123,17 @@ def test_a_name_under_attack_stays_remembered_while_it_is_tried() -> None:
         if n % 50 == 0:
             names.charge("ada")
     assert names.wait("ada") > 0
+
+
+def test_the_known_addresses_are_few_per_user_and_bounded_in_users() -> None:
+    known = KnownAddresses(per_name=2, max_names=3)
+    for address in ("a", "b", "c"):
+        known.add("ada", address)
+    assert known.knows("ada", "c") and known.knows("ada", "b") and not known.knows("ada", "a")
+    assert not known.knows("bob", "c")
+    for name in ("bob", "carol", "dave"):
+        known.add(name, "x")
+    assert len(known) == 3 and not known.knows("ada", "c") and known.knows("dave", "x")
 
 
 # ---- the budget and the address limiter ------------------------------------------------
@@ -168,6 +192,21 @@ async def test_a_flood_against_one_name_stops_costing_checks(monkeypatch: pytest
     clock.now += 32.0
     assert isinstance(await auth.login("10.2.0.1", "ada", "right"), str)  # and the user is forgotten
     assert auth.names.wait("ada") == 0.0
+
+
+async def test_a_flood_does_not_lock_a_user_out_of_where_it_logs_in_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    users, checked = counting_users(monkeypatch, {"ada": "right"})
+    clock = Clock()
+    auth = Authenticator(users, MemoryTickets(5.0), 5.0, LoginBounds(check_burst=1000), clock)
+    assert isinstance(await auth.login("10.7.7.7", "ada", "right"), str)  # ada's usual place
+    await asyncio.gather(*(auth.login(f"10.0.{n // 4}.{n}", "ada", "guess") for n in range(40)))
+    wait = auth.names.wait("ada")
+    assert wait > 0 and await auth.login("10.9.9.9", "ada", "right") == Refusal(Outcome.LIMITED, 1)
+    assert isinstance(await auth.login("10.7.7.7", "ada", "right"), str)  # from there, ada gets in
+    assert await auth.login("10.7.7.7", "ada", "guess") == Refusal(Outcome.DENIED)  # checked: it is ada's place
+    # and ada's success let the flood off nothing: a fresh address still waits as long
+    assert auth.names.wait("ada") >= wait and Counter(checked)["ada"] == NAME_GRACE + 3
+    assert await auth.login("10.9.9.10", "ada", "guess") == Refusal(Outcome.LIMITED, 2)  # one failure more
 
 
 async def test_a_spray_over_many_names_is_bounded_by_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,9 +276,10 @@ async def test_checks_run_at_the_lowest_priority_and_the_loop_does_not() -> None
     def niceness() -> bool:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 19
 
+    loop_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     async with asyncio.timeout(10):
         assert await queue.run(0, niceness) is True
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_thread
 
 
 # ---- hashes ------------------------------------------------------------------------------

@@ -337,8 +337,9 @@ class CheckQueue:
     """Password checks run in worker threads (argon2 releases the GIL): `threads` at once, at most
     as many a second as the `budget` allows, `size` waiting at most `max_wait` seconds each.
 
-    Waiting checks go by priority, then arrival: the server gives a name's failures so far, so a
-    login for a name nobody is guessing goes before the guesses at a name under attack.
+    Waiting checks go by priority, then arrival: the server gives the failures so far of the name
+    and of the address, so a login for a name nobody is guessing, from an address that has not
+    been guessing, goes before the guesses at a name under attack.
     """
 
     def __init__(self, threads: int, budget: CheckBudget, size: int, max_wait: float) -> None:
@@ -404,7 +405,9 @@ class CheckQueue:
             heapq.heapify(self._queue)
             self._stale = 0
 
-    def _finished(self, _: object) -> None:
+    def _finished(self, done: asyncio.Future[bool] | None) -> None:
+        if done is not None and not done.cancelled():
+            done.exception()  # seen here, if its caller has gone: never "never retrieved"
         self._running -= 1
         self._pump()
 

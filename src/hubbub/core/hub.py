@@ -139,6 +139,10 @@ class Hub:
         """Each room's local members, in delivery order."""
         return self.room_table.members
 
+    def uses_builtin(self, type_: str) -> bool:
+        """Whether events of `type_` are still answered by hubbub's built-in handler (no `on` took it over)."""
+        return type_ in self._builtins
+
     def on(
         self,
         type_: str,

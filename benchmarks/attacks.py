@@ -43,6 +43,9 @@ The TLS attacks run the server with a self-signed certificate made in a temporar
 (`--tls-key-type`, RSA-2048 by default); the honest clients then speak wss, and a probe (in a
 process of its own) opens a new wss connection every 0.5 s from 127.0.0.4 and times it up to
 the ack of its join.
+  login-flood   40 wrong-password POST /login at once for one user, from fresh addresses (10 logins
+                each, 0.4 new a second), while another user logs in once a second (server:
+                --users with both, --allow-anonymous for the honest clients)
 """
 
 from __future__ import annotations
@@ -424,6 +427,10 @@ class Attack:
     about = ""
     tls = False
     """Whether the server speaks TLS for this attack (a self-signed certificate, made per run)."""
+
+    async def server_args(self, tree: Tree) -> tuple[str, ...]:
+        """Flags the server needs for this attack, beside the tree's (made before it starts)."""
+        return ()
 
     async def setup(self, ctx: Ctx) -> None:
         return None
@@ -908,6 +915,140 @@ class TlsReplay(Attack):
         return {"status": f"{ctx.opts.tls_concurrency} at a time"}
 
 
+LOGIN_NET = "127.0.2."
+"""The login flood's addresses: 127.0.2.1, .2, ... (then 127.0.3.x), each used for at most 10 logins."""
+HONEST_LOGIN_IP = "127.0.0.4"
+LOGIN_PASSWORDS = {"alice": "correct horse battery", "bob": "hunter2 hunter2"}
+
+
+async def post_login(port: int, source: str, name: str, password: str) -> tuple[int, str]:
+    """One `POST /login` from `source`: its status (0 if it failed) and Retry-After."""
+    body = json.dumps({"username": name, "password": password}).encode()
+    head = f"POST /login HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    try:
+        async with asyncio.timeout(30):
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=(source, 0))
+            try:
+                writer.write(head + body)
+                answer = await reader.read(4096)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return 0, ""
+    wait = re.search(rb"(?i)\r\nretry-after: *([0-9]+)", answer)
+    try:
+        return int(answer.split(b" ", 2)[1]), wait.group(1).decode() if wait else ""
+    except (IndexError, ValueError):
+        return 0, ""
+
+
+class LoginFlood(Attack):
+    name = "login-flood"
+    about = "40 wrong-password logins at once for one user from fresh addresses; another user logs in beside them"
+    concurrency = 40
+    per_address = 10
+    new_addresses_per_s = 0.4
+    honest_logins_per_s = 1.0
+
+    def __init__(self) -> None:
+        self._users: dict[str, tempfile.TemporaryDirectory[str]] = {}
+
+    async def server_args(self, tree: Tree) -> tuple[str, ...]:
+        """A users file with alice and bob, hashed by the tree's own `hubbub hash-password`."""
+        key = str(tree.src)
+        if key not in self._users:
+            folder = tempfile.TemporaryDirectory(prefix="hubbub-login-flood-")
+            lines = []
+            for user, password in LOGIN_PASSWORDS.items():
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "hubbub",
+                    "hash-password",
+                    env=dict(os.environ, PYTHONPATH=str(tree.src)),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                )
+                out, _ = await proc.communicate(password.encode())
+                if proc.returncode != 0:
+                    raise RuntimeError("login-flood: hubbub hash-password failed (is argon2-cffi installed?)")
+                lines.append(f"{user}:{out.decode().strip()}\n")
+            await asyncio.to_thread(Path(folder.name, "users").write_text, "".join(lines))
+            self._users[key] = folder
+        return ("--users", str(Path(self._users[key].name, "users")), "--allow-anonymous")
+
+    async def setup(self, ctx: Ctx) -> None:
+        """Three logins of the honest user alone, one after the other: what a login costs unattacked."""
+        times = []
+        for _ in range(3):
+            started = time.monotonic()
+            status, _ = await post_login(ctx.port, HONEST_LOGIN_IP, "bob", LOGIN_PASSWORDS["bob"])
+            if status != 200:
+                raise RuntimeError(f"login-flood: the honest user cannot log in ({status})")
+            times.append(time.monotonic() - started)
+        ctx.report["honest_login_alone_ms"] = round(1000 * sorted(times)[1])
+
+    async def run(self, ctx: Ctx) -> None:
+        report, statuses, honest = ctx.report, Counter[str](), list[tuple[int, float]]()
+        report.update(unit="logins", sent=0)
+        t0 = time.monotonic()
+        used = [0, 0]  # addresses handed out, logins on the current one
+        turn = asyncio.Lock()
+
+        async def address() -> str | None:
+            """The next attacker address with a login left; a new one every 2.5 s (the first 4 at once)."""
+            async with turn:
+                if used[1] >= self.per_address or used[0] == 0:
+                    ready = t0 + max(0, used[0] - 3) / self.new_addresses_per_s
+                    if ready > ctx.end:
+                        return None
+                    await asyncio.sleep(max(0.0, ready - time.monotonic()))
+                    used[0], used[1] = used[0] + 1, 0
+                used[1] += 1
+                n = used[0]
+                return f"127.0.{2 + n // 250}.{1 + n % 250}"
+
+        async def attacker() -> None:
+            for _ in range(MAX_ITERATIONS):
+                source = await address()
+                if source is None or ctx.over():
+                    return
+                status, _ = await post_login(ctx.port, source, "alice", "not the password")
+                statuses[str(status)] += 1
+                report["sent"] += 1
+
+        async def honest_logins() -> None:
+            logins: list[asyncio.Task[None]] = []
+
+            async def one() -> None:
+                started = time.monotonic()
+                status, _ = await post_login(ctx.port, HONEST_LOGIN_IP, "bob", LOGIN_PASSWORDS["bob"])
+                honest.append((status, time.monotonic() - started))
+
+            for _ in range(MAX_ITERATIONS):
+                if ctx.over():
+                    break
+                logins.append(asyncio.create_task(one()))
+                await asyncio.sleep(1 / self.honest_logins_per_s)
+            await asyncio.gather(*logins)
+
+        await asyncio.gather(honest_logins(), *(attacker() for _ in range(self.concurrency)))
+        rate(report, report["sent"], time.monotonic() - t0)
+        times = sorted(t for _, t in honest)
+        report["attacker_statuses"] = dict(statuses)
+        report["addresses"] = used[0]
+        report["honest_logins"] = {
+            "ok": sum(1 for status, _ in honest if status == 200),
+            "total": len(honest),
+            "statuses": dict(Counter(str(status) for status, _ in honest)),
+            "p50_ms": round(1000 * times[len(times) // 2]) if times else None,
+            "max_ms": round(1000 * times[-1]) if times else None,
+        }
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {"status": f"{ctx.report.get('addresses', 0)} addresses"}
+
+
 ATTACKS: dict[str, Attack] = {
     a.name: a
     for a in (
@@ -921,6 +1062,7 @@ ATTACKS: dict[str, Attack] = {
         Malformed(),
         TlsTrickle(),
         TlsReplay(),
+        LoginFlood(),
     )
 }
 
@@ -1348,6 +1490,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
         ca, key = self_signed(certs.name, opts.tls_key_type)
         extra, tls = ("--tls-cert", ca, "--tls-key", key), ssl.create_default_context(cafile=ca)
         doc["tls_key_type"] = opts.tls_key_type
+    extra = (*extra, *await attack.server_args(tree))
     proc = await start_server(tree, port, log, opts.pin, extra)
     sampler = Sampler(proc, opts.rss_ceiling_mb * 1024, abort)
     ctx = Ctx(port, opts, abort, lambda: sampler.rss_kb * 1024, tls=tls, ca=ca)
@@ -1522,6 +1665,13 @@ def print_table(docs: list[dict[str, Any]]) -> None:
             notes.append(f"waves {a.get('waves')}; fates {a.get('fates')}; new wss {a.get('probe')}")
         if doc["attack"] == "tls-replay":
             notes.append(f"outcomes {a.get('outcomes')}; new wss {a.get('probe')}")
+        if doc["attack"] == "login-flood" and a.get("honest_logins"):
+            h = a["honest_logins"]
+            notes.append(
+                f"honest logins {h['ok']}/{h['total']} ok {h['statuses']}, p50 {h['p50_ms']} ms, max {h['max_ms']} ms "
+                f"(alone {a.get('honest_login_alone_ms')} ms); "
+                f"attacker {a.get('attacker_statuses')}"
+            )
         if doc["attack"] == "room-flood" and a.get("members"):
             m = a["members"]
             notes.append(f"members dropped median @{m['dropped_median_s']} s, {m['mb_read_each']} MB read each")

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from hubbub.auth.logins import Authenticator, Outcome
+from hubbub.auth.logins import Authenticator, Outcome, Refusal
 from hubbub.backends.broker import BrokerUnavailable
 from hubbub.backends.tickets import StoreFull
 from hubbub.protocol.http import Head, Request, Response, Route
@@ -107,8 +107,9 @@ class Login:
         except (StoreFull, BrokerUnavailable):
             log.warning("login.store_unavailable", extra={"peer": request.peer})
             return _refuse(HTTPStatus.SERVICE_UNAVAILABLE, "try again later")
-        if isinstance(result, Outcome):
-            return Response(HTTPStatus(result.value), _REASONS[result], _TEXT, close=True)
+        if isinstance(result, Refusal):
+            wait = (("Retry-After", str(result.retry_after)),) if result.retry_after else ()
+            return Response(HTTPStatus(result.outcome.value), _REASONS[result.outcome], _TEXT, True, wait)
         reply = {"ticket": result, "otp": result, "expires_in": self._auth.ttl}
         return Response(HTTPStatus.OK, msgspec.json.encode(reply), "application/json", close=True)
 

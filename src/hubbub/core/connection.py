@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from hubbub.auth.tokens import Grant
     from hubbub.backends.history import History
     from hubbub.backends.presence import Presence
+    from hubbub.core.replays import Replays
     from hubbub.core.settings import Settings
+    from hubbub.protocol.ratelimit import ByteBucket
     from hubbub.protocol.session import Limits
 
 __all__ = ["Connection", "HubPort", "ReadGate", "Wire"]
@@ -60,6 +62,7 @@ class HubPort(Protocol):
     limits: Limits
     history: History
     presence: Presence
+    replays: Replays
     join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None
 
     def _register(self, conn: Connection) -> None: ...
@@ -92,6 +95,7 @@ class Connection:
         "__weakref__",  # tests and tools may watch a connection without keeping it alive
         "_abort_handle",
         "_attached",
+        "_blocked_since",
         "_gate",
         "_inbox",
         "_limit",
@@ -102,6 +106,7 @@ class Connection:
         "_raw",
         "_reader",
         "_reading_paused",
+        "_replay_budget",
         "_transport",
         "data",
         "grant",
@@ -148,6 +153,12 @@ class Connection:
         self._reading_paused = False
         self._reader: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
+        self._blocked_since: float | None = None
+        """Since when (monotonic) this connection's writes have waited to drain; None: they drained.
+        Set when the transport pauses the writer, or by the heartbeat sweep when it finds bytes waiting
+        in the transport; cleared when it resumes or the sweep finds it empty (the write deadline)."""
+        self._replay_budget: ByteBucket | None = None
+        """What this connection may still be replayed (`hubbub.core.replays`), made on its first replay."""
 
     @property
     def state(self) -> State:
@@ -312,18 +323,47 @@ class Connection:
         self._raw.write(out[0] if len(out) == 1 else b"".join(out))
 
     def pause_writing(self) -> None:
-        """For the transport adapter: the transport's buffer is full; frames wait in the outbox."""
+        """For the transport adapter: the transport's buffer is full; frames wait in the outbox.
+
+        The write deadline starts now, unless it already runs (the heartbeat sweep drops a
+        connection still blocked `write_timeout` later)."""
         self._paused = True
+        if self._blocked_since is None:
+            self._blocked_since = time.monotonic()
 
     def resume_writing(self) -> None:
         """For the transport adapter: the transport drained; what waited is written."""
         self._paused = False
+        self._blocked_since = None
         if (self._out or self.session.pong_owed) and self.session.state is _OPEN:
             self._want_write()
 
     def _overflow(self) -> None:
         self.hub._slow_consumer(self)
         self.close(CloseCode.TRY_AGAIN_LATER, "send queue overflowed", self.hub.settings.slow_close_grace)
+
+    def write_stalled(self, now: float, deadline: float) -> bool:
+        """For the heartbeat sweep: True when this connection's writes have not drained for `deadline` s.
+
+        Drained: the transport resumed the writer, or its buffer above the kernel
+        was found empty. A transport that holds bytes without having paused is
+        noticed here, at the sweep (it then has `deadline` more seconds).
+        """
+        since = self._blocked_since
+        if not self._paused:
+            raw = self._raw
+            if raw is None or not raw.get_write_buffer_size():
+                self._blocked_since = None
+                return False
+        if since is None:
+            self._blocked_since = now
+            return False
+        return now - since >= deadline
+
+    def drop_stalled(self) -> None:
+        """Drop a connection past its write deadline as a slow consumer: 1013, then the RST."""
+        self.hub._slow_consumer(self)
+        self.close(CloseCode.TRY_AGAIN_LATER, "writes did not drain in time", self.hub.settings.slow_close_grace)
 
     @property
     def queued_bytes(self) -> int:

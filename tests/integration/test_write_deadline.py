@@ -28,7 +28,7 @@ async def stalled_peer(server: Server, room: str, since: int = 0) -> tuple[RawPe
     """A raw peer with a 4 KiB receive buffer that joins `room` with `since` and will read nothing."""
     hub = server.hub
     before = set(hub.connections)
-    peer = await RawPeer.open(server.port)
+    peer = await RawPeer.open(server.port, limit=1024)  # its reader stops taking bytes at 2 KiB
     peer.shrink_receive_buffer()
     await eventually(lambda: bool(hub.connections - before))
     (conn,) = hub.connections - before
@@ -150,4 +150,21 @@ async def test_a_client_that_reads_slowly_but_drains_is_kept(make_server: Server
     await asyncio.sleep(WRITE_TIMEOUT + 2 * SWEEP)
     assert conn.state is State.OPEN and conn in hub.connections
     assert hub.metrics.slow_dropped._value.get() == 0
+    peer.writer.transport.abort()
+
+
+async def test_bytes_held_only_by_the_kernel_are_given_up_by_the_kernel(make_server: ServerFactory) -> None:
+    """A replay small enough for the kernel to take it all (nothing waits in the transport, so the sweep
+    sees nothing) to a client that never opens its window: the kernel ends the connection
+    (TCP_USER_TIMEOUT = 2 x write_timeout) though the client sends pongs all along."""
+    server = await make_server(write_timeout=WRITE_TIMEOUT, send_buffer=65536)
+    hub = server.hub
+    await fill_history(server, "small", 5, 20_000)
+    peer, conn = await stalled_peer(server, "small")
+    await asyncio.sleep(0.1)
+    assert not conn._paused and not conn._raw.get_write_buffer_size()  # all of it in the kernel
+    took = await pong_until_gone(peer, conn)
+    assert conn not in hub.connections and conn.state is not State.OPEN
+    assert took <= 2 * WRITE_TIMEOUT + 1.5, took
+    assert hub.metrics.slow_dropped._value.get() == 0  # the kernel's doing: the sweep saw nothing waiting
     peer.writer.transport.abort()

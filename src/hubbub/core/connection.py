@@ -39,6 +39,8 @@ __all__ = ["Connection", "HubPort", "ReadGate", "Wire"]
 
 _OPEN = State.OPEN
 _LINGER_RST = struct.pack("ii", 1, 0)
+_TCP_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)
+"""Linux's option for how long sent data may wait unacknowledged, a shut window included (None elsewhere)."""
 
 
 class Wire(Protocol):
@@ -184,13 +186,20 @@ class Connection:
         protocol = getattr(raw, "get_protocol", None)
         gate = protocol() if protocol is not None else None
         self._gate = gate if hasattr(gate, "pause_for_app") else None  # the frame pacer, when there is one
-        if self.hub.settings.send_buffer:
+        settings = self.hub.settings
+        sock = raw.get_extra_info("socket") if settings.send_buffer or settings.write_timeout else None
+        if sock is not None and settings.send_buffer:
             # Bytes the kernel holds for a client that does not read count
             # against no limit of ours; capping them makes the drop come sooner.
-            sock = raw.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.hub.settings.send_buffer)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer)
+        if sock is not None and settings.write_timeout and _TCP_USER_TIMEOUT is not None:
+            # The write deadline below the transport, for bytes the sweep cannot see: the
+            # kernel gives up on a peer that has taken nothing of what it holds (its window
+            # shut, or nothing acked) for twice write_timeout. Twice, so that a writer the
+            # sweep can see is the sweep's to drop, with 1013 and counted.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, int(settings.write_timeout * 2000))
         if self.session.open():
             self._attached = True
             self.hub._register(self)

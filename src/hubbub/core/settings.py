@@ -122,8 +122,9 @@ class Settings:
         " rooms and however lively its pings and pongs; 0 turns it off",
         doc="Drained means the outbox and the transport's buffer above the kernel emptied, or the transport fell"
         " back to its low-water mark after it paused the writer. A client that reads nothing holds what it was"
-        " sent (up to `send_queue_bytes` plus the transport's 256 KiB) until then, and no longer."
-        " Gorilla's `writeWait` is 10 s too.",
+        " sent (up to `send_queue_bytes` plus the transport's 256 KiB) until then, and no longer. Bytes that"
+        " only the kernel holds are given up by the kernel at twice this (`TCP_USER_TIMEOUT`, on Linux): an"
+        " RST, counted as a 1006 close. Gorilla's `writeWait` is 10 s too.",
     )
     replay_rate: int = setting(
         262_144,

@@ -1,9 +1,12 @@
-"""A token bucket per connection: spam protection as a pure decision, tested with fake time.
+"""Token buckets: spam protection and byte budgets as pure decisions, tested with fake time.
 
-A client may send `rate` events per second on average and `burst` at once.
-An event over the limit is answered with `rate_limited` and not handled; a
-client that keeps pushing (`strikes` refusals in a row) is abusive and the
-connection is closed with 1008.
+`TokenBucket`: a client may send `rate` events per second on average and
+`burst` at once. An event over the limit is answered with `rate_limited` and
+not handled; a client that keeps pushing (`strikes` refusals in a row) is
+abusive and the connection is closed with 1008.
+
+`ByteBucket`: what costly answers (replays) may send, in bytes per second;
+an answer that does not fit is refused whole (`hubbub.core.replays`).
 """
 
 from __future__ import annotations

@@ -39,13 +39,17 @@ Attacks (`--list` prints them):
   tls-trickle   waves of sockets that send nothing or trickle a TLS ClientHello at 1 byte/s
   tls-replay    32 at once, again and again: a recorded ClientHello, the server's flight read, close
 
+  login-flood   40 wrong-password POST /login at once for one user, from fresh addresses (10 logins
+                each, 0.4 new a second), while another user logs in once a second (server:
+                --users with both, --allow-anonymous for the honest clients)
+  stalled-replay  --stallers sockets (receive buffer 4 KiB) each join a room of 1,000 60 KB messages with
+                since 0, never read, and send an unsolicited pong every 10 s (or a third of --duration)
+  replay-cycle  --cyclers readers each send leave_room + join_room {since: 0} on that room 9 times a second
+
 The TLS attacks run the server with a self-signed certificate made in a temporary directory
 (`--tls-key-type`, RSA-2048 by default); the honest clients then speak wss, and a probe (in a
 process of its own) opens a new wss connection every 0.5 s from 127.0.0.4 and times it up to
 the ack of its join.
-  login-flood   40 wrong-password POST /login at once for one user, from fresh addresses (10 logins
-                each, 0.4 new a second), while another user logs in once a second (server:
-                --users with both, --allow-anonymous for the honest clients)
 """
 
 from __future__ import annotations
@@ -1049,6 +1053,184 @@ class LoginFlood(Attack):
         return {"status": f"{ctx.report.get('addresses', 0)} addresses"}
 
 
+ARCHIVE = "archive"
+"""The room stalled-replay and replay-cycle ask to be replayed: `--archive` messages of 60 KB."""
+
+
+async def fill_archive(ctx: Ctx, publishers: int = 5) -> None:
+    """Publish `--archive` messages of 60 KB to ARCHIVE from `publishers` connections, each with at most 2
+    in flight (they read every echo, and must not be dropped as slow consumers) and within the event
+    rate limit (90 at once, then 18 a second); then they go."""
+    count = ctx.opts.archive
+    peers = [await open_peer(ctx.port, ATTACKER_IP) for _ in range(publishers)]
+    body = b"a" * 60000
+    until = time.monotonic() + 50
+    errors: Counter[str] = Counter()
+    done = [0]
+
+    async def publish(k: int, peer: Peer, share: int) -> None:
+        acked = [0]
+        arrived = asyncio.Event()
+
+        def on_text(payload: bytes) -> None:
+            if payload.startswith(b'{"type":"ack"'):
+                acked[0] += 1
+                arrived.set()
+            elif payload.startswith(b'{"type":"error"'):
+                errors[error_code(payload)] += 1
+                arrived.set()
+
+        # One reader from the start (join_all's would take bytes of the next frames with it when cancelled).
+        reader = asyncio.create_task(peer.frames(on_text))
+        await peer.send(event_frame("join_room", {"room": ARCHIVE}, "join"), until)
+        for _ in range(MAX_ITERATIONS):
+            if acked[0] or time.monotonic() > until or peer.ended is not None:
+                break
+            await asyncio.sleep(0.01)
+        acked[0] -= 1  # the join's
+        t0 = time.monotonic()
+        try:
+            for i in range(share):
+                for _ in range(MAX_ITERATIONS):
+                    if i - acked[0] < 2 or time.monotonic() > until or peer.ended is not None:
+                        break
+                    arrived.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.1):
+                            await arrived.wait()
+                if i >= 90:
+                    await asyncio.sleep(max(0.0, t0 + (i - 90) / 18 - time.monotonic()))
+                text = b'{"type":"send_message","payload":{"room":"%b","message":"%b"},"id":%d}' % (
+                    ARCHIVE.encode(),
+                    body,
+                    i,
+                )
+                if not await peer.send(client_frame(0x1, text, mask=b"\0\0\0\0"), until):
+                    break
+            for _ in range(MAX_ITERATIONS):
+                if acked[0] >= share or time.monotonic() > until or peer.ended is not None:
+                    break
+                await asyncio.sleep(0.05)
+            done[0] += acked[0]
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    try:
+        shares = [count // publishers + (1 if k < count % publishers else 0) for k in range(publishers)]
+        await asyncio.gather(*(publish(k, peer, shares[k]) for k, peer in enumerate(peers)))
+        if done[0] < count:
+            raise RuntimeError(f"{ARCHIVE}: {done[0]} of {count} messages published, errors {dict(errors)}")
+    finally:
+        for peer in peers:
+            peer.abort()
+
+
+class StalledReplay(Attack):
+    name = "stalled-replay"
+    about = "sockets (receive buffer 4 KiB) join a room of 60 KB messages with since 0, never read, and pong"
+
+    async def setup(self, ctx: Ctx) -> None:
+        await fill_archive(ctx)
+
+    async def run(self, ctx: Ctx) -> None:
+        report, count = ctx.report, ctx.opts.stallers
+        join = event_frame("join_room", {"room": ARCHIVE, "since": 0}, 1)
+        report.update(unit="sockets", sent=0, bytes_sent=0, refused_http=0)
+        t0 = time.monotonic()
+
+        async def one() -> None:
+            try:
+                peer = await open_peer(ctx.port, ATTACKER_IP, rcvbuf=4096)
+            except Refused:
+                report["refused_http"] += 1
+                return
+            except (OSError, TimeoutError):
+                return
+            peer.writer.transport.pause_reading()  # never read
+            ctx.peers.append(peer)
+            if await peer.send(join, ctx.end):
+                report["sent"] += 1
+                report["bytes_sent"] += len(join)
+
+        for start in range(0, count, 100):
+            if ctx.over():
+                break
+            await asyncio.gather(*(one() for _ in range(min(100, count - start))))
+        report["opened_s"] = round(time.monotonic() - t0, 3)
+        pong, every = client_frame(0xA, b"alive"), min(10.0, max(0.5, ctx.opts.duration / 3))
+        for _ in range(MAX_ITERATIONS):  # an unsolicited pong now and then, so that the heartbeat is content
+            if ctx.over():
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(every, ctx.end - time.monotonic()))):
+                    await ctx.abort.wait()
+            for peer in ctx.peers:
+                if peer.ended is None:
+                    with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                        peer.writer.write(pong)
+                        report["bytes_sent"] += len(pong)
+        rate(report, report["sent"], time.monotonic() - t0)
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        after = sorted(p.ended - ctx.start for p in ctx.peers if p.ended is not None)
+        return {
+            "status": dict(Counter(p.fate_text() for p in ctx.peers)),
+            "dropped": len(after),
+            "dropped_median_s": round(after[len(after) // 2], 3) if after else None,
+        }
+
+
+class ReplayCycle(Attack):
+    name = "replay-cycle"
+    about = "readers each send leave_room + join_room {since: 0} on a room of 60 KB messages 9 times a second"
+
+    async def setup(self, ctx: Ctx) -> None:
+        await fill_archive(ctx)
+        for _ in range(ctx.opts.cyclers):
+            ctx.peers.append(await open_peer(ctx.port, ATTACKER_IP))
+
+    async def run(self, ctx: Ctx) -> None:
+        report = ctx.report
+        answers: Counter[str] = Counter()
+        report.update(unit="cycles", sent=0, bytes_sent=0)
+
+        def on_text(payload: bytes) -> None:
+            if payload.startswith(b'{"type":"error"'):
+                answers[error_code(payload)] += 1
+            elif payload.startswith(b'{"type":"ack"'):
+                answers["ack"] += 1
+            elif payload.startswith(b'{"type":"new_message"'):
+                answers["replayed"] += 1
+
+        for peer in ctx.peers:
+            ctx.tasks.append(asyncio.create_task(peer.frames(on_text)))
+        t0 = time.monotonic()
+
+        async def cycle(peer: Peer) -> None:
+            for i in range(MAX_ITERATIONS):
+                if ctx.over():
+                    return
+                data = event_frame("leave_room", {"room": ARCHIVE}, f"l{i}") + event_frame(
+                    "join_room", {"room": ARCHIVE, "since": 0}, f"j{i}"
+                )
+                if not await peer.send(data, ctx.end):
+                    return
+                report["sent"] += 1
+                report["bytes_sent"] += len(data)
+                await asyncio.sleep(1 / 9)
+
+        await asyncio.gather(*(cycle(peer) for peer in ctx.peers))
+        seconds = time.monotonic() - t0
+        rate(report, report["sent"], seconds)
+        bytes_out = sum(p.bytes_in for p in ctx.peers)
+        report["answers"] = dict(answers)
+        report["mb_out"] = round(bytes_out / 1e6, 2)
+        report["mb_out_per_s"] = round(bytes_out / seconds / 1e6, 2) if seconds > 0 else 0.0
+        report["amplification"] = round(bytes_out / max(1, report["bytes_sent"]), 1)
+
+
 ATTACKS: dict[str, Attack] = {
     a.name: a
     for a in (
@@ -1063,6 +1245,8 @@ ATTACKS: dict[str, Attack] = {
         TlsTrickle(),
         TlsReplay(),
         LoginFlood(),
+        StalledReplay(),
+        ReplayCycle(),
     )
 }
 
@@ -1715,6 +1899,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--tls-key-type", choices=("rsa", "ec"), default="rsa", help="the TLS attacks' certificate (default rsa)"
     )
+    p.add_argument("--archive", type=int, default=1000, help="60 KB messages replayed by stalled-replay, replay-cycle")
+    p.add_argument("--stallers", type=int, default=2000, help="stalled-replay's sockets (default %(default)s)")
+    p.add_argument("--cyclers", type=int, default=20, help="replay-cycle's readers (default %(default)s)")
     p.add_argument("--one-ip", dest="spread_ips", action="store_false", help="every client from 127.0.0.1")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     p.add_argument("--keep-logs", action="store_true", help="keep each server's log file (path in the JSON)")

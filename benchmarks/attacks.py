@@ -38,7 +38,6 @@ Attacks (`--list` prints them):
   malformed     one malformed frame per connection (6 kinds in turn), 4 connections at a time
   tls-trickle   waves of sockets that send nothing or trickle a TLS ClientHello at 1 byte/s
   tls-replay    32 at once, again and again: a recorded ClientHello, the server's flight read, close
-
   login-flood   40 wrong-password POST /login at once for one user, from fresh addresses (10 logins
                 each, 0.4 new a second), while another user logs in once a second (server:
                 --users with both, --allow-anonymous for the honest clients)

@@ -39,6 +39,19 @@ Attacks (`--list` prints them):
   presence-churn  1,000 named members of one room (reading everything) each leave and rejoin once a second
                 (--churn-gap S: the rejoin S seconds after the leave)
   join-burst    1,000 named clients join one room at once, then read what it announces
+  tls-trickle   waves of sockets that send nothing or trickle a TLS ClientHello at 1 byte/s
+  tls-replay    32 at once, again and again: a recorded ClientHello, the server's flight read, close
+  login-flood   40 wrong-password POST /login at once for one user, from fresh addresses (10 logins
+                each, 0.4 new a second), while another user logs in once a second (server:
+                --users with both, --allow-anonymous for the honest clients)
+  stalled-replay  --stallers sockets (receive buffer 4 KiB) each join a room of 1,000 60 KB messages with
+                since 0, never read, and send an unsolicited pong every 10 s (or a third of --duration)
+  replay-cycle  --cyclers readers each send leave_room + join_room {since: 0} on that room 9 times a second
+
+The TLS attacks run the server with a self-signed certificate made in a temporary directory
+(`--tls-key-type`, RSA-2048 by default); the honest clients then speak wss, and a probe (in a
+process of its own) opens a new wss connection every 0.5 s from 127.0.0.4 and times it up to
+the ack of its join.
 """
 
 from __future__ import annotations
@@ -55,6 +68,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -72,6 +86,7 @@ HOST = "127.0.0.1"
 """Every connection goes to this address; the sources below are loopback addresses too."""
 HONEST_IP = "127.0.0.2"
 ATTACKER_IP = "127.0.0.3"
+PROBE_IP = "127.0.0.4"
 MEMBER_NET = "127.0.1."
 HONEST_ROOM = "honest"
 BIG_READ = 1 << 18
@@ -282,9 +297,9 @@ class Peer:
         return f"{self.how} {self.code}" if self.code is not None else str(self.how)
 
 
-async def open_peer(port: int, ip: str, rcvbuf: int = 0, query: str = "") -> Peer:
-    """Connect from `ip` to the server's /ws (with `query`, e.g. `name=x`) and upgrade; `Refused` when it
-    answers otherwise."""
+async def open_peer(port: int, ip: str, rcvbuf: int = 0, tls: ssl.SSLContext | None = None, query: str = "") -> Peer:
+    """Connect from `ip` to the server's /ws (over TLS with `tls`; with `query`, e.g. `name=x`) and upgrade;
+    `Refused` when it answers otherwise."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -294,7 +309,9 @@ async def open_peer(port: int, ip: str, rcvbuf: int = 0, query: str = "") -> Pee
         sock.bind((ip, 0))
         async with asyncio.timeout(10):
             await loop.sock_connect(sock, (HOST, port))
-            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+            reader, writer = await asyncio.open_connection(
+                sock=sock, limit=1 << 20, ssl=tls, server_hostname="localhost" if tls else None
+            )
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(
                 f"GET /ws{'?' + query if query else ''} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
@@ -372,6 +389,10 @@ class Ctx:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     """Moments worth a look in the honest latencies (join-flood's close)."""
+    tls: ssl.SSLContext | None = None
+    """A client context that trusts the server's certificate, for the TLS attacks."""
+    ca: str = ""
+    """That certificate's file."""
 
     def over(self) -> bool:
         return self.abort.is_set() or time.monotonic() >= self.end
@@ -412,6 +433,12 @@ class Attack:
 
     name = ""
     about = ""
+    tls = False
+    """Whether the server speaks TLS for this attack (a self-signed certificate, made per run)."""
+
+    async def server_args(self, tree: Tree) -> tuple[str, ...]:
+        """Flags the server needs for this attack, beside the tree's (made before it starts)."""
+        return ()
 
     async def setup(self, ctx: Ctx) -> None:
         return None
@@ -788,6 +815,543 @@ class JoinBurst(Attack):
         return members_after(ctx, ctx.peers)
 
 
+def client_hello() -> bytes:
+    """A real TLS ClientHello (TLS 1.3 with 1.2 allowed), as a client's first flight: what
+    an attacker records once and replays, never doing any cryptography itself."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+async def raw_socket(port: int, ip: str) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        sock.bind((ip, 0))
+        async with asyncio.timeout(5):
+            await loop.sock_connect(sock, (HOST, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Probe:
+    """A new wss connection every 0.5 s from its own address, timed from connect to the ack of its
+    join; it runs in a child process (`attacks.py _probe ...`, see `ProbeProcess`), so that what it
+    measures is the server's delay, not the attacker's own loop."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.failures: Counter[str] = Counter()
+
+    async def run(self, port: int, tls: ssl.SSLContext | None, stop: asyncio.Event, deadline: float) -> None:
+        for i in range(MAX_ITERATIONS):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            t0 = time.monotonic()
+            try:
+                async with asyncio.timeout(5):
+                    peer = await open_peer(port, PROBE_IP, tls=tls)
+                    try:
+                        answer = await self.join(peer, f"probe-{i}")
+                    finally:
+                        peer.abort()
+                if answer.startswith(b'{"type":"ack"'):
+                    self.samples.append(time.monotonic() - t0)
+                else:
+                    self.failures[f"join {error_code(answer)}"] += 1
+            except (OSError, TimeoutError, Refused, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+                self.failures[type(exc).__name__] += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, t0 + 0.5 - time.monotonic())):
+                    await stop.wait()
+
+    @staticmethod
+    async def join(peer: Peer, room: str) -> bytes:
+        """Join `room`; the answer (an ack or an error), or b"" when the connection ended first."""
+        peer.writer.write(event_frame("join_room", {"room": room}, "probe"))
+        parser = FrameParser()
+        for _ in range(MAX_ITERATIONS):
+            data = await peer.reader.read(BIG_READ)
+            if not data:
+                return b""
+            for opcode, payload in parser.feed(data):
+                if opcode == 0x1 and b'"id":"probe"' in payload:
+                    return payload
+        return b""
+
+    def report(self) -> dict[str, Any]:
+        chosen = sorted(self.samples)
+        if not chosen:
+            return {"n": 0, "failures": dict(self.failures)}
+
+        def pct(p: float) -> float:
+            return round(chosen[min(len(chosen) - 1, int(p * len(chosen)))] * 1000, 1)
+
+        return {"n": len(chosen), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "failures": dict(self.failures)}
+
+
+async def probe_main(port: int, ca: str, max_s: float) -> None:
+    """The child process of `ProbeProcess`: probes until SIGUSR1 (or `max_s`), then prints its report."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
+    probe = Probe()
+    await probe.run(port, ssl.create_default_context(cafile=ca) if ca else None, stop, time.monotonic() + max_s)
+    print(json.dumps(probe.report()), flush=True)
+
+
+class ProbeProcess:
+    """`Probe` in its own process, from the parent's side."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, ctx: Ctx, ca: str) -> ProbeProcess:
+        max_s = max(1.0, ctx.limit - time.monotonic())
+        args = (str(SCRIPT), "_probe", str(ctx.port), ca, str(max_s))
+        return cls(await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE))
+
+    async def stop(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGUSR1)
+        try:
+            async with asyncio.timeout(10):
+                out = await self.proc.stdout.read()
+                await self.proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            return {"error": "the probe did not answer"}
+        lines = out.decode().strip().splitlines()
+        report: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": "the probe said nothing"}
+        return report
+
+
+class TlsTrickle(Attack):
+    name, about = "tls-trickle", "waves of sockets that send nothing or trickle a TLS ClientHello at 1 byte/s"
+    tls = True
+
+    async def run(self, ctx: Ctx) -> None:
+        """Waves of `--tls-sockets` sockets, half silent and half trickling, each from its own
+        127.0.2.x address; a wave ends when the server has closed them all, then the next begins."""
+        hello, report = client_hello(), ctx.report
+        probe = await ProbeProcess.start(ctx, ctx.ca)
+        fates: Counter[str] = Counter()
+        waves: list[dict[str, Any]] = []
+        report.update(unit="sockets", sent=0, bytes_sent=0)
+        t0 = time.monotonic()
+
+        async def one(k: int) -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                sock = await raw_socket(ctx.port, f"127.0.{2 + k // 250}.{1 + k % 250}")
+            except (OSError, TimeoutError) as exc:
+                fates[type(exc).__name__] += 1
+                return
+            opened = time.monotonic()
+            try:
+                for byte in hello if k % 2 else b"":
+                    if ctx.abort.is_set() or time.monotonic() > ctx.limit:
+                        break
+                    await loop.sock_sendall(sock, bytes((byte,)))
+                    report["bytes_sent"] += 1
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            if await loop.sock_recv(sock, 4096) == b"":
+                                break
+                else:
+                    async with asyncio.timeout(max(0.1, ctx.limit - time.monotonic())):
+                        for _ in range(MAX_ITERATIONS):
+                            if await loop.sock_recv(sock, 4096) == b"":
+                                break
+                held = time.monotonic() - opened
+                fates["closed at once" if held < 0.5 else f"closed after {round(held)} s"] += 1
+            except (ConnectionError, OSError):
+                fates["reset"] += 1
+            except TimeoutError:
+                fates["still open"] += 1
+            finally:
+                sock.close()
+
+        for _ in range(MAX_ITERATIONS):
+            if ctx.over():
+                break
+            rss0, w0 = ctx.rss(), time.monotonic()
+            await asyncio.gather(*(one(k) for k in range(ctx.opts.tls_sockets)))
+            report["sent"] += ctx.opts.tls_sockets
+            await asyncio.sleep(1.5)  # the server's heap trim comes a second after the wave
+            waves.append({"s": round(time.monotonic() - w0, 1), "rss_mb": [rss0 >> 20, ctx.rss() >> 20]})
+        report.update(waves=waves, fates=dict(fates), probe=await probe.stop())
+        rate(report, report["sent"], time.monotonic() - t0)
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {"status": "waves of sockets"}
+
+
+class TlsReplay(Attack):
+    name, about = "tls-replay", "32 at once, again and again: a recorded ClientHello, the server's flight read, close"
+    tls = True
+
+    async def run(self, ctx: Ctx) -> None:
+        hello, report = client_hello(), ctx.report
+        probe = await ProbeProcess.start(ctx, ctx.ca)
+        outcomes: Counter[str] = Counter()
+        report.update(unit="handshakes", sent=0, bytes_sent=0)
+        t0 = time.monotonic()
+
+        async def worker() -> None:
+            loop = asyncio.get_running_loop()
+            for _ in range(MAX_ITERATIONS):
+                if ctx.over():
+                    return
+                try:
+                    sock = await raw_socket(ctx.port, ATTACKER_IP)
+                except (OSError, TimeoutError) as exc:
+                    outcomes[type(exc).__name__] += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                try:
+                    await loop.sock_sendall(sock, hello)
+                    report["bytes_sent"] += len(hello)
+                    async with asyncio.timeout(5):
+                        got = await loop.sock_recv(sock, 65536)  # the server's flight: its signature is made
+                    outcomes["served" if got else "closed at once"] += 1
+                    report["sent"] += 1 if got else 0
+                except (ConnectionError, OSError):
+                    outcomes["reset"] += 1
+                except TimeoutError:
+                    outcomes["no answer in 5 s"] += 1
+                finally:
+                    sock.close()
+
+        await asyncio.gather(*(worker() for _ in range(ctx.opts.tls_concurrency)))
+        report.update(outcomes=dict(outcomes), probe=await probe.stop())
+        rate(report, report["sent"], time.monotonic() - t0)
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {"status": f"{ctx.opts.tls_concurrency} at a time"}
+
+
+LOGIN_NET = "127.0.2."
+"""The login flood's addresses: 127.0.2.1, .2, ... (then 127.0.3.x), each used for at most 10 logins."""
+HONEST_LOGIN_IP = "127.0.0.4"
+LOGIN_PASSWORDS = {"alice": "correct horse battery", "bob": "hunter2 hunter2"}
+
+
+async def post_login(port: int, source: str, name: str, password: str) -> tuple[int, str]:
+    """One `POST /login` from `source`: its status (0 if it failed) and Retry-After."""
+    body = json.dumps({"username": name, "password": password}).encode()
+    head = f"POST /login HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    try:
+        async with asyncio.timeout(30):
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=(source, 0))
+            try:
+                writer.write(head + body)
+                answer = await reader.read(4096)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return 0, ""
+    wait = re.search(rb"(?i)\r\nretry-after: *([0-9]+)", answer)
+    try:
+        return int(answer.split(b" ", 2)[1]), wait.group(1).decode() if wait else ""
+    except (IndexError, ValueError):
+        return 0, ""
+
+
+class LoginFlood(Attack):
+    name = "login-flood"
+    about = "40 wrong-password logins at once for one user from fresh addresses; another user logs in beside them"
+    concurrency = 40
+    per_address = 10
+    new_addresses_per_s = 0.4
+    honest_logins_per_s = 1.0
+
+    def __init__(self) -> None:
+        self._users: dict[str, tempfile.TemporaryDirectory[str]] = {}
+
+    async def server_args(self, tree: Tree) -> tuple[str, ...]:
+        """A users file with alice and bob, hashed by the tree's own `hubbub hash-password`."""
+        key = str(tree.src)
+        if key not in self._users:
+            folder = tempfile.TemporaryDirectory(prefix="hubbub-login-flood-")
+            lines = []
+            for user, password in LOGIN_PASSWORDS.items():
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "hubbub",
+                    "hash-password",
+                    env=dict(os.environ, PYTHONPATH=str(tree.src)),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                )
+                out, _ = await proc.communicate(password.encode())
+                if proc.returncode != 0:
+                    raise RuntimeError("login-flood: hubbub hash-password failed (is argon2-cffi installed?)")
+                lines.append(f"{user}:{out.decode().strip()}\n")
+            await asyncio.to_thread(Path(folder.name, "users").write_text, "".join(lines))
+            self._users[key] = folder
+        return ("--users", str(Path(self._users[key].name, "users")), "--allow-anonymous")
+
+    async def setup(self, ctx: Ctx) -> None:
+        """Three logins of the honest user alone, one after the other: what a login costs unattacked."""
+        times = []
+        for _ in range(3):
+            started = time.monotonic()
+            status, _ = await post_login(ctx.port, HONEST_LOGIN_IP, "bob", LOGIN_PASSWORDS["bob"])
+            if status != 200:
+                raise RuntimeError(f"login-flood: the honest user cannot log in ({status})")
+            times.append(time.monotonic() - started)
+        ctx.report["honest_login_alone_ms"] = round(1000 * sorted(times)[1])
+
+    async def run(self, ctx: Ctx) -> None:
+        report, statuses, honest = ctx.report, Counter[str](), list[tuple[int, float]]()
+        report.update(unit="logins", sent=0)
+        t0 = time.monotonic()
+        used = [0, 0]  # addresses handed out, logins on the current one
+        turn = asyncio.Lock()
+
+        async def address() -> str | None:
+            """The next attacker address with a login left; a new one every 2.5 s (the first 4 at once)."""
+            async with turn:
+                if used[1] >= self.per_address or used[0] == 0:
+                    ready = t0 + max(0, used[0] - 3) / self.new_addresses_per_s
+                    if ready > ctx.end:
+                        return None
+                    await asyncio.sleep(max(0.0, ready - time.monotonic()))
+                    used[0], used[1] = used[0] + 1, 0
+                used[1] += 1
+                n = used[0]
+                return f"127.0.{2 + n // 250}.{1 + n % 250}"
+
+        async def attacker() -> None:
+            for _ in range(MAX_ITERATIONS):
+                source = await address()
+                if source is None or ctx.over():
+                    return
+                status, _ = await post_login(ctx.port, source, "alice", "not the password")
+                statuses[str(status)] += 1
+                report["sent"] += 1
+
+        async def honest_logins() -> None:
+            logins: list[asyncio.Task[None]] = []
+
+            async def one() -> None:
+                started = time.monotonic()
+                status, _ = await post_login(ctx.port, HONEST_LOGIN_IP, "bob", LOGIN_PASSWORDS["bob"])
+                honest.append((status, time.monotonic() - started))
+
+            for _ in range(MAX_ITERATIONS):
+                if ctx.over():
+                    break
+                logins.append(asyncio.create_task(one()))
+                await asyncio.sleep(1 / self.honest_logins_per_s)
+            await asyncio.gather(*logins)
+
+        await asyncio.gather(honest_logins(), *(attacker() for _ in range(self.concurrency)))
+        rate(report, report["sent"], time.monotonic() - t0)
+        times = sorted(t for _, t in honest)
+        report["attacker_statuses"] = dict(statuses)
+        report["addresses"] = used[0]
+        report["honest_logins"] = {
+            "ok": sum(1 for status, _ in honest if status == 200),
+            "total": len(honest),
+            "statuses": dict(Counter(str(status) for status, _ in honest)),
+            "p50_ms": round(1000 * times[len(times) // 2]) if times else None,
+            "max_ms": round(1000 * times[-1]) if times else None,
+        }
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        return {"status": f"{ctx.report.get('addresses', 0)} addresses"}
+
+
+ARCHIVE = "archive"
+"""The room stalled-replay and replay-cycle ask to be replayed: `--archive` messages of 60 KB."""
+
+
+async def fill_archive(ctx: Ctx, publishers: int = 5) -> None:
+    """Publish `--archive` messages of 60 KB to ARCHIVE from `publishers` connections, each with at most 2
+    in flight (they read every echo, and must not be dropped as slow consumers) and within the event
+    rate limit (90 at once, then 18 a second); then they go."""
+    count = ctx.opts.archive
+    peers = [await open_peer(ctx.port, ATTACKER_IP) for _ in range(publishers)]
+    body = b"a" * 60000
+    until = time.monotonic() + 50
+    errors: Counter[str] = Counter()
+    done = [0]
+
+    async def publish(k: int, peer: Peer, share: int) -> None:
+        acked = [0]
+        arrived = asyncio.Event()
+
+        def on_text(payload: bytes) -> None:
+            if payload.startswith(b'{"type":"ack"'):
+                acked[0] += 1
+                arrived.set()
+            elif payload.startswith(b'{"type":"error"'):
+                errors[error_code(payload)] += 1
+                arrived.set()
+
+        # One reader from the start (join_all's would take bytes of the next frames with it when cancelled).
+        reader = asyncio.create_task(peer.frames(on_text))
+        await peer.send(event_frame("join_room", {"room": ARCHIVE}, "join"), until)
+        for _ in range(MAX_ITERATIONS):
+            if acked[0] or time.monotonic() > until or peer.ended is not None:
+                break
+            await asyncio.sleep(0.01)
+        acked[0] -= 1  # the join's
+        t0 = time.monotonic()
+        try:
+            for i in range(share):
+                for _ in range(MAX_ITERATIONS):
+                    if i - acked[0] < 2 or time.monotonic() > until or peer.ended is not None:
+                        break
+                    arrived.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.1):
+                            await arrived.wait()
+                if i >= 90:
+                    await asyncio.sleep(max(0.0, t0 + (i - 90) / 18 - time.monotonic()))
+                text = b'{"type":"send_message","payload":{"room":"%b","message":"%b"},"id":%d}' % (
+                    ARCHIVE.encode(),
+                    body,
+                    i,
+                )
+                if not await peer.send(client_frame(0x1, text, mask=b"\0\0\0\0"), until):
+                    break
+            for _ in range(MAX_ITERATIONS):
+                if acked[0] >= share or time.monotonic() > until or peer.ended is not None:
+                    break
+                await asyncio.sleep(0.05)
+            done[0] += acked[0]
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    try:
+        shares = [count // publishers + (1 if k < count % publishers else 0) for k in range(publishers)]
+        await asyncio.gather(*(publish(k, peer, shares[k]) for k, peer in enumerate(peers)))
+        if done[0] < count:
+            raise RuntimeError(f"{ARCHIVE}: {done[0]} of {count} messages published, errors {dict(errors)}")
+    finally:
+        for peer in peers:
+            peer.abort()
+
+
+class StalledReplay(Attack):
+    name = "stalled-replay"
+    about = "sockets (receive buffer 4 KiB) join a room of 60 KB messages with since 0, never read, and pong"
+
+    async def setup(self, ctx: Ctx) -> None:
+        await fill_archive(ctx)
+
+    async def run(self, ctx: Ctx) -> None:
+        report, count = ctx.report, ctx.opts.stallers
+        join = event_frame("join_room", {"room": ARCHIVE, "since": 0}, 1)
+        report.update(unit="sockets", sent=0, bytes_sent=0, refused_http=0)
+        t0 = time.monotonic()
+
+        async def one() -> None:
+            try:
+                peer = await open_peer(ctx.port, ATTACKER_IP, rcvbuf=4096)
+            except Refused:
+                report["refused_http"] += 1
+                return
+            except (OSError, TimeoutError):
+                return
+            peer.writer.transport.pause_reading()  # never read
+            ctx.peers.append(peer)
+            if await peer.send(join, ctx.end):
+                report["sent"] += 1
+                report["bytes_sent"] += len(join)
+
+        for start in range(0, count, 100):
+            if ctx.over():
+                break
+            await asyncio.gather(*(one() for _ in range(min(100, count - start))))
+        report["opened_s"] = round(time.monotonic() - t0, 3)
+        pong, every = client_frame(0xA, b"alive"), min(10.0, max(0.5, ctx.opts.duration / 3))
+        for _ in range(MAX_ITERATIONS):  # an unsolicited pong now and then, so that the heartbeat is content
+            if ctx.over():
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(every, ctx.end - time.monotonic()))):
+                    await ctx.abort.wait()
+            for peer in ctx.peers:
+                if peer.ended is None:
+                    with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                        peer.writer.write(pong)
+                        report["bytes_sent"] += len(pong)
+        rate(report, report["sent"], time.monotonic() - t0)
+
+    def attacker(self, ctx: Ctx) -> dict[str, Any]:
+        after = sorted(p.ended - ctx.start for p in ctx.peers if p.ended is not None)
+        return {
+            "status": dict(Counter(p.fate_text() for p in ctx.peers)),
+            "dropped": len(after),
+            "dropped_median_s": round(after[len(after) // 2], 3) if after else None,
+        }
+
+
+class ReplayCycle(Attack):
+    name = "replay-cycle"
+    about = "readers each send leave_room + join_room {since: 0} on a room of 60 KB messages 9 times a second"
+
+    async def setup(self, ctx: Ctx) -> None:
+        await fill_archive(ctx)
+        for _ in range(ctx.opts.cyclers):
+            ctx.peers.append(await open_peer(ctx.port, ATTACKER_IP))
+
+    async def run(self, ctx: Ctx) -> None:
+        report = ctx.report
+        answers: Counter[str] = Counter()
+        report.update(unit="cycles", sent=0, bytes_sent=0)
+
+        def on_text(payload: bytes) -> None:
+            if payload.startswith(b'{"type":"error"'):
+                answers[error_code(payload)] += 1
+            elif payload.startswith(b'{"type":"ack"'):
+                answers["ack"] += 1
+            elif payload.startswith(b'{"type":"new_message"'):
+                answers["replayed"] += 1
+
+        for peer in ctx.peers:
+            ctx.tasks.append(asyncio.create_task(peer.frames(on_text)))
+        t0 = time.monotonic()
+
+        async def cycle(peer: Peer) -> None:
+            for i in range(MAX_ITERATIONS):
+                if ctx.over():
+                    return
+                data = event_frame("leave_room", {"room": ARCHIVE}, f"l{i}") + event_frame(
+                    "join_room", {"room": ARCHIVE, "since": 0}, f"j{i}"
+                )
+                if not await peer.send(data, ctx.end):
+                    return
+                report["sent"] += 1
+                report["bytes_sent"] += len(data)
+                await asyncio.sleep(1 / 9)
+
+        await asyncio.gather(*(cycle(peer) for peer in ctx.peers))
+        seconds = time.monotonic() - t0
+        rate(report, report["sent"], seconds)
+        bytes_out = sum(p.bytes_in for p in ctx.peers)
+        report["answers"] = dict(answers)
+        report["mb_out"] = round(bytes_out / 1e6, 2)
+        report["mb_out_per_s"] = round(bytes_out / seconds / 1e6, 2) if seconds > 0 else 0.0
+        report["amplification"] = round(bytes_out / max(1, report["bytes_sent"]), 1)
+
+
 ATTACKS: dict[str, Attack] = {
     a.name: a
     for a in (
@@ -801,6 +1365,11 @@ ATTACKS: dict[str, Attack] = {
         Malformed(),
         PresenceChurn(),
         JoinBurst(),
+        TlsTrickle(),
+        TlsReplay(),
+        LoginFlood(),
+        StalledReplay(),
+        ReplayCycle(),
     )
 }
 
@@ -808,12 +1377,13 @@ ATTACKS: dict[str, Attack] = {
 # ---- the honest clients (a child process: `attacks.py _honest ...`) -----------------------
 
 
-async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: float) -> None:
+async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: float, ca: str = "") -> None:
     """Three (`clients`) honest members of room `honest`: send_message with an id at `per_s`, time the ack.
 
     Prints `ready` once all have joined; on SIGUSR1 (or after `max_s`) prints one JSON line:
     samples `[sent_at, latency_s, answered]` (an unanswered request counts with its age),
-    requests lost with a connection, and failures `[at, client, what]`.
+    requests lost with a connection, and failures `[at, client, what]`. With `ca`, over wss
+    trusting that certificate.
     """
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -826,6 +1396,7 @@ async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: flo
     lost = [0]
     joined = [asyncio.Event() for _ in range(clients)]
     deadline = time.monotonic() + max_s
+    tls = ssl.create_default_context(cafile=ca) if ca else None
 
     async def client(k: int) -> None:
         seq = 0
@@ -835,7 +1406,8 @@ async def honest_main(port: int, clients: int, per_s: float, ip: str, max_s: flo
             pending: dict[int, float] = {}
             try:
                 async with connect(
-                    f"ws://{HOST}:{port}/ws",
+                    f"{'wss' if tls else 'ws'}://{HOST}:{port}/ws",
+                    ssl=tls,
                     local_addr=(ip, 0),
                     proxy=None,
                     ping_interval=None,
@@ -927,7 +1499,7 @@ class Honest:
         self.proc = proc
 
     @classmethod
-    async def start(cls, port: int, opts: argparse.Namespace, max_s: float) -> Honest:
+    async def start(cls, port: int, opts: argparse.Namespace, max_s: float, ca: str = "") -> Honest:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(SCRIPT),
@@ -937,6 +1509,7 @@ class Honest:
             str(opts.honest_rate),
             HONEST_IP if opts.spread_ips else HOST,
             str(max_s),
+            ca,
             stdout=asyncio.subprocess.PIPE,
         )
         honest = cls(proc)
@@ -1022,11 +1595,13 @@ def resolve_tree(path: str, label: str, server_args: str) -> Tree:
 _SAMPLE = re.compile(r"^(hubbub_[a-z_]+_total)(\{[^}]*\})? ([0-9.e+]+)$")
 
 
-async def scrape(port: int) -> dict[str, float] | None:
+async def scrape(port: int, tls: ssl.SSLContext | None = None) -> dict[str, float] | None:
     """The server's `hubbub_*_total` counters from GET /metrics (None if it does not answer in 5 s)."""
     try:
         async with asyncio.timeout(5):
-            reader, writer = await asyncio.open_connection(HOST, port)
+            reader, writer = await asyncio.open_connection(
+                HOST, port, ssl=tls, server_hostname="localhost" if tls else None
+            )
             try:
                 writer.write(f"GET /metrics HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode())
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -1034,7 +1609,7 @@ async def scrape(port: int) -> dict[str, float] | None:
                 body = await (reader.readexactly(int(length.group(1))) if length else reader.read(1 << 22))
             finally:
                 writer.close()
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+    except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return None
     counters: dict[str, float] = {}
     for line in body.decode().splitlines():
@@ -1109,9 +1684,29 @@ def log_stats(path: Path, start: int, end: int) -> dict[str, Any]:
     return {"bytes": end - start, "lines": lines, "levels": dict(levels), "top": events.most_common(4)}
 
 
-async def start_server(tree: Tree, port: int, log: Any, pin: bool) -> asyncio.subprocess.Process:
+def self_signed(directory: str, kind: str) -> tuple[str, str]:
+    """A certificate for localhost and 127.0.0.1 and its key, made by `openssl` in `directory`:
+    RSA-2048 (`rsa`) or ECDSA P-256 (`ec`)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    new_key = ("-newkey", "rsa:2048") if kind == "rsa" else ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", *new_key, "-nodes", "-subj", "/CN=localhost", "-days", "1"),
+            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+async def start_server(
+    tree: Tree, port: int, log: Any, pin: bool, extra: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
     env = dict(os.environ, PYTHONPATH=str(tree.src))
-    args = [sys.executable, "-m", "hubbub", "serve", "--port", str(port), "--log-level", "info", *tree.server_args]
+    args = [sys.executable, "-m", "hubbub", "serve", "--port", str(port), "--log-level", "info", *extra]
+    args += tree.server_args
     taskset = shutil.which("taskset")
     if pin and taskset:
         args = [taskset, "-c", "1", *args]
@@ -1196,21 +1791,28 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
     }
     honest: Honest | None = None
     sampling: asyncio.Task[None] | None = None
-    proc = await start_server(tree, port, log, opts.pin)
+    certs = tempfile.TemporaryDirectory(prefix="hubbub-attack-tls-")
+    ca, extra, tls = "", tuple[str, ...](), None
+    if attack.tls:
+        ca, key = self_signed(certs.name, opts.tls_key_type)
+        extra, tls = ("--tls-cert", ca, "--tls-key", key), ssl.create_default_context(cafile=ca)
+        doc["tls_key_type"] = opts.tls_key_type
+    extra = (*extra, *await attack.server_args(tree))
+    proc = await start_server(tree, port, log, opts.pin, extra)
     sampler = Sampler(proc, opts.rss_ceiling_mb * 1024, abort)
-    ctx = Ctx(port, opts, abort, lambda: sampler.rss_kb * 1024)
+    ctx = Ctx(port, opts, abort, lambda: sampler.rss_kb * 1024, tls=tls, ca=ca)
     try:
         hard = time.monotonic() + opts.timeout + opts.baseline + 120
         sampling = asyncio.create_task(sampler.run(hard))
         async with asyncio.timeout(60):
             await attack.setup(ctx)
-        honest = await Honest.start(port, opts, opts.timeout + opts.baseline + 60)
+        honest = await Honest.start(port, opts, opts.timeout + opts.baseline + 60, ca)
         await asyncio.sleep(0.5)  # warm-up, not counted: the first requests of a connection are slower
         t_base = time.monotonic()
         await asyncio.sleep(opts.baseline)
         rss_before, log0, cpu0 = sampler.rss_kb, log_path.stat().st_size, proc_cpu_s(proc.pid)
         sampler.reset_peak()
-        counters0 = await scrape(port)
+        counters0 = await scrape(port, tls)
         ctx.start = time.monotonic()
         ctx.end, ctx.limit = ctx.start + opts.duration, ctx.start + opts.timeout
         ctx.tasks.append(asyncio.create_task(ctx.watch()))
@@ -1238,7 +1840,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
             peer.abort()
         t_settled = time.monotonic()
         cpu1 = proc_cpu_s(proc.pid)
-        counters1 = await scrape(port)
+        counters1 = await scrape(port, tls)
         result = await honest.stop()
         honest = None
         log1 = log_path.stat().st_size
@@ -1275,6 +1877,7 @@ async def run_one(attack: Attack, tree: Tree, opts: argparse.Namespace) -> dict[
         if sampling is not None:
             sampling.cancel()
         await stop_server(proc)
+        certs.cleanup()
         log.close()
         if opts.keep_logs:
             doc["log_path"] = str(log_path)
@@ -1365,6 +1968,17 @@ def print_table(docs: list[dict[str, Any]]) -> None:
             notes.append(f"answers {a.get('answers')}")
         if doc["attack"] == "malformed":
             notes.append(f"outcomes {a.get('outcomes')}")
+        if doc["attack"] == "tls-trickle":
+            notes.append(f"waves {a.get('waves')}; fates {a.get('fates')}; new wss {a.get('probe')}")
+        if doc["attack"] == "tls-replay":
+            notes.append(f"outcomes {a.get('outcomes')}; new wss {a.get('probe')}")
+        if doc["attack"] == "login-flood" and a.get("honest_logins"):
+            h = a["honest_logins"]
+            notes.append(
+                f"honest logins {h['ok']}/{h['total']} ok {h['statuses']}, p50 {h['p50_ms']} ms, max {h['max_ms']} ms "
+                f"(alone {a.get('honest_login_alone_ms')} ms); "
+                f"attacker {a.get('attacker_statuses')}"
+            )
         if doc["attack"] == "room-flood" and a.get("members"):
             m = a["members"]
             notes.append(f"members dropped median @{m['dropped_median_s']} s, {m['mb_read_each']} MB read each")
@@ -1412,6 +2026,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--history-window", type=int, default=8, help="history's messages in flight (default %(default)s)")
     p.add_argument("--joins", type=int, default=100_000, help="join-flood's joins (default %(default)s)")
     p.add_argument("--close-watch", type=float, default=3.0, help="join-flood: seconds watched after the close")
+    p.add_argument("--tls-sockets", type=int, default=2000, help="tls-trickle: sockets per wave (default %(default)s)")
+    p.add_argument("--tls-concurrency", type=int, default=32, help="tls-replay: hellos in flight (default %(default)s)")
+    p.add_argument(
+        "--tls-key-type", choices=("rsa", "ec"), default="rsa", help="the TLS attacks' certificate (default rsa)"
+    )
+    p.add_argument("--archive", type=int, default=1000, help="60 KB messages replayed by stalled-replay, replay-cycle")
+    p.add_argument("--stallers", type=int, default=2000, help="stalled-replay's sockets (default %(default)s)")
+    p.add_argument("--cyclers", type=int, default=20, help="replay-cycle's readers (default %(default)s)")
     p.add_argument("--one-ip", dest="spread_ips", action="store_false", help="every client from 127.0.0.1")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     p.add_argument("--keep-logs", action="store_true", help="keep each server's log file (path in the JSON)")
@@ -1477,8 +2099,12 @@ def run(coro: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["_honest"]:
-        port, clients, per_s, ip, max_s = argv[1:6]
-        run(honest_main(int(port), int(clients), float(per_s), ip, float(max_s)))
+        port, clients, per_s, ip, max_s, ca = argv[1:7]
+        run(honest_main(int(port), int(clients), float(per_s), ip, float(max_s), ca))
+        return 0
+    if argv[:1] == ["_probe"]:
+        port, ca, max_s = argv[1:4]
+        run(probe_main(int(port), ca, float(max_s)))
         return 0
     opts = parse_args(argv)
     if opts.pin and len(os.sched_getaffinity(0)) >= 2:

@@ -23,9 +23,9 @@ The package's layers, one subpackage each (docs/topics/architecture.md):
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hubbub._lazy import lazy_names
 from hubbub._version import __version__
 
 _EXPORTS = {
@@ -69,15 +69,4 @@ if TYPE_CHECKING:  # for type checkers and editors only; nothing here is importe
     from hubbub.server.server import Server, serve
 
 
-def __getattr__(name: str) -> Any:
-    """Load a documented name's module the first time the name is used."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hubbub' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_names("hubbub", _EXPORTS, globals())

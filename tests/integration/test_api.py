@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 import hubbub
 from hubbub.integration import server_api
-from hubbub.server import http
+from hubbub.server import frontdoor
 from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, exchange, ws_url
@@ -307,8 +307,8 @@ async def test_keep_alive_pipelining_and_then_picows(api: tuple[Server, httpx.As
 
 
 async def test_idle_body_and_head_timeouts(make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "IDLE_TIMEOUT", 0.3)
-    monkeypatch.setattr(http, "HEAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(frontdoor, "IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr(frontdoor, "HEAD_TIMEOUT", 0.3)
     monkeypatch.setattr(server_api, "BODY_TIMEOUT", 0.3)
     server = await make_server(api_keys=(KEY,))
     start = time.monotonic()

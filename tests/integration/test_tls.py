@@ -245,10 +245,9 @@ async def test_bench_over_wss_with_the_ca(tls_files: tuple[Path, Path]) -> None:
 
 
 async def test_a_silent_socket_is_closed_at_the_tls_handshake_timeout_and_frees_its_place(
-    make_server: ServerFactory, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    make_server: ServerFactory, tls_files: tuple[Path, Path]
 ) -> None:
-    monkeypatch.setattr("hubbub.server.listener.TLS_HANDSHAKE_TIMEOUT", 0.3)
-    server: Server = await make_server(tls_cert=str(tls_files[0]), tls_key=str(tls_files[1]))
+    server: Server = await make_server(tls_cert=str(tls_files[0]), tls_key=str(tls_files[1]), tls_handshake_timeout=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         async with asyncio.timeout(5):

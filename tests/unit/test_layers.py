@@ -42,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 """Each layer and the layers it may use. The contract of docs/topics/architecture.md."""
 
-SHARED = {"hubbub.errors", "hubbub._version"}
+SHARED = {"hubbub.errors", "hubbub._version", "hubbub._lazy"}
 """Root modules every layer may use: the one exception tree and the version. Neither loads another layer
 but the protocol's codes."""
 

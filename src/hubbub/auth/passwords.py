@@ -7,6 +7,7 @@ prints. Without argon2-cffi (the `auth` extra), `MissingArgon2`. Why: docs/topic
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from pathlib import Path
 
@@ -31,14 +32,24 @@ class MissingArgon2(ConfigError):
         )
 
 
+PARALLELISM = 1
+"""Lanes of a new hash. RFC 9106's profile says 4, which makes every check run 4 threads: two
+checks at once then ask 8 cores of a 2-core machine, and the event loop waits for one. With 1, a
+check is one thread, and how many run at once is the server's choice (`hubbub.auth.logins`).
+The memory and passes stay the profile's, so a guess costs an attacker the same memory and work."""
+
+
 def _hasher() -> PasswordHasher:
     if PasswordHasher is None:  # pragma: no cover
         raise MissingArgon2
-    return PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)
+    return PasswordHasher.from_parameters(dataclasses.replace(RFC_9106_LOW_MEMORY, parallelism=PARALLELISM))
 
 
 def hash_password(password: str) -> str:
-    """A fresh salted argon2id hash of `password`, in the self-describing PHC format."""
+    """A fresh salted argon2id hash of `password`, in the self-describing PHC format.
+
+    RFC 9106's low-memory profile (64 MiB, 3 passes) with one lane (`PARALLELISM`). Hashes made
+    with other parameters (4 lanes, before) verify as well: a hash names its own."""
     return _hasher().hash(password)
 
 
@@ -101,11 +112,15 @@ class Users:
         return cls(hashes)
 
     def verify(self, name: str, password: str) -> bool:
-        """Whether `password` is `name`'s; blocking (run it in a thread), the same cost for unknown names."""
+        """Whether `password` is `name`'s; blocking (run it in a thread), the same cost for unknown names.
+
+        A password that is not valid UTF-8 text (a lone surrogate from JSON) is checked as its
+        bytes, so it fails as any wrong password does, at the same cost."""
         hashed = self._hashes.get(name)
         known = hashed is not None
+        secret = password.encode("utf-8", "surrogatepass")
         try:
-            self._hasher.verify(hashed if hashed is not None else self._dummy, password)
+            self._hasher.verify(hashed if hashed is not None else self._dummy, secret)
             matched = True
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             matched = False

@@ -7,8 +7,9 @@ the core or prometheus_client.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hubbub._lazy import lazy_names
 
 _EXPORTS = {
     "Client": "hubbub.client.client",
@@ -58,15 +59,4 @@ if TYPE_CHECKING:  # for type checkers only; loaded on first use below
     from hubbub.client.errors import HandshakeRefused, HubUnreachable, InvalidURL
 
 
-def __getattr__(name: str) -> Any:
-    """Load the module of a name the first time it is used: `import hubbub.client` costs nothing more."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hubbub.client' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_names("hubbub.client", _EXPORTS, globals())

@@ -8,6 +8,7 @@ moment a message is read; the others are `async def`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -15,6 +16,7 @@ import msgspec
 from hubbub.backends.broker import BrokerUnavailable
 from hubbub.backends.history import History, page_within, payload_of
 from hubbub.backends.presence import Presence
+from hubbub.core.replays import replay_cost
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.events import (
@@ -86,14 +88,24 @@ async def get_history(payload: GetHistory, client: Connection) -> dict[str, Any]
     request can get its own asker dropped: with `since`, the oldest messages
     after it that fit (the client asks again from the last one it got); without
     it, the newest that fit. The ack's `offset` tells whether there is more.
+    Its bytes are paid for from the replay budgets (`hubbub.core.replays`):
+    over them, `rate_limited` and no answer.
     """
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before reading its history")
-    return await history_answer(client.hub.history, payload, client.hub.settings.send_queue_bytes // 2)
+    hub = client.hub
+    return await history_answer(
+        hub.history, payload, hub.settings.send_queue_bytes // 2, lambda cost: hub.replays.charge(client, cost)
+    )
 
 
-async def history_answer(history: History, payload: GetHistory, budget: int) -> dict[str, Any]:
-    """The ack of `get_history` (and the answer of `GET /api/history`), at most about `budget` bytes."""
+async def history_answer(
+    history: History, payload: GetHistory, budget: int, pay: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """The ack of `get_history` (and the answer of `GET /api/history`), at most about `budget` bytes.
+
+    `pay(cost)` is called with the answer's cost in bytes before it is built, and may refuse it by raising.
+    """
     try:
         if payload.since is None:
             page = await history.latest(payload.room, payload.limit)
@@ -102,6 +114,8 @@ async def history_answer(history: History, payload: GetHistory, budget: int) -> 
     except BrokerUnavailable as exc:
         raise EventError(ErrorCode.UNAVAILABLE, f"history is unavailable: {exc}") from None
     page = page_within(page, budget, newest=payload.since is None)
+    if pay is not None:
+        pay(replay_cost(page.messages))
     messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
     return {"room": payload.room, "offset": page.offset, "messages": messages}
 

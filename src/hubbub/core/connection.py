@@ -30,13 +30,17 @@ if TYPE_CHECKING:
     from hubbub.auth.tokens import Grant
     from hubbub.backends.history import History
     from hubbub.backends.presence import Presence
+    from hubbub.core.replays import Replays
     from hubbub.core.settings import Settings
+    from hubbub.protocol.ratelimit import ByteBucket
     from hubbub.protocol.session import Limits
 
 __all__ = ["Connection", "HubPort", "ReadGate", "Wire"]
 
 _OPEN = State.OPEN
 _LINGER_RST = struct.pack("ii", 1, 0)
+_TCP_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)
+"""Linux's option for how long sent data may wait unacknowledged, a shut window included (None elsewhere)."""
 
 
 class Wire(Protocol):
@@ -60,6 +64,7 @@ class HubPort(Protocol):
     limits: Limits
     history: History
     presence: Presence
+    replays: Replays
     join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None
 
     def _register(self, conn: Connection) -> None: ...
@@ -92,6 +97,7 @@ class Connection:
         "__weakref__",  # tests and tools may watch a connection without keeping it alive
         "_abort_handle",
         "_attached",
+        "_blocked_since",
         "_gate",
         "_inbox",
         "_limit",
@@ -102,6 +108,7 @@ class Connection:
         "_raw",
         "_reader",
         "_reading_paused",
+        "_replay_budget",
         "_transport",
         "data",
         "grant",
@@ -148,6 +155,12 @@ class Connection:
         self._reading_paused = False
         self._reader: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
+        self._blocked_since: float | None = None
+        """Since when (monotonic) this connection's writes have waited to drain; None: they drained.
+        Set when the transport pauses the writer, or by the heartbeat sweep when it finds bytes waiting
+        in the transport; cleared when it resumes or the sweep finds it empty (the write deadline)."""
+        self._replay_budget: ByteBucket | None = None
+        """What this connection may still be replayed (`hubbub.core.replays`), made on its first replay."""
 
     @property
     def state(self) -> State:
@@ -173,13 +186,20 @@ class Connection:
         protocol = getattr(raw, "get_protocol", None)
         gate = protocol() if protocol is not None else None
         self._gate = gate if hasattr(gate, "pause_for_app") else None  # the frame pacer, when there is one
-        if self.hub.settings.send_buffer:
+        settings = self.hub.settings
+        sock = raw.get_extra_info("socket") if settings.send_buffer or settings.write_timeout else None
+        if sock is not None and settings.send_buffer:
             # Bytes the kernel holds for a client that does not read count
             # against no limit of ours; capping them makes the drop come sooner.
-            sock = raw.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.hub.settings.send_buffer)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer)
+        if sock is not None and settings.write_timeout and _TCP_USER_TIMEOUT is not None:
+            # The write deadline below the transport, for bytes the sweep cannot see: the
+            # kernel gives up on a peer that has taken nothing of what it holds (its window
+            # shut, or nothing acked) for twice write_timeout. Twice, so that a writer the
+            # sweep can see is the sweep's to drop, with 1013 and counted.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, int(settings.write_timeout * 2000))
         if self.session.open():
             self._attached = True
             self.hub._register(self)
@@ -325,18 +345,47 @@ class Connection:
         self._raw.write(out[0] if len(out) == 1 else b"".join(out))
 
     def pause_writing(self) -> None:
-        """For the transport adapter: the transport's buffer is full; frames wait in the outbox."""
+        """For the transport adapter: the transport's buffer is full; frames wait in the outbox.
+
+        The write deadline starts now, unless it already runs (the heartbeat sweep drops a
+        connection still blocked `write_timeout` later)."""
         self._paused = True
+        if self._blocked_since is None:
+            self._blocked_since = time.monotonic()
 
     def resume_writing(self) -> None:
         """For the transport adapter: the transport drained; what waited is written."""
         self._paused = False
+        self._blocked_since = None
         if (self._out or self.session.pong_owed) and self.session.state is _OPEN:
             self._want_write()
 
     def _overflow(self) -> None:
         self.hub._slow_consumer(self)
         self.close(CloseCode.TRY_AGAIN_LATER, "send queue overflowed", self.hub.settings.slow_close_grace)
+
+    def write_stalled(self, now: float, deadline: float) -> bool:
+        """For the heartbeat sweep: True when this connection's writes have not drained for `deadline` s.
+
+        Drained: the transport resumed the writer, or its buffer above the kernel
+        was found empty. A transport that holds bytes without having paused is
+        noticed here, at the sweep (it then has `deadline` more seconds).
+        """
+        since = self._blocked_since
+        if not self._paused:
+            raw = self._raw
+            if raw is None or not raw.get_write_buffer_size():
+                self._blocked_since = None
+                return False
+        if since is None:
+            self._blocked_since = now
+            return False
+        return now - since >= deadline
+
+    def drop_stalled(self) -> None:
+        """Drop a connection past its write deadline as a slow consumer: 1013, then the RST."""
+        self.hub._slow_consumer(self)
+        self.close(CloseCode.TRY_AGAIN_LATER, "writes did not drain in time", self.hub.settings.slow_close_grace)
 
     @property
     def queued_bytes(self) -> int:

@@ -26,6 +26,7 @@ from hubbub.core.keepalive import sweep
 from hubbub.core.membership import ANONYMOUS, Roster
 from hubbub.core.metrics import Metrics
 from hubbub.core.observer import HubObserver
+from hubbub.core.replays import Replays
 from hubbub.core.rooms import Rooms
 from hubbub.core.settings import Settings
 from hubbub.core.tasks import TaskOwner
@@ -92,6 +93,8 @@ class Hub:
         self.router.metrics = self.metrics
         self.fanout = Fanout(self.metrics.delivered, settings.write_delay)
         announce = settings.presence_events if self._presence_events is None else self._presence_events
+        self.replays = Replays(settings.replay_rate, settings.replay_rate_total)
+        """The replay budgets: what `join_room` with `since` and `get_history` may send, per connection and in all."""
         self.roster = Roster(
             self.presence,
             self.broker,
@@ -108,6 +111,7 @@ class Hub:
             self.fanout,
             self.metrics,
             self.tasks,
+            self.replays,
             history_size=settings.history_size,
             max_rooms=settings.max_rooms_per_connection,
             replay_bytes=settings.send_queue_bytes // 2,
@@ -146,6 +150,10 @@ class Hub:
     def rooms(self) -> dict[str, dict[Connection, None]]:
         """Each room's local members, in delivery order."""
         return self.room_table.members
+
+    def uses_builtin(self, type_: str) -> bool:
+        """Whether events of `type_` are still answered by hubbub's built-in handler (no `on` took it over)."""
+        return type_ in self._builtins
 
     def on(
         self,
@@ -204,7 +212,12 @@ class Hub:
         if self.observer is not None:
             await self.observer.start()
         self._heartbeat = self.tasks.spawn(
-            sweep(lambda: self.connections, self.settings.ping_interval, self.settings.ping_timeout)
+            sweep(
+                lambda: self.connections,
+                self.settings.ping_interval,
+                self.settings.ping_timeout,
+                self.settings.write_timeout,
+            )
         )
 
     async def shutdown(self) -> None:

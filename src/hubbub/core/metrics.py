@@ -19,10 +19,11 @@ from prometheus_client.registry import Collector
 from hubbub.protocol.codes import CloseCode, ErrorCode
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-REJECT_REASONS = ("origin", "host", "capacity", "per_ip", "fd_limit", "tls")
+REJECT_REASONS = ("origin", "host", "capacity", "per_ip", "fd_limit", "tls", "tls_capacity", "tls_per_ip")
 """Why `hubbub_handshakes_rejected_total` refused a connection: a foreign `Origin` or `Host`
 (403), `--max-connections` (503), `--max-connections-per-ip` (429), no file descriptor (503),
-a TLS handshake that failed (closed without an answer)."""
+a TLS handshake that failed (closed without an answer), `--max-tls-handshakes` or
+`--max-tls-handshakes-per-ip` (closed at once, without an answer)."""
 
 
 class HotCounter:
@@ -93,10 +94,20 @@ class Metrics:
         )
         for name in ("EMFILE", "ENFILE"):
             self.accept_errors.labels(name)
+        self.tls_handshakes = Gauge("hubbub_tls_handshakes", "TLS handshakes in progress.", registry=r)
+        self.heap_trims = Counter(
+            "hubbub_heap_trims",
+            "Free heap memory handed back to the system after a wave of sockets closed.",
+            registry=r,
+        )
 
     def watch_sockets(self, count: Callable[[], int]) -> None:
         """Read `hubbub_sockets` from `count` at each scrape (the listener's own tally)."""
         self.sockets.set_function(lambda: float(count()))
+
+    def watch_tls_handshakes(self, count: Callable[[], int]) -> None:
+        """Read `hubbub_tls_handshakes` from `count` at each scrape (the listener's own tally)."""
+        self.tls_handshakes.set_function(lambda: float(count()))
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -21,6 +21,7 @@ from hubbub.backends.history import History, page_within
 from hubbub.core.fanout import Fanout
 from hubbub.core.membership import Roster
 from hubbub.core.metrics import Metrics
+from hubbub.core.replays import Replays, replay_cost
 from hubbub.core.tasks import TaskOwner
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
@@ -42,6 +43,7 @@ class Rooms:
         fanout: Fanout,
         metrics: Metrics,
         tasks: TaskOwner,
+        replays: Replays,
         *,
         history_size: int,
         max_rooms: int,
@@ -53,6 +55,7 @@ class Rooms:
         self._fanout = fanout
         self._metrics = metrics
         self._tasks = tasks
+        self._replays = replays
         self._history_size = history_size
         self._max_rooms = max_rooms
         self._replay_bytes = replay_bytes
@@ -86,7 +89,9 @@ class Rooms:
         joiner. Then, with no await in between: the ack, the replayed
         messages, the kept live ones (each offset once, in order), and
         membership, so the client sees no gap and no duplicate. A connection
-        already in `max_rooms` rooms gets `limit_exceeded`.
+        already in `max_rooms` rooms gets `limit_exceeded`; a replay over the
+        connection's or the node's replay budget gets `rate_limited`, and the
+        join is not made (`hubbub.core.replays`).
 
         `ack` sends the ack in place of `conn.ack`: a join the server API asked
         for answers no request of the client's (`hubbub.core.control`).
@@ -105,6 +110,13 @@ class Rooms:
             await self._subscribed(room)
             latest = await self._broker.last_offset(room)
             page = await self._history.since(room, since, self._history_size) if since is not None else None
+            if page is not None:
+                # The replay goes into the joiner's outbox at once: it must fit well within the
+                # outbox bound, or the joiner would be dropped by its own join. Past the budget
+                # only the newest are replayed, and `recovered` is false (the client reloads).
+                page = page_within(page, self._replay_bytes, newest=True)
+                # Paid for before anything is recorded: over budget, the join is refused whole.
+                self._replays.charge(conn, replay_cost(page.messages))
             # Presence first, so that once the ack arrives `get_presence` lists the joiner
             # (its own member_joined comes at the next presence flush, as a live room message).
             recorded = True
@@ -130,10 +142,6 @@ class Rooms:
             raise EventError(ErrorCode.LIMIT_EXCEEDED, f"a connection may be in at most {self._max_rooms} rooms")
         if page is not None:
             latest = max(latest, page.offset)
-            # The replay goes into the joiner's outbox at once: it must fit well within the
-            # outbox bound, or the joiner would be dropped by its own join. Past the budget
-            # only the newest are replayed, and `recovered` is false (the client reloads).
-            page = page_within(page, self._replay_bytes, newest=True)
         answer({"room": room, "offset": latest} | _recovered(since, page.complete if page else True))
         last = latest if since is None else since
         for offset, event in page.messages if page else ():

@@ -20,6 +20,11 @@ from hubbub.protocol.session import Limits
 MAX_SHUTDOWN_TIMEOUT = 300.0
 """Longest `--shutdown-timeout`: an orchestrator's kill grace (Kubernetes: 30 s) is far below it anyway."""
 
+REPLAY_BURST_SECONDS = 8.0
+"""A connection may save up this many seconds of `replay_rate` (its burst)."""
+REPLAY_TOTAL_BURST_SECONDS = 4.0
+"""The node may save up this many seconds of `replay_rate_total` (its burst)."""
+
 
 def _node_id() -> str:
     return uuid.uuid4().hex[:12]
@@ -108,6 +113,40 @@ class Settings:
         check=lambda v: None if 0 <= v <= 1 else "must be between 0 and 1 second",
         help="gather frames this long into each write; 0 writes every loop turn",
     )
+    write_timeout: float = setting(
+        10.0,
+        topic=Topic.LIMITS,
+        metavar="S",
+        check=checks.at_least(0, " seconds"),
+        help="drop a client whose writes have not drained this long (1013, as a full outbox), however quiet its"
+        " rooms and however lively its pings and pongs; 0 turns it off",
+        doc="Drained means the outbox and the transport's buffer above the kernel emptied, or the transport fell"
+        " back to its low-water mark after it paused the writer. A client that reads nothing holds what it was"
+        " sent (up to `send_queue_bytes` plus the transport's 256 KiB) until then, and no longer. Bytes that"
+        " only the kernel holds are given up by the kernel at twice this (`TCP_USER_TIMEOUT`, on Linux): an"
+        " RST, counted as a 1006 close. Gorilla's `writeWait` is 10 s too.",
+    )
+    replay_rate: int = setting(
+        262_144,
+        topic=Topic.LIMITS,
+        metavar="BYTES",
+        check=checks.at_least(0, " bytes a second"),
+        help="bytes a second one connection may have replayed by join_room with since and get_history, 8 s of it"
+        " at once; over it: rate_limited, nothing done; 0 turns it off",
+        doc="The 8 s burst (2 MiB by default) holds four answers at their cap (half of `send_queue_bytes`), so a"
+        " page that reloads and rejoins a few busy rooms with `since` never meets it; a client that cycles"
+        " joins to be sent the same history again is held to this rate.",
+    )
+    replay_rate_total: int = setting(
+        8_388_608,
+        topic=Topic.LIMITS,
+        metavar="BYTES",
+        check=checks.at_least(0, " bytes a second"),
+        help="bytes a second the whole node may replay (join_room with since, get_history), 4 s of it at once;"
+        " over it: rate_limited, nothing done; 0 turns it off",
+        doc="Bounds what many connections replaying at once (a crowd joining with `since: 0`) make the node copy"
+        " and hold: by default at most 32 MiB at once and 8 MiB a second after.",
+    )
     rate_limit: float = setting(
         20.0,
         topic=Topic.LIMITS,
@@ -176,6 +215,37 @@ class Settings:
         metavar="N",
         check=checks.at_least(1),
         help="sockets held at once per client address (IPv6: per /64); past it: 429",
+    )
+    max_tls_handshakes: int = setting(
+        256,
+        topic=Topic.LIMITS,
+        positive=True,
+        metavar="N",
+        check=checks.at_least(1),
+        help="with TLS: handshakes in progress at once; past it a new socket is closed at once, unanswered",
+        doc="Each handshake in progress holds about 60 KB and its private-key operation runs on the event loop:"
+        " 256 bounds both (15 MB; about 0.3 s of the loop with RSA-2048, half that with an ECDSA P-256"
+        " certificate, if all 256 hellos land at once) and still lets the loop run flat out for clients a"
+        " quarter of a second away.",
+    )
+    max_tls_handshakes_per_ip: int = setting(
+        16,
+        topic=Topic.LIMITS,
+        positive=True,
+        metavar="N",
+        check=checks.at_least(1),
+        help="with TLS: handshakes in progress at once per client address (IPv6: per /64); past it a new socket"
+        " is closed at once, unanswered",
+    )
+    tls_handshake_timeout: float = setting(
+        5.0,
+        topic=Topic.LIMITS,
+        metavar="S",
+        check=checks.within(0, 60, "must be more than 0 and at most 60 seconds"),
+        help="with TLS: seconds a socket has to finish its handshake before it is closed",
+        doc="An honest handshake takes two round trips; five seconds leave a client a second away room to"
+        " retransmit, and a socket that sends nothing or trickles its hello gives its place back twice as"
+        " soon as with 10 s.",
     )
 
     # ---- keepalive and shutdown ----
@@ -478,6 +548,17 @@ class Settings:
                 raise ConfigError(named(option.flag, problem))
         if self.send_queue_bytes < self.max_message_size:
             raise ConfigError("--send-queue-bytes must be at least --max-message-size")
+        answer_cap = self.send_queue_bytes // 2  # the most one replay or get_history answer sends
+        if 0 < self.replay_rate * REPLAY_BURST_SECONDS < answer_cap:
+            raise ConfigError(
+                f"--replay-rate x {REPLAY_BURST_SECONDS:g} must hold one replay (half of --send-queue-bytes,"
+                f" {answer_cap} bytes)"
+            )
+        if 0 < self.replay_rate_total * REPLAY_TOTAL_BURST_SECONDS < answer_cap:
+            raise ConfigError(
+                f"--replay-rate-total x {REPLAY_TOTAL_BURST_SECONDS:g} must hold one replay (half of"
+                f" --send-queue-bytes, {answer_cap} bytes)"
+            )
         if self.allow_anonymous and not (self.users_file or self.auth_secret):
             raise ConfigError(
                 "--allow-anonymous needs --users or --auth-secret (without them every client is anonymous)"

@@ -40,7 +40,7 @@ from hubbub.protocol.events import (
     valid_name,
     valid_room,
 )
-from hubbub.server.http import Head, Request, Response, Route, decimal
+from hubbub.protocol.http import Head, Request, Response, Route, decimal
 
 log = logging.getLogger("hubbub.client.api")
 
@@ -160,11 +160,11 @@ class ServerApi:
 
     @property
     def enabled(self) -> bool:
-        """Whether any key is configured (else `/api` is not claimed: picows answers 404)."""
+        """Whether any key is configured (else `/api` is not claimed)."""
         return bool(self._keys)
 
     def claim(self, head: Head) -> Route | None:
-        """The HTTP pacer's question: this server reads and answers every `/api` request itself."""
+        """Which route reads a request (`hubbub.protocol.http.Claim`): every `/api` request is this API's."""
         path = head.path
         if self._keys and (path == "/api" or path.startswith("/api/")):
             return self.route

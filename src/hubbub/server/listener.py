@@ -4,6 +4,11 @@
 `--max-connections` (503) and `--max-connections-per-ip` (429), counts every refusal and every
 `accept()` failure, and hands admitted sockets (with TLS, wrapped) to picows. Why the accept loop
 is hubbub's own and how a refusal waits for its request: docs/topics/front-door.md.
+
+With TLS, the handshakes in progress have caps of their own (`HandshakeBounds`: in all and per
+address), checked after the socket caps: past either, the new socket is closed at once, before
+any TLS state exists for it, and counted (`tls_capacity`, `tls_per_ip`). A `HeapTrimmer` hands
+the heap back after a wave of sockets has closed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 from hubbub.core.metrics import Metrics
-from hubbub.server.tls import TLS_HANDSHAKE_TIMEOUT
+from hubbub.core.settings import Settings
+from hubbub.server.heap import HeapTrimmer
+from hubbub.server.tls import HandshakeBounds
 
 log = logging.getLogger("hubbub.server.listener")
 
@@ -167,10 +174,16 @@ class Listener:
         max_per_ip: int,
         fd_limit: int = 0,
         tls: ssl.SSLContext | None = None,
+        handshakes: HandshakeBounds | None = None,
     ) -> None:
         self.factory = factory
         self.tls = tls
         """The server's TLS context; None for plain TCP."""
+        self.handshakes = handshakes or HandshakeBounds.of(Settings())
+        """The caps on TLS handshakes in progress, and their timeout."""
+        self.handshaking = 0
+        """TLS handshakes in progress."""
+        self.handshaking_per_ip: dict[str, int] = {}
         self.metrics = metrics
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
@@ -194,7 +207,11 @@ class Listener:
         """accept() failures the spare could not absorb (`count` of pauses per line)."""
         self._tls_failed = Tally("tls.handshake_failed", logging.DEBUG)
         """TLS handshakes that failed (`count` of them per line): any peer can cause one."""
+        self._tls_full = Tally("conn.rejected", logging.INFO)
+        self._tls_crowded = Tally("conn.rejected", logging.INFO)
+        self.trimmer = HeapTrimmer(lambda: self.open, metrics.heap_trims.inc)
         metrics.watch_sockets(lambda: self.open)
+        metrics.watch_tls_handshakes(lambda: self.handshaking)
 
     async def listen(self, host: str, port: int, backlog: int) -> None:
         """Bind every address `host` names (all interfaces when empty) and listen with `backlog`."""
@@ -252,6 +269,9 @@ class Listener:
             self._spare = None
         for tally in (self._full, self._crowded, self._starved, self._paused_log, self._tls_failed):
             tally.close()
+        for tally in (self._tls_full, self._tls_crowded):
+            tally.close()
+        self.trimmer.close()
 
     def release(self, key: str) -> None:
         """A socket admitted under `key` is closed: its places are free again."""
@@ -261,6 +281,7 @@ class Listener:
             self.per_ip[key] = left
         else:
             del self.per_ip[key]
+        self.trimmer.closed(self.open)
 
     def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -304,28 +325,71 @@ class Listener:
             self.metrics.handshakes_rejected.labels("per_ip").inc()
             self._crowded.add(reason="per_ip", peer=key, max_connections_per_ip=self.max_per_ip)
             return
+        if self.tls is not None and not self._may_handshake(sock, key):
+            return
         self.open += 1
         self.per_ip[key] = held + 1
+        self.trimmer.opened(self.open)
         slot = Slot(self, key)
+        began = False
         try:
             protocol = self.factory(slot)
             loop = asyncio.get_running_loop()
             if self.tls is None:
                 attach = loop.connect_accepted_socket(lambda: protocol, sock)
             else:
+                self._handshake_begins(key)
+                began = True
                 attach = loop.connect_accepted_socket(
-                    lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+                    lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=self.handshakes.timeout
                 )
             task = loop.create_task(attach)
         except BaseException:
+            if began:
+                self._handshake_ends(key)
             slot()
             sock.close()
             raise
         task.add_done_callback(lambda done: self._attached(done, slot, sock))
 
+    def _may_handshake(self, sock: socket.socket, key: str) -> bool:
+        """Whether a TLS handshake may begin for a socket from `key`; if not, it is closed and counted.
+
+        Closed at once, not made to wait for its hello as a refusal under the socket caps is: a
+        socket that sends nothing would hold its descriptor as long as it liked.
+        """
+        bounds = self.handshakes
+        if self.handshaking >= bounds.total:
+            reason = "tls_capacity"
+            self._tls_full.add(reason=reason, max_tls_handshakes=bounds.total)
+        elif self.handshaking_per_ip.get(key, 0) >= bounds.per_ip:
+            reason = "tls_per_ip"
+            self._tls_crowded.add(reason=reason, peer=key, max_tls_handshakes_per_ip=bounds.per_ip)
+        else:
+            return True
+        with contextlib.suppress(OSError):
+            sock.recv(65536, socket.MSG_DONTWAIT)  # whatever of the hello came, so the close is a FIN
+        sock.close()
+        self.metrics.handshakes_rejected.labels(reason).inc()
+        return False
+
+    def _handshake_begins(self, key: str) -> None:
+        self.handshaking += 1
+        self.handshaking_per_ip[key] = self.handshaking_per_ip.get(key, 0) + 1
+
+    def _handshake_ends(self, key: str) -> None:
+        self.handshaking -= 1
+        left = self.handshaking_per_ip[key] - 1
+        if left:
+            self.handshaking_per_ip[key] = left
+        else:
+            del self.handshaking_per_ip[key]
+
     def _attached(self, task: asyncio.Task[Any], slot: Slot, sock: socket.socket) -> None:
         """The transport for an admitted socket exists (with TLS: its handshake is done), or could
         not be made: then free its place, and with TLS count a failed handshake."""
+        if self.tls is not None:
+            self._handshake_ends(slot.key)
         if not task.cancelled() and task.exception() is None:
             return
         slot()

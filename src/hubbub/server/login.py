@@ -1,9 +1,10 @@
-"""HTTP for `--users`, below picows: `POST /login`, and `/ws` handshakes held while their ticket is taken.
+"""The front door's stages for `--users`: `POST /login`, and `/ws` handshakes held for their ticket.
 
-`AuthPacer` answers a login with a ticket (or 401, 429, 503) and answers a `/ws?ticket=T` whose
-ticket is unknown, spent or expired with 401; a good ticket's user is known to the route when
-picows routes the request. Credentials are JSON `{"username", "password"}` or HTTP Basic.
-Why below picows: docs/topics/front-door.md.
+`Login` answers a login with a ticket (or 400, 401, 403, 408, 413, 429, 503); `TicketHold` takes a
+`/ws?ticket=T`'s ticket from its store and answers 401 (429, 503) for one unknown, spent or
+expired, or lets picows have the request with the ticket's user; without `--users`, `LoginOff`
+answers `POST /login` 404. Credentials are JSON `{"username", "password"}` or HTTP Basic. Why
+below picows: docs/topics/front-door.md.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import binascii
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from hubbub.auth.logins import Authenticator, Outcome
+from hubbub.auth.logins import Authenticator, Outcome, Refusal
 from hubbub.backends.broker import BrokerUnavailable
 from hubbub.backends.tickets import StoreFull
-from hubbub.server.http import Claim, Head, HttpPacer, Request, Response, Route
-from hubbub.server.http import parse_head as http_head
+from hubbub.protocol.http import Head, Request, Response, Route
+from hubbub.server.frontdoor import Arrival, FrontDoor
 
 log = logging.getLogger("hubbub.server.login")
 
@@ -40,12 +40,6 @@ class Credentials(msgspec.Struct, forbid_unknown_fields=False):
 
 
 _DECODER = msgspec.json.Decoder(Credentials)
-
-
-def parse_head(head: bytes) -> tuple[str, str, dict[str, list[str]]] | None:
-    """Method, target and headers (lowercased names) of a request head; None if it is not one."""
-    parsed = http_head(head)
-    return None if parsed is None else (parsed.method, parsed.target, parsed.headers)
 
 
 def credentials(headers: dict[str, list[str]], body: bytes) -> tuple[str, str] | None:
@@ -77,56 +71,29 @@ def ticket_of(target: str) -> str | None:
     return values[0] if values else None
 
 
-class AuthPacer(HttpPacer):
-    """An HTTP pacer that answers `POST /login` and holds `/ws` handshakes for their ticket.
+class Login:
+    """`POST /login`: the `Host` and `Origin` rules of `/ws`, then the body read and a ticket answered."""
 
-    Requests of other routes (`claim`: the server API) are read and answered as `HttpPacer` does.
-    """
+    reads_requests = True
 
-    def __init__(
-        self,
-        inner: Any,
-        auth: Authenticator,
-        peer: str,
-        spawn: Callable[[Any], Any],
-        allowed: Callable[[dict[str, list[str]]], bool],
-        claim: Claim | None = None,
-    ) -> None:
+    def __init__(self, auth: Authenticator, allowed: Callable[[dict[str, list[str]]], bool]) -> None:
         """`allowed`: the server's `Host` and `Origin` rules, for the requests picows never sees."""
-        super().__init__(inner, self._claim_login, peer, spawn)
         self._auth = auth
         self._allowed = allowed
-        self._other = claim
-        self._login_route = Route(self._login, _refuse_login, MAX_BODY, BODY_TIMEOUT, keep_alive=False)
-        self.user: str | None = None
-        """The ticket's user while picows routes this connection's request."""
+        self.route = Route(self._login, _refuse_login, MAX_BODY, BODY_TIMEOUT, keep_alive=False)
+        """How a login is read and answered."""
 
-    def _claim_login(self, head: Head) -> Route | None:
-        if head.method == "POST" and head.path == "/login":
-            return self._login_route
-        return self._other(head) if self._other is not None else None
-
-    # ---- the request head ----------------------------------------------------
-
-    def _request_head(self, head: memoryview, rest: memoryview) -> bool:
-        parsed = http_head(bytes(head))
-        if parsed is None:
-            return True  # picows answers malformed requests
-        if parsed.method == "POST" and parsed.path == "/login" and not self._allowed(parsed.headers):
-            self._answer(_refuse(HTTPStatus.FORBIDDEN, "host or origin not allowed"))  # as for /ws
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        if arrival.start[:4] == b"GET ":
             return False
-        if parsed.method == "GET":
-            ticket = ticket_of(parsed.target)
-            if ticket is not None:
-                self._cancel_timer()
-                self._hold_for_ticket(ticket, bytes(head), bytes(rest))
-                return False
-        return super()._request_head(head, rest)
-
-    def _reply(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-        self._answer(Response(status, body, content_type, close=True))
-
-    # ---- POST /login ---------------------------------------------------------
+        head = arrival.head
+        if head is None or head.method != "POST" or head.path != "/login":
+            return False
+        if not self._allowed(head.headers):
+            door.answer(_refuse(HTTPStatus.FORBIDDEN, "host or origin not allowed"))  # as for /ws
+            return True
+        door.take(self.route, head, arrival.rest)
+        return True
 
     async def _login(self, request: Request) -> Response:
         found = credentials(request.head.headers, request.body)
@@ -136,44 +103,76 @@ class AuthPacer(HttpPacer):
         if len(name) > MAX_FIELD or len(password) > MAX_FIELD:
             return _refuse(HTTPStatus.BAD_REQUEST, "username or password too long")
         try:
-            result = await self._auth.login(self._peer, name, password)
+            result = await self._auth.login(request.peer, name, password)
         except (StoreFull, BrokerUnavailable):
-            log.warning("login.store_unavailable", extra={"peer": self._peer})
+            log.warning("login.store_unavailable", extra={"peer": request.peer})
             return _refuse(HTTPStatus.SERVICE_UNAVAILABLE, "try again later")
-        if isinstance(result, Outcome):
-            return Response(HTTPStatus(result.value), _REASONS[result], _TEXT, close=True)
+        if isinstance(result, Refusal):
+            wait = (("Retry-After", str(result.retry_after)),) if result.retry_after else ()
+            return Response(HTTPStatus(result.outcome.value), _REASONS[result.outcome], _TEXT, True, wait)
         reply = {"ticket": result, "otp": result, "expires_in": self._auth.ttl}
         return Response(HTTPStatus.OK, msgspec.json.encode(reply), "application/json", close=True)
 
-    # ---- GET /ws?ticket= -----------------------------------------------------
 
-    def _hold_for_ticket(self, ticket: str, head: bytes, rest: bytes) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
-        self._spawn(self._take(ticket, head, rest))
+class TicketHold:
+    """`GET /ws?ticket=T`: held while the ticket is taken from its store; then picows has it with the
+    ticket's user, or it is refused here."""
 
-    async def _take(self, ticket: str, head: bytes, rest: bytes) -> None:
+    reads_requests = False
+
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
+
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        if arrival.start[:4] != b"GET ":
+            return False
+        head = arrival.head
+        if head is None:
+            return False
+        ticket = ticket_of(head.target)
+        if ticket is None:
+            return False
+        # copies: `view` and `rest` are views of the read buffer every connection shares
+        door.hold(self._take(door, ticket, arrival.raw, bytes(arrival.rest)))
+        return True
+
+    async def _take(self, door: FrontDoor, ticket: str, head: bytes, rest: bytes) -> None:
         try:
-            result = await self._auth.take(self._peer, ticket)
+            result = await self._auth.take(door.peer, ticket)
         except BrokerUnavailable:
-            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"ticket store unreachable\n")
+            _reply(door, HTTPStatus.SERVICE_UNAVAILABLE, b"ticket store unreachable\n")
             return
-        if self._closed:
+        if door.closed:
             return  # the client left meanwhile
         if isinstance(result, Outcome):
-            self._reply(HTTPStatus(result.value), _TICKET_REASONS[result])
+            _reply(door, HTTPStatus(result.value), _TICKET_REASONS[result])
             return
-        self._upgraded = True
-        self.user = result
-        try:
-            self._feed(memoryview(head))
-        finally:
-            self.user = None
-        if rest and not self._closed:
-            self._walk(memoryview(rest))
-        transport = self._transport
-        if transport is not None and not transport.is_closing() and not self._held and not self._app_paused:
-            transport.resume_reading()
+        door.pass_on(head, rest, user=result)
+
+
+_LOGIN_OFF_BODY = b"no logins here: the server is not started with --users FILE\n"
+_LOGIN_OFF = (
+    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+    b"Cache-Control: no-store\r\nConnection: close\r\n\r\n%s" % (len(_LOGIN_OFF_BODY), _LOGIN_OFF_BODY)
+)
+
+
+class LoginOff:
+    """Without `--users`: `POST /login` is answered 404, saying logins are off."""
+
+    reads_requests = False
+
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        if arrival.start[:4] == b"GET ":
+            return False
+        if arrival.line != (b"POST", b"/login"):
+            return False
+        door.refuse(_LOGIN_OFF)
+        return True
+
+
+def _reply(door: FrontDoor, status: HTTPStatus, body: bytes) -> None:
+    door.answer(Response(status, body, _TEXT, close=True))
 
 
 _TEXT = "text/plain; charset=utf-8"

@@ -1,9 +1,9 @@
 """`FramePacer`: what stands between a connection's transport and picows' protocol.
 
 It passes nothing after a close frame (so a close is answered before what follows is judged),
-passes at most `FRAMES_PER_TURN` frames per connection per loop turn (fair reading), shows every
-request head to the routes below picows, and answers the requests picows would garble (405, and
-404 for `/api` or `POST /login` when those are off). Why: docs/topics/front-door.md.
+passes at most `FRAMES_PER_TURN` frames per connection per loop turn (fair reading), and asks
+`_request_head` whether picows gets each request head (the front door, `hubbub.server.frontdoor`,
+answers some itself or holds them first). Why: docs/topics/front-door.md.
 """
 
 from __future__ import annotations
@@ -15,28 +15,12 @@ from typing import Any
 _HTTP_END = b"\r\n\r\n"
 _HTTP_END_SEARCH = re.compile(re.escape(_HTTP_END)).search
 """Finds a head's end in a memoryview without copying it, and stops at the first: a read of many
-pipelined requests (`hubbub.server.http`) is searched once per request up to that request's end only."""
+pipelined requests (`hubbub.server.frontdoor`) is searched once per request up to that request's end only."""
 _SHARED_READ_BUFFER = memoryview(bytearray(256 * 1024))
 """One read buffer for every connection: a transport fills it and calls
 `buffer_updated` at once, and the pacer copies out what it keeps before
 returning, so no two connections ever hold it at the same time."""
 _HTTP_MAX = 65536
-_API_OFF_BODY = b'{"error":{"code":"not_found","message":"the server API is off: start the server with --api-key KEY"}}'
-_API_OFF = (
-    b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-    b"Cache-Control: no-store\r\nConnection: close\r\n\r\n%s" % (len(_API_OFF_BODY), _API_OFF_BODY)
-)
-_LOGIN_OFF_BODY = b"no logins here: the server is not started with --users FILE\n"
-_LOGIN_OFF = (
-    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-    b"Cache-Control: no-store\r\nConnection: close\r\n\r\n%s" % (len(_LOGIN_OFF_BODY), _LOGIN_OFF_BODY)
-)
-_NOT_GET_BODY = b"method not allowed: this server answers GET here (the WebSocket at /ws, pages, /healthz)\n"
-_NOT_GET = (
-    b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s"
-    % (len(_NOT_GET_BODY), _NOT_GET_BODY)
-)
 _CLOSE = 0x8
 FRAMES_PER_TURN = 64
 """Frames one connection may have handled per loop turn (fair reading, above).
@@ -68,33 +52,6 @@ def frame_size(data: memoryview | bytes | bytearray, pos: int) -> int | None:
     if second & 0x80:
         header += 4
     return header + length
-
-
-def refusal(head: bytes) -> bytes | None:
-    """The answer to a request head picows would garble (module docstring), or None to let picows have it.
-
-    A request line that is not `METHOD SP target SP HTTP/1.x` with an upper-case method is
-    picows' to refuse, as before.
-    """
-    parts = head.split(b"\r\n", 1)[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not (parts[0].isalpha() and parts[0].isupper()):
-        return None
-    path = parts[1].partition(b"?")[0]
-    if path == b"/api" or path.startswith(b"/api/"):
-        answer = _API_OFF
-    elif parts[0] == b"GET":
-        return None
-    else:
-        answer = _LOGIN_OFF if path == b"/login" and parts[0] == b"POST" else _NOT_GET
-    # A head with a malformed header line (obs-fold, a space before the colon, no colon) is a bad request
-    # whatever its path: picows' 400, as an HTTP reader above it (hubbub.server.http) would answer.
-    for line in head.split(b"\r\n")[1:]:
-        if not line:
-            continue
-        name, colon, _ = line.partition(b":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-            return None
-    return answer
 
 
 class FramePacer(asyncio.BufferedProtocol):
@@ -232,7 +189,7 @@ class FramePacer(asyncio.BufferedProtocol):
         index = found.start() if found is not None else -1
         if index < 0:
             if len(data) > _HTTP_MAX:
-                self._feed(data)  # let picows refuse the oversized request
+                self._pass_head(data)  # let picows refuse the oversized request
                 self._upgraded = True
             else:
                 self._carry = bytearray(data)
@@ -240,14 +197,8 @@ class FramePacer(asyncio.BufferedProtocol):
         end = index + len(_HTTP_END)
         if not self._request_head(data[:end], data[end:]):
             return memoryview(b"")
-        start = bytes(data[:8])
-        if start[:4] != b"GET " or start == b"GET /api":  # rare: see "Requests picows would garble"
-            answer = refusal(bytes(data[:end]))
-            if answer is not None:
-                self._refuse_request(answer)
-                return memoryview(b"")
         self._upgraded = True
-        self._feed(data[:end])
+        self._pass_head(data[:end])
         return data[end:]
 
     def _request_head(self, head: memoryview, rest: memoryview) -> bool:
@@ -259,13 +210,10 @@ class FramePacer(asyncio.BufferedProtocol):
         """
         return True
 
-    def _refuse_request(self, answer: bytes) -> None:
-        """Write `answer` and close the connection; picows never sees the request."""
-        self._closed = True
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(answer)
-            transport.close()
+    def _pass_head(self, data: memoryview) -> None:
+        """Give picows a request head (or the start of one too long to be a head): the last bytes
+        before the frames. A subclass that gives picows the connection late starts it here."""
+        self._feed(data)
 
     def _feed(self, data: memoryview) -> None:
         inner = self._inner

@@ -1,6 +1,6 @@
-"""`/ws` handshakes held below picows while the application is asked about them (`--connect-proxy`).
+"""The front door's stage for `--connect-proxy`: `/ws` handshakes held while the application is asked.
 
-`ProxyHold` pauses a handshake that carries no credential of hubbub's own, asks
+`ConnectProxyHold` pauses a handshake that carries no credential of hubbub's own, asks
 `AppProxy.connect`, and either refuses it (401, 403, 503) or lets picows have it with the app's
 admission; past `--proxy-max-waiting` (in all, or one address's share) it answers 503 unasked.
 Why and how: docs/topics/front-door.md.
@@ -9,20 +9,15 @@ Why and how: docs/topics/front-door.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from hubbub.auth.tokens import TOKEN_SUBPROTOCOL_PREFIX
-from hubbub.server.http import HttpPacer, Response, encode_response
-from hubbub.server.login import parse_head
-from hubbub.server.pacer import FramePacer
-
-if TYPE_CHECKING:
-    from hubbub.integration.app_proxy import Admission, AppProxy
-
-Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+from hubbub.integration.app_proxy import AppProxy
+from hubbub.protocol.http import Response
+from hubbub.server.frontdoor import Arrival, FrontDoor
 
 _CREDENTIALS = ("ticket", "otp", "token")
 """Query parameters that carry a credential of hubbub's own: a handshake with one is not the app's to judge."""
@@ -54,63 +49,39 @@ def forwarded_headers(headers: dict[str, list[str]], names: tuple[str, ...]) -> 
     return found
 
 
-class ProxyHold(FramePacer):
-    """A frame pacer that holds credential-less `/ws` handshakes for the app's answer (module docstring).
+class ConnectProxyHold:
+    """Holds credential-less `/ws` handshakes for the application's answer (module docstring)."""
 
-    Mixed in before `FramePacer` or `login.AuthPacer`; `hold_for_app` turns it on.
-    """
+    reads_requests = False
 
-    user: str | None = None
-    """A ticket's user while picows routes the request (set by `AuthPacer` when it is mixed in)."""
-    admitted: Admission | None = None
-    """The app's admission while picows routes this connection's request."""
-    _proxy: AppProxy | None = None
-    _proxy_spawn: Spawn | None = None
-    _proxy_allowed: Callable[[dict[str, list[str]]], bool] | None = None
-    _proxy_address = ""
-    """The client's address as the listener counts it (its share of the waiting places is bounded)."""
-    _asking: asyncio.Task[None] | None = None
-    """The call to the app while it runs: cancelled if the client leaves first, which frees its place."""
-
-    def hold_for_app(
-        self, proxy: AppProxy, spawn: Spawn, allowed: Callable[[dict[str, list[str]]], bool], address: str = ""
-    ) -> None:
-        """Ask `proxy` about the handshakes it should judge; `allowed`: the server's `Host` and `Origin` rules;
-        `address`: the client's, as the listener's per-address cap counts it."""
+    def __init__(self, proxy: AppProxy, allowed: Callable[[dict[str, list[str]]], bool]) -> None:
+        """`allowed`: the server's `Host` and `Origin` rules (a request that fails them is picows' to refuse)."""
         self._proxy = proxy
-        self._proxy_spawn = spawn
-        self._proxy_allowed = allowed
-        self._proxy_address = address
+        self._allowed = allowed
 
-    def _request_head(self, head: memoryview, rest: memoryview) -> bool:
-        proxy = self._proxy
-        if proxy is None or bytes(head[:7]) != b"GET /ws":
-            return super()._request_head(head, rest)
-        parsed = parse_head(bytes(head))
-        if parsed is None:
-            return super()._request_head(head, rest)
-        _, target, headers = parsed
-        url = urlsplit(target)
-        query = parse_qs(url.query, keep_blank_values=True)
-        if url.path != "/ws" or not self._for_app(query, headers):
-            return super()._request_head(head, rest)
-        address = self._proxy_address
-        if not proxy.reserve(address):
-            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE)
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        if arrival.start[:7] != b"GET /ws":
             return False
-        if isinstance(self, HttpPacer):
-            self._cancel_timer()  # the head came: the app's answer is bounded by --proxy-timeout instead
-        if self._transport is not None:
-            self._transport.pause_reading()
-        assert self._proxy_spawn is not None
-        client = peer_address(self._transport)
+        head = arrival.head
+        if head is None:
+            return False
+        url = urlsplit(head.target)
+        query = parse_qs(url.query, keep_blank_values=True)
+        if url.path != "/ws" or not self._for_app(query, head.headers):
+            return False
+        proxy = self._proxy
+        address = door.peer
+        if not proxy.reserve(address):
+            _refuse(door, HTTPStatus.SERVICE_UNAVAILABLE)
+            return True
+        client = peer_address(door.transport)
         first = {name: values[0] for name, values in query.items()}
-        forwarded = forwarded_headers(headers, proxy.headers)
-        # copies: `head` and `rest` are views of the read buffer every connection shares (hubbub.server.pacer)
-        task = self._proxy_spawn(self._admit(proxy, client, first, forwarded, bytes(head), bytes(rest)))
+        forwarded = forwarded_headers(head.headers, proxy.headers)
+        # copies: `view` and `rest` are views of the read buffer every connection shares (hubbub.server.pacer)
+        work = self._admit(door, client, first, forwarded, arrival.raw, bytes(arrival.rest))
+        task = door.hold(work, cancel_if_lost=True)  # a client that leaves frees its place
         task.add_done_callback(lambda _: proxy.release(address))
-        self._asking = task
-        return False
+        return True
 
     def _for_app(self, query: dict[str, list[str]], headers: dict[str, list[str]]) -> bool:
         """Whether the app judges this `/ws` request: a WebSocket handshake, allowed here, without a credential."""
@@ -120,49 +91,26 @@ class ProxyHold(FramePacer):
             return False
         if TOKEN_SUBPROTOCOL_PREFIX in ",".join(headers.get("sec-websocket-protocol", [])):
             return False
-        return self._proxy_allowed is None or self._proxy_allowed(headers)
+        return self._allowed(headers)
 
     async def _admit(
-        self, proxy: AppProxy, client: str, query: dict[str, str], headers: dict[str, str], head: bytes, rest: bytes
+        self, door: FrontDoor, client: str, query: dict[str, str], headers: dict[str, str], head: bytes, rest: bytes
     ) -> None:
         """Ask the app; refuse, or let picows have the request with the admission known."""
         try:
-            result = await proxy.connect(client, query, headers)
+            result = await self._proxy.connect(client, query, headers)
         except asyncio.CancelledError:
-            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE)  # shutdown: the held client gets an answer, not silence
+            _refuse(door, HTTPStatus.SERVICE_UNAVAILABLE)  # shutdown: the held client gets an answer, not silence
             raise
-        finally:
-            self._asking = None
-        if self._closed:
+        if door.closed:
             return  # the client left meanwhile
         if isinstance(result, HTTPStatus):
-            self._refuse(result)
+            _refuse(door, result)
             return
-        self._upgraded = True
-        self.admitted = result
-        try:
-            self._feed(memoryview(head))
-        finally:
-            self.admitted = None
-        if rest and not self._closed:
-            self._walk(memoryview(rest))
-        transport = self._transport
-        if transport is not None and not transport.is_closing() and not self._held and not self._app_paused:
-            transport.resume_reading()
+        door.pass_on(head, rest, admitted=result)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._asking is not None:
-            self._asking.cancel()
-            self._asking = None
-        super().connection_lost(exc)
 
-    def _refuse(self, status: HTTPStatus) -> None:
-        """Answer the held handshake with `status` and close (nothing more is read)."""
-        if self._closed:
-            return
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            response = Response(status, _REFUSALS[status], "text/plain; charset=utf-8", close=True)
-            transport.write(encode_response(response, keep_alive=False))
-            transport.close()
-        self._closed = True
+def _refuse(door: FrontDoor, status: HTTPStatus) -> None:
+    """Answer the held handshake with `status` and close (nothing more is read)."""
+    if not door.closed:
+        door.answer(Response(status, _REFUSALS[status], "text/plain; charset=utf-8", close=True))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from hubbub.auth.logins import AttemptLimiter
+from hubbub.protocol.http import parse_head
 from hubbub.protocol.redaction import redact_arg, redact_secrets
-from hubbub.server.login import credentials, parse_head, ticket_of
+from hubbub.server.login import credentials, ticket_of
 
 
 def test_attempts_refill_at_their_rate_and_successes_are_refunded() -> None:
@@ -39,11 +40,9 @@ def test_credentials_from_json_or_basic() -> None:
 
 
 def test_request_heads_and_tickets() -> None:
-    assert parse_head(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 3") == (
-        "POST",
-        "/login",
-        {"host": ["x"], "content-length": ["3"]},
-    )
+    head = parse_head(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 3")
+    assert head is not None
+    assert (head.method, head.target, head.headers) == ("POST", "/login", {"host": ["x"], "content-length": ["3"]})
     assert parse_head(b"garbage") is None
     assert ticket_of("/ws?ticket=abc&name=x") == "abc"
     assert ticket_of("/ws?otp=abc") == "abc"

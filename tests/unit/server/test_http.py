@@ -1,4 +1,5 @@
-"""hubbub.server.http: request heads, answers, and the pacer that reads claimed requests before picows."""
+"""The front door reads the requests a stage claims, body included, before picows does; and the API's
+settings that turn those requests on."""
 
 from __future__ import annotations
 
@@ -12,27 +13,8 @@ from hubbub.cli.main import build_parser
 from hubbub.cli.settings import settings_from
 from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
-from hubbub.server.http import Head, HttpPacer, Request, Response, Route, encode_response, parse_head
-
-
-def test_heads_and_keep_alive() -> None:
-    head = parse_head(b"POST /api/publish?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n")
-    assert head is not None
-    assert (head.method, head.path, head.one("host"), head.one("x-a")) == ("POST", "/api/publish", "h", None)
-    assert head.keep_alive
-    assert parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n").keep_alive is False  # type: ignore[union-attr]
-    assert parse_head(b"GET / HTTP/1.0\r\n").keep_alive is False  # type: ignore[union-attr]
-    assert parse_head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n").keep_alive is True  # type: ignore[union-attr]
-    for bad in (
-        b"garbage",
-        b"GET / SPDY/3\r\n",
-        b"GET / HTTP/1.1\r\nno colon\r\n",
-        b"GET / HTTP/1.1\r\n x: folded\r\n",
-    ):
-        assert parse_head(bad) is None, bad
-    answer = encode_response(Response(HTTPStatus.OK, b"{}", headers=(("X-B", "1"),)), keep_alive=False)
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close\r\n" in answer
-    assert b"Content-Length: 2\r\n" in answer and b"X-B: 1\r\n" in answer and answer.endswith(b"\r\n\r\n{}")
+from hubbub.protocol.http import Claim, Head, Request, Response, Route
+from hubbub.server.frontdoor import Arrival, FrontDoor, Pipeline
 
 
 class FakeTransport:
@@ -78,7 +60,7 @@ class FakePicows:
         self.fed += bytes(self._buffer[:n])
 
 
-def _feed(pacer: HttpPacer, data: bytes) -> None:
+def _feed(pacer: FrontDoor, data: bytes) -> None:
     buffer = pacer.get_buffer(len(data))
     buffer[: len(data)] = data
     pacer.buffer_updated(len(data))
@@ -98,7 +80,7 @@ async def test_picows_gets_the_connection_only_when_a_request_for_it_comes() -> 
     route = Route(handle, refuse, max_body=100, body_timeout=5.0)
     inner = FakePicows()
     tasks: list[asyncio.Task[None]] = []
-    pacer = HttpPacer(inner, lambda head: route if head.path == "/api/x" else None, "peer", _spawner(tasks))
+    pacer = _door(inner, lambda head: route if head.path == "/api/x" else None, _spawner(tasks))
     transport = FakeTransport()
     pacer.connection_made(transport)  # type: ignore[arg-type]
     _feed(pacer, b"POST /api/x HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
@@ -130,13 +112,34 @@ async def test_refusals_close_the_connection() -> None:
         (b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"500"),  # the handler's exception
     ):
         tasks: list[asyncio.Task[None]] = []
-        pacer = HttpPacer(FakePicows(), lambda head: route, "peer", _spawner(tasks))
+        pacer = _door(FakePicows(), lambda head: route, _spawner(tasks))
         transport = FakeTransport()
         pacer.connection_made(transport)  # type: ignore[arg-type]
         _feed(pacer, request)
         await asyncio.gather(*tasks)
         assert transport.written.startswith(b"HTTP/1.1 " + status) and transport.closed, request
         pacer.connection_lost(None)
+
+
+class ClaimStage:
+    """A stage that reads the requests `claim` takes, as the login and API stages do."""
+
+    reads_requests = True
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+
+    def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
+        head = arrival.head
+        route = self.claim(head) if head is not None else None
+        if head is None or route is None:
+            return False
+        door.take(route, head, arrival.rest)
+        return True
+
+
+def _door(inner: FakePicows, claim: Claim, spawn: Any) -> FrontDoor:
+    return FrontDoor(Pipeline((ClaimStage(claim),), spawn), lambda door: inner, "peer", lambda: None)
 
 
 def _spawner(tasks: list[asyncio.Task[None]]) -> Any:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import random
 
-from hubbub.server.pacer import FRAMES_PER_TURN, FramePacer, frame_size, refusal
+from hubbub.server.pacer import FRAMES_PER_TURN, FramePacer, frame_size
 from tests.helpers import CLOSE, PING, TEXT, mask_frame
 
 
@@ -140,23 +140,3 @@ async def test_one_read_of_thousands_of_frames_is_passed_at_most_a_batch_per_tur
     assert b"".join(inner.chunks) == ping * total  # every byte, once, in order
     assert len(inner.chunks) == -(-total // FRAMES_PER_TURN)
     assert not transport.paused  # reading again
-
-
-def test_refusal_answers_what_picows_would_garble_and_leaves_it_the_rest() -> None:
-    """The request heads the pacer answers itself (405, or the API's JSON 404), and those left to picows."""
-
-    def head(line: bytes) -> bytes:
-        return line + b"\r\nHost: x\r\n\r\n"
-
-    for line in (b"POST / HTTP/1.1", b"PUT /ws HTTP/1.1", b"DELETE /healthz?x HTTP/1.0", b"OPTIONS * HTTP/1.1"):
-        answer = refusal(head(line))
-        assert answer is not None and answer.startswith(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\n")
-        assert b"b'" not in answer
-    for line in (b"POST /api/publish HTTP/1.1", b"GET /api HTTP/1.1", b"GET /api/rooms?x=1 HTTP/1.1"):
-        answer = refusal(head(line))
-        assert answer is not None and answer.startswith(b"HTTP/1.1 404 ") and b'"code":"not_found"' in answer
-        assert b"--api-key" in answer
-    login = refusal(head(b"POST /login HTTP/1.1"))
-    assert login is not None and login.startswith(b"HTTP/1.1 404 ") and b"--users" in login
-    for line in (b"GET / HTTP/1.1", b"GET /apix HTTP/1.1", b"post / HTTP/1.1", b"POST /", b"POST / HTTP/2"):
-        assert refusal(head(line)) is None, line

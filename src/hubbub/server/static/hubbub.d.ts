@@ -110,6 +110,15 @@ export interface MemberEvent {
   info?: Record<string, unknown>;
 }
 
+/** `presence_count` (a hubbub extension): a room of more than `--presence-events-max-members` identities
+ * gets this in place of `member_joined` / `member_left` at each presence flush with changes; ask
+ * `get_presence` for the names. */
+export interface PresenceCount {
+  room: string;
+  /** Identities in the room, cluster-wide. */
+  count: number;
+}
+
 /** Emitted on every state change. */
 export interface StateChange {
   state: State;
@@ -171,6 +180,7 @@ export interface EventMap {
   message: Message;
   member_joined: MemberEvent;
   member_left: MemberEvent;
+  presence_count: PresenceCount;
   state: StateChange;
   joined: Joined;
   room_reset: RoomReset;

@@ -56,8 +56,9 @@ from urllib.parse import quote, urlsplit
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from hubbub.client.dial import Retry, closed_by_hub, dial, where
+from hubbub.client.dial import _Retry, closed_by_hub, dial, where
 from hubbub.client.errors import HandshakeRefused, HubUnreachable, InvalidURL, check_url
+from hubbub.errors import HubbubError
 from hubbub.server.tls import client_context
 
 __all__ = [
@@ -73,7 +74,7 @@ __all__ = [
 log = logging.getLogger("hubbub.client.client")
 
 
-class RequestFailed(Exception):
+class RequestFailed(HubbubError):
     """The server answered a request with an `error` event."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -236,7 +237,7 @@ class Client:
         limit: float | None = self._connect_timeout
         since = loop.time()
         attempt = 0
-        last: Retry | None = None
+        last: _Retry | None = None
         while True:
             remaining = None if limit is None else since + limit - loop.time()
             if remaining is not None and remaining <= 0 and last is not None:
@@ -245,7 +246,7 @@ class Client:
             window = self._open_timeout if remaining is None else min(self._open_timeout, max(remaining, 0.5))
             try:
                 await self._resume_on(await self._open(window))
-            except Retry as failed:
+            except _Retry as failed:
                 # A status the hub said (503, 429) says more than a short last attempt's silence.
                 if failed.status is not None or last is None or last.status is None:
                     last = failed
@@ -272,7 +273,7 @@ class Client:
             self._events.put_nowait({"type": "disconnected", "payload": {"reason": reason}})
             limit, since, attempt = self._reconnect_timeout, loop.time(), 0
 
-    def _gave_up(self, last: Retry, limit: float | None) -> Exception:
+    def _gave_up(self, last: _Retry, limit: float | None) -> Exception:
         """What the client raises when `limit` seconds passed without a connection."""
         if last.status is not None:
             return HandshakeRefused(last.status, last.body, retried_for=limit)
@@ -282,13 +283,13 @@ class Client:
         return where(self.url)
 
     async def _open(self, timeout: float) -> WSTransport:  # noqa: ASYNC109
-        """One attempt, within `timeout` seconds; `Retry` when it may pass, the final exception else."""
+        """One attempt, within `timeout` seconds; `_Retry` when it may pass, the final exception else."""
         self._lost.clear()
         self._close_reason = ""
         return await dial(lambda: _Listener(self), self.url, self._ssl, timeout, self._ping, self._headers)
 
     async def _resume_on(self, transport: WSTransport) -> None:
-        """Use `transport`: join every room again (`Retry` if that fails or takes too long)."""
+        """Use `transport`: join every room again (`_Retry` if that fails or takes too long)."""
         self._transport = transport
         try:
             async with asyncio.timeout(self._open_timeout):
@@ -296,7 +297,7 @@ class Client:
         except (ConnectionError, RequestFailed, TimeoutError) as exc:
             transport.disconnect()
             await self._lost.wait()
-            raise Retry(f"rejoining the rooms failed: {exc}") from None
+            raise _Retry(f"rejoining the rooms failed: {exc}") from None
 
     async def _resume(self) -> None:
         """After a reconnect, join every room again from the last offset delivered."""

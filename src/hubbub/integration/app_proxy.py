@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hubbub.auth import signing
 from hubbub.auth.tokens import MAX_ROOM_PATTERNS, Grant
 from hubbub.core import builtins as handlers
-from hubbub.errors import EventError
+from hubbub.errors import EventError, HubbubError
 from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.events import SendMessage, valid_name
 
@@ -90,7 +90,7 @@ class Failure(enum.Enum):
     BUSY = "too_many_waiting"
 
 
-class ProxyFailed(Exception):
+class ProxyFailed(HubbubError):
     """A proxy call that failed: `failure` says how, `detail` (never a secret or a body) says more."""
 
     def __init__(self, failure: Failure, detail: str = "") -> None:

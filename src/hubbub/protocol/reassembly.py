@@ -16,10 +16,11 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
+from hubbub.errors import HubbubError
 from hubbub.protocol.codes import CloseCode
 
 
-class Violation(Exception):
+class Violation(HubbubError):
     """The peer broke a rule; the connection must close with `code`."""
 
     def __init__(self, code: CloseCode, reason: str) -> None:

@@ -63,11 +63,11 @@ from hubbub.server.tls import client_context
 
 __all__ = [
     "Client",
+    "ClientState",
     "HandshakeRefused",
     "HubUnreachable",
     "InvalidURL",
     "RequestFailed",
-    "State",
     "connect",
 ]
 
@@ -83,7 +83,7 @@ class RequestFailed(HubbubError):
         self.message = message
 
 
-class State(enum.Enum):
+class ClientState(enum.Enum):
     """Where a `Client` is in its life."""
 
     CONNECTING = "connecting"
@@ -174,7 +174,7 @@ class Client:
         """Joined rooms and the last offset delivered to the application."""
         self._ids = 0
         self._runner: asyncio.Task[None] | None = None
-        self.state = State.CONNECTING
+        self.state = ClientState.CONNECTING
         self.failure: Exception | None = None
         """Why the client gave up (`HubUnreachable`, `HandshakeRefused`...), once `state` is CLOSED."""
         self.reconnects = 0
@@ -182,7 +182,7 @@ class Client:
     @property
     def connected(self) -> bool:
         """Whether a connection is open now (a send would go out at once)."""
-        return self.state is State.OPEN
+        return self.state is ClientState.OPEN
 
     # ---- the connection, kept alive ---------------------------------------
 
@@ -211,9 +211,9 @@ class Client:
 
     def _finish(self, failure: Exception | None) -> None:
         """Become CLOSED (for `failure`, or closed by the application): wake every waiter."""
-        if self.state is State.CLOSED:
+        if self.state is ClientState.CLOSED:
             return
-        self.state = State.CLOSED
+        self.state = ClientState.CLOSED
         self.failure = failure
         for future, _ in self._pending.values():
             if not future.done():
@@ -261,14 +261,14 @@ class Client:
                 self._finish(refused)
                 return
             last = None
-            if self.state is State.RECONNECTING:
+            if self.state is ClientState.RECONNECTING:
                 self.reconnects += 1
                 self._events.put_nowait({"type": "reconnected", "payload": {"reconnects": self.reconnects}})
-            self.state = State.OPEN
+            self.state = ClientState.OPEN
             self._connected.set()
             await self._lost.wait()
             self._connected.clear()
-            self.state = State.RECONNECTING
+            self.state = ClientState.RECONNECTING
             reason = self._close_reason or "the connection dropped"
             self._events.put_nowait({"type": "disconnected", "payload": {"reason": reason}})
             limit, since, attempt = self._reconnect_timeout, loop.time(), 0
@@ -373,7 +373,7 @@ class Client:
         """
         async with asyncio.timeout(timeout):
             await self._connected.wait()
-            if self.state is State.CLOSED:
+            if self.state is ClientState.CLOSED:
                 raise self.failure or ConnectionError("the client is closed")
             return await self._request(type_, payload, on_ack)
 

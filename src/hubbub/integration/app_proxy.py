@@ -71,7 +71,7 @@ LOG_EVERY = 10.0
 """Seconds between two log lines of one kind of failure (the ones between are counted in the next)."""
 
 
-class Outcome(enum.Enum):
+class ProxyOutcome(enum.Enum):
     """How a proxy call ended, when the app gave a usable answer (`hubbub_proxy_calls_total`'s `outcome`)."""
 
     ACCEPTED = "accepted"
@@ -233,7 +233,7 @@ class AppProxy:
             registry=registry,
         )
         for kind in ("connect", "publish"):
-            for outcome in (*Outcome, *Failure):
+            for outcome in (*ProxyOutcome, *Failure):
                 if kind == "connect" or outcome is not Failure.BUSY:
                     self.calls.labels(kind, outcome.value)
         waiting = Gauge("hubbub_proxy_waiting", "Handshakes waiting on the connect proxy now.", registry=registry)
@@ -292,7 +292,7 @@ class AppProxy:
         except ProxyFailed as exc:
             self._failed("connect", exc)
             return HTTPStatus.SERVICE_UNAVAILABLE
-        outcome = Outcome.ACCEPTED if isinstance(result, Admission) else Outcome.REFUSED
+        outcome = ProxyOutcome.ACCEPTED if isinstance(result, Admission) else ProxyOutcome.REFUSED
         self.calls.labels("connect", outcome.value).inc()
         return result
 
@@ -318,9 +318,9 @@ class AppProxy:
             self._failed("publish", exc)
             raise EventError(ErrorCode.UNAVAILABLE, "the application did not judge this message") from None
         except EventError:
-            self.calls.labels("publish", Outcome.REFUSED.value).inc()
+            self.calls.labels("publish", ProxyOutcome.REFUSED.value).inc()
             raise
-        self.calls.labels("publish", Outcome.ACCEPTED.value).inc()
+        self.calls.labels("publish", ProxyOutcome.ACCEPTED.value).inc()
         if message is not payload.message:
             payload = msgspec.structs.replace(payload, message=message)
         return handlers.send_message(payload, client)

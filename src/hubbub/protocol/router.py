@@ -44,7 +44,7 @@ Handler = Callable[[Any, Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Route(Generic[P]):
+class EventRoute(Generic[P]):
     """One registered event type: its payload schema and its handler."""
 
     name: str
@@ -54,7 +54,7 @@ class Route(Generic[P]):
     """True when `handler` is a coroutine function: the hub awaits it in the connection's reader task."""
 
 
-class Client(Protocol):
+class Requester(Protocol):
     """What dispatch needs of a connection: its session (the request being
     answered) and a way to send it a frame."""
 
@@ -72,9 +72,9 @@ class Router:
     """
 
     def __init__(self, metrics: Metrics | None = None) -> None:
-        self._routes: dict[str, Route[Any]] = {}
+        self._routes: dict[str, EventRoute[Any]] = {}
         self._decoder: msgspec.json.Decoder[Any] | None = None
-        self._by_struct: dict[type, Route[Any]] = {}
+        self._by_struct: dict[type, EventRoute[Any]] = {}
         self.metrics = metrics
         """Counts messages received and errors answered (the hub sets it)."""
 
@@ -82,14 +82,14 @@ class Router:
         """Register `handler` for `type_`; registering a type twice is a mistake."""
         if type_ in self._routes:
             raise ValueError(f"a handler for {type_!r} is already registered")
-        self._routes[type_] = Route(type_, schema, handler, inspect.iscoroutinefunction(handler))
+        self._routes[type_] = EventRoute(type_, schema, handler, inspect.iscoroutinefunction(handler))
         self._decoder = None
 
     def replace(self, type_: str, handler: Callable[[P, Any], Any], schema: type[P]) -> None:
         """Put `handler` in place of the one registered for `type_` (which must exist)."""
         if type_ not in self._routes:
             raise ValueError(f"no handler for {type_!r} to replace")
-        self._routes[type_] = Route(type_, schema, handler, inspect.iscoroutinefunction(handler))
+        self._routes[type_] = EventRoute(type_, schema, handler, inspect.iscoroutinefunction(handler))
         self._decoder = None
 
     def on(
@@ -105,7 +105,7 @@ class Router:
 
         return register
 
-    def decode(self, data: str | bytes) -> tuple[Route[Any], Any, EventId | None]:
+    def decode(self, data: str | bytes) -> tuple[EventRoute[Any], Any, EventId | None]:
         """Decode a client frame into its route, payload and `id`; `EventError` if it cannot be.
 
         A well-formed event is decoded and validated in one pass by a decoder
@@ -140,7 +140,7 @@ class Router:
         self._decoder = msgspec.json.Decoder(Union[members])  # noqa: UP007 - built at run time
         return self._decoder
 
-    def resolve(self, envelope: Envelope) -> tuple[Route[Any], Any]:
+    def resolve(self, envelope: Envelope) -> tuple[EventRoute[Any], Any]:
         """The route for `envelope` and its decoded payload, or `EventError`."""
         route = self._routes.get(envelope.type)
         if route is None:
@@ -149,7 +149,7 @@ class Router:
 
     # ---- dispatch ---------------------------------------------------------------
 
-    def dispatch(self, client: Client, text: str) -> Coroutine[Any, Any, None] | None:
+    def dispatch(self, client: Requester, text: str) -> Coroutine[Any, Any, None] | None:
         """Handle one client message now; return the rest to await when its handler is async.
 
         A plain-function handler runs to the end here, inside the read callback,
@@ -183,7 +183,9 @@ class Router:
             session.event_id = None
         return None
 
-    async def _dispatch_async(self, client: Client, route: Route[Any], payload: Any, event_id: EventId | None) -> None:
+    async def _dispatch_async(
+        self, client: Requester, route: EventRoute[Any], payload: Any, event_id: EventId | None
+    ) -> None:
         """The awaited part of `dispatch`, for an `async def` handler."""
         session = client.session
         session.begin(event_id)
@@ -195,13 +197,13 @@ class Router:
             session.end()
 
     @staticmethod
-    def _acknowledge(client: Client, result: Any) -> None:
+    def _acknowledge(client: Requester, result: Any) -> None:
         """The `ack` of a handled event, with the handler's result, unless it was answered already."""
         event_id = client.session.answer()
         if event_id is not None:
             client.send_frame(text_frame(encode_ack(result, event_id)))
 
-    def answer_failure(self, client: Client, exc: Exception, event_id: EventId | None) -> None:
+    def answer_failure(self, client: Requester, exc: Exception, event_id: EventId | None) -> None:
         """The `error` for a failed client event; a bug (not `EventError`) is logged with its traceback.
 
         `event_id` is the id this answer may carry: the caller has claimed it
@@ -216,7 +218,7 @@ class Router:
             code, message = ErrorCode.INTERNAL, "the handler failed"
         self.answer_error(client, code, message, event_id)
 
-    def answer_error(self, client: Client, code: ErrorCode, message: str, event_id: EventId | None) -> None:
+    def answer_error(self, client: Requester, code: ErrorCode, message: str, event_id: EventId | None) -> None:
         """Send an `error` event (counted by code)."""
         if self.metrics is not None:
             self.metrics.errors.labels(code.value).inc()

@@ -50,6 +50,7 @@ from hubbub.auth.tokens import MAX_ROOM_PATTERNS, Grant
 from hubbub.core import builtins as handlers
 from hubbub.errors import EventError, HubbubError
 from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import TOO_DEEP, nesting_exceeds
 from hubbub.protocol.events import SendMessage, valid_name
 
 if TYPE_CHECKING:
@@ -139,9 +140,11 @@ def admission(status: int, body: bytes) -> Admission | HTTPStatus:
         return HTTPStatus(status)
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
+    if nesting_exceeds(body):
+        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
     try:
         answer = _CONNECT.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except msgspec.DecodeError as exc:
         raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
     if not valid_name(answer.user):
         raise ProxyFailed(Failure.MALFORMED, "user is not a valid name")
@@ -171,9 +174,11 @@ def verdict(status: int, body: bytes, message: msgspec.Raw) -> msgspec.Raw:
         raise EventError(ErrorCode.FORBIDDEN, "the application refused this message")
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
+    if nesting_exceeds(body):
+        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
     try:
         answer = _PUBLISH.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except msgspec.DecodeError as exc:
         raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
     return answer.get("message", message)
 

@@ -56,6 +56,7 @@ from hubbub.core.control import REPORT_TTL, ControlMessage, Op
 from hubbub.core.hub import Hub
 from hubbub.errors import EventError, HubbubError
 from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import TOO_DEEP, nesting_exceeds
 from hubbub.protocol.events import (
     NAME_MAX,
     GetHistory,
@@ -412,7 +413,10 @@ _EVENT_CODES = {
 
 
 def _decode(body: bytes, schema: type[Any]) -> Any:
-    """The body as `schema`: `bad_json` when it is not JSON, `bad_payload` when it has the wrong shape."""
+    """The body as `schema`: `bad_json` when it is not JSON or nests past `MAX_DEPTH`, `bad_payload` when
+    it has the wrong shape."""
+    if nesting_exceeds(body):
+        raise ApiRefusal(ApiCode.BAD_JSON, TOO_DEEP)
     try:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:

@@ -26,7 +26,16 @@ import msgspec
 
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
-from hubbub.protocol.envelope import Envelope, EventId, decode_envelope, decode_payload, encode_ack, encode_error
+from hubbub.protocol.envelope import (
+    TOO_DEEP,
+    Envelope,
+    EventId,
+    decode_envelope,
+    decode_payload,
+    encode_ack,
+    encode_error,
+    nesting_exceeds,
+)
 from hubbub.protocol.events import Empty
 from hubbub.protocol.frames import text_frame
 
@@ -114,9 +123,11 @@ class Router:
         which rule it broke and so which error code it gets.
         """
         decoder = self._decoder or self._compile()
+        if nesting_exceeds(data):
+            raise EventError(ErrorCode.BAD_JSON, TOO_DEEP)
         try:
             event = decoder.decode(data)
-        except (msgspec.DecodeError, RecursionError, UnicodeError):  # too deep, bad UTF-8: the slow path says so
+        except (msgspec.DecodeError, UnicodeError):  # bad UTF-8 too: the slow path says which rule failed
             envelope = decode_envelope(data)
             route, payload = self.resolve(envelope)
             return route, payload, envelope.id

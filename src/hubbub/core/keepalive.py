@@ -33,22 +33,29 @@ async def sweep(connections: Callable[[], Collection[Connection]], interval: flo
     period = sweep_period(interval, pong_timeout)
     while True:
         await asyncio.sleep(period)
-        now = time.monotonic()
-        heard_lately = now - interval
-        expired = time.time() - LEEWAY  # a token's exp is wall-clock time
-        for conn in tuple(connections()):
-            grant = conn.grant
-            if grant is not None and grant.exp <= expired:
-                log.info("conn.token_expired", extra={"conn": conn.id, "user": conn.identity})
-                conn.grant = None  # closed once; the close is the session's from here on
-                conn.close(CloseCode.POLICY_VIOLATION, "token expired")
-                continue
-            session = conn.session
-            if session.ping_sent is None and session.last_seen > heard_lately:
-                continue  # the session would say WAIT: skipped inline, as most connections are each time
-            beat = session.beat(now, interval, pong_timeout)
-            if beat is Beat.PING:
-                conn.ping()
-            elif beat is Beat.DROP:
-                log.info("conn.ping_timeout", extra={"conn": conn.id, "user": conn.identity})
-                conn.abort()
+        _sweep_once(tuple(connections()), interval, pong_timeout)
+
+
+def _sweep_once(connections: tuple[Connection, ...], interval: float, pong_timeout: float) -> None:
+    """One pass over `connections`. A function of its own so that its variables end with it:
+    the sweep, sleeping between passes, holds no connection (a closed one would otherwise stay
+    in memory until a later pass looked at another)."""
+    now = time.monotonic()
+    heard_lately = now - interval
+    expired = time.time() - LEEWAY  # a token's exp is wall-clock time
+    for conn in connections:
+        grant = conn.grant
+        if grant is not None and grant.exp <= expired:
+            log.info("conn.token_expired", extra={"conn": conn.id, "user": conn.identity})
+            conn.grant = None  # closed once; the close is the session's from here on
+            conn.close(CloseCode.POLICY_VIOLATION, "token expired")
+            continue
+        session = conn.session
+        if session.ping_sent is None and session.last_seen > heard_lately:
+            continue  # the session would say WAIT: skipped inline, as most connections are each time
+        beat = session.beat(now, interval, pong_timeout)
+        if beat is Beat.PING:
+            conn.ping()
+        elif beat is Beat.DROP:
+            log.info("conn.ping_timeout", extra={"conn": conn.id, "user": conn.identity})
+            conn.abort()

@@ -9,7 +9,7 @@ A client frame decodes in two steps. `decode_envelope` checks the envelope
 decodes that raw payload straight into the schema its handler declared. Errors
 carry the `ErrorCode` the client will see.
 
-Nesting depth. A frame may nest arrays and objects `MAX_DEPTH` (64) deep, the
+Nesting depth. A frame may nest arrays and objects `MAX_DEPTH` (128) deep, the
 envelope's own braces included; a deeper one is `bad_json` (`bad_payload` for a
 payload decoded on its own), whatever the Python version. msgspec has no depth
 limit of its own: it recurses, guarded only by the interpreter's recursion
@@ -45,7 +45,7 @@ class Envelope(msgspec.Struct, frozen=True):
     id: EventId | None = None
 
 
-MAX_DEPTH: Final = 64
+MAX_DEPTH: Final = 128
 """The deepest nesting of arrays and objects a client's JSON may have, the outermost counted as 1."""
 
 TOO_DEEP: Final = f"the JSON is nested more than {MAX_DEPTH} deep"
@@ -81,7 +81,7 @@ def nesting_exceeds(data: str | bytes, limit: int = MAX_DEPTH) -> bool:
 
     Cheap for what clients send: JSON of at most `2 * limit + 1` characters, or
     with at most `limit` opening brackets, cannot be too deep (text of that
-    length that is not JSON, such as 129 `[`, is left to its decoder, which
+    length that is not JSON, such as 257 `[`, is left to its decoder, which
     recurses no deeper than the text is long and fails on it). Other text is
     reduced to its shape, in C: the brackets outside strings, braces written as
     brackets. A shallow shape vanishes in a few passes that each delete the

@@ -19,8 +19,14 @@ import urllib.request
 
 
 def free_port() -> int:
+    """A TCP port no socket uses on any address now: free for a server on 127.0.0.1 and on 0.0.0.0.
+
+    A port free on 127.0.0.1 alone may be another address's (a connection out of the machine's
+    own address holds its local port there), and a server binding 0.0.0.0 to it fails with
+    "Address already in use"; the wildcard address conflicts with every address's use.
+    """
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         port: int = s.getsockname()[1]
         return port
 

@@ -1,9 +1,31 @@
-"""Exceptions of hubbub.
+"""Exceptions of hubbub: every exception it raises on purpose is a `HubbubError`.
 
     HubbubError
-     +-- EventError        a client event failed; becomes an `error` event
-     +-- ConfigError       settings that cannot work; the CLI exits with code 2
-     +-- Refused           an `on_connect` hook turns a connection away with a close code
+     +-- EventError                  a client event failed; becomes an `error` event
+     +-- ConfigError (ValueError)    settings that cannot work; the CLI exits with code 2
+     |    +-- MissingExtra           a backend's library is not installed (hubbub.backends)
+     |    +-- MissingArgon2          password hashing without argon2-cffi (hubbub.auth.passwords)
+     +-- Refused                     an `on_connect` hook turns a connection away with a close code
+     +-- Violation                   the peer broke a framing rule; close with its code (hubbub.protocol.reassembly)
+     +-- TokenError                  a token that is not accepted (hubbub.auth.tokens)
+     +-- BrokerUnavailable           the broker or store cannot be reached (hubbub.backends.broker)
+     +-- StoreFull                   the ticket store holds no more tickets now (hubbub.backends.tickets)
+     +-- ProxyFailed                 a call to the app's proxy endpoint failed (hubbub.integration.app_proxy)
+     +-- ApiRefusal                  a server API call refused; becomes its answer (hubbub.integration.server_api)
+     +-- RequestFailed               the hub answered a client's request with `error` (hubbub.client.client)
+     +-- InvalidURL (ValueError)     the client cannot dial that URL (hubbub.client.errors)
+     +-- HubUnreachable (ConnectionError)
+     |                               no connection within the time allowed (hubbub.client.errors)
+     +-- HandshakeRefused (ConnectionRefusedError)
+     |                               the hub answered the handshake with an HTTP error (hubbub.client.errors)
+     +-- ApiError                    a server API call failed, seen by its client (hubbub.client.api)
+          +-- BadRequest             400: not JSON, or not the call's shape
+          +-- Unauthorized           401: the server has no such key
+          +-- NotFound               404: no such call, or a server without `--api-key`
+          +-- Unavailable            503, 502, 504 or no answer: may succeed later
+
+A second base in parentheses is one callers already catch: `except ValueError`
+around settings and URLs, `except ConnectionError` around dialling a hub.
 
 An `EventError` is the one way a handler reports a failure to its client: raise
 it with an `ErrorCode` and a human message, and the router answers with an

@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 import hubbub
 from hubbub.integration import server_api
+from hubbub.protocol.envelope import MAX_DEPTH
 from hubbub.server import frontdoor
 from hubbub.server.server import Server
 from tests.conftest import ServerFactory
@@ -196,11 +197,17 @@ async def test_keys_are_required(api: tuple[Server, httpx.AsyncClient]) -> None:
     assert 'hubbub_api_requests_total{call="rooms",status="200"} 1.0' in metrics
 
 
+def _nested(depth: int) -> bytes:
+    return b'{"room":"r","message":' + b"[" * depth + b"]" * depth + b"}"
+
+
 async def test_bad_requests_get_coded_errors(api: tuple[Server, httpx.AsyncClient]) -> None:
     _, client = api
     cases: list[tuple[str, str, Any, int, str]] = [
         ("POST", "/api/publish", b"{not json", 400, "bad_json"),
         ("POST", "/api/publish", b"", 400, "bad_json"),
+        ("POST", "/api/publish", _nested(5000), 400, "bad_json"),
+        ("POST", "/api/publish", _nested(MAX_DEPTH), 400, "bad_json"),  # the body's braces count too
         ("POST", "/api/publish", {"room": "bad room", "message": 1}, 400, "bad_payload"),
         ("POST", "/api/publish", {"room": "r"}, 400, "bad_payload"),
         ("POST", "/api/publish", {"room": "r", "message": 1, "extra": 2}, 400, "bad_payload"),

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.client.client import Client, HandshakeRefused, HubUnreachable, InvalidURL, RequestFailed, State, connect
+from hubbub.client.client import (
+    Client,
+    ClientState,
+    HandshakeRefused,
+    HubUnreachable,
+    InvalidURL,
+    RequestFailed,
+    connect,
+)
 from hubbub.server.server import Server
 from tests.cluster import free_port
 from tests.conftest import ServerFactory
@@ -291,7 +299,7 @@ async def test_with_a_reconnect_timeout_the_client_gives_up_and_says_why(make_se
         started = time.monotonic()
         with pytest.raises(HubUnreachable, match="within 1 s"):
             await _drain(client)
-        assert time.monotonic() - started < 6 and client.state is State.CLOSED
+        assert time.monotonic() - started < 6 and client.state is ClientState.CLOSED
         with pytest.raises(HubUnreachable):
             await client.send("r", "anyone?")
     finally:
@@ -312,7 +320,7 @@ async def test_iterating_ends_when_the_client_is_closed(server: Server) -> None:
     await eventually(lambda: len(seen) == 1)
     await client.close()
     await asyncio.wait_for(reader, 5)
-    assert client.state is State.CLOSED and seen[0]["type"] == "member_joined"
+    assert client.state is ClientState.CLOSED and seen[0]["type"] == "member_joined"
 
 
 def readme_example(name: str) -> str:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hubbub.errors import HubbubError
+
 ALGORITHM = "HS256"
 LEEWAY = 5.0
 """Seconds of clock difference tolerated between the minter and the server."""
@@ -27,7 +29,7 @@ TOKEN_SUBPROTOCOL_PREFIX = "hubbub.token."
 """A token offered as a subprotocol: `hubbub.token.<JWT>` next to `hubbub`."""
 
 
-class TokenError(Exception):
+class TokenError(HubbubError):
     """A token that is not accepted; the message says why and never includes the token."""
 
 

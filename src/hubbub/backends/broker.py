@@ -18,6 +18,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
+from hubbub.errors import HubbubError
+
 ControlSink = Callable[[bytes], None]
 """Called on the event loop with each control message (`Broker.send_control`) any node sent."""
 
@@ -30,7 +32,7 @@ Sink = Callable[[str, int, bytes], None]
 """
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(HubbubError):
     """The broker cannot be reached; the publish did not happen."""
 
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from hubbub.errors import HubbubError
+
 TICKET_BYTES = 18
 """Random bytes per ticket: 144 bits, 24 URL-safe characters."""
 MAX_TICKETS = 100_000
@@ -21,7 +23,7 @@ MAX_TICKET_LENGTH = 128
 """A presented ticket longer than this is refused without a lookup."""
 
 
-class StoreFull(Exception):
+class StoreFull(HubbubError):
     """The store cannot hold another ticket now; the login is answered 503."""
 
 

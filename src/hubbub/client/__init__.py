@@ -15,7 +15,7 @@ _EXPORTS = {
     "Client": "hubbub.client.client",
     "connect": "hubbub.client.client",
     "RequestFailed": "hubbub.client.client",
-    "State": "hubbub.client.client",
+    "ClientState": "hubbub.client.client",
     "InvalidURL": "hubbub.client.errors",
     "HubUnreachable": "hubbub.client.errors",
     "HandshakeRefused": "hubbub.client.errors",
@@ -34,12 +34,12 @@ __all__ = [
     "AsyncApiClient",
     "BadRequest",
     "Client",
+    "ClientState",
     "HandshakeRefused",
     "HubUnreachable",
     "InvalidURL",
     "NotFound",
     "RequestFailed",
-    "State",
     "Unauthorized",
     "Unavailable",
     "connect",
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # for type checkers only; loaded on first use below
         Unauthorized,
         Unavailable,
     )
-    from hubbub.client.client import Client, RequestFailed, State, connect
+    from hubbub.client.client import Client, ClientState, RequestFailed, connect
     from hubbub.client.errors import HandshakeRefused, HubUnreachable, InvalidURL
 
 

@@ -63,14 +63,14 @@ __all__ = [
     "ApiError",
     "AsyncApiClient",
     "BadRequest",
-    "History",
     "Info",
     "Member",
     "Message",
     "NodeInfo",
     "NotFound",
-    "Presence",
+    "RoomHistory",
     "RoomInfo",
+    "RoomPresence",
     "Unauthorized",
     "Unavailable",
 ]
@@ -132,7 +132,7 @@ class Member(msgspec.Struct, frozen=True):
     connections: int
 
 
-class Presence(msgspec.Struct, frozen=True):
+class RoomPresence(msgspec.Struct, frozen=True):
     """Who is in `room` (`GET /api/presence`, as the protocol's `get_presence`); `truncated` when
     the server cut a long list (half of its `--send-queue-bytes`)."""
 
@@ -151,7 +151,7 @@ class Message(msgspec.Struct, frozen=True, rename={"from_": "from"}):
     offset: int
 
 
-class History(msgspec.Struct, frozen=True):
+class RoomHistory(msgspec.Struct, frozen=True):
     """`GET /api/history`, as the protocol's `get_history`: `messages` oldest first, and `offset`,
     the room's latest (0 when none). Fewer messages than asked may come back: to read on, ask
     again with `since` set to the last one's offset until it reaches `offset`."""
@@ -291,21 +291,21 @@ def _done(path: str, body: dict[str, Any]) -> _Call[None]:
     return _Call("POST", path, _Done, lambda a: None, _json(body))
 
 
-def _history(room: str, since: int | None, limit: int | None) -> _Call[History]:
+def _history(room: str, since: int | None, limit: int | None) -> _Call[RoomHistory]:
     params: dict[str, str | int] = {"room": room}
     if since is not None:
         params["since"] = since
     if limit is not None:
         params["limit"] = limit
-    return _Call("GET", "/api/history", History, _identity, params=params)
+    return _Call("GET", "/api/history", RoomHistory, _identity, params=params)
 
 
 def _identity(answer: A) -> A:
     return answer
 
 
-def _presence(room: str) -> _Call[Presence]:
-    return _Call("GET", "/api/presence", Presence, _identity, params={"room": room})
+def _presence(room: str) -> _Call[RoomPresence]:
+    return _Call("GET", "/api/presence", RoomPresence, _identity, params={"room": room})
 
 
 _ROOMS: _Call[list[RoomInfo]] = _Call("GET", "/api/rooms", _Rooms, lambda a: a.rooms)
@@ -413,11 +413,11 @@ class ApiClient:
         """Make every connection of `user`, on every node, leave `room` as if it had sent `leave_room`."""
         self._call(_done("/api/unsubscribe", {"user": user, "room": room}))
 
-    def presence(self, room: str) -> Presence:
+    def presence(self, room: str) -> RoomPresence:
         """Who is in `room`, on every node, as the protocol's `get_presence` answers."""
         return self._call(_presence(room))
 
-    def history(self, room: str, *, since: int | None = None, limit: int | None = None) -> History:
+    def history(self, room: str, *, since: int | None = None, limit: int | None = None) -> RoomHistory:
         """The messages of `room` after offset `since` (without it: the latest), at most `limit`
         (1 to 1000, default 100), as the protocol's `get_history` answers."""
         return self._call(_history(room, since, limit))
@@ -485,11 +485,11 @@ class AsyncApiClient:
         """`ApiClient.unsubscribe`: every connection of `user` leaves `room`."""
         await self._call(_done("/api/unsubscribe", {"user": user, "room": room}))
 
-    async def presence(self, room: str) -> Presence:
+    async def presence(self, room: str) -> RoomPresence:
         """`ApiClient.presence`: who is in `room`."""
         return await self._call(_presence(room))
 
-    async def history(self, room: str, *, since: int | None = None, limit: int | None = None) -> History:
+    async def history(self, room: str, *, since: int | None = None, limit: int | None = None) -> RoomHistory:
         """`ApiClient.history`: the messages of `room` after `since`, at most `limit`."""
         return await self._call(_history(room, since, limit))
 

@@ -56,24 +56,25 @@ from urllib.parse import quote, urlsplit
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from hubbub.client.dial import Retry, closed_by_hub, dial, where
+from hubbub.client.dial import _Retry, closed_by_hub, dial, where
 from hubbub.client.errors import HandshakeRefused, HubUnreachable, InvalidURL, check_url
 from hubbub.client.tls import client_context
+from hubbub.errors import HubbubError
 
 __all__ = [
     "Client",
+    "ClientState",
     "HandshakeRefused",
     "HubUnreachable",
     "InvalidURL",
     "RequestFailed",
-    "State",
     "connect",
 ]
 
 log = logging.getLogger("hubbub.client.client")
 
 
-class RequestFailed(Exception):
+class RequestFailed(HubbubError):
     """The server answered a request with an `error` event."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -82,7 +83,7 @@ class RequestFailed(Exception):
         self.message = message
 
 
-class State(enum.Enum):
+class ClientState(enum.Enum):
     """Where a `Client` is in its life."""
 
     CONNECTING = "connecting"
@@ -173,7 +174,7 @@ class Client:
         """Joined rooms and the last offset delivered to the application."""
         self._ids = 0
         self._runner: asyncio.Task[None] | None = None
-        self.state = State.CONNECTING
+        self.state = ClientState.CONNECTING
         self.failure: Exception | None = None
         """Why the client gave up (`HubUnreachable`, `HandshakeRefused`...), once `state` is CLOSED."""
         self.reconnects = 0
@@ -181,7 +182,7 @@ class Client:
     @property
     def connected(self) -> bool:
         """Whether a connection is open now (a send would go out at once)."""
-        return self.state is State.OPEN
+        return self.state is ClientState.OPEN
 
     # ---- the connection, kept alive ---------------------------------------
 
@@ -210,9 +211,9 @@ class Client:
 
     def _finish(self, failure: Exception | None) -> None:
         """Become CLOSED (for `failure`, or closed by the application): wake every waiter."""
-        if self.state is State.CLOSED:
+        if self.state is ClientState.CLOSED:
             return
-        self.state = State.CLOSED
+        self.state = ClientState.CLOSED
         self.failure = failure
         for future, _ in self._pending.values():
             if not future.done():
@@ -236,7 +237,7 @@ class Client:
         limit: float | None = self._connect_timeout
         since = loop.time()
         attempt = 0
-        last: Retry | None = None
+        last: _Retry | None = None
         while True:
             remaining = None if limit is None else since + limit - loop.time()
             if remaining is not None and remaining <= 0 and last is not None:
@@ -245,7 +246,7 @@ class Client:
             window = self._open_timeout if remaining is None else min(self._open_timeout, max(remaining, 0.5))
             try:
                 await self._resume_on(await self._open(window))
-            except Retry as failed:
+            except _Retry as failed:
                 # A status the hub said (503, 429) says more than a short last attempt's silence.
                 if failed.status is not None or last is None or last.status is None:
                     last = failed
@@ -260,19 +261,19 @@ class Client:
                 self._finish(refused)
                 return
             last = None
-            if self.state is State.RECONNECTING:
+            if self.state is ClientState.RECONNECTING:
                 self.reconnects += 1
                 self._events.put_nowait({"type": "reconnected", "payload": {"reconnects": self.reconnects}})
-            self.state = State.OPEN
+            self.state = ClientState.OPEN
             self._connected.set()
             await self._lost.wait()
             self._connected.clear()
-            self.state = State.RECONNECTING
+            self.state = ClientState.RECONNECTING
             reason = self._close_reason or "the connection dropped"
             self._events.put_nowait({"type": "disconnected", "payload": {"reason": reason}})
             limit, since, attempt = self._reconnect_timeout, loop.time(), 0
 
-    def _gave_up(self, last: Retry, limit: float | None) -> Exception:
+    def _gave_up(self, last: _Retry, limit: float | None) -> Exception:
         """What the client raises when `limit` seconds passed without a connection."""
         if last.status is not None:
             return HandshakeRefused(last.status, last.body, retried_for=limit)
@@ -282,13 +283,13 @@ class Client:
         return where(self.url)
 
     async def _open(self, timeout: float) -> WSTransport:  # noqa: ASYNC109
-        """One attempt, within `timeout` seconds; `Retry` when it may pass, the final exception else."""
+        """One attempt, within `timeout` seconds; `_Retry` when it may pass, the final exception else."""
         self._lost.clear()
         self._close_reason = ""
         return await dial(lambda: _Listener(self), self.url, self._ssl, timeout, self._ping, self._headers)
 
     async def _resume_on(self, transport: WSTransport) -> None:
-        """Use `transport`: join every room again (`Retry` if that fails or takes too long)."""
+        """Use `transport`: join every room again (`_Retry` if that fails or takes too long)."""
         self._transport = transport
         try:
             async with asyncio.timeout(self._open_timeout):
@@ -296,7 +297,7 @@ class Client:
         except (ConnectionError, RequestFailed, TimeoutError) as exc:
             transport.disconnect()
             await self._lost.wait()
-            raise Retry(f"rejoining the rooms failed: {exc}") from None
+            raise _Retry(f"rejoining the rooms failed: {exc}") from None
 
     async def _resume(self) -> None:
         """After a reconnect, join every room again from the last offset delivered."""
@@ -372,7 +373,7 @@ class Client:
         """
         async with asyncio.timeout(timeout):
             await self._connected.wait()
-            if self.state is State.CLOSED:
+            if self.state is ClientState.CLOSED:
                 raise self.failure or ConnectionError("the client is closed")
             return await self._request(type_, payload, on_ack)
 

@@ -1,8 +1,8 @@
-"""One attempt to open a hub's WebSocket, and why it failed: worth another try (`Retry`) or final.
+"""One attempt to open a hub's WebSocket, and why it failed: worth another try (`_Retry`) or final.
 
 `hubbub.client.client` keeps a connection alive by dialling again; whether to go on
 depends on the failure. A refused TCP connection, silence, a full hub (429,
-503) can pass: `Retry`, with the reason in words, within the time the client
+503) can pass: `_Retry`, with the reason in words, within the time the client
 allows. A handshake refused with another status (`HandshakeRefused`), a
 certificate that is not trusted, TLS against a plain server, a mistake in the
 arguments cannot: they are raised as they are.
@@ -24,7 +24,7 @@ from hubbub.protocol.codes import CloseCode
 from hubbub.protocol.redaction import redact, redact_secrets
 
 
-class Retry(Exception):
+class _Retry(Exception):
     """One attempt failed in a way that may pass: try again within the time allowed."""
 
     def __init__(self, reason: str, status: int | None = None, body: str = "") -> None:
@@ -91,7 +91,7 @@ async def dial(
         status = int(exc.response.status) if exc.response is not None else 0
         body = refusal_body(exc)
         if status in RETRIED_STATUSES or status == 0:
-            raise Retry(f"HTTP {status}", status or None, body) from None
+            raise _Retry(f"HTTP {status}", status or None, body) from None
         raise HandshakeRefused(status, body) from None
     except SSLCertVerificationError as exc:  # the server is not who the URL says: retrying cannot help
         raise ConnectionRefusedError(f"the hub's TLS certificate is not trusted: {exc.verify_message}") from None
@@ -101,14 +101,14 @@ async def dial(
         ) from None
     except TimeoutError:
         hint = " (does the server speak TLS? wss:// needs --tls-cert)" if ssl is not None else ""
-        raise Retry(f"no answer within {timeout:g} s{hint}") from None
+        raise _Retry(f"no answer within {timeout:g} s{hint}") from None
     except socket.gaierror as exc:  # the name does not resolve (now): a DNS hiccup may pass, so retried
         host = urlsplit(url).hostname
-        raise Retry(f"the host name {host} was not found ({exc.strerror or exc})") from None
+        raise _Retry(f"the host name {host} was not found ({exc.strerror or exc})") from None
     except OSError as exc:  # uvloop's "Connect call failed" carries the errno, not its words
-        raise Retry(os.strerror(exc.errno) if exc.errno else str(exc)) from None
+        raise _Retry(os.strerror(exc.errno) if exc.errno else str(exc)) from None
     except (ValueError, TypeError):  # a mistake in the arguments: no retry can mend it
         raise
     except Exception as exc:  # picows' own errors (a connection closed during the handshake...)
-        raise Retry(redact_secrets(str(exc)) or type(exc).__name__) from None
+        raise _Retry(redact_secrets(str(exc)) or type(exc).__name__) from None
     return transport

@@ -1,11 +1,13 @@
 """What `hubbub.client.client` raises when it cannot reach a hub, each saying what is wrong in words.
 
-    ValueError
-     +-- InvalidURL            not a ws:// or wss:// URL with a host; raised at once, nothing is dialled
-    ConnectionError
-     +-- HubUnreachable        no connection within the time allowed (refused, timed out, no route)
-     +-- ConnectionRefusedError
-          +-- HandshakeRefused  the hub answered the WebSocket handshake with an HTTP error (`status`)
+    HubbubError (hubbub.errors)
+     +-- InvalidURL (ValueError)          not a ws:// or wss:// URL with a host; raised at once, nothing is dialled
+     +-- HubUnreachable (ConnectionError) no connection within the time allowed (refused, timed out, no route)
+     +-- HandshakeRefused (ConnectionRefusedError)
+                                          the hub answered the WebSocket handshake with an HTTP error (`status`)
+
+Each is also the standard exception in parentheses, so `except ValueError` and
+`except ConnectionError` (`ConnectionRefusedError`) catch them as before.
 
 A URL check and the words for each handshake status live here, apart from the
 connection machinery, so that `hubbub chat` and applications word them alike.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
+from hubbub.errors import HubbubError
 from hubbub.protocol.redaction import redact, redact_secrets
 
 CREDENTIAL_PARAMS = frozenset({"token", "ticket", "otp"})
@@ -54,16 +57,16 @@ RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 backoff within the time allowed. Any other refusal is final: retrying cannot help."""
 
 
-class InvalidURL(ValueError):
+class InvalidURL(HubbubError, ValueError):
     """A URL the client cannot connect to: not `ws://` or `wss://`, no host, a bad port."""
 
 
-class HubUnreachable(ConnectionError):
+class HubUnreachable(HubbubError, ConnectionError):
     """No connection to the hub within the time allowed: `connect_timeout` for the first one,
     `reconnect_timeout` after a drop. The message names the last reason (refused, no answer...)."""
 
 
-class HandshakeRefused(ConnectionRefusedError):
+class HandshakeRefused(HubbubError, ConnectionRefusedError):
     """The hub answered the WebSocket handshake with an HTTP error: `status` (401, 403, 429, 503...)
     and the hub's one-line plain-text `body`, which names the cause when there is one (the hub's
     "a token is required", the connect proxy's "the application did not answer"); without it, the

@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hubbub.auth import signing
 from hubbub.auth.tokens import MAX_ROOM_PATTERNS, Grant
 from hubbub.core import builtins as handlers
-from hubbub.errors import EventError
+from hubbub.errors import EventError, HubbubError
 from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import TOO_DEEP, nesting_exceeds
 from hubbub.protocol.events import SendMessage, valid_name
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ LOG_EVERY = 10.0
 """Seconds between two log lines of one kind of failure (the ones between are counted in the next)."""
 
 
-class Outcome(enum.Enum):
+class ProxyOutcome(enum.Enum):
     """How a proxy call ended, when the app gave a usable answer (`hubbub_proxy_calls_total`'s `outcome`)."""
 
     ACCEPTED = "accepted"
@@ -66,7 +67,7 @@ class Failure(enum.Enum):
     BUSY = "too_many_waiting"
 
 
-class ProxyFailed(Exception):
+class ProxyFailed(HubbubError):
     """A proxy call that failed: `failure` says how, `detail` (never a secret or a body) says more."""
 
     def __init__(self, failure: Failure, detail: str = "") -> None:
@@ -115,9 +116,11 @@ def admission(status: int, body: bytes) -> Admission | HTTPStatus:
         return HTTPStatus(status)
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
+    if nesting_exceeds(body):
+        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
     try:
         answer = _CONNECT.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except msgspec.DecodeError as exc:
         raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
     if not valid_name(answer.user):
         raise ProxyFailed(Failure.MALFORMED, "user is not a valid name")
@@ -147,9 +150,11 @@ def verdict(status: int, body: bytes, message: msgspec.Raw) -> msgspec.Raw:
         raise EventError(ErrorCode.FORBIDDEN, "the application refused this message")
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
+    if nesting_exceeds(body):
+        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
     try:
         answer = _PUBLISH.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except msgspec.DecodeError as exc:
         raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
     return answer.get("message", message)
 
@@ -209,7 +214,7 @@ class AppProxy:
             registry=registry,
         )
         for kind in ("connect", "publish"):
-            for outcome in (*Outcome, *Failure):
+            for outcome in (*ProxyOutcome, *Failure):
                 if kind == "connect" or outcome is not Failure.BUSY:
                     self.calls.labels(kind, outcome.value)
         waiting = Gauge("hubbub_proxy_waiting", "Handshakes waiting on the connect proxy now.", registry=registry)
@@ -268,7 +273,7 @@ class AppProxy:
         except ProxyFailed as exc:
             self._failed("connect", exc)
             return HTTPStatus.SERVICE_UNAVAILABLE
-        outcome = Outcome.ACCEPTED if isinstance(result, Admission) else Outcome.REFUSED
+        outcome = ProxyOutcome.ACCEPTED if isinstance(result, Admission) else ProxyOutcome.REFUSED
         self.calls.labels("connect", outcome.value).inc()
         return result
 
@@ -294,9 +299,9 @@ class AppProxy:
             self._failed("publish", exc)
             raise EventError(ErrorCode.UNAVAILABLE, "the application did not judge this message") from None
         except EventError:
-            self.calls.labels("publish", Outcome.REFUSED.value).inc()
+            self.calls.labels("publish", ProxyOutcome.REFUSED.value).inc()
             raise
-        self.calls.labels("publish", Outcome.ACCEPTED.value).inc()
+        self.calls.labels("publish", ProxyOutcome.ACCEPTED.value).inc()
         if message is not payload.message:
             payload = msgspec.structs.replace(payload, message=message)
         return handlers.send_message(payload, client)

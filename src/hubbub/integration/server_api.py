@@ -26,8 +26,9 @@ from hubbub.backends.broker import BrokerUnavailable
 from hubbub.core.builtins import history_answer, presence_answer
 from hubbub.core.control import REPORT_TTL, ControlMessage, Op
 from hubbub.core.hub import Hub
-from hubbub.errors import EventError
+from hubbub.errors import EventError, HubbubError
 from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import TOO_DEEP, nesting_exceeds
 from hubbub.protocol.events import (
     NAME_MAX,
     GetHistory,
@@ -90,7 +91,7 @@ _CODE_OF_STATUS = {status: code for code, status in _STATUS.items() if code is n
 """The code of a refusal the HTTP reader decides (by status); 400 there is a malformed request."""
 
 
-class ApiError(Exception):
+class ApiRefusal(HubbubError):
     """A call answered with an error: its code (which implies the status) and message."""
 
     def __init__(self, code: ApiCode, message: str) -> None:
@@ -176,7 +177,7 @@ class ServerApi:
         name = call.name if call is not None else "unknown"
         try:
             response = await self._answer(request, call)
-        except ApiError as exc:
+        except ApiRefusal as exc:
             # a refusal before the key is known to be right ends the connection: each guess costs a new
             # one, and a socket that never had a key cannot be kept alive with a request every IDLE_TIMEOUT
             response = error_response(exc.code, exc.message, close=exc.code in _CLOSING)
@@ -188,7 +189,7 @@ class ServerApi:
         right key (401). Refused, the body is never read: a socket without a key holds no 64 KiB."""
         try:
             self._check_caller(head, peer)
-        except ApiError as exc:
+        except ApiRefusal as exc:
             call = _CALLS.get(head.path)
             response = error_response(exc.code, exc.message, close=True)
             self.requests.labels(call.name if call is not None else "unknown", str(response.status.value)).inc()
@@ -196,11 +197,11 @@ class ServerApi:
         return None
 
     def _check_caller(self, head: Head, peer: str) -> None:
-        """403 for a host or origin not allowed, 401 without one of the keys (`ApiError`)."""
+        """403 for a host or origin not allowed, 401 without one of the keys (`ApiRefusal`)."""
         if not self._allowed(head) or head.one("sec-fetch-site") == "cross-site":
-            raise ApiError(ApiCode.FORBIDDEN, "host or origin not allowed")
+            raise ApiRefusal(ApiCode.FORBIDDEN, "host or origin not allowed")
         if not self._authorized(head, peer):
-            raise ApiError(ApiCode.UNAUTHORIZED, "send Authorization: apikey KEY with a key of this server")
+            raise ApiRefusal(ApiCode.UNAUTHORIZED, "send Authorization: apikey KEY with a key of this server")
 
     def _refuse(self, head: Head, status: HTTPStatus, message: str) -> Response:
         """The HTTP reader's refusals in the API's error format, with the reader's status (400, 408,
@@ -214,18 +215,18 @@ class ServerApi:
     async def _answer(self, request: Request, call: _Call | None) -> Response:
         head = request.head  # its caller was admitted (`_admit`) before its body was read
         if call is None:
-            raise ApiError(ApiCode.NOT_FOUND, f"no such call: {head.path[:100]}")
+            raise ApiRefusal(ApiCode.NOT_FOUND, f"no such call: {head.path[:100]}")
         if head.method != call.method:
-            raise ApiError(ApiCode.METHOD_NOT_ALLOWED, f"{head.path} takes {call.method}")
+            raise ApiRefusal(ApiCode.METHOD_NOT_ALLOWED, f"{head.path} takes {call.method}")
         if self._in_flight >= MAX_IN_FLIGHT:
-            raise ApiError(ApiCode.UNAVAILABLE, "too many calls at once, try again")
+            raise ApiRefusal(ApiCode.UNAVAILABLE, "too many calls at once, try again")
         self._in_flight += 1
         try:
             result = await call.handler(self, request)
         except EventError as exc:
-            raise ApiError(_EVENT_CODES.get(exc.code, ApiCode.INTERNAL), exc.message) from None
+            raise ApiRefusal(_EVENT_CODES.get(exc.code, ApiCode.INTERNAL), exc.message) from None
         except BrokerUnavailable as exc:
-            raise ApiError(ApiCode.UNAVAILABLE, f"the broker is unavailable: {exc}") from None
+            raise ApiRefusal(ApiCode.UNAVAILABLE, f"the broker is unavailable: {exc}") from None
         finally:
             self._in_flight -= 1
         return Response(HTTPStatus.OK, msgspec.json.encode(result))
@@ -260,7 +261,7 @@ class ServerApi:
     async def broadcast(self, request: Request) -> dict[str, Any]:
         body = _decode(request.body, BroadcastBody)
         if len(set(body.rooms)) != len(body.rooms):
-            raise ApiError(ApiCode.BAD_PAYLOAD, "rooms must be distinct - at `$.rooms`")
+            raise ApiRefusal(ApiCode.BAD_PAYLOAD, "rooms must be distinct - at `$.rooms`")
         _check_sender(body.sender)
         self._check_message(body.message)
         sender = body.sender or self.hub.settings.api_from
@@ -283,7 +284,7 @@ class ServerApi:
             else:
                 failed += 1
         if failed:
-            raise ApiError(
+            raise ApiRefusal(
                 ApiCode.UNAVAILABLE, f"{failed} of {len(body.rooms)} rooms were not published (the broker failed)"
             )
         return {"offsets": offsets}
@@ -292,7 +293,7 @@ class ServerApi:
         body = _decode(request.body, DisconnectBody)
         _check_user(body.user)
         if len(body.reason.encode()) > 123:
-            raise ApiError(ApiCode.BAD_PAYLOAD, "reason must be at most 123 bytes of UTF-8 - at `$.reason`")
+            raise ApiRefusal(ApiCode.BAD_PAYLOAD, "reason must be at most 123 bytes of UTF-8 - at `$.reason`")
         await self.hub.control.send(ControlMessage(Op.DISCONNECT, body.user, code=body.code, reason=body.reason))
         return {}
 
@@ -312,9 +313,9 @@ class ServerApi:
         query = _query(request.head, ("room",))
         room = query.get("room")
         if room is None:
-            raise ApiError(ApiCode.BAD_PAYLOAD, "give a room: ?room=R")
+            raise ApiRefusal(ApiCode.BAD_PAYLOAD, "give a room: ?room=R")
         if not valid_room(room):
-            raise ApiError(ApiCode.BAD_PAYLOAD, invalid_room_message("room"))
+            raise ApiRefusal(ApiCode.BAD_PAYLOAD, invalid_room_message("room"))
         return await presence_answer(
             self.hub.presence, room, self._budget, with_info=bool(self.hub.settings.connect_proxy)
         )
@@ -325,12 +326,12 @@ class ServerApi:
             if field in query:
                 number = decimal(query[field])
                 if number is None:
-                    raise ApiError(ApiCode.BAD_PAYLOAD, f"{field} must be a non-negative integer of ASCII digits")
+                    raise ApiRefusal(ApiCode.BAD_PAYLOAD, f"{field} must be a non-negative integer of ASCII digits")
                 query[field] = number
         try:
             payload = msgspec.convert(query, GetHistory)
         except msgspec.ValidationError as exc:
-            raise ApiError(ApiCode.BAD_PAYLOAD, _plain(str(exc))) from None
+            raise ApiRefusal(ApiCode.BAD_PAYLOAD, _plain(str(exc))) from None
         return await history_answer(self.hub.history, payload, self._budget)
 
     async def rooms(self, request: Request) -> dict[str, Any]:
@@ -362,7 +363,7 @@ class ServerApi:
     def _check_message(self, message: msgspec.Raw) -> None:
         limit = self.hub.settings.max_message_size
         if len(message) > limit:
-            raise ApiError(ApiCode.TOO_LARGE, f"message is over --max-message-size ({limit} bytes)")
+            raise ApiRefusal(ApiCode.TOO_LARGE, f"message is over --max-message-size ({limit} bytes)")
 
 
 _CALLS = {
@@ -384,13 +385,16 @@ _EVENT_CODES = {
 
 
 def _decode(body: bytes, schema: type[Any]) -> Any:
-    """The body as `schema`: `bad_json` when it is not JSON, `bad_payload` when it has the wrong shape."""
+    """The body as `schema`: `bad_json` when it is not JSON or nests past `MAX_DEPTH`, `bad_payload` when
+    it has the wrong shape."""
+    if nesting_exceeds(body):
+        raise ApiRefusal(ApiCode.BAD_JSON, TOO_DEEP)
     try:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:
-        raise ApiError(ApiCode.BAD_PAYLOAD, _plain(str(exc))) from None
+        raise ApiRefusal(ApiCode.BAD_PAYLOAD, _plain(str(exc))) from None
     except msgspec.DecodeError:
-        raise ApiError(ApiCode.BAD_JSON, "the body is not JSON") from None
+        raise ApiRefusal(ApiCode.BAD_JSON, "the body is not JSON") from None
 
 
 _NAME_RULE = f"1 to {NAME_MAX} characters, none a control, formatting or line-separator character"
@@ -419,12 +423,12 @@ def _plain(message: str) -> str:
 
 def _check_user(user: str) -> None:
     if not valid_name(user):
-        raise ApiError(ApiCode.BAD_PAYLOAD, f"{invalid_name_message(user)} - at `$.user`")
+        raise ApiRefusal(ApiCode.BAD_PAYLOAD, f"{invalid_name_message(user)} - at `$.user`")
 
 
 def _check_sender(sender: str | None) -> None:
     if sender is not None and not valid_name(sender):
-        raise ApiError(ApiCode.BAD_PAYLOAD, f"{invalid_name_message(sender)} - at `$.from`")
+        raise ApiRefusal(ApiCode.BAD_PAYLOAD, f"{invalid_name_message(sender)} - at `$.from`")
 
 
 def _query(head: Head, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -432,12 +436,12 @@ def _query(head: Head, allowed: tuple[str, ...]) -> dict[str, str]:
     try:
         query = parse_qs(urlsplit(head.target).query, keep_blank_values=True, strict_parsing=False, max_num_fields=8)
     except ValueError:
-        raise ApiError(ApiCode.BAD_PAYLOAD, "too many query parameters") from None
+        raise ApiRefusal(ApiCode.BAD_PAYLOAD, "too many query parameters") from None
     found: dict[str, str] = {}
     for name, values in query.items():
         if name not in allowed:
-            raise ApiError(ApiCode.BAD_PAYLOAD, f"unknown query parameter {name[:40]!r}")
+            raise ApiRefusal(ApiCode.BAD_PAYLOAD, f"unknown query parameter {name[:40]!r}")
         if len(values) != 1:
-            raise ApiError(ApiCode.BAD_PAYLOAD, f"give {name} once")
+            raise ApiRefusal(ApiCode.BAD_PAYLOAD, f"give {name} once")
         found[name] = values[0]
     return found

@@ -9,26 +9,22 @@ A client frame decodes in two steps. `decode_envelope` checks the envelope
 decodes that raw payload straight into the schema its handler declared. Errors
 carry the `ErrorCode` the client will see.
 
-Nesting depth. msgspec has no depth limit of its own: it decodes (and skips
-unknown fields and `msgspec.Raw` values) recursively, guarded by CPython's
-recursion check, and raises `RecursionError` (not a `DecodeError`) past it. On
-CPython 3.11 that check counts Python frames too, so the deepest JSON accepted
-is `sys.getrecursionlimit()` (1000) minus the caller's stack depth, minus 3:
-997 from a module's top level, 951 through a real connection to the hub
-(CPython 3.11.7, picows 2.3; tests/integration/test_hostile_input.py measures it).
-It is deterministic for a given call path; newer CPythons count C recursion
-separately and may allow more. Every decoder here turns `RecursionError` into
-`bad_json` (`bad_payload` for a payload decoded on its own), so any depth gets
-a coded answer and no traceback. A deep frame costs little: the decoder stops
-at the limit, having read about a thousand bytes. Never raise the recursion
-limit in a process that serves clients: with `sys.setrecursionlimit(50_000)`,
-200,000 nested `[` overflow the C stack and kill the process (SIGSEGV, measured)
-instead of raising.
+Nesting depth. A frame may nest arrays and objects `MAX_DEPTH` (128) deep, the
+envelope's own braces included; a deeper one is `bad_json` (`bad_payload` for a
+payload decoded on its own), whatever the Python version. msgspec has no depth
+limit of its own: it recurses, guarded only by the interpreter's recursion
+check, which differs between CPython versions (3.11 counts Python frames, 3.12
+and 3.13 count C recursion apart, with other limits). So every decoder here
+asks `nesting_exceeds` first, which answers most frames from their length or
+two `count` calls. Never raise the recursion limit in a process that serves
+clients: msgspec may then overflow the C stack on a deep value it decodes
+from elsewhere.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import time
 from typing import Any, Final
 
@@ -49,8 +45,11 @@ class Envelope(msgspec.Struct, frozen=True):
     id: EventId | None = None
 
 
-TOO_DEEP: Final = "the JSON is nested too deeply"
-"""The message of the error for a frame past the nesting limit (see the module docstring)."""
+MAX_DEPTH: Final = 128
+"""The deepest nesting of arrays and objects a client's JSON may have, the outermost counted as 1."""
+
+TOO_DEEP: Final = f"the JSON is nested more than {MAX_DEPTH} deep"
+"""The message of the error for a frame past `MAX_DEPTH` (see the module docstring)."""
 
 NOT_UTF8: Final = "the JSON is not valid UTF-8"
 """The message for bytes with invalid UTF-8 inside a string, or a str holding a lone surrogate: msgspec
@@ -62,6 +61,65 @@ _any_decoder: Final = msgspec.json.Decoder()
 _encoder: Final = msgspec.json.Encoder()
 
 
+_SHAPE: Final = bytes.maketrans(b"{}", b"[]")
+"""An object's braces written as an array's brackets: only the nesting counts."""
+_NOT_SHAPE: Final = bytes(byte for byte in range(256) if byte not in b'"[]{}')
+_QUICK_PASSES: Final = 8
+
+
+@functools.cache
+def _nesting_check(limit: int) -> msgspec.json.Decoder[Any]:
+    """A decoder of arrays nested `limit` + 1 deep at most (a `ValidationError` past it), that recurses no deeper."""
+    nested: Any = list[int]  # an array with no array inside
+    for _ in range(limit):
+        nested = list[nested]
+    return msgspec.json.Decoder(nested)
+
+
+def nesting_exceeds(data: str | bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON text nests arrays and objects deeper than `limit`, its strings left out.
+
+    Cheap for what clients send: JSON of at most `2 * limit + 1` characters, or
+    with at most `limit` opening brackets, cannot be too deep (text of that
+    length that is not JSON, such as 257 `[`, is left to its decoder, which
+    recurses no deeper than the text is long and fails on it). Other text is
+    reduced to its shape, in C: the brackets outside strings, braces written as
+    brackets. A shallow shape vanishes in a few passes that each delete the
+    innermost `[]`; what is left is decoded by a decoder of arrays nested at
+    most as deep as the limit allows, which stops at the first level too deep.
+    Text that is not JSON may be judged either way: its own decoding fails.
+    """
+    if len(data) <= 2 * limit + 1:  # a value `limit` + 1 deep has that many brackets to open and to close
+        return False
+    if isinstance(data, str):
+        if data.count("[") + data.count("{") <= limit:
+            return False
+        data = data.encode("utf-8", "surrogatepass")
+    elif data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    if b"\\" in data:  # escaped backslashes, then escaped quotes: neither ends a string
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Quotes and brackets only; `""` (a string without brackets, or one string's end next to the
+    # next one's start) goes, so that only strings holding brackets are left to cut out.
+    shape = data.translate(_SHAPE, _NOT_SHAPE).replace(b'""', b"")
+    if b'"' in shape:
+        shape = b"".join(shape.split(b'"')[::2])
+    if shape.count(b"[") <= limit:
+        return False
+    passes = min(_QUICK_PASSES, limit)
+    for _ in range(passes):  # each pass deletes the innermost level
+        shape = shape.replace(b"[]", b"")
+        if not shape:
+            return False
+    try:
+        _nesting_check(limit - passes).decode(b"[" + shape.replace(b"][", b"],[") + b"]")
+    except msgspec.ValidationError:
+        return True
+    except msgspec.DecodeError:  # unbalanced: not JSON
+        return False
+    return False
+
+
 def _is_object(data: str | bytes) -> bool:
     """Whether a JSON text starts (after whitespace) with `{`; cheap, no parse."""
     if isinstance(data, str):
@@ -71,9 +129,11 @@ def _is_object(data: str | bytes) -> bool:
 
 def salvage_id(data: str | bytes) -> EventId | None:
     """The `id` of a frame whose envelope failed, so the error can still carry it."""
+    if nesting_exceeds(data):
+        return None
     try:
         raw = _any_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError, UnicodeError):
+    except (msgspec.DecodeError, UnicodeError):
         return None
     if isinstance(raw, dict):
         value = raw.get("id")
@@ -86,14 +146,14 @@ def decode_envelope(data: str | bytes) -> Envelope:
     """Decode one client frame (text as received, or its bytes); raise `EventError` with the PROTOCOL.md code."""
     if not _is_object(data):
         raise EventError(ErrorCode.BAD_JSON, "the frame is not a JSON object")
+    if nesting_exceeds(data):
+        raise EventError(ErrorCode.BAD_JSON, TOO_DEEP)
     try:
         envelope = _envelope_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise EventError(ErrorCode.BAD_ENVELOPE, plain_schema_message(str(exc)), salvage_id(data)) from None
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_JSON, f"the frame is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise EventError(ErrorCode.BAD_JSON, TOO_DEEP) from None
     except UnicodeError:
         raise EventError(ErrorCode.BAD_JSON, NOT_UTF8) from None
     # msgspec strips the whitespace around a Raw value, so its first byte tells the JSON type.
@@ -103,15 +163,15 @@ def decode_envelope(data: str | bytes) -> Envelope:
 
 
 def decode_payload(raw: msgspec.Raw, schema: type[Any], event_id: EventId | None = None) -> Any:
-    """Decode a raw payload into `schema`; a mismatch, or nesting past the limit, is `bad_payload`."""
+    """Decode a raw payload into `schema`; a mismatch, or nesting past `MAX_DEPTH`, is `bad_payload`."""
+    if nesting_exceeds(bytes(raw)):
+        raise EventError(ErrorCode.BAD_PAYLOAD, TOO_DEEP, event_id)
     try:
         return msgspec.json.decode(raw, type=schema)
     except msgspec.ValidationError as exc:
         raise EventError(ErrorCode.BAD_PAYLOAD, plain_schema_message(str(exc)), event_id) from None
     except msgspec.DecodeError as exc:
         raise EventError(ErrorCode.BAD_PAYLOAD, str(exc), event_id) from None
-    except RecursionError:
-        raise EventError(ErrorCode.BAD_PAYLOAD, TOO_DEEP, event_id) from None
     except UnicodeError:
         raise EventError(ErrorCode.BAD_PAYLOAD, NOT_UTF8, event_id) from None
 

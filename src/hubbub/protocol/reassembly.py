@@ -16,10 +16,11 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
+from hubbub.errors import HubbubError
 from hubbub.protocol.codes import CloseCode
 
 
-class Violation(Exception):
+class Violation(HubbubError):
     """The peer broke a rule; the connection must close with `code`."""
 
     def __init__(self, code: CloseCode, reason: str) -> None:
@@ -29,7 +30,7 @@ class Violation(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class DataMessage:
     """A whole message: `text` is None for a binary message."""
 
     data: bytes
@@ -59,7 +60,7 @@ class Reassembler:
         """Bytes held for the message in progress."""
         return 0 if self._buffer is None else len(self._buffer)
 
-    def start(self, chunk: bytes, fin: bool, binary: bool) -> Message | None:
+    def start(self, chunk: bytes, fin: bool, binary: bool) -> DataMessage | None:
         """The first frame of a message (text or binary)."""
         if self._buffer is not None:
             raise Violation(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented message")
@@ -67,13 +68,13 @@ class Reassembler:
         self._utf8 = None if binary else codecs.getincrementaldecoder("utf-8")()
         return self._add(chunk, fin)
 
-    def continue_(self, chunk: bytes, fin: bool) -> Message | None:
+    def continue_(self, chunk: bytes, fin: bool) -> DataMessage | None:
         """A continuation frame."""
         if self._buffer is None:
             raise Violation(CloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue")
         return self._add(chunk, fin)
 
-    def _add(self, chunk: bytes, fin: bool) -> Message | None:
+    def _add(self, chunk: bytes, fin: bool) -> DataMessage | None:
         buffer = self._buffer
         assert buffer is not None
         self._frames += 1
@@ -94,7 +95,7 @@ class Reassembler:
             return None
         data = bytes(buffer)
         self.reset()
-        return Message(data, None if self._binary else data.decode())
+        return DataMessage(data, None if self._binary else data.decode())
 
     def reset(self) -> None:
         """Forget a message in progress (it completed, or the connection is closing)."""

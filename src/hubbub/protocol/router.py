@@ -18,7 +18,16 @@ import msgspec
 
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
-from hubbub.protocol.envelope import Envelope, EventId, decode_envelope, decode_payload, encode_ack, encode_error
+from hubbub.protocol.envelope import (
+    TOO_DEEP,
+    Envelope,
+    EventId,
+    decode_envelope,
+    decode_payload,
+    encode_ack,
+    encode_error,
+    nesting_exceeds,
+)
 from hubbub.protocol.events import Empty
 from hubbub.protocol.frames import text_frame
 
@@ -35,7 +44,7 @@ Handler = Callable[[Any, Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Route(Generic[P]):
+class EventRoute(Generic[P]):
     """One registered event type: its payload schema and its handler."""
 
     name: str
@@ -45,7 +54,7 @@ class Route(Generic[P]):
     """True when `handler` is a coroutine function: the hub awaits it in the connection's reader task."""
 
 
-class Client(Protocol):
+class Requester(Protocol):
     """What dispatch needs of a connection: its session (the request being
     answered) and a way to send it a frame."""
 
@@ -80,9 +89,9 @@ class Router:
     """
 
     def __init__(self, metrics: RouterMetrics | None = None) -> None:
-        self._routes: dict[str, Route[Any]] = {}
+        self._routes: dict[str, EventRoute[Any]] = {}
         self._decoder: msgspec.json.Decoder[Any] | None = None
-        self._by_struct: dict[type, Route[Any]] = {}
+        self._by_struct: dict[type, EventRoute[Any]] = {}
         self.metrics = metrics
         """Counts messages received and errors answered (the hub sets it)."""
 
@@ -90,14 +99,14 @@ class Router:
         """Register `handler` for `type_`; registering a type twice is a mistake."""
         if type_ in self._routes:
             raise ValueError(f"a handler for {type_!r} is already registered")
-        self._routes[type_] = Route(type_, schema, handler, inspect.iscoroutinefunction(handler))
+        self._routes[type_] = EventRoute(type_, schema, handler, inspect.iscoroutinefunction(handler))
         self._decoder = None
 
     def replace(self, type_: str, handler: Callable[[P, Any], Any], schema: type[P]) -> None:
         """Put `handler` in place of the one registered for `type_` (which must exist)."""
         if type_ not in self._routes:
             raise ValueError(f"no handler for {type_!r} to replace")
-        self._routes[type_] = Route(type_, schema, handler, inspect.iscoroutinefunction(handler))
+        self._routes[type_] = EventRoute(type_, schema, handler, inspect.iscoroutinefunction(handler))
         self._decoder = None
 
     def on(
@@ -113,7 +122,7 @@ class Router:
 
         return register
 
-    def decode(self, data: str | bytes) -> tuple[Route[Any], Any, EventId | None]:
+    def decode(self, data: str | bytes) -> tuple[EventRoute[Any], Any, EventId | None]:
         """Decode a client frame into its route, payload and `id`; `EventError` if it cannot be.
 
         A well-formed event is decoded and validated in one pass by a decoder
@@ -122,9 +131,11 @@ class Router:
         which rule it broke and so which error code it gets.
         """
         decoder = self._decoder or self._compile()
+        if nesting_exceeds(data):
+            raise EventError(ErrorCode.BAD_JSON, TOO_DEEP)
         try:
             event = decoder.decode(data)
-        except (msgspec.DecodeError, RecursionError, UnicodeError):  # too deep, bad UTF-8: the slow path says so
+        except (msgspec.DecodeError, UnicodeError):  # bad UTF-8 too: the slow path says which rule failed
             envelope = decode_envelope(data)
             route, payload = self.resolve(envelope)
             return route, payload, envelope.id
@@ -148,7 +159,7 @@ class Router:
         self._decoder = msgspec.json.Decoder(Union[members])  # noqa: UP007 - built at run time
         return self._decoder
 
-    def resolve(self, envelope: Envelope) -> tuple[Route[Any], Any]:
+    def resolve(self, envelope: Envelope) -> tuple[EventRoute[Any], Any]:
         """The route for `envelope` and its decoded payload, or `EventError`."""
         route = self._routes.get(envelope.type)
         if route is None:
@@ -157,7 +168,7 @@ class Router:
 
     # ---- dispatch ---------------------------------------------------------------
 
-    def dispatch(self, client: Client, text: str) -> Coroutine[Any, Any, None] | None:
+    def dispatch(self, client: Requester, text: str) -> Coroutine[Any, Any, None] | None:
         """Handle one client message now; return the rest to await when its handler is async.
 
         A plain-function handler runs to the end here, inside the read callback,
@@ -191,7 +202,9 @@ class Router:
             session.event_id = None
         return None
 
-    async def _dispatch_async(self, client: Client, route: Route[Any], payload: Any, event_id: EventId | None) -> None:
+    async def _dispatch_async(
+        self, client: Requester, route: EventRoute[Any], payload: Any, event_id: EventId | None
+    ) -> None:
         """The awaited part of `dispatch`, for an `async def` handler."""
         session = client.session
         session.begin(event_id)
@@ -203,13 +216,13 @@ class Router:
             session.end()
 
     @staticmethod
-    def _acknowledge(client: Client, result: Any) -> None:
+    def _acknowledge(client: Requester, result: Any) -> None:
         """The `ack` of a handled event, with the handler's result, unless it was answered already."""
         event_id = client.session.answer()
         if event_id is not None:
             client.send_frame(text_frame(encode_ack(result, event_id)))
 
-    def answer_failure(self, client: Client, exc: Exception, event_id: EventId | None) -> None:
+    def answer_failure(self, client: Requester, exc: Exception, event_id: EventId | None) -> None:
         """The `error` for a failed client event; a bug (not `EventError`) is logged with its traceback.
 
         `event_id` is the id this answer may carry: the caller has claimed it
@@ -224,7 +237,7 @@ class Router:
             code, message = ErrorCode.INTERNAL, "the handler failed"
         self.answer_error(client, code, message, event_id)
 
-    def answer_error(self, client: Client, code: ErrorCode, message: str, event_id: EventId | None) -> None:
+    def answer_error(self, client: Requester, code: ErrorCode, message: str, event_id: EventId | None) -> None:
         """Send an `error` event (counted by code)."""
         if self.metrics is not None:
             self.metrics.errors.labels(code.value).inc()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hubbub.protocol.codes import CloseCode
 from hubbub.protocol.heartbeat import Beat, decide
 from hubbub.protocol.ratelimit import TokenBucket, Verdict
-from hubbub.protocol.reassembly import Message, Reassembler, Violation
+from hubbub.protocol.reassembly import DataMessage, Reassembler, Violation
 
 MAX_OWED_PONGS = 16
 """Pongs owed at once: enough to answer a burst of pings one by one (Autobahn 2.10), bounded."""
@@ -201,7 +201,7 @@ class Session:
             self.close(CloseCode.POLICY_VIOLATION, "joins and leaves over the limit again and again")
         return verdict
 
-    def fragment(self, opcode: Opcode, chunk: bytes, fin: bool, now: float) -> tuple[Verdict, Message | None]:
+    def fragment(self, opcode: Opcode, chunk: bytes, fin: bool, now: float) -> tuple[Verdict, DataMessage | None]:
         """A frame of a fragmented message (or a binary one): the message once whole.
 
         Returns `(verdict, message)`: the message is None until its last frame.

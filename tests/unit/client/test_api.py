@@ -25,13 +25,13 @@ from hubbub.client.api import (
     ApiError,
     AsyncApiClient,
     BadRequest,
-    History,
     Info,
     Member,
     NodeInfo,
     NotFound,
-    Presence,
+    RoomHistory,
     RoomInfo,
+    RoomPresence,
     Unauthorized,
     Unavailable,
 )
@@ -118,7 +118,7 @@ async def test_disconnect_subscribe_and_unsubscribe(call: Call, fake: FakeApi) -
     assert _body(fake) == {"user": "bob", "room": "lobby"}
     assert fake.requests[-1].path == "/api/subscribe"
     presence = await call("presence", "lobby")
-    assert presence == Presence("lobby", [Member("ada", 2), Member("bob", 1)], truncated=False)
+    assert presence == RoomPresence("lobby", [Member("ada", 2), Member("bob", 1)], truncated=False)
     assert (fake.requests[-1].method, fake.requests[-1].query, fake.requests[-1].body) == (
         "GET",
         {"room": "lobby"},
@@ -134,7 +134,7 @@ async def test_history_is_typed_and_pages_with_since_and_limit(call: Call, fake:
     for n in range(5):
         await call("publish", "lobby", {"n": n}, from_="ada")
     latest = await call("history", "lobby")
-    assert isinstance(latest, History) and latest.offset == 5 and len(latest.messages) == 5
+    assert isinstance(latest, RoomHistory) and latest.offset == 5 and len(latest.messages) == 5
     assert fake.requests[-1].query == {"room": "lobby"}  # since and limit only when given
     page = await call("history", "lobby", since=1, limit=2)
     assert fake.requests[-1].query == {"room": "lobby", "since": "1", "limit": "2"}

@@ -23,6 +23,7 @@ from hubbub.integration.app_proxy import (
     verdict,
 )
 from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import MAX_DEPTH, TOO_DEEP
 from hubbub.protocol.redaction import redact_secrets
 from hubbub.server.proxy_hold import forwarded_headers, peer_address
 
@@ -75,6 +76,19 @@ def test_publish_verdicts() -> None:
     for status, body in [(500, b"{}"), (401, b"{}"), (200, b"nope"), (200, b"[1]")]:
         with pytest.raises(ProxyFailed):
             verdict(status, body, sent)
+
+
+def test_answers_nested_past_max_depth_are_malformed() -> None:
+    """The app's JSON obeys the clients' depth limit: what it sends may reach them."""
+    ok = b'{"message": ' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
+    assert bytes(verdict(200, ok, msgspec.Raw(b"1"))).startswith(b"[[")
+    info = b'{"user": "a", "info": {"a": ' + b"[" * (MAX_DEPTH - 2) + b"]" * (MAX_DEPTH - 2) + b"}}"
+    assert isinstance(admission(200, info), Admission)
+    deep = ok.replace(b"[", b"[[", 1).replace(b"]", b"]]", 1)
+    for call in (lambda: verdict(200, deep, msgspec.Raw(b"1")), lambda: admission(200, deep)):
+        with pytest.raises(ProxyFailed) as caught:
+            call()
+        assert caught.value.failure is Failure.MALFORMED and caught.value.detail == TOO_DEEP
 
 
 def test_request_bodies() -> None:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hubbub.core import builtins as handlers
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
-from hubbub.protocol.envelope import decode_envelope, decode_payload, salvage_id
+from hubbub.protocol.envelope import MAX_DEPTH, decode_envelope, decode_payload, nesting_exceeds, salvage_id
 from hubbub.protocol.events import NAME_MAX, GetHistory, GetPresence, JoinRoom, LeaveRoom, SendMessage, valid_name
 from hubbub.protocol.router import Router
 from hubbub.server.logs import JsonFormatter, TextFormatter
@@ -77,12 +77,12 @@ deep_frames = st.builds(
     lambda depth, opener, wrap, close: (_frame_around if wrap else str)(
         _deep(depth, opener) if close else opener * depth
     ),
-    st.integers(min_value=900, max_value=1_100) | st.integers(min_value=1, max_value=50_000),
+    st.integers(min_value=MAX_DEPTH - 5, max_value=MAX_DEPTH + 5) | st.integers(min_value=1, max_value=50_000),
     st.sampled_from(["[", '{"a":']),
     st.booleans(),
     st.booleans(),
 )
-"""JSON nested around msgspec's recursion limit, and far past it; closed or cut short."""
+"""JSON nested around `MAX_DEPTH`, and far past it; closed or cut short."""
 
 
 def _answers_coded(call: Callable[[], object]) -> None:
@@ -163,6 +163,31 @@ def test_corrupted_envelopes(value: dict[str, Any], data: st.DataObject) -> None
 @given(deep_frames)
 def test_deep_json(frame: str) -> None:
     _every_decoder(frame)
+
+
+_BRACKETY_TEXT = st.text(st.sampled_from('[]{}"\\ax\u00e9\U0001f600\n'), max_size=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _BRACKETY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_BRACKETY_TEXT, inner, max_size=4),
+    max_leaves=40,
+)
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@FUZZ
+@given(json_values, st.integers(min_value=0, max_value=12), st.booleans())
+def test_nesting_exceeds_is_the_depth_of_the_value(value: object, limit: int, ascii_only: bool) -> None:
+    """Strings full of brackets, quotes and escapes count for nothing; only arrays and objects nest."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert nesting_exceeds(text, limit) is (_depth(value) > limit)
+    assert nesting_exceeds(text.encode(), limit) is (_depth(value) > limit)
 
 
 # ---- names and the log: the other places a client's text lands ------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hubbub.protocol.codes import CloseCode
-from hubbub.protocol.reassembly import Message, Reassembler, Violation
+from hubbub.protocol.reassembly import DataMessage, Reassembler, Violation
 
 
 def test_fragments_join_into_one_text_message() -> None:
@@ -13,12 +13,12 @@ def test_fragments_join_into_one_text_message() -> None:
     assert r.start(b"he", fin=False, binary=False) is None
     assert r.in_progress
     assert r.continue_(b"l", fin=False) is None
-    assert r.continue_(b"lo", fin=True) == Message(b"hello", "hello")
+    assert r.continue_(b"lo", fin=True) == DataMessage(b"hello", "hello")
     assert not r.in_progress
 
 
 def test_binary_is_not_decoded() -> None:
-    assert Reassembler(10).start(b"\xff\x00", fin=True, binary=True) == Message(b"\xff\x00", None)
+    assert Reassembler(10).start(b"\xff\x00", fin=True, binary=True) == DataMessage(b"\xff\x00", None)
 
 
 @pytest.mark.parametrize(
@@ -50,4 +50,4 @@ def test_violations(steps: list[tuple[str, bytes, bool]], code: CloseCode) -> No
 def test_a_code_point_may_straddle_fragments() -> None:
     r = Reassembler(limit=10)
     r.start(b"\xe2\x82", fin=False, binary=False)
-    assert r.continue_(b"\xac", fin=True) == Message("€".encode(), "€")
+    assert r.continue_(b"\xac", fin=True) == DataMessage("€".encode(), "€")

@@ -9,6 +9,7 @@ finishing it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 import time
 from pathlib import Path
@@ -79,6 +80,7 @@ async def test_past_the_total_cap_a_new_socket_is_closed_at_once_and_counted(
     server = await _tls_server(make_server, cert, max_tls_handshakes=3, max_tls_handshakes_per_ip=10)
     listener = server.listener
     assert listener is not None
+    listener.handshakes = dataclasses.replace(listener.handshakes, evict_after=60.0)  # young handshakes all
     holders = [await _silent(server, f"127.0.0.{2 + i}") for i in range(3)]
     try:
         await eventually(lambda: listener.handshaking == 3)
@@ -91,6 +93,31 @@ async def test_past_the_total_cap_a_new_socket_is_closed_at_once_and_counted(
         _close_all(holders)
     await eventually(lambda: listener.handshaking == 0 and listener.open == 0)
     assert await _get(server.port, "/healthz", trusting) == (200, b"ok\n")  # room again once they left
+
+
+async def test_with_every_place_taken_a_new_client_ends_the_oldest_stalled_handshake(
+    make_server: ServerFactory, cert: tuple[Path, Path], trusting: ssl.SSLContext
+) -> None:
+    """A crowd of sockets that never finish their handshakes, from many addresses, cannot keep new
+    clients out for the whole handshake timeout: once the oldest has run `evict_after`, a newcomer
+    takes its place, so the crowd must be renewed that often to hold the door."""
+    server = await _tls_server(
+        make_server, cert, max_tls_handshakes=3, max_tls_handshakes_per_ip=10, tls_handshake_timeout=30.0
+    )
+    listener = server.listener
+    assert listener is not None
+    listener.handshakes = dataclasses.replace(listener.handshakes, evict_after=0.3)
+    holders = [await _silent(server, f"127.0.0.{2 + i}") for i in range(3)]
+    try:
+        await eventually(lambda: listener.handshaking == 3)
+        await asyncio.sleep(0.4)  # every holder is past evict_after
+        assert await _get(server.port, "/healthz", trusting) == (200, b"ok\n")  # the newcomer is served
+        assert await _closed_within(holders[0], 2.0) < 2.0  # the oldest was ended, long before the timeout
+        assert _rejected(server, "tls_evicted") == 1 and _rejected(server, "tls_capacity") == 0
+        assert listener.handshaking == 2  # the two younger holders keep theirs
+    finally:
+        _close_all(holders)
+    await eventually(lambda: listener.handshaking == 0 and listener.open == 0)
 
 
 async def test_past_the_per_address_cap_only_that_address_is_refused(

@@ -19,7 +19,17 @@ from prometheus_client.registry import Collector
 from hubbub.protocol.codes import CloseCode, ErrorCode
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-REJECT_REASONS = ("origin", "host", "capacity", "per_ip", "fd_limit", "tls", "tls_capacity", "tls_per_ip")
+REJECT_REASONS = (
+    "origin",
+    "host",
+    "capacity",
+    "per_ip",
+    "fd_limit",
+    "tls",
+    "tls_capacity",
+    "tls_per_ip",
+    "tls_evicted",
+)
 """Why `hubbub_handshakes_rejected_total` refused a connection: a foreign `Origin` or `Host`
 (403), `--max-connections` (503), `--max-connections-per-ip` (429), no file descriptor (503),
 a TLS handshake that failed (closed without an answer), `--max-tls-handshakes` or

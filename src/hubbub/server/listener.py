@@ -7,7 +7,9 @@ is hubbub's own and how a refusal waits for its request: docs/topics/front-door.
 
 With TLS, the handshakes in progress have caps of their own (`HandshakeBounds`: in all and per
 address), checked after the socket caps: past either, the new socket is closed at once, before
-any TLS state exists for it, and counted (`tls_capacity`, `tls_per_ip`). A `HeapTrimmer` hands
+any TLS state exists for it, and counted (`tls_capacity`, `tls_per_ip`), unless every place is
+taken and the oldest handshake has run past `HandshakeBounds.evict_after`: that one is then
+ended (`tls_evicted`) and the new socket takes its place. A `HeapTrimmer` hands
 the heap back after a wave of sockets has closed.
 """
 
@@ -184,6 +186,8 @@ class Listener:
         self.handshaking = 0
         """TLS handshakes in progress."""
         self.handshaking_per_ip: dict[str, int] = {}
+        self._handshakes: dict[asyncio.Task[Any], float] = {}
+        """The handshakes in progress, oldest first, with when each began."""
         self.metrics = metrics
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
@@ -344,6 +348,8 @@ class Listener:
                     lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=self.handshakes.timeout
                 )
             task = loop.create_task(attach)
+            if began:
+                self._handshakes[task] = loop.time()
         except BaseException:
             if began:
                 self._handshake_ends(key)
@@ -359,12 +365,12 @@ class Listener:
         socket that sends nothing would hold its descriptor as long as it liked.
         """
         bounds = self.handshakes
-        if self.handshaking >= bounds.total:
-            reason = "tls_capacity"
-            self._tls_full.add(reason=reason, max_tls_handshakes=bounds.total)
-        elif self.handshaking_per_ip.get(key, 0) >= bounds.per_ip:
+        if self.handshaking_per_ip.get(key, 0) >= bounds.per_ip:
             reason = "tls_per_ip"
             self._tls_crowded.add(reason=reason, peer=key, max_tls_handshakes_per_ip=bounds.per_ip)
+        elif self.handshaking >= bounds.total and not self._evict_oldest(bounds.evict_after):
+            reason = "tls_capacity"
+            self._tls_full.add(reason=reason, max_tls_handshakes=bounds.total)
         else:
             return True
         with contextlib.suppress(OSError):
@@ -372,6 +378,20 @@ class Listener:
         sock.close()
         self.metrics.handshakes_rejected.labels(reason).inc()
         return False
+
+    def _evict_oldest(self, age: float) -> bool:
+        """End the oldest handshake in progress if it has run `age` seconds or more; whether it was.
+
+        Its task is cancelled, which closes its socket; its place is given back when the task ends
+        (`_attached`), so for a moment one more handshake than the cap may be under way.
+        """
+        oldest = next(iter(self._handshakes), None)
+        if oldest is None or asyncio.get_running_loop().time() - self._handshakes[oldest] < age:
+            return False
+        del self._handshakes[oldest]
+        oldest.cancel()
+        self.metrics.handshakes_rejected.labels("tls_evicted").inc()
+        return True
 
     def _handshake_begins(self, key: str) -> None:
         self.handshaking += 1
@@ -390,6 +410,7 @@ class Listener:
         not be made: then free its place, and with TLS count a failed handshake."""
         if self.tls is not None:
             self._handshake_ends(slot.key)
+            self._handshakes.pop(task, None)
         if not task.cancelled() and task.exception() is None:
             return
         slot()

@@ -37,6 +37,10 @@ class HandshakeBounds:
     total: int
     per_ip: int
     timeout: float
+    evict_after: float = 1.0
+    """With every place taken, a new socket takes the place of the oldest handshake if that one has
+    run this long: an honest handshake takes two round trips, so a crowd of sockets that never finish
+    must be renewed this often to keep new clients out, not once per `timeout`."""
 
     @classmethod
     def of(cls, settings: Settings) -> HandshakeBounds:

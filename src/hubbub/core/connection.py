@@ -35,12 +35,20 @@ if TYPE_CHECKING:
     from hubbub.protocol.ratelimit import ByteBucket
     from hubbub.protocol.session import Limits
 
-__all__ = ["Connection", "HubPort", "ReadGate", "Wire"]
+__all__ = ["Connection", "HubPort", "ReadGate", "Wire", "peer_address"]
 
 _OPEN = State.OPEN
 _LINGER_RST = struct.pack("ii", 1, 0)
 _TCP_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)
 """Linux's option for how long sent data may wait unacknowledged, a shut window included (None elsewhere)."""
+
+
+def peer_address(peer: object) -> str:
+    """A socket's peer name as the logs write it: `host:port`, `[host]:port` for IPv6, "" when unknown."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return "" if peer is None else str(peer)
 
 
 class Wire(Protocol):
@@ -129,7 +137,7 @@ class Connection:
         self.identity = identity
         """The name fixed at the handshake (query `name` or a credential), else None."""
         self.remote = remote
-        """The peer's address, for logs."""
+        """The peer's address, `host:port`, for logs (taken from the transport at `attach` when not given)."""
         self.grant: Grant | None = None
         """With a signed token: its rooms and expiry (replaced by `refresh`); with the connect proxy: the
         app's rooms; None otherwise."""
@@ -182,18 +190,17 @@ class Connection:
         """
         self._transport = wire
         self._raw = raw
+        if not self.remote:  # the handshake does not know the socket; the transport does
+            self.remote = peer_address(raw.get_extra_info("peername"))
         raw.set_write_buffer_limits(high=min(self._limit, 256 * 1024))
         protocol = getattr(raw, "get_protocol", None)
         gate = protocol() if protocol is not None else None
         self._gate = gate if hasattr(gate, "pause_for_app") else None  # the frame pacer, when there is one
         settings = self.hub.settings
-        sock = raw.get_extra_info("socket") if settings.send_buffer or settings.write_timeout else None
-        if sock is not None and settings.send_buffer:
-            # Bytes the kernel holds for a client that does not read count
-            # against no limit of ours; capping them makes the drop come sooner.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer)
-        if sock is not None and settings.write_timeout and _TCP_USER_TIMEOUT is not None:
+        # The kernel's send buffer (--send-buffer) is capped by the listener right after accept
+        # (hubbub.server.listener), before picows logs the socket or anything is written to it.
+        sock = raw.get_extra_info("socket") if settings.write_timeout else None
+        if sock is not None and _TCP_USER_TIMEOUT is not None:
             # The write deadline below the transport, for bytes the sweep cannot see: the
             # kernel gives up on a peer that has taken nothing of what it holds (its window
             # shut, or nothing acked) for twice write_timeout. Twice, so that a writer the

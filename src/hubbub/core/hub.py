@@ -285,14 +285,16 @@ class Hub:
         self.room_table.leave_all(conn)
         self.metrics.closes.labels(str(code)).inc()
         level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
-        log.log(level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "code": code})
+        log.log(
+            level, "conn.closed", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote, "code": code}
+        )
 
     def _slow_consumer(self, conn: Connection) -> None:
         """`conn`'s outbox overflowed: it is being dropped (counted and logged once)."""
         self.metrics.slow_dropped.inc()
         log.info(
             "conn.slow_consumer_dropped",
-            extra={"conn": conn.id, "user": conn.identity, "queued_bytes": conn.queued_bytes},
+            extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote, "queued_bytes": conn.queued_bytes},
         )
 
     # ---- membership -----------------------------------------------------------

@@ -65,7 +65,7 @@ def _pass(connections: tuple[Connection, ...], interval: float, pong_timeout: fl
     for conn in connections:
         grant = conn.grant
         if grant is not None and grant.exp <= expired:
-            log.info("conn.token_expired", extra={"conn": conn.id, "user": conn.identity})
+            log.info("conn.token_expired", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
             conn.grant = None  # closed once; the close is the session's from here on
             conn.close(CloseCode.POLICY_VIOLATION, "token expired")
             continue
@@ -83,7 +83,7 @@ def _pass(connections: tuple[Connection, ...], interval: float, pong_timeout: fl
         if beat is Beat.PING:
             conn.ping()
         elif beat is Beat.DROP:
-            log.info("conn.ping_timeout", extra={"conn": conn.id, "user": conn.identity})
+            log.info("conn.ping_timeout", extra={"conn": conn.id, "user": conn.identity, "remote": conn.remote})
             conn.abort()
 
 

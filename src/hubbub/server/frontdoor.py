@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hubbub.core.connection import peer_address
 from hubbub.protocol.http import (
     Head,
     Request,
@@ -201,6 +202,12 @@ class FrontDoor(FramePacer):
     def transport(self) -> asyncio.BaseTransport | None:
         """The socket's transport, once connected."""
         return self._transport  # type: ignore[no-any-return]
+
+    @property
+    def remote(self) -> str:
+        """The client's address, `host:port`, for the log ("" before the socket is connected)."""
+        transport = self._transport
+        return peer_address(transport.get_extra_info("peername")) if transport is not None else ""
 
     @property
     def closed(self) -> bool:

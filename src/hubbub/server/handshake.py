@@ -46,23 +46,32 @@ class Handshake:
             hub.router.add("refresh", self.refresh, Refresh)
 
     def upgrade(
-        self, request: WSUpgradeRequest, query: dict[str, list[str]], user: str | None, admitted: Admission | None
+        self,
+        request: WSUpgradeRequest,
+        query: dict[str, list[str]],
+        user: str | None,
+        admitted: Admission | None,
+        remote: str = "",
     ) -> Routed:
-        """The connection for a `/ws` request, or the response that refuses it."""
+        """The connection for a `/ws` request, or the response that refuses it; `remote`: the client's
+        address, `host:port`, for the log."""
         if not self._rules.origin_ok(request):
             self.hub.metrics.handshakes_rejected.labels("origin").inc()
-            log.info("handshake.rejected", extra={"reason": "origin", "origin": request.headers.get("Origin")})
+            log.info(
+                "handshake.rejected",
+                extra={"reason": "origin", "remote": remote, "origin": request.headers.get("Origin")},
+            )
             return response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
         if user is not None:  # the ticket's user: `name` and payload `from` are ignored
-            return WebSocketListener(Connection(self.hub, user))
+            return WebSocketListener(Connection(self.hub, user, remote))
         if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
-            conn = Connection(self.hub, admitted.user)
+            conn = Connection(self.hub, admitted.user, remote)
             conn.grant = admitted.grant
             conn.info = admitted.info
             return WebSocketListener(conn)
         s = self.settings
         if s.auth_secret:
-            with_token = self._token_upgrade(request, query)
+            with_token = self._token_upgrade(request, query, remote)
             if with_token is not None:
                 return with_token
         if s.connect_proxy:  # a credential the front door let by, but not valid here: never anonymous
@@ -76,9 +85,9 @@ class Handshake:
         name = query.get("name", [None])[0]
         if name is not None and not valid_name(name):
             return response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
-        return WebSocketListener(Connection(self.hub, name))
+        return WebSocketListener(Connection(self.hub, name, remote))
 
-    def _token_upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]]) -> Routed | None:
+    def _token_upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]], remote: str) -> Routed | None:
         """The connection of a signed token (`?token=T`, or the subprotocol `hubbub.token.T` next to
         `hubbub`), a 401 for a bad one, or None when the request carries no token.
 
@@ -99,9 +108,9 @@ class Handshake:
             grant = verify_token(s.auth_secret, token, s.auth_audience or None, s.auth_issuer or None)
         except TokenError as exc:  # its message never holds the token
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
-            log.info("handshake.token_refused", extra={"reason": str(exc)})
+            log.info("handshake.token_refused", extra={"remote": remote, "reason": str(exc)})
             return response(HTTPStatus.UNAUTHORIZED, b"invalid or expired token\n")
-        conn = Connection(self.hub, grant.sub)
+        conn = Connection(self.hub, grant.sub, remote)
         conn.grant = grant
         if not via_subprotocol:
             return WebSocketListener(conn)

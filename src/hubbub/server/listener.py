@@ -177,8 +177,11 @@ class Listener:
         fd_limit: int = 0,
         tls: ssl.SSLContext | None = None,
         handshakes: HandshakeBounds | None = None,
+        send_buffer: int = 0,
     ) -> None:
         self.factory = factory
+        self.send_buffer = send_buffer
+        """`SO_SNDBUF` set on every admitted socket before anything else sees it (`--send-buffer`); 0: the kernel's."""
         self.tls = tls
         """The server's TLS context; None for plain TCP."""
         self.handshakes = handshakes or HandshakeBounds.of(Settings())
@@ -331,6 +334,12 @@ class Listener:
             return
         if self.tls is not None and not self._may_handshake(sock, key):
             return
+        if self.send_buffer:
+            # Bytes the kernel holds for a client that does not read count against no limit of
+            # ours; capped here, right after accept, so that picows' accept line (at debug)
+            # already shows the cap and nothing is ever written under the kernel's default.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         self.open += 1
         self.per_ip[key] = held + 1
         self.trimmer.opened(self.open)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from hubbub.core.connection import peer_address
 from hubbub.protocol.redaction import redact_arg
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -226,7 +227,7 @@ class PicowsLog:
 
     def info(self, msg: object, *args: object, **kwargs: Any) -> None:
         if not self._remote and len(args) > 1 and msg == _ACCEPTED:
-            self._remote = _address(args[1])
+            self._remote = peer_address(args[1])
         self._logger.info(msg, *args, **kwargs)
 
     def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
@@ -256,13 +257,6 @@ class PicowsLog:
                 _conn_log.info("conn.protocol_error", extra={"remote": self._remote, "code": code, "reason": reason})
             else:
                 self._logger.log(level, msg, *args, **kwargs)
-
-
-def _address(peer: object) -> str:
-    """`host:port` of a socket's peer name, whatever its family."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)
 
 
 def _code_and_reason(args: tuple[object, ...]) -> tuple[int, str]:

@@ -56,21 +56,27 @@ class Routes:
         self._static = StaticFiles(self.settings.static_dir) if self.settings.static_dir else None
         """`--static DIR`: the app's files at `/`, in place of the chat page."""
 
-    def route(self, request: WSUpgradeRequest, user: str | None = None, admitted: Admission | None = None) -> Routed:
-        """picows' route callback; `user` and `admitted`: what the front door learned of the client."""
+    def route(
+        self, request: WSUpgradeRequest, user: str | None = None, admitted: Admission | None = None, remote: str = ""
+    ) -> Routed:
+        """picows' route callback; `user` and `admitted`: what the front door learned of the client; `remote`:
+        its address, `host:port`, for the log."""
         url = urlsplit(request.path.decode("latin-1"))
         path = url.path
         if not self._rules.host_ok(request, url.netloc):
             self.hub.metrics.handshakes_rejected.labels("host").inc()
-            log.info("handshake.rejected", extra={"reason": "host", "host": request.headers.get("Host"), "path": path})
+            log.info(
+                "handshake.rejected",
+                extra={"reason": "host", "remote": remote, "host": request.headers.get("Host"), "path": path},
+            )
             return response(HTTPStatus.FORBIDDEN, b"host not allowed\n")
         if path == "/ws":
-            return self._handshake.upgrade(request, parse_qs(url.query), user, admitted)
+            return self._handshake.upgrade(request, parse_qs(url.query), user, admitted, remote)
         if path == "/echo" and self.settings.echo:
             if not self._rules.origin_ok(request):
                 self.hub.metrics.handshakes_rejected.labels("origin").inc()
                 return response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
-            return WebSocketListener(EchoConnection(self.hub, None))
+            return WebSocketListener(EchoConnection(self.hub, None, remote))
         if path == "/login" and (self._logins or self._static is None):
             return response(HTTPStatus.OK, self._auth_mode(), "application/json")
         if path == "/" and self._static is None:

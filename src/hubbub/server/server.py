@@ -140,7 +140,14 @@ class Server:
         if self.proxy is not None:  # one address's share of the handshakes waiting on the app, as of the sockets
             self.proxy.share_per_address(s.max_connections_per_ip, cap)
         listener = Listener(
-            self._protocol, self.hub.metrics, cap, s.max_connections_per_ip, fd_limit, self.ssl, HandshakeBounds.of(s)
+            self._protocol,
+            self.hub.metrics,
+            cap,
+            s.max_connections_per_ip,
+            fd_limit,
+            self.ssl,
+            HandshakeBounds.of(s),
+            s.send_buffer,
         )
         await listener.listen(s.host, s.port, s.backlog)
         self.listener = listener
@@ -188,7 +195,7 @@ class Server:
         """picows' protocol behind `door`: picows calls the route while the door gives it a request
         head, so the route sees what the door's stages learned (a ticket's user, an admission)."""
         route = self.routes.route
-        return self._picows(lambda request: route(request, door.user, door.admitted))
+        return self._picows(lambda request: route(request, door.user, door.admitted, door.remote))
 
     def _picows(self, route: Any) -> Any:
         """picows' server protocol, routing its request with `route`."""

@@ -1,0 +1,1 @@
+"""Tools for the experiments of docs/learn/experiments.md."""

@@ -17,11 +17,15 @@ from hubbub.textbook.server import Manager, Options, serve
 def parse(argv: list[str]) -> Options | list[str]:
     """The options, or one line per bad flag."""
     p = argparse.ArgumentParser(prog="python -m hubbub.textbook", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", default="8001", help="port (default %(default)s; 0 picks a free one)")
-    p.add_argument("--max-message-size", default="65536", help="bytes; past it, close 1009 (default %(default)s)")
-    p.add_argument("--ping-interval", default="20", help="seconds between pings; 0: none (default %(default)s)")
-    p.add_argument("--ping-timeout", default="20", help="seconds to wait for a pong (default %(default)s)")
+    p.add_argument("--host", metavar="H", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", metavar="P", default="8001", help="port (default %(default)s; 0 picks a free one)")
+    p.add_argument(
+        "--max-message-size", metavar="N", default="65536", help="bytes; past it, close 1009 (default %(default)s)"
+    )
+    p.add_argument(
+        "--ping-interval", metavar="S", default="20", help="seconds between pings; 0: none (default %(default)s)"
+    )
+    p.add_argument("--ping-timeout", metavar="S", default="20", help="seconds to wait for a pong (default %(default)s)")
     p.add_argument(
         "--allowed-origin",
         action="append",

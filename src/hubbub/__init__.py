@@ -19,6 +19,7 @@ The package's layers, one subpackage each (docs/topics/architecture.md):
     server       sockets and HTTP: listener, the picows adapter, the front door, TLS
     client       the Python client, the server-API client, the terminal chat
     cli          the `hubbub` command
+    textbook     the seed's design in one sitting, on websockets (`python -m hubbub.textbook`)
 """
 
 from __future__ import annotations

@@ -95,11 +95,18 @@ async def test_a_token_in_the_url_is_never_printed_and_the_hub_names_the_chat(ma
     will not use: its own join shows the name the token gives."""
     server = await make_server(auth_secret="s" * 32)
     token = mint_token("s" * 32, "alice", ttl=60)
-    out = io.StringIO()
+    keys, out = _Pipe(), io.StringIO()
+    session = asyncio.create_task(chat.run(ws_url(server, query=f"token={token}"), "lobby", "guest", keys.stream, out))
+    try:
+        keys.type("hello")
+        keys.type("/history")
+        # Its own join is announced with the room's next presence flush (`presence_interval`), not at once.
+        await eventually(lambda: "* alice joined #lobby" in out.getvalue(), timeout=10)
+        await eventually(lambda: "* the last 1 message of #lobby" in out.getvalue(), timeout=10)
+    finally:
+        keys.close()
     async with asyncio.timeout(20):
-        code = await chat.run(
-            ws_url(server, query=f"token={token}"), "lobby", "guest", io.StringIO("hello\n/history\n"), out
-        )
+        code = await session
     text = out.getvalue()
     assert code == 0 and token not in text and token.split(".")[2] not in text
     first = text.splitlines()[0]

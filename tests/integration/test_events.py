@@ -2,6 +2,8 @@
 
 Proves lifecycle rule 7 (docs/lifecycle.md): bad input gets an `error` event
 with the PROTOCOL.md code and the request's `id`, and the connection lives on.
+The tests that take `any_server` run against hubbub and against the textbook
+(`hubbub.textbook`): both keep those rules (docs/learn/rules.md).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from hubbub.protocol.codes import ErrorCode
 from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, ws_url
+from tests.integration.conftest import Running
 
 
-async def test_join_send_and_receive(server: Server) -> None:
-    alice = await EventClient.open(ws_url(server, query="name=alice"))
-    bob = await EventClient.open(ws_url(server, query="name=bob"))
+async def test_join_send_and_receive(any_server: Running) -> None:
+    alice = await EventClient.open(any_server.url("name=alice"))
+    bob = await EventClient.open(any_server.url("name=bob"))
     assert (await alice.join("lobby"))["payload"] == {"room": "lobby", "offset": 0}
     await bob.join("lobby")
     reply = await alice.request("send_message", {"room": "lobby", "message": "hi"})
@@ -39,8 +42,8 @@ async def test_join_send_and_receive(server: Server) -> None:
     await bob.close()
 
 
-async def test_identity_falls_back_to_payload_then_anonymous(server: Server) -> None:
-    client = await EventClient.open(ws_url(server))
+async def test_identity_falls_back_to_payload_then_anonymous(any_server: Running) -> None:
+    client = await EventClient.open(any_server.url())
     await client.join("r")
     await client.request("send_message", {"room": "r", "message": 1, "from": "carol"})
     assert (await client.recv_type("new_message"))["payload"]["from"] == "carol"
@@ -51,9 +54,9 @@ async def test_identity_falls_back_to_payload_then_anonymous(server: Server) -> 
     await client.close()
 
 
-async def test_leave_room_stops_delivery_and_keeps_connection(server: Server) -> None:
-    a = await EventClient.open(ws_url(server))
-    b = await EventClient.open(ws_url(server))
+async def test_leave_room_stops_delivery_and_keeps_connection(any_server: Running) -> None:
+    a = await EventClient.open(any_server.url())
+    b = await EventClient.open(any_server.url())
     await a.join("r")
     await b.join("r")
     assert (await b.request("leave_room", {"room": "r"}))["type"] == "ack"
@@ -91,9 +94,9 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("frame", "code", "event_id"), BAD_INPUTS)
 async def test_bad_input_gets_coded_error_and_connection_lives(
-    server: Server, frame: str, code: str, event_id: object
+    any_server: Running, frame: str, code: str, event_id: object
 ) -> None:
-    client = await EventClient.open(ws_url(server))
+    client = await EventClient.open(any_server.url())
     await client.ws.send(frame)
     error = await client.recv()
     assert error["type"] == "error"

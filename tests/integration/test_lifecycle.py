@@ -1,4 +1,8 @@
-"""The lifecycle rules of docs/lifecycle.md, each proven on real loopback sockets."""
+"""The lifecycle rules of docs/lifecycle.md, each proven on real loopback sockets.
+
+The tests that take `make_any_server` run against hubbub and against the textbook; the others read
+hubbub's internals (its tasks, outbox, send buffer, hooks) and run against hubbub only.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from hubbub.backends.presence import Change
 from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import PONG, EventClient, RawPeer, eventually, ws_url
+from tests.integration.conftest import AnyServerFactory
 
 
 def _tasks() -> int:
@@ -166,37 +171,37 @@ async def test_send_buffer_caps_what_a_stalled_client_holds(make_server: ServerF
     await publisher.close()
 
 
-async def test_half_open_peer_is_dropped_by_heartbeat(make_server: ServerFactory) -> None:
-    """A peer that stops answering pings goes within interval + timeout + 1 s, no close handshake."""
-    server = await make_server(ping_interval=0.4, ping_timeout=0.4)
-    hub = server.hub
-    alive = await EventClient.open(ws_url(server))  # answers pings by itself
+async def test_half_open_peer_is_dropped_by_heartbeat(make_any_server: AnyServerFactory) -> None:
+    """A peer that stops answering pings goes within interval + timeout + 1 s; hubbub resets it at
+    once, the textbook (websockets) sends 1011 and waits up to its close timeout for an answer."""
+    server = await make_any_server(ping_interval=0.4, ping_timeout=0.4)
+    alive = await EventClient.open(server.url())  # answers pings by itself
     silent = await RawPeer.open(server.port)  # never answers
-    await eventually(lambda: len(hub.connections) == 2)
+    await eventually(lambda: server.connections() == 2)
     start = time.monotonic()
-    await eventually(lambda: len(hub.connections) == 1, timeout=4)
-    assert time.monotonic() - start <= 0.4 + 0.4 + 1
+    await eventually(lambda: server.connections() == 1, timeout=4 + server.close_grace)
+    assert time.monotonic() - start <= 0.4 + 0.4 + 1 + server.close_grace
     await asyncio.sleep(1.2)
-    assert len(hub.connections) == 1
+    assert server.connections() == 1
     assert (await alive.join("still-here"))["type"] == "ack"
     del silent
     await alive.close()
 
 
-async def test_pong_keeps_a_quiet_peer(make_server: ServerFactory) -> None:
-    server = await make_server(ping_interval=0.2, ping_timeout=0.3)
+async def test_pong_keeps_a_quiet_peer(make_any_server: AnyServerFactory) -> None:
+    server = await make_any_server(ping_interval=0.2, ping_timeout=0.3)
     peer = await RawPeer.open(server.port)
     for _ in range(5):
         opcode, payload = await peer.read_frame(timeout=2)
         assert opcode == 0x9
         peer.send_frame(PONG, payload)
-    assert len(server.hub.connections) == 1
+    assert server.connections() == 1
 
 
-async def test_concurrent_publishers_one_order_exactly_once(make_server: ServerFactory) -> None:
+async def test_concurrent_publishers_one_order_exactly_once(make_any_server: AnyServerFactory) -> None:
     """Rule 6: every member gets every message once, all in the same order, offsets consecutive."""
-    server = await make_server(rate_limit=0)  # eight publishers at full speed
-    members = [await EventClient.open(ws_url(server, query=f"name=m{i}")) for i in range(8)]
+    server = await make_any_server(rate_limit=0)  # eight publishers at full speed (the textbook has no limit)
+    members = [await EventClient.open(server.url(f"name=m{i}")) for i in range(8)]
     for m in members:
         await m.join("race")
     per_sender = 100

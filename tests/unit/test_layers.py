@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"protocol", "backends", "auth", "core", "integration"},
     "client": {"protocol"},
     "cli": {"protocol", "backends", "auth", "core", "integration", "server", "client"},
+    "textbook": {"protocol"},
 }
 """Each layer and the layers it may use. The contract of docs/topics/architecture.md."""
 
@@ -49,9 +50,11 @@ but the protocol's codes."""
 FORBIDDEN_LIBRARIES = {
     "protocol": {"asyncio", "picows", "uvloop", "socket", "prometheus_client", "httpx"},
     "client": {"prometheus_client", "uvloop"},
+    "textbook": {"picows", "uvloop", "msgspec", "prometheus_client"},
 }
 """Third-party and standard modules a layer must not load: the sans-I/O core does no I/O, and a client
-program pays for no server machinery."""
+program pays for no server machinery; the textbook runs on websockets alone, none of the fast server's
+libraries."""
 
 
 def _module_name(path: Path) -> str:
@@ -197,3 +200,12 @@ def test_a_client_program_never_loads_the_server() -> None:
 def test_the_documented_names_still_resolve() -> None:
     for name in hubbub.__all__:
         assert getattr(hubbub, name) is not None, name
+
+
+def test_nothing_imports_the_textbook() -> None:
+    """The textbook stands beside hubbub, not under it: no layer, not even the CLI, may load it."""
+    graph = _graph()
+    users = sorted(
+        m for m, used in graph.items() if _layer(m) != "textbook" and any(_layer(u) == "textbook" for u in used)
+    )
+    assert not users, f"imported by {users}"

@@ -93,7 +93,7 @@ class Hub:
         self.router.metrics = self.metrics
         self.fanout = Fanout(self.metrics.delivered, settings.write_delay)
         announce = settings.presence_events if self._presence_events is None else self._presence_events
-        self.replays = Replays(settings.replay_rate, settings.replay_rate_total)
+        self.replays = Replays(settings.replay_rate, settings.replay_rate_total, settings.send_queue_bytes // 2)
         """The replay budgets: what `join_room` with `since` and `get_history` may send, per connection and in all."""
         self.roster = Roster(
             self.presence,

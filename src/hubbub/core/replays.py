@@ -42,11 +42,16 @@ def replay_cost(messages: Iterable[tuple[int, bytes]]) -> int:
 class Replays:
     """The node's replay budget and the making of each connection's (on its first replay)."""
 
-    def __init__(self, rate: int, total_rate: int) -> None:
-        """`rate`: bytes a second per connection; `total_rate`: for the whole node (0: no limit)."""
+    def __init__(self, rate: int, total_rate: int, answer_cap: int = 0) -> None:
+        """`rate`: bytes a second per connection; `total_rate`: for the whole node (0: no limit). Each
+        budget saves up its seconds of burst, and at least `answer_cap` (the largest answer: half of
+        `send_queue_bytes`), so that a full answer is never refused for good however low the rate."""
         self._rate = rate
+        self._burst = max(rate * REPLAY_BURST_SECONDS, answer_cap)
         self._node = (
-            ByteBucket(total_rate, total_rate * REPLAY_TOTAL_BURST_SECONDS, time.monotonic()) if total_rate else None
+            ByteBucket(total_rate, max(total_rate * REPLAY_TOTAL_BURST_SECONDS, answer_cap), time.monotonic())
+            if total_rate
+            else None
         )
 
     def charge(self, conn: Payer, cost: int) -> None:
@@ -56,7 +61,7 @@ class Replays:
         now = time.monotonic()
         own = conn._replay_budget
         if own is None and self._rate:
-            own = conn._replay_budget = ByteBucket(self._rate, self._rate * REPLAY_BURST_SECONDS, now)
+            own = conn._replay_budget = ByteBucket(self._rate, self._burst, now)
         node = self._node
         wait = max(own.wait(cost, now) if own is not None else 0.0, node.wait(cost, now) if node is not None else 0.0)
         if wait > 0:

@@ -132,7 +132,7 @@ class Settings:
         metavar="BYTES",
         check=checks.at_least(0, " bytes a second"),
         help="bytes a second one connection may have replayed by join_room with since and get_history, 8 s of it"
-        " at once; over it: rate_limited, nothing done; 0 turns it off",
+        " (at least one full answer) at once; over it: rate_limited, nothing done; 0 turns it off",
         doc="The 8 s burst (2 MiB by default) holds four answers at their cap (half of `send_queue_bytes`), so a"
         " page that reloads and rejoins a few busy rooms with `since` never meets it; a client that cycles"
         " joins to be sent the same history again is held to this rate.",
@@ -142,8 +142,8 @@ class Settings:
         topic=Topic.LIMITS,
         metavar="BYTES",
         check=checks.at_least(0, " bytes a second"),
-        help="bytes a second the whole node may replay (join_room with since, get_history), 4 s of it at once;"
-        " over it: rate_limited, nothing done; 0 turns it off",
+        help="bytes a second the whole node may replay (join_room with since, get_history), 4 s of it (at least"
+        " one full answer) at once; over it: rate_limited, nothing done; 0 turns it off",
         doc="Bounds what many connections replaying at once (a crowd joining with `since: 0`) make the node copy"
         " and hold: by default at most 32 MiB at once and 8 MiB a second after.",
     )
@@ -548,17 +548,6 @@ class Settings:
                 raise ConfigError(named(option.flag, problem))
         if self.send_queue_bytes < self.max_message_size:
             raise ConfigError("--send-queue-bytes must be at least --max-message-size")
-        answer_cap = self.send_queue_bytes // 2  # the most one replay or get_history answer sends
-        if 0 < self.replay_rate * REPLAY_BURST_SECONDS < answer_cap:
-            raise ConfigError(
-                f"--replay-rate x {REPLAY_BURST_SECONDS:g} must hold one replay (half of --send-queue-bytes,"
-                f" {answer_cap} bytes)"
-            )
-        if 0 < self.replay_rate_total * REPLAY_TOTAL_BURST_SECONDS < answer_cap:
-            raise ConfigError(
-                f"--replay-rate-total x {REPLAY_TOTAL_BURST_SECONDS:g} must hold one replay (half of"
-                f" --send-queue-bytes, {answer_cap} bytes)"
-            )
         if self.allow_anonymous and not (self.users_file or self.auth_secret):
             raise ConfigError(
                 "--allow-anonymous needs --users or --auth-secret (without them every client is anonymous)"

@@ -8,8 +8,10 @@ import pytest
 
 from hubbub.core.connection import Connection
 from hubbub.core.hub import Hub
+from hubbub.core.replays import Replays
 from hubbub.core.settings import Settings
-from hubbub.errors import ConfigError
+from hubbub.errors import EventError
+from hubbub.protocol.ratelimit import ByteBucket
 
 
 class FakeRaw:
@@ -100,14 +102,23 @@ def test_pings_and_pongs_do_not_move_the_deadline(monkeypatch: Any) -> None:
     assert conn.write_stalled(110.0, 10.0)
 
 
+class _Payer:
+    _replay_budget: ByteBucket | None = None
+
+
 @pytest.mark.parametrize(
     "overrides",
-    [dict(replay_rate=1000), dict(replay_rate_total=1000), dict(send_queue_bytes=8 << 20, replay_rate=262_144)],
+    [dict(replay_rate=1000), dict(replay_rate_total=1000), dict(send_queue_bytes=64 << 20, replay_rate=262_144)],
 )
-def test_replay_budgets_too_small_for_one_answer_are_refused(overrides: dict[str, Any]) -> None:
-    """A burst below one answer's cap (half of send_queue_bytes) would refuse every full replay."""
-    with pytest.raises(ConfigError, match="must hold one replay"):
-        Settings(**overrides)
+def test_a_budget_always_holds_one_full_answer(overrides: dict[str, Any]) -> None:
+    """However low the rate, a burst below one answer's cap (half of send_queue_bytes) would refuse every
+    full replay for ever: each budget saves up at least one answer, and such settings are served."""
+    settings = Settings(**overrides)
+    replays = Replays(settings.replay_rate, settings.replay_rate_total, settings.send_queue_bytes // 2)
+    payer = _Payer()
+    replays.charge(payer, settings.send_queue_bytes // 2)  # one full answer goes through
+    with pytest.raises(EventError, match="retry after"):
+        replays.charge(payer, settings.send_queue_bytes // 2)  # the next one waits for the rate
 
 
 def test_the_default_budgets_hold_several_answers() -> None:

@@ -47,6 +47,7 @@ that stopped in a quiet room, where the queue never fills."""
 CLOSE_TIMEOUT = 2.0
 """Seconds to wait for the peer's close frame after sending ours, then the socket is aborted."""
 NAME_MAX = 64
+MAX_DEPTH = 128  # hubbub's JSON depth limit: json.loads recurses, and how deep it may differs by Python version
 ROOM = re.compile(r"[A-Za-z0-9_\-.:@]{1,128}")  # PROTOCOL.md's room names, matched with fullmatch
 
 
@@ -81,6 +82,23 @@ def room_of(payload: dict[str, Any]) -> str:
     if not isinstance(room, str) or not ROOM.fullmatch(room):
         raise EventError(ErrorCode.BAD_PAYLOAD, "room must be 1 to 128 letters, digits and _ - . : @")
     return room
+
+
+def too_deep(text: str) -> bool:
+    """Whether JSON text nests deeper than MAX_DEPTH, its strings left out (few brackets: no walk)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth, quoted, escaped = 0, False, False
+    for ch in text:
+        if quoted:
+            escaped, quoted = (not escaped and ch == "\\"), quoted and (escaped or ch != '"')
+        elif ch == '"':
+            quoted = True
+        elif ch in "[{" and (depth := depth + 1) > MAX_DEPTH:
+            return True
+        elif ch in "]}":
+            depth -= 1
+    return False
 
 
 def valid_name(name: object) -> bool:
@@ -170,6 +188,8 @@ class Manager:
         event_id: str | int | None = None
         try:
             try:
+                if too_deep(text):
+                    raise ValueError("nested too deep")
                 event = json.loads(text)
             except (ValueError, RecursionError):  # RecursionError: JSON nested too deep to decode
                 raise EventError(ErrorCode.BAD_JSON, "the frame is not JSON") from None

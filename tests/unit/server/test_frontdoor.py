@@ -19,31 +19,7 @@ from hubbub.server.frontdoor import FrontDoor, Pipeline
 from hubbub.server.pacer import FramePacer
 from hubbub.server.server import front_door
 from tests.helpers import TEXT, mask_frame
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written = b""
-        self.closed = False
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 50000) if name == "peername" else None
+from tests.unit.server.fakes import FakeTransport
 
 
 class FakePicows:

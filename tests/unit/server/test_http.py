@@ -15,28 +15,7 @@ from hubbub.core.settings import Settings
 from hubbub.errors import ConfigError
 from hubbub.protocol.http import Claim, Head, Request, Response, Route
 from hubbub.server.frontdoor import Arrival, FrontDoor, Pipeline
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written = b""
-        self.closed = False
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
+from tests.unit.server.fakes import FakeTransport
 
 
 class FakePicows:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,17 +19,45 @@ import time
 import urllib.request
 
 
-def free_port() -> int:
-    """A TCP port no socket uses on any address now: free for a server on 127.0.0.1 and on 0.0.0.0.
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
 
-    A port free on 127.0.0.1 alone may be another address's (a connection out of the machine's
-    own address holds its local port there), and a server binding 0.0.0.0 to it fails with
-    "Address already in use"; the wildcard address conflicts with every address's use.
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port no socket uses on any address now, and one no outgoing connection will take.
+
+    A port the kernel picks with bind(0) comes from the ephemeral range, the same range every
+    outgoing connection (to Redis, to NATS, to a node) takes its local port from: between this
+    call and the server's bind, a client somewhere in the suite can take it, and the node then
+    exits with "Address already in use" (seen in CI). So the port is drawn below that range, where
+    the kernel never hands out local ports, checked free on the wildcard address (which conflicts
+    with every address's use), and never handed out twice in one run.
     """
-    with socket.socket() as s:
-        s.bind(("", 0))
-        port: int = s.getsockname()[1]
+    low, _ = _ephemeral_range()
+    floor = 10_000 if low > 12_000 else 1_024
+    for _attempt in range(200):
+        port = random.randrange(floor, low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    with socket.socket() as s:  # a machine with no room below its ephemeral range
+        s.bind(("", 0))
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 async def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -90,8 +119,17 @@ class Node:
     async def start(self) -> Node:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the node; a pipe could fill up
         self.proc = subprocess.Popen([sys.executable, "-m", "hubbub", *self.args], stderr=self.log)
-        await wait_port(self.port)
-        return self
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await wait_port(self.port, timeout=0.5)
+                return self
+            except AssertionError:
+                if self.proc.poll() is not None:
+                    code = self.proc.returncode
+                    raise AssertionError(f"node on {self.port} exited {code}: {self.stderr()}") from None
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"nothing listens on {self.port} after 30 s: {self.stderr()}") from None
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -22,9 +22,10 @@ from hubbub import Connection, ErrorCode, EventError, Hub, Refused, Settings
 from hubbub.errors import ConfigError
 from hubbub.integration.apps import load_app
 from hubbub.protocol.events import SendMessage
+from tests.cluster import free_port
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
-from tests.integration.test_cli import _free_port, _wait_listening
+from tests.integration.test_cli import _wait_listening
 from tests.integration.test_http import http_get
 
 DOCS = Path(__file__).parents[2] / "docs" / "apps.md"
@@ -58,7 +59,7 @@ async def _stop(proc: subprocess.Popen[bytes]) -> bytes:
 
 async def test_docs_example_runs_under_serve_app(tmp_path: Path) -> None:
     (tmp_path / "quiz.py").write_text(_docs_example())
-    port = _free_port()
+    port = free_port()
     proc = _serve(tmp_path, "--app", "quiz:hub", "--port", str(port), "--no-presence-events")
     try:
         await _wait_listening(port, proc)
@@ -98,7 +99,7 @@ def make(settings: Settings) -> Hub:
 
 async def test_factory_gets_the_command_line_settings(tmp_path: Path) -> None:
     (tmp_path / "factory_app.py").write_text(FACTORY)
-    port = _free_port()
+    port = free_port()
     proc = _serve(tmp_path, "--app", "factory_app:make", "--port", str(port), "--rate-limit", "7")
     try:
         await _wait_listening(port, proc)
@@ -137,7 +138,7 @@ def raises() -> Hub:
 async def test_bad_app_is_one_line_and_exit_2(tmp_path: Path, spec: str, says: str) -> None:
     (tmp_path / "badapp.py").write_text(BAD_APP)
     (tmp_path / "broken.py").write_text("x = 1 / 0\n")
-    proc = _serve(tmp_path, "--app", spec, "--port", str(_free_port()))
+    proc = _serve(tmp_path, "--app", spec, "--port", str(free_port()))
     _, err = await asyncio.to_thread(proc.communicate, None, 20)
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()
@@ -235,7 +236,7 @@ async def test_without_static_the_chat_page_is_served(server: Any) -> None:
 
 
 async def test_static_bad_directory_is_exit_2(tmp_path: Path) -> None:
-    proc = _serve(tmp_path, "--static", str(tmp_path / "nope"), "--port", str(_free_port()))
+    proc = _serve(tmp_path, "--static", str(tmp_path / "nope"), "--port", str(free_port()))
     _, err = await asyncio.to_thread(proc.communicate, None, 20)
     assert proc.returncode == 2 and len(err.decode().strip().splitlines()) == 1
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from hubbub.client.bench import SCENARIO_HELP, SCENARIOS, Result, percentile, to_json
-from tests.integration.test_cli import _free_port, _spawn, _wait_listening
+from tests.cluster import free_port
+from tests.integration.test_cli import _spawn, _wait_listening
 
 
 async def _bench(serve: list[str], bench: list[str], with_pid: bool = False) -> dict[str, Any]:
     """Run `hubbub bench ... --json` against a fresh `hubbub serve` process; its JSON result."""
-    port = _free_port()
+    port = free_port()
     # Benchmarks run with the per-client rate limit off: one publisher sends thousands a second.
     server = _spawn("serve", "--port", str(port), "--rate-limit", "0", *serve)
     try:
@@ -61,7 +62,7 @@ async def test_bench_reports_the_stalled_member_it_got_dropped() -> None:
 
 
 def test_bench_without_a_server_says_so() -> None:
-    port = _free_port()
+    port = free_port()
     out = subprocess.run(
         [sys.executable, "-m", "hubbub", "bench", "smoke", "--url", f"ws://127.0.0.1:{port}/ws", "--procs", "1"],
         capture_output=True,
@@ -85,7 +86,7 @@ def _bench_against(port: int, *bench: str) -> subprocess.CompletedProcess[str]:
 async def test_bench_against_a_rate_limited_server_stops_early_saying_why() -> None:
     """A default server (20 events a second per client): not a wait for the 120 s timeout and a count of
     losses, but one line, soon, that names --rate-limit 0."""
-    port = _free_port()
+    port = free_port()
     server = _spawn("serve", "--port", str(port))
     try:
         await _wait_listening(port, server)
@@ -109,7 +110,7 @@ async def test_bench_against_a_rate_limited_server_stops_early_saying_why() -> N
     ],
 )
 async def test_bench_refused_for_a_connection_cap_names_the_flag(flags: list[str], words: str) -> None:
-    port = _free_port()
+    port = free_port()
     server = _spawn("serve", "--port", str(port), "--rate-limit", "0", *flags)
     try:
         await _wait_listening(port, server)
@@ -125,7 +126,7 @@ async def test_bench_refused_for_a_connection_cap_names_the_flag(flags: list[str
     ("path", "words"), [("/", "HTTP 200 OK: no hub at this path (it is usually /ws)"), ("/nope", "HTTP 404")]
 )
 async def test_bench_at_a_path_without_a_hub_says_so(path: str, words: str) -> None:
-    port = _free_port()
+    port = free_port()
     server = _spawn("serve", "--port", str(port), "--rate-limit", "0")
     try:
         await _wait_listening(port, server)

@@ -14,14 +14,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.cluster import free_port
 from tests.helpers import EventClient
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -47,7 +41,7 @@ def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[by
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_closes_everyone_with_1001_and_exits_0(sig: signal.Signals) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _spawn("serve", "--port", str(port))
     await _wait_listening(port, proc)
     clients = [await EventClient.open(f"ws://127.0.0.1:{port}/ws") for _ in range(3)]
@@ -65,7 +59,7 @@ async def test_signal_closes_everyone_with_1001_and_exits_0(sig: signal.Signals)
 
 
 async def test_env_variables_set_flags() -> None:
-    port = _free_port()
+    port = free_port()
     proc = _spawn("serve", env={"HUBBUB_PORT": str(port), "HUBBUB_ECHO": "1", "HUBBUB_LOG_FORMAT": "json"})
     try:
         await _wait_listening(port, proc)
@@ -184,7 +178,7 @@ async def _start_line(proc: subprocess.Popen[bytes]) -> str:
 
 
 async def test_startup_prints_the_url_to_open() -> None:
-    port = _free_port()
+    port = free_port()
     proc = _spawn("serve", "--port", str(port), "--log-format", "json")
     try:
         line = await _start_line(proc)
@@ -196,7 +190,7 @@ async def test_startup_prints_the_url_to_open() -> None:
 
 
 async def test_startup_line_on_all_interfaces_names_a_host_a_browser_can_open() -> None:
-    port = _free_port()
+    port = free_port()
     proc = _spawn("serve", "--host", "0.0.0.0", "--port", str(port), "--allowed-host", "chat.example.com")
     try:
         line = await _start_line(proc)
@@ -226,7 +220,7 @@ print("run returned")
 async def test_hubbub_run_prints_its_start_line_and_stops_cleanly(sig: signal.Signals, tmp_path: Path) -> None:
     """`hubbub.run(hub)` from a script: the start line, the app answering, then Ctrl-C (or SIGTERM):
     every client closed with 1001, exit 0, no traceback."""
-    port = _free_port()
+    port = free_port()
     script = tmp_path / "app.py"
     script.write_text(APP_SCRIPT.format(port=port))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -262,7 +256,7 @@ async def test_the_readme_custom_event_example_runs_and_stops_cleanly(tmp_path: 
     """It prints its start line, and Ctrl-C stops it without a traceback."""
     from tests.integration.test_client import readme_example
 
-    port = _free_port()
+    port = free_port()
     source = readme_example("typing_app.py")
     assert "Settings(port=8000)" in source and "hubbub.run(hub)" in source
     script = tmp_path / "typing_app.py"

@@ -13,12 +13,12 @@ import base64
 import json
 import os
 import resource
-import socket
 import sys
 from typing import Any
 
 from websockets.exceptions import InvalidStatus
 
+from tests.cluster import free_port
 from tests.helpers import EventClient
 
 LIMIT = 64
@@ -27,13 +27,6 @@ CLIENTS = 100
 
 def _limit_fds() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _lines(stream: asyncio.StreamReader, seconds: float, until: str = "") -> list[dict[str, Any]]:
@@ -77,7 +70,7 @@ async def _metric(port: int, name: str) -> float:
 
 
 async def test_running_out_of_fds_is_answered_counted_logged_once_and_survived() -> None:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

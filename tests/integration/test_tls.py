@@ -20,9 +20,10 @@ from websockets.exceptions import InvalidStatus
 from hubbub.client import chat
 from hubbub.client.client import connect
 from hubbub.server.server import Server
+from tests.cluster import free_port
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually
-from tests.integration.test_cli import _free_port, _spawn
+from tests.integration.test_cli import _spawn
 
 OPENSSL_REQ = (
     *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"),
@@ -213,7 +214,7 @@ def _listening(server: subprocess.Popen[bytes]) -> bool:
 
 @pytest.mark.timeout(60)
 async def test_bench_over_wss_with_the_ca(tls_files: tuple[Path, Path]) -> None:
-    port = _free_port()
+    port = free_port()
     ca = ("--ca", str(tls_files[0]))
     server = _spawn(
         "serve",
@@ -274,7 +275,7 @@ async def test_past_the_cap_a_tls_socket_is_closed_without_a_plain_text_answer(
 
 
 async def test_the_start_line_gives_https_and_wss_urls(tls_files: tuple[Path, Path]) -> None:
-    port = _free_port()
+    port = free_port()
     server = _spawn("serve", "--port", str(port), "--tls-cert", str(tls_files[0]), "--tls-key", str(tls_files[1]))
     try:
         assert server.stdout is not None

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from hubbub.auth.passwords import hash_password
+from tests.cluster import free_port
 from tests.helpers import EventClient
-from tests.integration.test_cli import _free_port
 from tests.integration.test_tls import tls_files as tls_files  # the module's self-signed certificate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def tutorial_server(tls_files: tuple[Path, Path], users_file: Path, tmp_path: Path) -> Iterator[int]:
     """`hubbub serve --app examples.tutorial:hub ...` from the repository root; its port."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "hubbub", "serve", "--port", str(port)]
     command += ["--app", "examples.tutorial:hub", "--static", "examples/tutorial_static"]
     command += ["--tls-cert", str(tls_files[0]), "--tls-key", str(tls_files[1]), "--users", str(users_file)]

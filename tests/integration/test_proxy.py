@@ -499,6 +499,8 @@ async def test_a_token_or_a_ticket_goes_to_its_own_check_not_to_the_app(
         (["--proxy-header", "Bad Header"], "--proxy-header must be an HTTP header name"),
         (["--connect-proxy", "http://app/c"], "hubbub serve: --connect-proxy needs --webhook-secret"),
         (["--publish-proxy", "http://app/p"], "hubbub serve: --publish-proxy needs --webhook-secret"),
+        (["--rpc-proxy", "http://app/r"], "hubbub serve: --rpc-proxy needs --webhook-secret"),
+        (["--rpc-proxy", "app:8000"], "--rpc-proxy must be an http:// or https:// URL"),
     ],
 )
 def test_bad_proxy_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:

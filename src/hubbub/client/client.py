@@ -404,6 +404,16 @@ class Client:
         members: list[dict[str, Any]] = (await self.request("get_presence", {"room": room}))["members"]
         return members
 
+    async def rpc(self, method: str, data: Any = None, timeout: float = 10.0) -> Any:  # noqa: ASYNC109
+        """Call the application's `method` with `data` (any JSON value); return the answer's data.
+
+        `RequestFailed` with the server's code: `forbidden` (the app refused), `unavailable` (it did
+        not answer in time, or could not), `bad_payload` (no such method), `rate_limited`. Not
+        retried: the app may have acted on a call whose answer was lost.
+        """
+        ack = await self.request("rpc", {"method": method, "data": data}, timeout)
+        return ack.get("data")
+
     async def next_event(self, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
         """The next event for the application (messages deduplicated across reconnects).
 

@@ -21,6 +21,11 @@ given:
     async with hubbub.client.client.connect("wss://localhost:8443/ws", ca="cert.pem") as c:
         ...
 
+`await c.rpc(method, data)` calls the application (an `--app` method, else the
+server's `--rpc-proxy`) and returns the answer's data; a refusal or a failure
+raises `RequestFailed` with the server's `code` (`forbidden`, `unavailable`,
+`bad_payload` for no such method). A call is made at most once.
+
 Failures are bounded in time and said in words (`hubbub.client.errors`): a
 URL that is not `ws://` or `wss://` raises `InvalidURL` at once; the first
 connection must succeed within `connect_timeout` (10 s; each attempt within

@@ -516,9 +516,10 @@ def test_bad_proxy_flags_get_a_message_and_exit_2(args: list[str], message: str)
 
 def test_proxy_flags_becomesettings_from() -> None:
     flags = "--connect-proxy http://app/c --publish-proxy https://app/p --proxy-timeout 2.5 --webhook-secret s"
-    flags += " --proxy-header Cookie --proxy-header X-Session --proxy-max-waiting 9"
+    flags += " --proxy-header Cookie --proxy-header X-Session --proxy-max-waiting 9 --rpc-proxy http://app/r"
     args = build_parser().parse_args(["serve", *flags.split()])
     s = settings_from(args)
+    assert s.rpc_proxy == "http://app/r"
     assert (s.connect_proxy, s.publish_proxy, s.proxy_timeout) == ("http://app/c", "https://app/p", 2.5)
     assert (s.proxy_headers, s.proxy_max_waiting) == (("Cookie", "X-Session"), 9)
     default = settings_from(build_parser().parse_args(["serve"]))

@@ -147,12 +147,12 @@ async def test_rpc_calls_keep_the_clients_order_and_slow_only_their_caller(
     server: Server = await make_server(webhook_secret=SECRET, rpc_proxy=app.url("/rpc"), proxy_timeout=5)
     slow = await EventClient.open(ws_url(server, query="name=slow"))
     quick = await EventClient.open(ws_url(server, query="name=quick"))
-    for n, delay in enumerate((0.3, 0.0, 0.1)):
+    for n, delay in enumerate((1.5, 0.0, 0.2)):  # answered in 1.7 s, in order
         await slow.send("rpc", {"method": "sleep", "data": delay}, n)
     started = time.monotonic()
     for _ in range(5):
         assert (await call(quick, "echo", 1))["type"] == "ack"
-    assert time.monotonic() - started < 0.3 + 0.5  # not behind slow's calls
+    assert time.monotonic() - started < 1.0  # not behind slow's calls
     ids = [(await slow.recv_type("ack"))["id"] for _ in range(3)]
     assert ids == [0, 1, 2]
     await slow.close()
@@ -174,7 +174,7 @@ async def test_rpc_calls_waiting_on_the_app_are_bounded_per_node(make_server: Se
         await asyncio.sleep(0.01)
     started = time.monotonic()
     assert code(await call(late, "echo", 1)) == "unavailable"
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 0.8  # at once, not after the held calls' second
     assert calls(server, "too_many_waiting") == 1
     for client in waiting:
         assert (await client.recv_type("ack"))["payload"] == {"data": 1.0}

@@ -1,5 +1,6 @@
 """A small app for the hubbub.js node tests (`--app tests.js_app:hub`): one custom request and one
-custom server event, so that `request()` and app events are tested against a real server."""
+custom server event, so that `request()` and app events are tested against a real server, and two
+rpc methods for `rpc()`."""
 
 from __future__ import annotations
 
@@ -26,3 +27,19 @@ def shout(payload: Shout, conn: Connection) -> dict[str, Any]:
     conn.send("echoed", {"text": payload.text.upper()})
     conn.send("message", {"text": "an app event named like a client event"})
     return {"heard": payload.text}
+
+
+@hub.rpc("add")
+async def add(conn: Connection, data: Any) -> Any:
+    """An in-process rpc method: `{"a": A, "b": B}` gives `A + B`; anything else is `bad_payload`."""
+    if not isinstance(data, dict) or not isinstance(data.get("a"), int) or not isinstance(data.get("b"), int):
+        raise EventError(ErrorCode.BAD_PAYLOAD, "add takes {a, b}, two integers")
+    return data["a"] + data["b"]
+
+
+@hub.rpc("vault")
+def vault(conn: Connection, data: Any) -> Any:
+    """An in-process rpc method that refuses everyone but `root`."""
+    if conn.identity != "root":
+        raise EventError(ErrorCode.FORBIDDEN, "root only")
+    return "opened"

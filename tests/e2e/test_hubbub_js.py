@@ -9,7 +9,10 @@ import pytest
 
 from hubbub.auth.logins import mint_token
 from hubbub.client import client as hubbub_client
+from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
 from hubbub.server.server import Server
+from tests.app_server import Answer, AppServer, Request, reply
 from tests.conftest import ServerFactory
 from tests.e2e.test_chat_page import browser as browser  # Debian's chromium, with ARGS
 
@@ -87,3 +90,45 @@ async def test_a_browser_tells_a_refused_token_from_a_dead_server(browser: Any, 
     outcome = await page.evaluate(TOKEN_PAGE_SCRIPT, tokens)
     expected = {"joined": "team-a", "forbidden": "forbidden", "refused": "refused", "dials": 3, "final": "closed"}
     assert outcome == expected
+
+
+RPC_PAGE_SCRIPT = """async () => {
+  const { Hubbub } = await import("/hubbub.js");
+  const hub = new Hubbub({ name: "page" });
+  await hub.connect();
+  const outcome = {
+    local: await hub.rpc("double", 21),
+    proxied: await hub.rpc("echo", { list: [1, "two", null] }),
+    refused: await hub.rpc("secret").then(() => null, (e) => e.code),
+    unknown: await hub.rpc("nowhere").then(() => null, (e) => e.code),
+  };
+  hub.close();
+  return outcome;
+}"""
+
+
+async def test_a_page_calls_an_app_method_and_the_rpc_proxy(browser: Any, make_server: ServerFactory) -> None:
+    """`hub.rpc()` in Chromium: an in-process method, the app behind `--rpc-proxy`, and their codes."""
+
+    async def app(request: Request) -> Answer:
+        call = request.json()
+        if call["method"] == "echo":
+            return reply(200, {"data": call["data"]})
+        return reply(403 if call["method"] == "secret" else 418, {})
+
+    behind = await AppServer(app).start()
+    try:
+        hub = Hub(Settings(port=0, webhook_secret="e2e-secret", rpc_proxy=behind.url("/rpc")))
+        hub.rpc("double")(lambda conn, data: data * 2)
+        server = await make_server(hub)
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"http://127.0.0.1:{server.port}/healthz")
+        outcome = await page.evaluate(RPC_PAGE_SCRIPT)
+    finally:
+        await behind.close()
+    assert outcome == {
+        "local": 42,
+        "proxied": {"list": [1, "two", None]},
+        "refused": "forbidden",
+        "unknown": "unavailable",  # a name the app has not: asked of the proxy, whose 418 is unavailable
+    }

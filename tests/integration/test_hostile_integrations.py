@@ -508,6 +508,63 @@ async def test_a_hostile_connect_proxy_answer_is_503_in_bounded_time_and_memory(
     no_tracebacks(caplog)
 
 
+async def hang() -> Chunks:
+    """An app that takes the request and never answers."""
+    await asyncio.sleep(3600)
+    yield b""
+
+
+DATA_1MB = answer(msgspec.json.encode({"data": "x" * 1_000_000}))
+DEEP_DATA = answer(b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+HOSTILE_RPC_ANSWERS: dict[str, Callable[[str], bytes | Chunks]] = {
+    "trickle": lambda _: trickled(answer(b'{"data": "slowly"}'), 0.05),
+    "1GB": lambda _: endless("Content-Type: application/json\r\n"),
+    "redirect": lambda target: answer(b"", "307 Temporary Redirect", f"Location: {target}\r\n"),
+    "hang": lambda _: hang(),
+    "1MB-data": lambda _: DATA_1MB,
+    "deep-data": lambda _: DEEP_DATA,
+    "gzip": lambda _: answer(
+        gzip.compress(b'{"data": "' + b" " * 1_000_000 + b'"}'), extra="Content-Encoding: gzip\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_RPC_ANSWERS))
+async def test_a_hostile_rpc_proxy_answer_is_unavailable_in_bounded_time_and_memory(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, hostile: str
+) -> None:
+    """The app behind `--rpc-proxy` trickles, streams a gigabyte, redirects (to an app that would
+    answer), hangs, or answers 1 MB of data, data nested 100,000 deep or a gzip bomb: the caller gets
+    `unavailable` within the timeout, the server reads at most its answer bound, and the connection
+    and another client go on being served."""
+    async with RawApp(lambda _: answer(b'{"data": "from elsewhere"}')) as elsewhere:
+        async with RawApp(lambda _: HOSTILE_RPC_ANSWERS[hostile](elsewhere.url())) as app:
+            server = await make_server(rpc_proxy=app.url(), webhook_secret=PROXY_SECRET)
+            caller = await EventClient.open(ws_url(server, query="name=alice"))
+            bystander = await EventClient.open(ws_url(server, query="name=bob"))
+            await bystander.join("r")
+            tracemalloc.start()
+            start = time.monotonic()
+            try:
+                await caller.send("rpc", {"method": "m", "data": 1}, "c1")
+                ack = await bystander.request("send_message", {"room": "r", "message": "meanwhile"})
+                reply = await caller.recv_type("error", timeout=10)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            elapsed = time.monotonic() - start
+            assert ack["type"] == "ack"
+            assert reply["id"] == "c1" and reply["payload"]["code"] == "unavailable", reply
+            assert elapsed < server.settings.proxy_timeout + 1.5, elapsed
+            assert peak < 4 * 1024 * 1024, peak
+            ping = await caller.request("get_history", {"room": "r"})  # the connection lives on
+            assert ping["payload"]["code"] == "not_in_room"
+            await caller.close()
+            await bystander.close()
+        assert not elsewhere.heads  # a redirect is not followed
+    no_tracebacks(caplog)
+
+
 async def test_a_webhook_endpoint_that_redirects_or_streams_a_gigabyte_costs_one_bounded_post(
     make_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

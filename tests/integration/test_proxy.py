@@ -499,6 +499,8 @@ async def test_a_token_or_a_ticket_goes_to_its_own_check_not_to_the_app(
         (["--proxy-header", "Bad Header"], "--proxy-header must be an HTTP header name"),
         (["--connect-proxy", "http://app/c"], "hubbub serve: --connect-proxy needs --webhook-secret"),
         (["--publish-proxy", "http://app/p"], "hubbub serve: --publish-proxy needs --webhook-secret"),
+        (["--rpc-proxy", "http://app/r"], "hubbub serve: --rpc-proxy needs --webhook-secret"),
+        (["--rpc-proxy", "app:8000"], "--rpc-proxy must be an http:// or https:// URL"),
     ],
 )
 def test_bad_proxy_flags_get_a_message_and_exit_2(args: list[str], message: str) -> None:
@@ -514,9 +516,10 @@ def test_bad_proxy_flags_get_a_message_and_exit_2(args: list[str], message: str)
 
 def test_proxy_flags_becomesettings_from() -> None:
     flags = "--connect-proxy http://app/c --publish-proxy https://app/p --proxy-timeout 2.5 --webhook-secret s"
-    flags += " --proxy-header Cookie --proxy-header X-Session --proxy-max-waiting 9"
+    flags += " --proxy-header Cookie --proxy-header X-Session --proxy-max-waiting 9 --rpc-proxy http://app/r"
     args = build_parser().parse_args(["serve", *flags.split()])
     s = settings_from(args)
+    assert s.rpc_proxy == "http://app/r"
     assert (s.connect_proxy, s.publish_proxy, s.proxy_timeout) == ("http://app/c", "https://app/p", 2.5)
     assert (s.proxy_headers, s.proxy_max_waiting) == (("Cookie", "X-Session"), 9)
     default = settings_from(build_parser().parse_args(["serve"]))

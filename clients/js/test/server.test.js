@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -310,6 +311,63 @@ test("an app's own events: request() resolves with its ack, rejects with its err
   } finally {
     closeClients();
     await server.stop();
+  }
+});
+
+/** An app behind `--rpc-proxy`: `echo` answers its data, `secret` is 403, `slow` never answers, others 418. */
+async function startRpcApp() {
+  const asked = [];
+  const app = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk) => (body += chunk));
+    request.on("end", () => {
+      const call = JSON.parse(body);
+      asked.push({ call, signature: request.headers["x-hubbub-signature"] });
+      if (call.method === "slow") return; // never answered: hubbub gives up after --proxy-timeout
+      const [status, answer] =
+        call.method === "echo" ? [200, { data: call.data }] : call.method === "secret" ? [403, {}] : [418, {}];
+      response.writeHead(status, { "Content-Type": "application/json" });
+      response.end(JSON.stringify(answer));
+    });
+  });
+  await new Promise((resolve) => app.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${app.address().port}/rpc`,
+    asked,
+    close: () => new Promise((resolve) => app.closeAllConnections() || app.close(resolve)),
+  };
+}
+
+test("rpc() resolves with the data of an --app method or of the --rpc-proxy, rejects with the error's code", async () => {
+  const root = fileURLToPath(new URL("../../..", import.meta.url));
+  const pythonpath = [root, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
+  const app = await startRpcApp();
+  const server = await startServer(
+    ["--app", "tests.js_app:hub", "--rpc-proxy", app.url, "--webhook-secret", "js-secret", "--proxy-timeout", "0.5"],
+    { env: { PYTHONPATH: pythonpath } },
+  );
+  try {
+    const lee = client({ url: server.url, name: "lee" });
+    const calling = lee.rpc("add", { a: 2, b: 3 }); // made before connecting: sent once connected
+    await lee.connect();
+    assert.equal(await calling, 5); // in-process, the app behind the proxy not asked
+    assert.equal(app.asked.length, 0);
+    await assert.rejects(lee.rpc("add", "two"), { code: "bad_payload" });
+    await assert.rejects(lee.rpc("vault"), { code: "forbidden", message: "root only" });
+    assert.deepEqual(await lee.rpc("echo", { list: [1, "two", null] }), { list: [1, "two", null] });
+    assert.equal(await lee.rpc("echo"), null);
+    assert.equal(app.asked[0].call.user, "lee");
+    assert.match(app.asked[0].signature, /^sha256=[0-9a-f]{64}$/);
+    await assert.rejects(lee.rpc("secret", 1), { code: "forbidden" });
+    await assert.rejects(lee.rpc("teapot"), { code: "unavailable" });
+    await assert.rejects(lee.rpc("slow"), { code: "unavailable" });
+    await assert.rejects(lee.rpc(""), { code: "bad_payload" }); // refused by the client, never sent
+    await assert.rejects(lee.rpc(42), { code: "bad_payload" });
+    await assert.rejects(lee.rpc("echo", 1, { timeout: 1 }), { code: "timeout" });
+  } finally {
+    closeClients();
+    await server.stop();
+    await app.close();
   }
 });
 

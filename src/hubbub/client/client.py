@@ -21,6 +21,11 @@ given:
     async with hubbub.client.client.connect("wss://localhost:8443/ws", ca="cert.pem") as c:
         ...
 
+`await c.rpc(method, data)` calls the application (an `--app` method, else the
+server's `--rpc-proxy`) and returns the answer's data; a refusal or a failure
+raises `RequestFailed` with the server's `code` (`forbidden`, `unavailable`,
+`bad_payload` for no such method). A call is made at most once.
+
 Failures are bounded in time and said in words (`hubbub.client.errors`): a
 URL that is not `ws://` or `wss://` raises `InvalidURL` at once; the first
 connection must succeed within `connect_timeout` (10 s; each attempt within
@@ -403,6 +408,16 @@ class Client:
     async def presence(self, room: str) -> list[dict[str, Any]]:
         members: list[dict[str, Any]] = (await self.request("get_presence", {"room": room}))["members"]
         return members
+
+    async def rpc(self, method: str, data: Any = None, timeout: float = 10.0) -> Any:  # noqa: ASYNC109
+        """Call the application's `method` with `data` (any JSON value); return the answer's data.
+
+        `RequestFailed` with the server's code: `forbidden` (the app refused), `unavailable` (it did
+        not answer in time, or could not), `bad_payload` (no such method), `rate_limited`. Not
+        retried: the app may have acted on a call whose answer was lost.
+        """
+        ack = await self.request("rpc", {"method": method, "data": data}, timeout)
+        return ack.get("data")
 
     async def next_event(self, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
         """The next event for the application (messages deduplicated across reconnects).

@@ -1,4 +1,4 @@
-"""The built-in events of PROTOCOL.md: join_room, leave_room, send_message.
+"""The built-in events of PROTOCOL.md: join_room, leave_room, send_message, get_history, get_presence, rpc.
 
 Each is an ordinary handler, registered the same way an application registers
 its own: a payload schema and `handler(payload, client)`. The ones that never
@@ -8,6 +8,7 @@ moment a message is read; the others are `async def`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from hubbub.protocol.events import (
     GetPresence,
     JoinRoom,
     LeaveRoom,
+    Rpc,
     SendMessage,
     invalid_room_message,
     valid_room,
@@ -162,6 +164,32 @@ async def presence_answer(presence: Presence, room: str, budget: int, *, with_in
     return {"room": room, "members": listed}
 
 
+async def rpc(payload: Rpc, client: Connection) -> dict[str, Any]:
+    """Call the app's method (hubbub.core.rpc: in-process, else the RPC proxy); answer `{"data": X}`.
+
+    An in-process method's answer is encoded here once, checked against
+    `--max-message-size` (`unavailable` past it) and sent as it is.
+    """
+    hub = client.hub
+    methods = hub.rpc_methods
+    method = methods.local.get(payload.method)
+    if method is not None:
+        answer = method(client, msgspec.json.decode(payload.data))
+        if inspect.isawaitable(answer):
+            answer = await answer
+        data = _ENCODER.encode(answer)  # an answer that does not encode is the app's bug: `internal`, logged
+        limit = hub.settings.max_message_size
+        if len(data) > limit:
+            raise EventError(ErrorCode.UNAVAILABLE, f"the answer is larger than {limit} bytes")
+        return {"data": msgspec.Raw(data)}
+    if methods.proxy is None:
+        raise EventError(ErrorCode.BAD_PAYLOAD, f"no method {payload.method!r}")
+    return {"data": await methods.proxy(client, payload.method, payload.data)}
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
 def install(router: Router) -> tuple[str, ...]:
     """Register the built-in events on `router`; return their types."""
     router.add("join_room", join_room, JoinRoom)
@@ -169,4 +197,5 @@ def install(router: Router) -> tuple[str, ...]:
     router.add("send_message", send_message, SendMessage)
     router.add("get_history", get_history, GetHistory)
     router.add("get_presence", get_presence, GetPresence)
-    return ("join_room", "leave_room", "send_message", "get_history", "get_presence")
+    router.add("rpc", rpc, Rpc)
+    return ("join_room", "leave_room", "send_message", "get_history", "get_presence", "rpc")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from hubbub.backends.history import History
     from hubbub.backends.presence import Presence
     from hubbub.core.replays import Replays
+    from hubbub.core.rpc import Methods
     from hubbub.core.settings import Settings
     from hubbub.protocol.ratelimit import ByteBucket
     from hubbub.protocol.session import Limits
@@ -73,6 +74,7 @@ class HubPort(Protocol):
     history: History
     presence: Presence
     replays: Replays
+    rpc_methods: Methods
     join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None
 
     def _register(self, conn: Connection) -> None: ...

@@ -28,6 +28,7 @@ from hubbub.core.metrics import Metrics
 from hubbub.core.observer import HubObserver
 from hubbub.core.replays import Replays
 from hubbub.core.rooms import Rooms
+from hubbub.core.rpc import Method, Methods
 from hubbub.core.settings import Settings
 from hubbub.core.tasks import TaskOwner
 from hubbub.errors import EventError
@@ -67,6 +68,8 @@ class Hub:
         """The application's hooks (`on_connect`, `on_disconnect`, `authorize_join`)."""
         self.join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None = None
         """`Hooks.authorize` once an `authorize_join` hook is registered: `join_room` tests this one attribute."""
+        self.rpc_methods = Methods()
+        """The `rpc` methods: the app's own (`rpc`), then the RPC proxy the server plugs in (hubbub.core.rpc)."""
         self._builtins = set(handlers.install(self.router))
         """Built-in event types an application has not replaced yet (`on` replaces each once)."""
         self._started = False
@@ -175,6 +178,21 @@ class Hub:
             else:
                 self.router.add(type_, handler, schema)
             return handler
+
+        return register
+
+    def rpc(self, name: str) -> Callable[[Method], Method]:
+        """Register an in-process method for the `rpc` event: `@hub.rpc("name")`.
+
+        The method is called as `method(conn, data)` (a plain function or an `async def`) and
+        returns the answer's data, any JSON-encodable value, sent back as `ack` `{"data": X}`.
+        Raising `EventError` answers that code (`forbidden` to refuse). It is tried before
+        `--rpc-proxy`. One method per name.
+        """
+
+        def register(method: Method) -> Method:
+            self.rpc_methods.add(name, method)
+            return method
 
         return register
 

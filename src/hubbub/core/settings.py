@@ -476,6 +476,14 @@ class Settings:
         check=checks.proxy_url,
         help="POST each client send_message to the application at URL first: it publishes, rewrites or refuses",
     )
+    rpc_proxy: str = setting(
+        "",
+        topic=Topic.PROXY,
+        metavar="URL",
+        check=checks.proxy_url,
+        help="POST each client rpc whose method no --app registered to the application at URL; its answer"
+        " is the call's (403: forbidden; no answer: unavailable)",
+    )
     proxy_headers: tuple[str, ...] = setting(
         ("Cookie", "Authorization"),
         topic=Topic.PROXY,
@@ -500,7 +508,8 @@ class Settings:
         positive=True,
         metavar="N",
         check=checks.at_least(1),
-        help="handshakes waiting on --connect-proxy at once; past it: 503",
+        help="handshakes waiting on --connect-proxy at once (past it: 503), and as many rpc calls waiting on"
+        " --rpc-proxy (past it: unavailable)",
     )
 
     # ---- logging ----
@@ -562,7 +571,11 @@ class Settings:
             raise ConfigError("--webhook-messages needs --webhook URL")
         if self.webhook_queue_bytes < self.max_message_size + 1024:
             raise ConfigError("--webhook-queue-bytes must be at least --max-message-size + 1024 (one message event)")
-        for url, flag in ((self.connect_proxy, "--connect-proxy"), (self.publish_proxy, "--publish-proxy")):
+        for url, flag in (
+            (self.connect_proxy, "--connect-proxy"),
+            (self.publish_proxy, "--publish-proxy"),
+            (self.rpc_proxy, "--rpc-proxy"),
+        ):
             if url and not self.webhook_secret:  # as --webhook: an unsigned request is one the app cannot trust
                 raise ConfigError(
                     f"{flag} needs --webhook-secret (or HUBBUB_WEBHOOK_SECRET): the app must verify hubbub's requests"

@@ -1,9 +1,10 @@
-"""The proxies to the application (`--connect-proxy`, `--publish-proxy`): hubbub asks the app over HTTP.
+"""The proxies to the application (`--connect-proxy`, `--publish-proxy`, `--rpc-proxy`): hubbub asks the app over HTTP.
 
 `AppProxy.connect` asks about a handshake without a credential of hubbub's own (200 admits,
 401/403 refuse, anything else 503); its publish handler asks about each `send_message` (publish,
-rewrite, `forbidden`, or `unavailable`). A call without a usable answer raises `ProxyFailed`
-inside. The contract: docs/integration.md; how and why: docs/topics/integration.md.
+rewrite, `forbidden`, or `unavailable`); `AppProxy.rpc` makes each `rpc` call no `--app` method
+answers (the answer's data, `forbidden`, or `unavailable`). A call without a usable answer raises
+`ProxyFailed` inside. The contract: docs/integration.md; how and why: docs/topics/integration.md.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ class ProxyOutcome(enum.Enum):
     """How a proxy call ended, when the app gave a usable answer (`hubbub_proxy_calls_total`'s `outcome`)."""
 
     ACCEPTED = "accepted"
-    """A handshake admitted, a message published (as sent or rewritten)."""
+    """A handshake admitted, a message published (as sent or rewritten), an rpc answered."""
     REFUSED = "refused"
-    """A handshake refused (401, 403), a message refused (403: `forbidden`)."""
+    """A handshake refused (401, 403), a message or an rpc refused (403: `forbidden`)."""
 
 
 class Failure(enum.Enum):
@@ -97,7 +98,14 @@ class ConnectAnswer(msgspec.Struct, forbid_unknown_fields=False):
     info: dict[str, Any] | None = None
 
 
+class RpcAnswer(msgspec.Struct, forbid_unknown_fields=False):
+    """The body of the app's 200 to an rpc: `data` is required (`null` is an answer, its absence is not)."""
+
+    data: msgspec.Raw
+
+
 _CONNECT = msgspec.json.Decoder(ConnectAnswer)
+_RPC = msgspec.json.Decoder(RpcAnswer)
 _PUBLISH = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
 
@@ -159,6 +167,35 @@ def verdict(status: int, body: bytes, message: msgspec.Raw) -> msgspec.Raw:
     return answer.get("message", message)
 
 
+def rpc_request(user: str, method: str, data: msgspec.Raw, client: str, info: bytes | None) -> bytes:
+    """The body POSTed to the RPC proxy (`info` only when the connect proxy gave the connection one)."""
+    body: dict[str, Any] = {"user": user, "method": method, "data": data, "client": client}
+    if info is not None:
+        body["info"] = msgspec.Raw(info)
+    return _ENCODER.encode(body)
+
+
+def rpc_answer(status: int, body: bytes, limit: int) -> msgspec.Raw:
+    """The data of the app's answer to an rpc, at most `limit` bytes of JSON.
+
+    403 is `forbidden`; `ProxyFailed` for any other status, and for a 200 that is not a JSON object
+    with a `data` field, or whose `data` is longer than `limit`.
+    """
+    if status == HTTPStatus.FORBIDDEN:
+        raise EventError(ErrorCode.FORBIDDEN, "the application refused this call")
+    if status != HTTPStatus.OK:
+        raise ProxyFailed(Failure.STATUS, str(status))
+    if nesting_exceeds(body):
+        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
+    try:
+        data = _RPC.decode(body).data
+    except msgspec.DecodeError as exc:
+        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
+    if len(data) > limit:  # a client's message is held to this; so is what it is sent back
+        raise ProxyFailed(Failure.MALFORMED, f"data over --max-message-size ({limit} bytes)")
+    return data
+
+
 class _LogLimiter:
     """At most one log line per kind of failure every `LOG_EVERY` seconds; the rest are counted."""
 
@@ -187,6 +224,7 @@ class AppProxy:
         """`registry`: where `hubbub_proxy_calls_total` and `hubbub_proxy_waiting` go (the hub's, for /metrics)."""
         self.connect_url = settings.connect_proxy
         self.publish_url = settings.publish_proxy
+        self.rpc_url = settings.rpc_proxy
         self.timeout = settings.proxy_timeout
         self.headers = settings.proxy_headers
         """The handshake headers passed on, as configured (their case is kept in the request)."""
@@ -205,17 +243,19 @@ class AppProxy:
         self.per_address = self.max_waiting
         """How many of those places one client address may hold (`share_per_address`, set at the server's start)."""
         self._waiting_from: dict[str, int] = {}
+        self.rpc_waiting = 0
+        """rpc calls waiting on the RPC proxy now; at most `max_waiting`, past it `unavailable` at once."""
         self._log = _LogLimiter()
         registry = registry if registry is not None else CollectorRegistry()
         self.calls = Counter(
             "hubbub_proxy_calls",
-            "Calls to the application's connect and publish proxies, by how they ended.",
+            "Calls to the application's connect, publish and RPC proxies, by how they ended.",
             ["proxy", "outcome"],
             registry=registry,
         )
-        for kind in ("connect", "publish"):
+        for kind in ("connect", "publish", "rpc"):
             for outcome in (*ProxyOutcome, *Failure):
-                if kind == "connect" or outcome is not Failure.BUSY:
+                if kind != "publish" or outcome is not Failure.BUSY:
                     self.calls.labels(kind, outcome.value)
         waiting = Gauge("hubbub_proxy_waiting", "Handshakes waiting on the connect proxy now.", registry=registry)
         waiting.set_function(lambda: float(self.waiting))
@@ -305,6 +345,34 @@ class AppProxy:
         if message is not payload.message:
             payload = msgspec.structs.replace(payload, message=message)
         return handlers.send_message(payload, client)
+
+    # ---- rpc -------------------------------------------------------------------
+
+    async def rpc(self, client: Connection, method: str, data: msgspec.Raw) -> msgspec.Raw:
+        """An `rpc` through the RPC proxy: the app's answer data, or `EventError` (`forbidden`, `unavailable`).
+
+        Awaited in the connection's reader (one call at a time per connection, as the publish proxy);
+        across the node at most `--proxy-max-waiting` calls wait on the app, the next ones are
+        `unavailable` at once rather than queued behind them.
+        """
+        if self.rpc_waiting >= self.max_waiting:
+            self._failed("rpc", ProxyFailed(Failure.BUSY, f"{self.rpc_waiting} rpc calls waiting"))
+            raise EventError(ErrorCode.UNAVAILABLE, "the application is busy: try again later")
+        self.rpc_waiting += 1
+        try:
+            request = rpc_request(client.identity or "anonymous", method, data, client.remote, client.info)
+            status, body = await self._post(self.rpc_url, request, self._max_publish_answer)
+            answer = rpc_answer(status, body, self._max_message)
+        except ProxyFailed as exc:
+            self._failed("rpc", exc)
+            raise EventError(ErrorCode.UNAVAILABLE, "the application did not answer this call") from None
+        except EventError:
+            self.calls.labels("rpc", ProxyOutcome.REFUSED.value).inc()
+            raise
+        finally:
+            self.rpc_waiting -= 1
+        self.calls.labels("rpc", ProxyOutcome.ACCEPTED.value).inc()
+        return answer
 
     # ---- HTTP ------------------------------------------------------------------
 

@@ -160,5 +160,23 @@ class GetPresence(msgspec.Struct, frozen=True):
     room: Room
 
 
+METHOD_MAX = 128
+"""Longest `rpc` method name: it goes into every call to the app and into its log lines."""
+NULL = msgspec.Raw(b"null")
+"""The `data` of an `rpc` that has none."""
+
+
+class Rpc(msgspec.Struct, frozen=True):
+    """`rpc`: call the application's `method` with `data` (any JSON value, null when absent).
+
+    A `method` that is not a string of 1 to `METHOD_MAX` characters is `bad_payload`.
+    `data` stays the client's bytes: the RPC proxy passes them on without decoding
+    and encoding them again; an in-process method gets them decoded.
+    """
+
+    method: Annotated[str, msgspec.Meta(min_length=1, max_length=METHOD_MAX)]
+    data: msgspec.Raw = NULL
+
+
 class Empty(msgspec.Struct, frozen=True):
     """A payload with no fields of interest (`{}` or anything else)."""

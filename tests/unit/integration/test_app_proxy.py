@@ -20,6 +20,8 @@ from hubbub.integration.app_proxy import (
     admission,
     connect_request,
     publish_request,
+    rpc_answer,
+    rpc_request,
     verdict,
 )
 from hubbub.protocol.codes import ErrorCode
@@ -78,6 +80,27 @@ def test_publish_verdicts() -> None:
             verdict(status, body, sent)
 
 
+def test_rpc_answers() -> None:
+    assert bytes(rpc_answer(200, b'{"data": {"n": 1}, "extra": 2}', 100)) == b'{"n": 1}'
+    assert bytes(rpc_answer(200, b'{"data": null}', 100)) == b"null"  # null is an answer
+    with pytest.raises(EventError) as refused:
+        rpc_answer(403, b"", 100)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    cases = [
+        (500, b'{"data": 1}', Failure.STATUS),
+        (302, b"", Failure.STATUS),
+        (200, b"{}", Failure.MALFORMED),  # no data
+        (200, b"[1]", Failure.MALFORMED),
+        (200, b"nope", Failure.MALFORMED),
+        (200, b'{"data": "' + b"x" * 100 + b'"}', Failure.MALFORMED),  # over the limit
+        (200, b'{"data": ' + b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1) + b"}", Failure.MALFORMED),
+    ]
+    for status, body, failure in cases:
+        with pytest.raises(ProxyFailed) as caught:
+            rpc_answer(status, body, 100)
+        assert caught.value.failure is failure, (status, body[:20])
+
+
 def test_answers_nested_past_max_depth_are_malformed() -> None:
     """The app's JSON obeys the clients' depth limit: what it sends may reach them."""
     ok = b'{"message": ' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
@@ -99,6 +122,10 @@ def test_request_bodies() -> None:
     }
     body = publish_request("alice", "lobby", msgspec.Raw(b'{"n":1}'))
     assert json.loads(body) == {"user": "alice", "room": "lobby", "message": {"n": 1}}
+    body = rpc_request("alice", "add", msgspec.Raw(b"[1,2]"), "1.2.3.4:5", None)
+    assert json.loads(body) == {"user": "alice", "method": "add", "data": [1, 2], "client": "1.2.3.4:5"}
+    body = rpc_request("alice", "add", msgspec.Raw(b"null"), "1.2.3.4:5", b'{"role":"admin"}')
+    assert json.loads(body)["info"] == {"role": "admin"} and json.loads(body)["data"] is None
 
 
 def test_only_allow_listed_headers_are_forwarded() -> None:

@@ -281,6 +281,14 @@ export class Hubbub {
   history<M = unknown>(room: string, options?: { since?: number; limit?: number } & RequestOptions): Promise<HistoryAck<M>>;
   /** Who is in a room, on every node. */
   presence(room: string, options?: RequestOptions): Promise<PresenceAck>;
+  /** Call the application: an `--app` method registered with `@hub.rpc(method)`, else the server's
+   * `--rpc-proxy`. Resolves with the answer's `data`; rejects with a HubbubError whose `code` is
+   * `forbidden` (the application refused), `unavailable` (it did not answer in time, or could not),
+   * `bad_payload` (no such method, or `method` not a string of 1-128 characters), `rate_limited`,
+   * or the client's own (`timeout`, `disconnected`, `closed`). Waits for the connection while
+   * disconnected (within the timeout); never resent: a call in flight when the connection drops
+   * rejects with `disconnected` (the application may have carried it out). */
+  rpc<T = unknown>(method: string, data?: unknown, options?: RequestOptions): Promise<T>;
   /** Any event with an `id` (an app's own events): resolves with the `ack` payload, rejects on
    * `error`. Waits for the connection while disconnected (within the timeout). */
   request<T = any>(type: string, payload?: Record<string, unknown>, options?: RequestOptions): Promise<T>;

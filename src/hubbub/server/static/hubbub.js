@@ -621,6 +621,15 @@ export class Hubbub {
     return this._call("get_presence", { room }, options);
   }
 
+  /** Call the application's `method` (an `--app` method or the `--rpc-proxy`): the answer's data. */
+  async rpc(method, data = null, options = {}) {
+    if (typeof method !== "string" || method.length < 1 || method.length > 128) {
+      throw new HubbubError("bad_payload", "method must be a string of 1 to 128 characters", { method });
+    }
+    const ack = await this._call("rpc", { method, data: data === undefined ? null : data }, options);
+    return ack.data;
+  }
+
   request(type, payload = {}, options = {}) {
     return this._call(type, payload, options);
   }

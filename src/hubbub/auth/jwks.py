@@ -80,17 +80,18 @@ class Jwks:
         self,
         url: str,
         *,
-        timeout: float = FETCH_TIMEOUT,
-        min_interval: float = MIN_INTERVAL,
-        min_ttl: float = MIN_TTL,
-        max_bytes: int = MAX_JWKS_BYTES,
+        timeout: float | None = None,
+        min_interval: float | None = None,
+        min_ttl: float | None = None,
+        max_bytes: int | None = None,
     ) -> None:
-        """`timeout`, `min_interval`, `min_ttl`, `max_bytes`: the module's bounds (tests shorten them)."""
+        """`timeout`, `min_interval`, `min_ttl`, `max_bytes`: the module's bounds when None (read at the
+        call, so tests may shorten them)."""
         self.url = url
-        self.timeout = timeout
-        self.min_interval = min_interval
-        self.min_ttl = min_ttl
-        self.max_bytes = max_bytes
+        self.timeout = FETCH_TIMEOUT if timeout is None else timeout
+        self.min_interval = MIN_INTERVAL if min_interval is None else min_interval
+        self.min_ttl = MIN_TTL if min_ttl is None else min_ttl
+        self.max_bytes = MAX_JWKS_BYTES if max_bytes is None else max_bytes
         self.fetches = 0
         """Fetches started so far (each one request to the provider)."""
         self._set: KeySet | None = None
@@ -103,7 +104,7 @@ class Jwks:
         self._fetching: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(self.timeout),
             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
             follow_redirects=False,  # a JWKS that moved is a configuration to fix, not a hop to take
             trust_env=not _loopback(url),  # HTTPS_PROXY and the CA bundle variables apply to a provider afar

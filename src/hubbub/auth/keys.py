@@ -110,8 +110,8 @@ def parse_jwks(body: bytes) -> KeySet:
             continue
         try:
             parsed = jwt.PyJWK(jwk).key
-        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
-            skipped += 1
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError, NotImplementedError):
+            skipped += 1  # NotImplementedError: PyJWK's `alg: none` and the like
             continue
         algorithms = algorithms_for(parsed)
         if named is not None:

@@ -56,9 +56,11 @@ def test_a_jwks_keeps_only_usable_signing_keys() -> None:
             rsa_jwk(kid="rsa"),  # the same kid twice: the first wins
             {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
             rsa_jwk(kid=7),
+            rsa_jwk(kid="unsigned", alg="none"),
+            {"kty": "Ed25519", "alg": "none", "kid": "odd"},  # PyJWK raised NotImplementedError
         )
     )
-    assert set(keys.keys) == {"rsa", "ec", "pinned"} and keys.skipped == 7
+    assert set(keys.keys) == {"rsa", "ec", "pinned"} and keys.skipped == 9
     assert keys.keys["pinned"].algorithms == {"PS256"}
     with pytest.raises(TokenError, match="does not go with"):
         keys.key_for("pinned", "RS256")

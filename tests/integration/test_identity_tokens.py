@@ -539,3 +539,30 @@ async def test_a_loopback_http_jwks_and_audience_without_a_secret_are_accepted(
 ) -> None:
     server = await jwks_server(make_server, provider, auth_audience="hub")
     assert await status_of(ws_url(server, query=f"token={sign('PS256', aud='hub')}")) == 101
+
+
+async def test_at_most_max_waiting_handshakes_wait_for_a_fetch(
+    make_server: ServerFactory, provider: JwksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch that hangs holds at most `MAX_WAITING` handshakes; the next ones are answered at once (401),
+    and a held one gets 503 when the server stops rather than silence."""
+    from hubbub.server import key_hold
+
+    monkeypatch.setattr(key_hold, "MAX_WAITING", 3)
+    monkeypatch.setattr(jwks_module, "FETCH_TIMEOUT", 30.0)
+    monkeypatch.setattr(jwks_module, "MIN_INTERVAL", 0.1)
+    server = await jwks_server(make_server, provider)
+    assert await identity(server, sign("RS256")) == "alice"
+    provider.answer = silence
+    await asyncio.sleep(0.2)
+    held = [
+        asyncio.ensure_future(status_of(ws_url(server, query=f"token={sign('RS256', kid=f'k{n}')}"))) for n in range(3)
+    ]
+    await eventually(lambda: server.door is not None and provider.requests == 2)
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    assert await status_of(ws_url(server, query=f"token={sign('RS256', kid='k4')}")) == 401
+    assert time.monotonic() - start < 1.0
+    assert not any(task.done() for task in held)
+    await server.stop()
+    assert await asyncio.gather(*held) == [503, 503, 503]

@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import msgspec
 import pytest
@@ -276,8 +277,6 @@ async def test_a_pem_public_key_verifies_the_algorithms_of_its_type(
 async def test_get_login_and_a_credential_less_handshake_see_a_jwks_as_auth_on(
     make_server: ServerFactory, provider: JwksServer
 ) -> None:
-    import httpx
-
     server = await jwks_server(make_server, provider)
     async with httpx.AsyncClient() as http:
         mode = (await http.get(f"http://127.0.0.1:{server.port}/login")).json()
@@ -448,6 +447,12 @@ async def test_cached_keys_keep_working_while_the_provider_is_down(
     assert provider.requests >= 3
     failed = [r for r in caplog.records if r.getMessage() == "auth.jwks_failed"]
     assert len(failed) == 1, failed  # the first failure; the next ones are counted, within LOG_EVERY
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{server.port}/metrics")).text
+    assert 'hubbub_jwks_fetches_total{outcome="loaded"} 1.0' in metrics
+    failures = float(metrics.split('hubbub_jwks_fetches_total{outcome="failed"} ')[1].split()[0])
+    assert 3 <= failures <= provider.requests - 1, (failures, provider.requests)  # a retry may be under way
+    assert "hubbub_jwks_keys 4.0" in metrics
 
 
 async def test_without_any_key_a_handshake_is_503_logged_once(

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from hubbub.auth.keys import KeySet, parse_jwks
 from hubbub.auth.tokens import KeysUnavailable, UnknownKey
@@ -84,9 +85,11 @@ class Jwks:
         min_interval: float | None = None,
         min_ttl: float | None = None,
         max_bytes: int | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         """`timeout`, `min_interval`, `min_ttl`, `max_bytes`: the module's bounds when None (read at the
-        call, so tests may shorten them)."""
+        call, so tests may shorten them); `registry`: where `hubbub_jwks_fetches_total` and
+        `hubbub_jwks_keys` go (the hub's, for /metrics)."""
         self.url = url
         self.timeout = FETCH_TIMEOUT if timeout is None else timeout
         self.min_interval = MIN_INTERVAL if min_interval is None else min_interval
@@ -103,6 +106,17 @@ class Jwks:
         self._refusals_logged = False
         self._fetching: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[None] | None = None
+        registry = registry if registry is not None else CollectorRegistry()
+        self._fetched = Counter(
+            "hubbub_jwks_fetches",
+            "Fetches of the identity provider's key set (--auth-jwks-url), by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("loaded", "failed"):
+            self._fetched.labels(outcome)
+        keys = Gauge("hubbub_jwks_keys", "Keys of the identity provider's set in use now.", registry=registry)
+        keys.set_function(lambda: float(len(self._set.keys)) if self._set is not None else 0.0)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout),
             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
@@ -199,6 +213,7 @@ class Jwks:
         except ValueError as exc:  # parse_jwks: not a key set, or none usable
             self._failed(f"malformed: {exc}")
             return
+        self._fetched.labels("loaded").inc()
         ttl = cache_lifetime(cache_control, self.min_ttl)
         self._expires = time.monotonic() + ttl
         previous, self._set = self._set, fresh
@@ -239,6 +254,7 @@ class Jwks:
     def _failed(self, reason: str) -> None:
         """Count a failed fetch; log it, at most once per `LOG_EVERY` (the first failure always)."""
         self._failures += 1
+        self._fetched.labels("failed").inc()
         now = time.monotonic()
         if self._failures > 1 and now - self._last_log < LOG_EVERY:
             self._not_logged += 1

@@ -105,7 +105,7 @@ class Server:
         self._stopped = False
         logins = bool(self.settings.users_file)
         s = self.settings
-        self.jwks: Jwks | None = Jwks(s.auth_jwks_url) if s.auth_jwks_url else None
+        self.jwks: Jwks | None = Jwks(s.auth_jwks_url, registry=hub.metrics.registry) if s.auth_jwks_url else None
         """The identity provider's keys (`--auth-jwks-url`), fetched from `start` on."""
         keys: KeySource | None = self.jwks or (PublicKey.load(s.auth_public_key) if s.auth_public_key else None)
         self.verifier = Verifier(

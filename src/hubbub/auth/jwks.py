@@ -213,6 +213,10 @@ class Jwks:
         except ValueError as exc:  # parse_jwks: not a key set, or none usable
             self._failed(f"malformed: {exc}")
             return
+        except Exception as exc:  # a provider's bytes that break a library: a failed fetch all the same, so that
+            # the refresh task lives on and the held keys stay (cancellation is not caught)
+            self._failed(f"unreadable: {type(exc).__name__}")
+            return
         self._fetched.labels("loaded").inc()
         ttl = cache_lifetime(cache_control, self.min_ttl)
         self._expires = time.monotonic() + ttl

@@ -48,3 +48,28 @@ async def test_misses_start_at_most_one_fetch_per_interval(monkeypatch: pytest.M
     finally:
         await keys.close()
     await keys.close()  # idempotent
+
+
+def _raise(_: bytes) -> None:
+    raise RuntimeError("a library broke on the provider's bytes")
+
+
+async def test_an_unexpected_error_while_reading_is_a_failed_fetch_and_the_keys_stay(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = Jwks("http://127.0.0.1:9/jwks", min_interval=0.0)
+
+    async def answered() -> tuple[bytes, str | None]:
+        return b'{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}', None
+
+    monkeypatch.setattr(keys, "_get", answered)
+    try:
+        await keys.refresh()
+        assert keys.loaded and keys.key_for(None, "EdDSA") is not None
+        monkeypatch.setattr(jwks, "parse_jwks", _raise)
+        await keys.refresh()
+        assert keys.loaded and keys.key_for(None, "EdDSA") is not None  # kept
+        assert [r.getMessage() for r in caplog.records].count("auth.jwks_failed") == 1
+        assert "RuntimeError" in str(caplog.records[-1].__dict__.get("reason"))
+    finally:
+        await keys.close()

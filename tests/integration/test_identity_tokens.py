@@ -429,7 +429,7 @@ async def test_a_handshake_with_a_known_kid_never_waits_on_a_hung_provider(
     start = time.monotonic()
     for alg in ("RS256", "ES256", "EdDSA"):
         assert await status_of(ws_url(server, query=f"token={sign(alg)}")) == 101
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 3.0  # the fetch hangs for 30 s
     hold.cancel()
     await asyncio.gather(hold, return_exceptions=True)
 
@@ -567,7 +567,7 @@ async def test_at_most_max_waiting_handshakes_wait_for_a_fetch(
     await asyncio.sleep(0.2)
     start = time.monotonic()
     assert await status_of(ws_url(server, query=f"token={sign('RS256', kid='k4')}")) == 401
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 3.0  # the fetch hangs for 30 s
     assert not any(task.done() for task in held)
     await server.stop()
     assert await asyncio.gather(*held) == [503, 503, 503]

@@ -45,6 +45,10 @@ class BackendSettings(Protocol):
     def presence_ttl(self) -> float: ...
     @property
     def auth_secret(self) -> str: ...
+    @property
+    def auth_jwks_url(self) -> str: ...
+    @property
+    def auth_public_key(self) -> str: ...
 
 
 class MissingExtra(ConfigError):
@@ -69,6 +73,10 @@ def check(settings: BackendSettings) -> None:
         raise ConfigError(f"--store is only for --broker nats://; the {broker} broker keeps its own state")
     if settings.auth_secret:
         _require("jwt", "--auth-secret", "auth")
+    for value, flag in ((settings.auth_jwks_url, "--auth-jwks-url"), (settings.auth_public_key, "--auth-public-key")):
+        if value:
+            _require("jwt", flag, "auth")
+            _require("cryptography", flag, "auth")
     if broker == "nats":
         _require("nats", "--broker nats://", "nats,redis")
         _require("redis", "--store redis://", "nats,redis")

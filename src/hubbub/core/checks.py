@@ -7,6 +7,7 @@ variable or the config file's key the value came from.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from hubbub.auth.tokens import MIN_SECRET_BYTES
@@ -57,6 +58,37 @@ def auth_secret(v: str) -> str | None:
     if v and len(v.encode()) < MIN_SECRET_BYTES:
         return f"must be at least {MIN_SECRET_BYTES} bytes (RFC 7518: HS256 keys)"
     return None
+
+
+def jwks_url(url: str) -> str | None:
+    """https://, or http:// to a loopback host only: keys fetched in clear over a network can be swapped."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        good = parts.scheme in ("http", "https") and bool(host) and parts.port != 0
+    except ValueError:
+        good, host = False, None
+    if not good:
+        return f"must be an https:// URL: {url!r}"
+    if parts.scheme == "http" and not loopback(host or ""):
+        return f"must be https:// (http:// only for a loopback host such as 127.0.0.1): {url!r}"
+    return None
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` names this machine: `localhost`, 127.0.0.0/8 or ::1."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def claim_name(v: str) -> str | None:
+    return None if v and len(v) <= 64 and v.isprintable() else "must be a claim name (1 to 64 printable characters)"
 
 
 def api_keys(values: tuple[str, ...]) -> str | None:

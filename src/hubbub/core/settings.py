@@ -291,20 +291,51 @@ class Settings:
         help="HS256 secret of signed tokens (JWT), at least 32 bytes; /ws then wants ?token=T or the subprotocol"
         " hubbub.token.T (prefer HUBBUB_AUTH_SECRET or --auth-secret-file: a flag shows in ps)",
     )
+    auth_jwks_url: str = setting(
+        "",
+        topic=Topic.AUTH,
+        metavar="URL",
+        check=checks.jwks_url,
+        help="an identity provider's JWKS (https://; http:// only for a loopback host): /ws then accepts its"
+        " RS256, RS384, RS512, PS256, ES256, ES384 and EdDSA tokens; keys are cached and refreshed",
+    )
+    auth_public_key: str = setting(
+        "",
+        topic=Topic.AUTH,
+        metavar="FILE",
+        help="a PEM public key (RSA, EC P-256/P-384 or Ed25519) whose tokens /ws accepts, instead of a JWKS",
+    )
+    auth_user_claim: str = setting(
+        "sub",
+        topic=Topic.AUTH,
+        metavar="C",
+        check=checks.claim_name,
+        help="the token claim that names the user, in every kind of token (e.g. email)",
+    )
+    auth_rooms_claim: str = setting(
+        "rooms",
+        topic=Topic.AUTH,
+        metavar="C",
+        check=checks.claim_name,
+        help="the token claim that lists the rooms a user may join, in every kind of token",
+    )
     auth_audience: str = setting(
         "",
         topic=Topic.AUTH,
         metavar="A",
-        help="with --auth-secret: a token's aud claim must be A (default: not checked)",
+        help="with signed tokens (--auth-secret, --auth-jwks-url, --auth-public-key): a token's aud claim must"
+        " be A (default: not checked)",
     )
     auth_issuer: str = setting(
         "",
         topic=Topic.AUTH,
         metavar="I",
-        help="with --auth-secret: a token's iss claim must be I (default: not checked)",
+        help="with signed tokens: a token's iss claim must be I (default: not checked)",
     )
     allow_anonymous: bool = setting(
-        False, topic=Topic.AUTH, help="with --users or --auth-secret: let clients without a ticket or token in too"
+        False,
+        topic=Topic.AUTH,
+        help="with --users or signed tokens: let clients without a ticket or token in too",
     )
 
     # ---- cluster, presence and history ----
@@ -535,6 +566,14 @@ class Settings:
     """Received messages queued per connection before the server stops reading from it."""
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def tokens(self) -> bool:
+        """Whether `/ws` accepts signed tokens: an HS256 secret, an identity provider's JWKS or a PEM key.
+
+        Each counts as "authentication on" the same way (a credential is required unless
+        `--allow-anonymous`, `GET /login` says `token`, the `refresh` event is registered)."""
+        return bool(self.auth_secret or self.auth_jwks_url or self.auth_public_key)
+
     def limits(self) -> Limits:
         """The per-connection bounds of `hubbub.protocol.session`, from these settings."""
         return Limits(
@@ -557,12 +596,17 @@ class Settings:
                 raise ConfigError(named(option.flag, problem))
         if self.send_queue_bytes < self.max_message_size:
             raise ConfigError("--send-queue-bytes must be at least --max-message-size")
-        if self.allow_anonymous and not (self.users_file or self.auth_secret):
+        if self.allow_anonymous and not (self.users_file or self.tokens):
             raise ConfigError(
-                "--allow-anonymous needs --users or --auth-secret (without them every client is anonymous)"
+                "--allow-anonymous needs --users, --auth-secret, --auth-jwks-url or --auth-public-key"
+                " (without them every client is anonymous)"
             )
-        if (self.auth_audience or self.auth_issuer) and not self.auth_secret:
-            raise ConfigError("--auth-audience and --auth-issuer need --auth-secret")
+        if (self.auth_audience or self.auth_issuer) and not self.tokens:
+            raise ConfigError(
+                "--auth-audience and --auth-issuer need --auth-secret, --auth-jwks-url or --auth-public-key"
+            )
+        if self.auth_jwks_url and self.auth_public_key:
+            raise ConfigError("--auth-jwks-url and --auth-public-key are two sources of the same keys: give one")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together: give both, or neither")
         if self.webhooks and not self.webhook_secret:

@@ -1,9 +1,10 @@
 """The WebSocket upgrade at `/ws`: who the connection is, or the status that refuses it.
 
 `Handshake.upgrade` checks the `Origin` (403), then takes the identity from a ticket's user, the
-connect proxy's admission, or a signed token (`?token=T` or the subprotocol `hubbub.token.T`);
-a missing or bad credential where one is required is 401, a bad `name` 400. With `--auth-secret`
-it registers the `refresh` event. docs/topics/front-door.md.
+connect proxy's admission, or a signed token (`?token=T` or the subprotocol `hubbub.token.T`:
+hubbub's own HS256, or an identity provider's, hubbub.auth.tokens.Verifier); a missing or bad
+credential where one is required is 401, a provider's token while its keys have never loaded 503,
+a bad `name` 400. With signed tokens it registers the `refresh` event. docs/topics/front-door.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
-from hubbub.auth.tokens import SUBPROTOCOL, TokenError, token_from_subprotocols, verify_token
+from hubbub.auth.jwks import Jwks
+from hubbub.auth.tokens import SUBPROTOCOL, KeysUnavailable, TokenError, Verifier, token_from_subprotocols
 from hubbub.core.connection import Connection
 from hubbub.core.hub import Hub
 from hubbub.errors import EventError
@@ -36,13 +38,20 @@ log = logging.getLogger("hubbub.server.handshake")
 class Handshake:
     """The `/ws` upgrade of one server (module docstring), and the `refresh` event of its token clients."""
 
-    def __init__(self, hub: Hub, rules: HostOrigin, logins: bool) -> None:
-        """`logins`: whether `POST /login` gives tickets here (`--users`)."""
+    def __init__(
+        self, hub: Hub, rules: HostOrigin, logins: bool, verifier: Verifier | None = None, jwks: Jwks | None = None
+    ) -> None:
+        """`logins`: whether `POST /login` gives tickets here (`--users`); `verifier`: how signed tokens
+        are checked (None: with `--auth-secret` alone); `jwks`: its keys, when fetched (`--auth-jwks-url`)."""
         self.hub = hub
-        self.settings = hub.settings
+        self.settings = s = hub.settings
         self._rules = rules
         self._logins = logins
-        if self.settings.auth_secret and "refresh" not in hub.router:
+        self.verifier = verifier or Verifier(
+            s.auth_secret, None, s.auth_audience or None, s.auth_issuer or None, s.auth_user_claim, s.auth_rooms_claim
+        )
+        self._jwks = jwks
+        if s.tokens and "refresh" not in hub.router:
             hub.router.add("refresh", self.refresh, Refresh)
 
     def upgrade(
@@ -70,14 +79,14 @@ class Handshake:
             conn.info = admitted.info
             return WebSocketListener(conn)
         s = self.settings
-        if s.auth_secret:
+        if s.tokens:
             with_token = self._token_upgrade(request, query, remote)
             if with_token is not None:
                 return with_token
         if s.connect_proxy:  # a credential the front door let by, but not valid here: never anonymous
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             return response(HTTPStatus.UNAUTHORIZED, b"invalid credential\n")
-        if (self._logins or s.auth_secret) and not s.allow_anonymous:
+        if (self._logins or s.tokens) and not s.allow_anonymous:
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             if not self._logins:
                 return response(HTTPStatus.UNAUTHORIZED, b"a token is required: /ws?token=T\n")
@@ -91,8 +100,8 @@ class Handshake:
         """The connection of a signed token (`?token=T`, or the subprotocol `hubbub.token.T` next to
         `hubbub`), a 401 for a bad one, or None when the request carries no token.
 
-        The identity is the token's `sub`; `name` and payload `from` are ignored. A token offered as a
-        subprotocol gets `hubbub` selected in the response, so the token is never echoed back.
+        The identity is the token's user claim (`sub`); `name` and payload `from` are ignored. A token
+        offered as a subprotocol gets `hubbub` selected in the response, so the token is never echoed back.
         """
         token, offered_plain = token_from_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
         via_subprotocol = token is not None
@@ -103,9 +112,13 @@ class Handshake:
         elif not offered_plain:
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             return response(HTTPStatus.BAD_REQUEST, b"offer the subprotocol hubbub next to hubbub.token.T\n")
-        s = self.settings
         try:
-            grant = verify_token(s.auth_secret, token, s.auth_audience or None, s.auth_issuer or None)
+            grant = self.verifier.verify(token)
+        except KeysUnavailable:  # the provider's keys never loaded: not the client's fault, nor a flood of logs
+            self.hub.metrics.handshakes_rejected.labels("auth").inc()
+            if self._jwks is not None and self._jwks.first_refusal():
+                log.warning("handshake.no_keys", extra={"remote": remote})
+            return response(HTTPStatus.SERVICE_UNAVAILABLE, b"the identity provider's keys are not loaded yet\n")
         except TokenError as exc:  # its message never holds the token
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             log.info("handshake.token_refused", extra={"remote": remote, "reason": str(exc)})
@@ -117,15 +130,18 @@ class Handshake:
         answer = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": SUBPROTOCOL})
         return WSUpgradeResponseWithListener(answer, WebSocketListener(conn))
 
-    def refresh(self, payload: Refresh, client: Connection) -> dict[str, Any]:
-        """`refresh`: a new token for the same `sub` with a later `exp` replaces the connection's grant
-        (its `rooms` apply from now on, rooms already joined are kept); anything else is `forbidden`."""
-        s = self.settings
+    async def refresh(self, payload: Refresh, client: Connection) -> dict[str, Any]:
+        """`refresh`: a new token for the same user (the user claim) with a later `exp` replaces the
+        connection's grant (its rooms apply from now on, rooms already joined are kept); anything else
+        is `forbidden`. A provider's token naming a key not cached yet waits for one fetch (rate-limited)."""
         current = client.grant
         if current is None:
             raise EventError(ErrorCode.FORBIDDEN, "this connection did not authenticate with a token")
         try:
-            grant = verify_token(s.auth_secret, payload.token, s.auth_audience or None, s.auth_issuer or None)
+            kid = self.verifier.key_id(payload.token)
+            if kid is not None and self._jwks is not None and self._jwks.worth_waiting(kid):
+                await self._jwks.refresh()
+            grant = self.verifier.verify(payload.token)
         except TokenError as exc:
             log.info("conn.refresh_refused", extra={"conn": client.id, "user": client.identity, "reason": str(exc)})
             raise EventError(ErrorCode.FORBIDDEN, str(exc)) from None

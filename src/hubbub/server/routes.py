@@ -113,13 +113,13 @@ class Routes:
         """`GET /login`: how a page may connect, so the chat page knows whether to show a login form.
 
         `login`: `POST /login` gives tickets (`--users`); `token`: signed tokens are accepted
-        (`--auth-secret`); `anonymous`: a handshake without a credential is let in. Booleans only,
-        nothing secret.
+        (`--auth-secret`, `--auth-jwks-url`, `--auth-public-key`); `anonymous`: a handshake without a
+        credential is let in. Booleans only, nothing secret.
         """
         s = self.settings
-        locked = self._logins or bool(s.auth_secret)
+        locked = self._logins or s.tokens
         anonymous = s.allow_anonymous or not locked
-        mode = {"login": self._logins, "token": bool(s.auth_secret), "anonymous": anonymous}
+        mode = {"login": self._logins, "token": s.tokens, "anonymous": anonymous}
         return msgspec.json.encode(mode) + b"\n"
 
     def _static_file(self, request: WSUpgradeRequest, path: str) -> Routed:

@@ -17,8 +17,11 @@ from typing import Any
 from picows import WSAutoPingStrategy
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
+from hubbub.auth.jwks import Jwks
+from hubbub.auth.keys import PublicKey
 from hubbub.auth.logins import Authenticator
 from hubbub.auth.passwords import Users
+from hubbub.auth.tokens import KeySource, Verifier
 from hubbub.backends.tickets import TicketStore, open_tickets
 from hubbub.core.hub import Hub
 from hubbub.core.tasks import TaskOwner
@@ -32,6 +35,7 @@ from hubbub.server.api_routes import ApiOff, ApiRoutes
 from hubbub.server.frontdoor import FrontDoor, GetOnly, Pipeline, Spawn, Stage
 from hubbub.server.handshake import Handshake
 from hubbub.server.host_origin import HostOrigin
+from hubbub.server.key_hold import KeyHold
 from hubbub.server.listener import DEFAULT_MAX_CONNECTIONS, Listener, Slot, connection_cap, raise_fd_limit
 from hubbub.server.login import Login, LoginOff, TicketHold
 from hubbub.server.logs import PicowsLog
@@ -52,14 +56,18 @@ def front_door(
     auth: Authenticator | None = None,
     api: ServerApi | None = None,
     connect_proxy: AppProxy | None = None,
+    key_hold: KeyHold | None = None,
 ) -> Pipeline:
     """The front door's stages for what is configured, in order (docs/topics/front-door.md).
 
     `allowed`: the server's `Host` and `Origin` rules (`HostOrigin.allows`); `auth`: logins and
     tickets (`--users`); `api`: the server API (`--api-key`); `connect_proxy`: the application asked
-    about credential-less handshakes (`--connect-proxy`).
+    about credential-less handshakes (`--connect-proxy`); `key_hold`: handshakes waiting for the
+    identity provider's keys (`--auth-jwks-url`).
     """
     stages: list[Stage] = []
+    if key_hold is not None:
+        stages.append(key_hold)
     if connect_proxy is not None:
         stages.append(ConnectProxyHold(connect_proxy, allowed))
     if auth is not None:
@@ -96,7 +104,16 @@ class Server:
         """The server API (`/api/...`), when `--api-key` is set."""
         self._stopped = False
         logins = bool(self.settings.users_file)
-        self.routes = Routes(hub, self.rules, Handshake(hub, self.rules, logins), logins)
+        s = self.settings
+        self.jwks: Jwks | None = Jwks(s.auth_jwks_url, registry=hub.metrics.registry) if s.auth_jwks_url else None
+        """The identity provider's keys (`--auth-jwks-url`), fetched from `start` on."""
+        keys: KeySource | None = self.jwks or (PublicKey.load(s.auth_public_key) if s.auth_public_key else None)
+        self.verifier = Verifier(
+            s.auth_secret, keys, s.auth_audience or None, s.auth_issuer or None, s.auth_user_claim, s.auth_rooms_claim
+        )
+        """How `/ws` and `refresh` check signed tokens."""
+        handshake = Handshake(hub, self.rules, logins, self.verifier, self.jwks)
+        self.routes = Routes(hub, self.rules, handshake, logins)
         """picows' route callback: pages, `/healthz`, `/metrics`, static files and the `/ws` upgrade."""
         self.webhooks: Webhooks | None = None
         """The webhooks dispatcher (`--webhook`), the hub's observer; None without webhooks."""
@@ -136,8 +153,17 @@ class Server:
             self.auth = Authenticator(users, tickets, s.ticket_ttl)
         await self.hub.start()
         connect_proxy = self.proxy if s.connect_proxy else None
+        key_hold = None
+        if self.jwks is not None:
+            self.jwks.start()  # the first fetch runs while the port opens; early handshakes wait for it
+            key_hold = KeyHold(self.jwks, self.verifier)
         self.door = front_door(
-            self._auth_tasks.spawn, self.rules.allows, auth=self.auth, api=self.api, connect_proxy=connect_proxy
+            self._auth_tasks.spawn,
+            self.rules.allows,
+            auth=self.auth,
+            api=self.api,
+            connect_proxy=connect_proxy,
+            key_hold=key_hold,
         )
         fd_limit = raise_fd_limit()
         cap = connection_cap(s.max_connections, fd_limit)
@@ -188,6 +214,8 @@ class Server:
             await self.auth.tickets.close()
         if self.proxy is not None:
             await self.proxy.close()
+        if self.jwks is not None:
+            await self.jwks.close()
         log.info("server.stopped")
 
     def _protocol(self, slot: Slot) -> FrontDoor:

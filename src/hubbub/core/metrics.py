@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from hubbub._version import __version__
 from hubbub.protocol.codes import CloseCode, ErrorCode
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -66,9 +67,37 @@ class _HotCollector(Collector):
 class Metrics:
     """The collectors named in the README, bound to one registry."""
 
-    def __init__(self, connections: Callable[[], int], rooms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        connections: Callable[[], int],
+        rooms: Callable[[], int],
+        broker_healthy: Callable[[], bool] = lambda: True,
+        node: str = "",
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # process_resident_memory_bytes, process_open_fds, process_start_time_seconds, ...: read from
+        # /proc at scrape time (nothing elsewhere), for the memory panel and the file-descriptor alert
+        ProcessCollector(registry=r)
+        info = Gauge(
+            "hubbub_node_info",
+            "Always 1; its labels name this node (--node-id) and hubbub's version, to join per-node panels on.",
+            ["node", "version"],
+            registry=r,
+        )
+        info.labels(node, __version__).set(1)
+        self.broker_healthy = Gauge(
+            "hubbub_broker_healthy",
+            "1 while the broker (and its store) answers, 0 while it does not: /healthz answers 503 then.",
+            registry=r,
+        )
+        self.broker_healthy.set_function(lambda: float(broker_healthy()))
+        self.max_connections = Gauge(
+            "hubbub_max_connections",
+            "The cap on hubbub_sockets (--max-connections, or the file-descriptor limit less a reserve); past"
+            " it a new socket gets 503. 0 until the listener starts.",
+            registry=r,
+        )
         self.connections = Gauge("hubbub_connections", "Open WebSocket connections.", registry=r)
         self.connections.set_function(lambda: float(connections()))
         self.rooms = Gauge("hubbub_rooms", "Rooms with at least one local member.", registry=r)
@@ -114,6 +143,10 @@ class Metrics:
     def watch_sockets(self, count: Callable[[], int]) -> None:
         """Read `hubbub_sockets` from `count` at each scrape (the listener's own tally)."""
         self.sockets.set_function(lambda: float(count()))
+
+    def watch_max_connections(self, cap: Callable[[], int]) -> None:
+        """Read `hubbub_max_connections` from `cap` at each scrape (the listener's resolved cap)."""
+        self.max_connections.set_function(lambda: float(cap()))
 
     def watch_tls_handshakes(self, count: Callable[[], int]) -> None:
         """Read `hubbub_tls_handshakes` from `count` at each scrape (the listener's own tally)."""

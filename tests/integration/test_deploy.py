@@ -347,7 +347,14 @@ async def test_the_caddyfile_in_front_of_two_nodes(tmp_path: Path, redis: RedisP
             finally:
                 conn.close()
 
-        assert await asyncio.to_thread(get, "/healthz") == 200
+        deadline = time.monotonic() + 15
+        while True:  # the CA's root is written before the site's certificate is issued
+            try:
+                assert await asyncio.to_thread(get, "/healthz") == 200
+                break
+            except (ssl.SSLError, ConnectionError):
+                assert time.monotonic() < deadline, "Caddy serves no certificate after 15 s"
+                await asyncio.sleep(0.2)
         assert await asyncio.to_thread(get, "/metrics") == 403  # Prometheus scrapes the nodes themselves
         url = f"wss://{site}/ws"
         with pytest.raises(InvalidStatus) as refused:

@@ -328,9 +328,10 @@ EXAMPLE_WEBHOOK = "https://app.example/hubbub-events"
 def metrics_reference() -> str:
     """docs/reference/metrics.md: every collector a fresh hub registers, with its labels."""
     from hubbub.core.hub import Hub
+    from hubbub.core.settings import Settings
     from hubbub.integration.webhooks import Webhooks
 
-    hub = Hub()
+    hub = Hub(Settings(node_id="node-1"))  # a fixed name: hubbub_node_info's label, else random
     # with --webhook only: registered here for one example URL (nothing starts: no task, no socket)
     Webhooks([EXAMPLE_WEBHOOK], "example-secret", node="n", registry=hub.metrics.registry)
     out = [HEADER, "# Metrics reference\n\n"]
@@ -342,7 +343,9 @@ def metrics_reference() -> str:
         ' `reason="auth"` (401: a handshake without a valid ticket or token) and close codes other than'
         " these. The `hubbub_webhooks_*` metrics exist with `--webhook`, their `url` label one value per"
         f" URL (shown for `--webhook {EXAMPLE_WEBHOOK}`)."
-        " Which limit each counter watches: [security.md](../security.md).\n\n"
+        " The `process_*` metrics are read from `/proc` at scrape time (Linux only)."
+        " Which limit each counter watches: [security.md](../security.md); what to alert on and what to"
+        " do: [monitor.md](../howto/monitor.md).\n\n"
     )
     out.append("| metric | type | labels | what it counts |\n|---|---|---|---|\n")
     for family in hub.metrics.registry.collect():

@@ -92,7 +92,12 @@ class Hub:
         self.node_id = settings.node_id
         self.limits = settings.limits()
         """The per-connection bounds every session enforces."""
-        self.metrics = Metrics(lambda: len(self.connections), lambda: len(self.room_table.members))
+        self.metrics = Metrics(
+            lambda: len(self.connections),
+            lambda: len(self.room_table.members),
+            lambda: self.broker.healthy,
+            self.node_id,
+        )
         self.router.metrics = self.metrics
         self.fanout = Fanout(self.metrics.delivered, settings.write_delay)
         announce = settings.presence_events if self._presence_events is None else self._presence_events

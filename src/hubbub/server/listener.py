@@ -218,6 +218,7 @@ class Listener:
         self._tls_crowded = Tally("conn.rejected", logging.INFO)
         self.trimmer = HeapTrimmer(lambda: self.open, metrics.heap_trims.inc)
         metrics.watch_sockets(lambda: self.open)
+        metrics.watch_max_connections(lambda: self.max_connections)
         metrics.watch_tls_handshakes(lambda: self.handshaking)
 
     async def listen(self, host: str, port: int, backlog: int) -> None:

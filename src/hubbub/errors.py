@@ -8,6 +8,8 @@
      +-- Refused                     an `on_connect` hook turns a connection away with a close code
      +-- Violation                   the peer broke a framing rule; close with its code (hubbub.protocol.reassembly)
      +-- TokenError                  a token that is not accepted (hubbub.auth.tokens)
+     |    +-- UnknownKey             it names a key the provider's set does not hold (yet)
+     |    +-- KeysUnavailable        no key of the provider was ever fetched: 503, not 401
      +-- BrokerUnavailable           the broker or store cannot be reached (hubbub.backends.broker)
      +-- StoreFull                   the ticket store holds no more tickets now (hubbub.backends.tickets)
      +-- ProxyFailed                 a call to the app's proxy endpoint failed (hubbub.integration.app_proxy)

@@ -70,7 +70,7 @@ def _loopback(url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-class FetchFailed(Exception):
+class _FetchFailed(Exception):
     """A fetch without a usable key set; the message (never a body) says why."""
 
 
@@ -207,7 +207,7 @@ class Jwks:
         try:
             body, cache_control = await self._get()
             fresh = parse_jwks(body)
-        except FetchFailed as exc:
+        except _FetchFailed as exc:
             self._failed(str(exc))
             return
         except ValueError as exc:  # parse_jwks: not a key set, or none usable
@@ -230,30 +230,30 @@ class Jwks:
             )
 
     async def _get(self) -> tuple[bytes, str | None]:
-        """The body and `Cache-Control` of a 200 from the URL, within every bound; `FetchFailed` otherwise."""
+        """The body and `Cache-Control` of a 200 from the URL, within every bound; `_FetchFailed` otherwise."""
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._client.stream("GET", self.url, headers=headers) as response:
                     if response.status_code != 200:
                         moved = " (redirects are not followed)" if response.is_redirect else ""
-                        raise FetchFailed(f"status {response.status_code}{moved}")
+                        raise _FetchFailed(f"status {response.status_code}{moved}")
                     encoding = response.headers.get("content-encoding", "identity").strip().lower()
                     if encoding not in ("", "identity"):
-                        raise FetchFailed("a compressed answer")
+                        raise _FetchFailed("a compressed answer")
                     declared = response.headers.get("content-length", "")
                     if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
-                        raise FetchFailed(f"longer than {self.max_bytes} bytes")
+                        raise _FetchFailed(f"longer than {self.max_bytes} bytes")
                     data = bytearray()
                     async for chunk in response.aiter_raw():  # the bytes as sent, never inflated
                         data += chunk
                         if len(data) > self.max_bytes:
-                            raise FetchFailed(f"longer than {self.max_bytes} bytes")
+                            raise _FetchFailed(f"longer than {self.max_bytes} bytes")
                     return bytes(data), response.headers.get("cache-control")
         except (TimeoutError, httpx.TimeoutException):
-            raise FetchFailed(f"no answer within {self.timeout} s") from None
+            raise _FetchFailed(f"no answer within {self.timeout} s") from None
         except httpx.HTTPError as exc:
-            raise FetchFailed(f"unreachable: {type(exc).__name__}") from None
+            raise _FetchFailed(f"unreachable: {type(exc).__name__}") from None
 
     def _failed(self, reason: str) -> None:
         """Count a failed fetch; log it, at most once per `LOG_EVERY` (the first failure always)."""

@@ -9,12 +9,15 @@ clients against it.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -185,6 +188,10 @@ def test_step6_one_time_passwords_and_tls(step: StartStep, tls_files: tuple[Path
     assert client("say", *trust) == "refused: HTTP 401\n"  # no one-time password
     assert client("say", *trust, "--login", "percy:124") == "login refused: HTTP 401\n"
     assert client("say", *trust, "--login", "percy:123", "--size", "513").startswith("closed: 1009")  # step 5 kept
+    login = urllib.request.Request(url.replace("wss://", "https://").replace("/ws", "/login"))
+    login.add_header("Authorization", "Basic " + base64.b64encode(b"percy:123").decode())
+    with urllib.request.urlopen(login, context=ssl.create_default_context(cafile=cert), timeout=5) as answer:
+        assert list(json.load(answer)) == ["otp"]  # what curl -u percy:123 shows
 
 
 # ---- Part 2: the same steps on hubbub

@@ -37,7 +37,7 @@ def one_time_password(url: str, login: str, post: bool, context: ssl.SSLContext 
         request.add_header("Content-Type", "application/json")
     else:
         request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
-    with urllib.request.urlopen(request, context=context, timeout=5) as response:
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:  # argon2 takes its time
         return str(json.load(response)["otp"])
 
 

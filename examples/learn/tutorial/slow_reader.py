@@ -2,8 +2,9 @@
 
 A stalled reader (a 4 KiB receive buffer, and it never reads), a reader that keeps up, and a sender
 that sends --count messages of --size bytes, 16 in flight (it reads its own copies as they come
-back). Once all is delivered, or nothing moved for 3 s, it prints what they saw; the server's log
-says what it did. For steps 2 and 3 of docs/tutorial.md (plain text messages):
+back). Once all is delivered, or nothing moved for 3 s, it prints what they saw, and stays connected
+--linger seconds more (2) while the server's log says what it did and holds. For steps 2 and 3 of
+docs/tutorial.md (plain text messages):
 
     python -m examples.learn.tutorial.slow_reader --url ws://127.0.0.1:8080/ws
 """
@@ -35,7 +36,7 @@ def where(client: ClientConnection) -> str:
     return "{}:{}".format(*client.local_address[:2])
 
 
-async def main(url: str, count: int, size: int, seconds: float) -> None:
+async def main(url: str, count: int, size: int, seconds: float, linger: float) -> None:
     stuck = await stalled(url)
     reader, sender = await connect(url, ping_interval=None), await connect(url, ping_interval=None)
     print(f"stalled reader {where(stuck)}, reader {where(reader)}, sender {where(sender)}", flush=True)
@@ -69,6 +70,7 @@ async def main(url: str, count: int, size: int, seconds: float) -> None:
             break
     print(f"the sender sent {sent} of {count} messages of {size} bytes", flush=True)
     print(f"the reader that keeps up got {got[reader]} of {count}", flush=True)
+    await asyncio.sleep(linger)  # connected a little longer: the server's log shows what it holds meanwhile
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -82,5 +84,6 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--seconds", type=float, default=30.0, help="give up after this long")
+    parser.add_argument("--linger", type=float, default=2.0, help="seconds to stay connected after the report")
     args = parser.parse_args()
-    asyncio.run(main(args.url, args.count, args.size, args.seconds))
+    asyncio.run(main(args.url, args.count, args.size, args.seconds, args.linger))

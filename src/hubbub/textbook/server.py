@@ -37,15 +37,11 @@ from hubbub.protocol.origins import origin_allowed
 log = logging.getLogger("hubbub.textbook")
 
 SEND_QUEUE = 1024
-"""Messages a send queue holds (gorilla: 256). The write loop empties it into the socket whenever it
-runs (after each event read, see read_loop), so it fills only while the socket's buffers are full: a
-reader that keeps up on average rides out a burst of thousands, one that stopped fills it within a
-second in a busy room. Counted in messages, not bytes (1024 of 64 KiB is 64 MiB): hubbub counts bytes."""
-WRITE_TIMEOUT = 10.0
-"""Seconds one write may wait for the peer to take bytes (gorilla's `writeWait`). Catches a reader
-that stopped in a quiet room, where the queue never fills."""
-CLOSE_TIMEOUT = 2.0
-"""Seconds to wait for the peer's close frame after sending ours, then the socket is aborted."""
+"""Messages a send queue holds (gorilla: 256). It fills only while the socket's buffers are full: a
+reader that keeps up rides out a burst of thousands, one that stopped fills it within a second in a
+busy room. Counted in messages, not bytes (1024 of 64 KiB is 64 MiB): hubbub counts bytes."""
+WRITE_TIMEOUT = 10.0  # seconds one write may wait (gorilla's writeWait): a stalled reader in a quiet room
+CLOSE_TIMEOUT = 2.0  # seconds to wait for the peer's close frame after sending ours, then abort
 NAME_MAX = 64
 MAX_DEPTH = 128  # hubbub's JSON depth limit: json.loads recurses, and how deep it may differs by Python version
 ROOM = re.compile(r"[A-Za-z0-9_\-.:@]{1,128}")  # PROTOCOL.md's room names, matched with fullmatch
@@ -67,8 +63,7 @@ class Options:
 
 
 # ---- Events: the tutorial's event.go. An event is {"type", "payload", "id"?}; a handler per type.
-Handler = Callable[["Client", dict[str, Any]], dict[str, Any]]
-"""The tutorial's `EventHandler func(event Event, c *Client) error`: returns the ack's payload."""
+Handler = Callable[["Client", dict[str, Any]], dict[str, Any]]  # the tutorial's EventHandler; returns the ack
 
 
 def encode(event: dict[str, Any]) -> str:
@@ -145,11 +140,7 @@ class Manager:
         self.offsets: dict[str, int] = {}  # per room, the offset of its latest message
         self.closing = False
         # The tutorial's setupEventHandlers: one handler per event type, looked up by routeEvent.
-        self.handlers: dict[str, Handler] = {
-            "join_room": join_room,
-            "leave_room": leave_room,
-            "send_message": send_message,
-        }
+        self.handlers: dict[str, Handler] = {h.__name__: h for h in (join_room, leave_room, send_message)}
 
     def register(self, client: Client) -> None:  # gorilla: case client := <-h.register
         self.clients.add(client)
@@ -207,9 +198,9 @@ class Manager:
                 raise EventError(ErrorCode.UNKNOWN_TYPE, f"no handler for {kind!r}")
             try:
                 answer = handler(client, payload)
-            except EventError:
-                raise
-            except Exception:  # a bug in a handler costs one event, not the connection
+            except Exception as failed:  # a bug in a handler costs one event, not the connection
+                if isinstance(failed, EventError):
+                    raise
                 log.exception("handler failed peer=%s type=%s", client.peer, kind)
                 raise EventError(ErrorCode.INTERNAL, "the handler failed") from None
         except EventError as refused:
@@ -279,10 +270,9 @@ class Client:
     rooms, and the two loops that move bytes between the socket and the manager."""
 
     def __init__(self, manager: Manager, ws: ServerConnection) -> None:
-        self.manager, self.ws = manager, ws
+        self.manager, self.ws, self.peer = manager, ws, peer_of(ws)
         names = parse_qs(urlsplit(ws.request.path if ws.request else "").query).get("name")
         self.name: str | None = names[-1] if names else None
-        self.peer = peer_of(ws)
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=manager.options.send_queue)
         self.rooms: set[str] = set()
         self.closed, self.close_code, self.close_reason = False, CloseCode.NORMAL_CLOSURE, ""
@@ -293,10 +283,8 @@ class Client:
 
     def send_text(self, text: str) -> None:
         """Queue a message without waiting: gorilla's `select { case client.send <- message: default: ... }`.
-
-        A full queue means the reader stopped: it is dropped (1013), and the sender moves on. The
-        others never wait for it; a `put` that awaited would let one stalled reader stop the room.
-        """
+        A full queue means the reader stopped: it is dropped (1013), and the sender moves on; a `put`
+        that awaited would let one stalled reader stop the room (docs/tutorial.md, step 2)."""
         if self.closed:
             return
         try:
@@ -315,9 +303,8 @@ class Client:
                     self.close(CloseCode.UNSUPPORTED_DATA, "text frames only")
                     return
                 self.manager.route_event(self, message)
-                # Yield after each event. One socket read may hold hundreds, which recv() hands over
-                # without suspending: Go would run the write loops in between, asyncio only when this
-                # awaits. Else a burst read at once lands whole in every member's queue, and overflows it.
+                # Yield after each event: one socket read may hold hundreds, which recv() hands over
+                # without suspending; else a burst read at once lands whole in every member's queue.
                 await asyncio.sleep(0)
         except ConnectionClosed:
             pass  # the peer left, or websockets failed the connection: both end the loop
@@ -372,10 +359,9 @@ class Client:
 
 # ---- The listener: gorilla's main.go (`http.HandleFunc("/ws", ...)`, `ListenAndServe`).
 class DeadlineConnection(ServerConnection):
-    """websockets' connection, with a deadline on the closes it starts by itself: on a peer's close
-    frame, or failing a connection itself (1007, 1009), it waits for the peer to hang up, but its
-    `close_timeout` runs only while a coroutine awaits a send or a close, and the read loop awaits
-    neither: a peer that never hangs up would stay until the next ping. So: abort at the deadline."""
+    """websockets' connection, with a deadline on the closes it starts itself (on a peer's close frame,
+    on 1007 or 1009): its `close_timeout` runs only while a coroutine awaits a send or a close, and the
+    read loop awaits neither; a peer that never hangs up would stay. So: abort at the deadline."""
 
     deadline_set = False
 

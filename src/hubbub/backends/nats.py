@@ -19,7 +19,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 
 from hubbub.backends.broker import Broker, BrokerUnavailable, Sink
-from hubbub.backends.history import History, Page
+from hubbub.backends.history import History, HistoryFor, Page
 from hubbub.backends.ordering import OrderedDelivery
 from hubbub.backends.redis_pool import Health, close_quickly, one_line, reach
 from hubbub.backends.redis_store import RedisStore
@@ -57,6 +57,15 @@ class NatsBroker(Broker, History):
         self._beat_seen = 0.0
         self._ok = False
         self._closed = False
+
+    @property
+    def history_for(self) -> HistoryFor | None:
+        """Rooms' own history size and TTL (namespaces): the store's, which keeps the history."""
+        return self._store.history_for
+
+    @history_for.setter
+    def history_for(self, value: HistoryFor | None) -> None:
+        self._store.history_for = value
 
     def _subject(self, room: str) -> str:
         return f"hubbub.room.{room}"

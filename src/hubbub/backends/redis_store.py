@@ -102,8 +102,9 @@ class RedisStore(History):
             self.channel(room),
             f"{self.prefix}rooms-seen",
         ]
-        ttl_ms, now_ms = int(self._history_ttl * 1000), int(time.time() * 1000)
-        args: list[bytes | int] = [head, tail, self.history_size, ttl_ms, now_ms, self._fanout]
+        size, ttl = (self.history_size, self._history_ttl) if self.history_for is None else self.history_for(room)
+        ttl_ms, now_ms = int(ttl * 1000), int(time.time() * 1000)
+        args: list[bytes | int] = [head, tail, size, ttl_ms, now_ms, self._fanout]
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((keys, args, future))
         if self._sender is None or self._sender.done():
@@ -143,7 +144,8 @@ class RedisStore(History):
                 pipe.lrange(f"{self.prefix}history:{room}", 0, -1)
                 pipe.get(f"{self.prefix}offset:{room}")
                 raw, latest = await pipe.execute()
-        oldest = time.time() * 1000 - self._history_ttl * 1000
+        ttl = self._history_ttl if self.history_for is None else self.history_for(room)[1]
+        oldest = time.time() * 1000 - ttl * 1000
         entries = []
         for item in raw:
             sent, offset, event = item.split(b":", 2)

@@ -104,9 +104,11 @@ class Server:
             self.webhooks = Webhooks.from_settings(self.settings, hub.node_id, hub.metrics.registry)
             hub.observe(self.webhooks)
         self.proxy: AppProxy | None = None
-        """The calls to the application, with `--connect-proxy` or `--publish-proxy`."""
-        if self.settings.connect_proxy or self.settings.publish_proxy:
+        """The calls to the application, with `--connect-proxy`, `--publish-proxy` or `--join-proxy`."""
+        if self.settings.connect_proxy or self.settings.publish_proxy or self.settings.join_proxy:
             self.proxy = AppProxy(self.settings, hub.metrics.registry)
+        if self.proxy is not None and self.settings.join_proxy:
+            hub.join_proxy = self.proxy.join
         if self.proxy is not None and self.settings.publish_proxy:
             if hub.uses_builtin("send_message"):  # an app that took send_message over publishes as it decides
                 hub.router.replace("send_message", self.proxy.send_message, SendMessage)

@@ -420,7 +420,8 @@ class AppProxy:
         """
         room, sender = handlers.sendable(payload, client)
         namespaces = client.hub.namespaces
-        if namespaces.active and namespaces.rules(room).publish is PublishRule.MEMBERS:
+        rules = namespaces.rules(room) if namespaces.active else None
+        if rules is not None and rules.publish is PublishRule.MEMBERS and not rules.outside:
             return handlers.send_message(payload, client)
         try:
             status, body = await self._post(

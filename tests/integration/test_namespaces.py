@@ -9,11 +9,14 @@ hook on top. How to choose: docs/topics/channels.md.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from hubbub.auth.tokens import mint_token
+from hubbub.backends.redis import RedisBroker
 from hubbub.core.hub import Hub
 from hubbub.core.settings import Settings
 from hubbub.protocol.namespaces import JoinRule, Namespace, PublishRule
@@ -27,6 +30,7 @@ SECRET = "namespace-webhook-secret"
 AUTH_SECRET = "a" * 32
 NEWS = Namespace("news:*", publish=PublishRule.SERVER, history_size=0, presence=False)
 DM = Namespace("dm:*", join=JoinRule.TOKEN)
+REDIS_URL = "redis://127.0.0.1:6379/0"
 CHAT = Namespace("chat:*", history_size=2, history_ttl=60)
 
 
@@ -174,3 +178,23 @@ def test_a_namespace_is_checked_where_python_makes_it() -> None:
         Namespace("a*", publish="nobody")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match='join = "proxy" needs --join-proxy'):
         Settings(namespaces=(Namespace("a*", join=JoinRule.PROXY),))
+
+
+async def test_history_is_kept_per_namespace_in_redis() -> None:
+    prefix = f"hubbub-test-{uuid.uuid4().hex[:8]}:"
+    broker = RedisBroker(REDIS_URL, "n", 5, 60.0, prefix=prefix)
+    hub = Hub(Settings(broker=REDIS_URL, history_size=5, namespaces=(NEWS, CHAT)), broker)
+    await hub.start()
+    try:
+        for room in ("news:a", "chat:a", "lobby"):
+            for n in range(4):
+                await hub.publish(room, n, "app")
+        for room, kept in (("news:a", 0), ("chat:a", 2), ("lobby", 4)):
+            assert len((await hub.history.latest(room, 10)).messages) == kept, room
+    finally:
+        await hub.shutdown()
+        client = aioredis.Redis.from_url(REDIS_URL)
+        keys = [key async for key in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

@@ -19,10 +19,10 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 
 from hubbub.backends.broker import Broker, BrokerUnavailable, Sink
-from hubbub.backends.history import History, HistoryFor, Page
+from hubbub.backends.history import History, Page
 from hubbub.backends.ordering import OrderedDelivery
 from hubbub.backends.redis_pool import Health, close_quickly, one_line, reach
-from hubbub.backends.redis_store import RedisStore
+from hubbub.backends.redis_store import RedisStore, StoredHistory
 
 log = logging.getLogger("hubbub.nats")
 
@@ -30,7 +30,7 @@ CONTROL_SUBJECT = "hubbub.core.control"
 """Where control messages (`Broker.send_control`) travel: every node subscribes to it."""
 
 
-class NatsBroker(Broker, History):
+class NatsBroker(StoredHistory, Broker, History):
     """Fan-out over NATS core subjects; offsets and history in Redis."""
 
     def __init__(
@@ -57,15 +57,6 @@ class NatsBroker(Broker, History):
         self._beat_seen = 0.0
         self._ok = False
         self._closed = False
-
-    @property
-    def history_for(self) -> HistoryFor | None:
-        """Rooms' own history size and TTL (namespaces): the store's, which keeps the history."""
-        return self._store.history_for
-
-    @history_for.setter
-    def history_for(self, value: HistoryFor | None) -> None:
-        self._store.history_for = value
 
     def _subject(self, room: str) -> str:
         return f"hubbub.room.{room}"

@@ -20,17 +20,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hubbub.backends.broker import Broker, BrokerUnavailable, Sink
-from hubbub.backends.history import History, HistoryFor, Page
+from hubbub.backends.history import History, Page
 from hubbub.backends.ordering import OrderedDelivery
 from hubbub.backends.presence import Presence
 from hubbub.backends.redis_pool import Health, close_quickly, reach
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.backends.redis_store import RedisStore
+from hubbub.backends.redis_store import RedisStore, StoredHistory
 
 log = logging.getLogger("hubbub.redis")
 
 
-class RedisBroker(Broker, History):
+class RedisBroker(StoredHistory, Broker, History):
     """Cross-node pub/sub, offsets and history on one Redis server."""
 
     def __init__(
@@ -58,15 +58,6 @@ class RedisBroker(Broker, History):
         self._closed = False
 
     # ---- life -------------------------------------------------------------
-
-    @property
-    def history_for(self) -> HistoryFor | None:
-        """Rooms' own history size and TTL (namespaces): the store's, which keeps the history."""
-        return self._store.history_for
-
-    @history_for.setter
-    def history_for(self, value: HistoryFor | None) -> None:
-        self._store.history_for = value
 
     @property
     def presence_client(self) -> tuple[aioredis.Redis, Health]:

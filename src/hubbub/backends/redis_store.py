@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hubbub.backends.broker import BrokerUnavailable
-from hubbub.backends.history import History, Page, page_from
+from hubbub.backends.history import History, HistoryFor, Page, page_from
 from hubbub.backends.redis_pool import Health, connect_redis, one_line
 
 _SEEN_BITS = 1 << 22
@@ -178,3 +178,18 @@ def _seen_bits(offset_key: str) -> tuple[int, int]:
     """The two bits of the filter of names that the publish script sets for a room (the same arithmetic)."""
     digest = hashlib.sha1(offset_key.encode()).hexdigest()
     return int(digest[0:6], 16) % _SEEN_BITS, int(digest[6:12], 16) % _SEEN_BITS
+
+
+class StoredHistory:
+    """What a broker whose history its `RedisStore` keeps (Redis, NATS) says of rooms' own history."""
+
+    _store: RedisStore
+
+    @property
+    def history_for(self) -> HistoryFor | None:
+        """Rooms' own history size and TTL (namespaces): the store's, which keeps the history."""
+        return self._store.history_for
+
+    @history_for.setter
+    def history_for(self, value: HistoryFor | None) -> None:
+        self._store.history_for = value

@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
 import msgspec
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from hubbub.core.settings import Settings
 
 log = logging.getLogger("hubbub.proxy")
+T = TypeVar("T")
 
 POOL = 64
 """Connections to the app at once, both proxies together; more calls wait for one (within the timeout)."""
@@ -114,6 +115,16 @@ _PUBLISH = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
 
 
+def _decoded(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """An answer's body decoded; `ProxyFailed` (malformed) for one too deep or not of the decoder's type."""
+    if nesting_exceeds(body):
+        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
+
+
 def connect_request(client: str, query: dict[str, str], headers: dict[str, str]) -> bytes:
     """The body POSTed to the connect proxy."""
     return _ENCODER.encode({"client": client, "query": query, "headers": headers})
@@ -128,12 +139,7 @@ def admission(status: int, body: bytes) -> Admission | HTTPStatus:
         return HTTPStatus(status)
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
-    if nesting_exceeds(body):
-        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
-    try:
-        answer = _CONNECT.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
+    answer = _decoded(_CONNECT, body)
     if not valid_name(answer.user):
         raise ProxyFailed(Failure.MALFORMED, "user is not a valid name")
     grant = Grant(answer.user, math.inf, tuple(answer.rooms)) if answer.rooms is not None else None
@@ -172,13 +178,7 @@ def join_verdict(status: int, body: bytes) -> bytes | None:
         raise ProxyFailed(Failure.STATUS, str(status))
     if not body.strip():
         return None
-    if nesting_exceeds(body):
-        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
-    try:
-        answer = _JOIN.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
-    return _info(answer.info)
+    return _info(_decoded(_JOIN, body).info)
 
 
 def address_of(remote: str) -> str:
@@ -208,13 +208,7 @@ def verdict(status: int, body: bytes, message: msgspec.Raw) -> msgspec.Raw:
         raise EventError(ErrorCode.FORBIDDEN, "the application refused this message")
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
-    if nesting_exceeds(body):
-        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
-    try:
-        answer = _PUBLISH.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
-    return answer.get("message", message)
+    return _decoded(_PUBLISH, body).get("message", message)
 
 
 class _LogLimiter:

@@ -9,7 +9,11 @@ hook on top. How to choose: docs/topics/channels.md.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -198,3 +202,27 @@ async def test_history_is_kept_per_namespace_in_redis() -> None:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        ("[[namespaces]]\npattern = 'a*'\nsize = 1\ncolour = 2\n", [], "namespaces[1]: unknown keys colour, size"),
+        ("[[namespaces]]\npattern = 'a*'\npublish = 'all'\n", [], "publish must be one of"),
+        ("[[namespaces]]\npattern = 'a*'\njoin = 'proxy'\n", [], 'join = "proxy" needs --join-proxy'),
+        ("", ["--join-proxy", "http://127.0.0.1:9/join"], "--join-proxy needs --webhook-secret"),
+    ],
+)
+def test_bad_namespaces_get_one_line_and_exit_2(tmp_path: Path, toml: str, args: list[str], message: str) -> None:
+    config = tmp_path / "hubbub.toml"
+    config.write_text(toml)
+    env = {k: v for k, v in os.environ.items() if k != "HUBBUB_WEBHOOK_SECRET"}
+    out = subprocess.run(
+        [sys.executable, "-m", "hubbub", "serve", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr

@@ -109,6 +109,8 @@ class Server:
             self.proxy = AppProxy(self.settings, hub.metrics.registry)
         if self.proxy is not None and self.settings.join_proxy:
             hub.join_proxy = self.proxy.join
+            if not hub.uses_builtin("join_room"):  # an app's own join_room decides as it likes
+                log.warning("proxy.join_not_applied", extra={"reason": "the app handles join_room itself"})
         if self.proxy is not None and self.settings.publish_proxy:
             if hub.uses_builtin("send_message"):  # an app that took send_message over publishes as it decides
                 hub.router.replace("send_message", self.proxy.send_message, SendMessage)

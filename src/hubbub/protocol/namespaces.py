@@ -53,11 +53,17 @@ class Namespace:
     """
 
     pattern: str
+    """A glob on the whole room name (`fnmatch`: `*` any text, `?` one character)."""
     publish: PublishRule = PublishRule.MEMBERS
+    """Who publishes: members, only the server, or what the publish proxy allows."""
     join: JoinRule = JoinRule.OPEN
+    """Who joins: anyone, credentials naming the room, or whom the join proxy admits."""
     history_size: int | None = None
+    """Messages kept per room (0: none); None: the server's `--history-size`."""
     history_ttl: float | None = None
+    """Seconds a message is kept; None: the server's `--history-ttl`."""
     presence: bool = True
+    """False: no member list (`get_presence` is `forbidden`) and no member events."""
 
     def __post_init__(self) -> None:
         problems = _problems(self)

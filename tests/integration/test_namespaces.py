@@ -180,6 +180,9 @@ def test_a_namespace_is_checked_where_python_makes_it() -> None:
     assert Namespace("a*", publish="server").publish is PublishRule.SERVER  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="publish must be one of"):
         Namespace("a*", publish="nobody")  # type: ignore[arg-type]
+    assert Settings(namespaces=[Namespace("a*")]).namespaces == (Namespace("a*"),)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be a tuple of Namespace"):
+        Settings(namespaces=({"pattern": "a*"},))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match='join = "proxy" needs --join-proxy'):
         Settings(namespaces=(Namespace("a*", join=JoinRule.PROXY),))
 

@@ -596,7 +596,10 @@ class Settings:
         self._check_namespaces()
 
     def _check_namespaces(self) -> None:
-        """Every namespace is a `Namespace`, and the proxies their rules name are configured."""
+        """Every namespace is a `Namespace` (a list is taken as a tuple), and the proxies their rules name
+        are configured."""
+        if isinstance(self.namespaces, list):
+            object.__setattr__(self, "namespaces", tuple(self.namespaces))
         if not isinstance(self.namespaces, tuple) or not all(isinstance(n, Namespace) for n in self.namespaces):
             raise ConfigError("namespaces must be a tuple of Namespace")
         for ns in self.namespaces:

@@ -37,6 +37,9 @@ _EXPORTS = {
     "ConfigError": "hubbub.errors",
     "Refused": "hubbub.errors",
     "Settings": "hubbub.core.settings",
+    "Namespace": "hubbub.protocol.namespaces",
+    "PublishRule": "hubbub.protocol.namespaces",
+    "JoinRule": "hubbub.protocol.namespaces",
     "Connection": "hubbub.core.connection",
     "Hub": "hubbub.core.hub",
     "Server": "hubbub.server.server",
@@ -52,6 +55,9 @@ __all__ = [
     "EventError",
     "Hub",
     "HubbubError",
+    "JoinRule",
+    "Namespace",
+    "PublishRule",
     "Refused",
     "Server",
     "Settings",
@@ -66,6 +72,7 @@ if TYPE_CHECKING:  # for type checkers and editors only; nothing here is importe
     from hubbub.core.settings import Settings
     from hubbub.errors import ConfigError, EventError, HubbubError, Refused
     from hubbub.protocol.codes import CloseCode, ErrorCode
+    from hubbub.protocol.namespaces import JoinRule, Namespace, PublishRule
     from hubbub.server.run import run
     from hubbub.server.server import Server, serve
 

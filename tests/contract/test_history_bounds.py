@@ -143,3 +143,28 @@ async def test_redis_history_and_offset_keys_are_bounded(broker_backend: str) ->
     finally:
         await client.aclose()
         await b.close()
+
+
+async def test_each_room_keeps_the_history_its_namespace_gives(broker_backend: str) -> None:
+    """`history_for` (the namespaces' `history_size` and `history_ttl`) bounds each room on its own:
+    a room of size 2, one of none, one with a short TTL, and the others at the broker's."""
+
+    def history_for(room: str) -> tuple[int, float]:
+        return {"short": (2, 60.0), "none": (0, 60.0), "fast": (10, 0.2)}.get(room.split(":")[0], (10, 60.0))
+
+    b = _make_broker(broker_backend, history_size=10, history_ttl=60.0)
+    assert isinstance(b, History)
+    b.history_for = history_for
+    await b.start(Received())
+    try:
+        for room in ("short:a", "none:a", "fast:a", "lobby"):
+            for i in range(4):
+                await b.publish(room, *_parts(room, str(i)))
+        kept = {room: len((await b.latest(room, 10)).messages) for room in ("short:a", "none:a", "fast:a", "lobby")}
+        assert kept == {"short:a": 2, "none:a": 0, "fast:a": 4, "lobby": 4}
+        assert not (await b.since("none:a", 1, 10)).complete  # missed three, none kept
+        await asyncio.sleep(0.5)  # past the fast room's TTL, and past a sweep
+        assert not (await b.latest("fast:a", 10)).messages
+        assert len((await b.latest("lobby", 10)).messages) == 4
+    finally:
+        await b.close()

@@ -769,3 +769,89 @@ async def test_a_caller_without_a_key_is_refused_before_its_body_is_read(make_se
     assert got.startswith(b"HTTP/1.1 401") and time.monotonic() - start < 1.0, got  # the body never came
     # with the key, the body is waited for (until BODY_TIMEOUT, then 408)
     assert await exchange(server.port, request("POST", "/api/publish", b"{", announced), timeout=0.5) == b""
+
+
+# ---- the join proxy ---------------------------------------------------------------------------
+
+JOIN_INFO_1MB = answer(msgspec.json.encode({"info": {"bio": "x" * 1_000_000}}))
+HOSTILE_JOIN_ANSWERS: dict[str, Callable[[str], bytes | Chunks]] = {
+    "trickle": lambda _: trickled(answer(b"{}"), 0.05),
+    "1GB": lambda _: endless("Content-Type: application/json\r\n"),
+    "redirect": lambda target: answer(b"", "307 Temporary Redirect", f"Location: {target}\r\n"),
+    "hang": lambda _: hanging(),
+    "gzip": lambda _: answer(gzip.compress(b"{}"), extra="Content-Encoding: gzip\r\n"),
+    "1MB-info": lambda _: JOIN_INFO_1MB,
+    "deep-info": lambda _: answer(b'{"info": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"),
+    "not-json": lambda _: answer(b"<html>welcome</html>"),
+}
+
+
+async def hanging() -> Chunks:
+    """An app that takes the request and never answers."""
+    await asyncio.sleep(3600)
+    yield b""
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_JOIN_ANSWERS))
+async def test_a_hostile_join_proxy_answer_is_unavailable_in_bounded_time_and_memory(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, hostile: str
+) -> None:
+    """The app behind `--join-proxy` trickles, streams a gigabyte, redirects (to an app that would admit
+    anyone), hangs, compresses, or answers 1 MB of info, info 100,000 deep or HTML: the join gets
+    `unavailable` within the timeout, at most the 16 KiB answer bound read, and the client goes on."""
+    async with RawApp(lambda _: answer(b"{}")) as elsewhere:
+        async with RawApp(lambda _: HOSTILE_JOIN_ANSWERS[hostile](elsewhere.url())) as app:
+            server = await make_server(join_proxy=app.url(), webhook_secret=PROXY_SECRET)
+            client = await EventClient.open(ws_url(server))
+            tracemalloc.start()
+            start = time.monotonic()
+            try:
+                reply = await client.request("join_room", {"room": "r"})
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            elapsed = time.monotonic() - start
+            assert reply["type"] == "error" and reply["payload"]["code"] == "unavailable", reply
+            assert (await client.request("get_presence", {"room": "r"}))["payload"]["code"] == "not_in_room"
+            await client.close()
+        assert not elsewhere.heads  # a redirect is not followed
+    assert elapsed < server.settings.proxy_timeout + 1.5, elapsed
+    assert peak < 4 * 1024 * 1024, peak
+    no_tracebacks(caplog)
+
+
+async def test_one_address_cannot_take_every_place_waiting_on_the_join_proxy(make_server: ServerFactory) -> None:
+    """Joins waiting on a slow join proxy are bounded as handshakes are: `--proxy-max-waiting` in all, and
+    an address holds its share (16 here); past it a join is `unavailable` at once, and a client of another
+    address is still asked."""
+    release = asyncio.Event()
+
+    async def slow(_: bytes) -> Chunks:
+        await release.wait()
+        yield answer(b"{}")
+
+    async with RawApp(slow) as app:
+        server = await make_server(
+            join_proxy=app.url(),
+            webhook_secret=PROXY_SECRET,
+            proxy_max_waiting=64,
+            proxy_timeout=5,
+            max_connections_per_ip=100,
+            max_connections=400,
+        )
+        assert server.proxy is not None and server.proxy.joins.per_address == 16
+        attacker = [await EventClient.open(ws_url(server), local_addr=("127.0.0.2", 0)) for _ in range(20)]
+        for n, client in enumerate(attacker):
+            await client.send("join_room", {"room": f"r{n}"}, f"j{n}")
+        await eventually(lambda: len(app.heads) == 16)
+        refused = [await client.recv(timeout=1) for client in attacker[16:]]
+        assert all(r["payload"]["code"] == "unavailable" for r in refused), refused
+        honest = await EventClient.open(ws_url(server))
+        await honest.send("join_room", {"room": "lobby"}, "h")
+        await eventually(lambda: len(app.heads) == 17)  # asked, not refused
+        assert server.proxy.joins.waiting == 17
+        release.set()
+        assert (await honest.recv())["type"] == "ack"
+        for client in (*attacker, honest):
+            await client.close()
+    await eventually(lambda: server.proxy is not None and server.proxy.joins.waiting == 0)

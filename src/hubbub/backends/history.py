@@ -9,6 +9,7 @@ what a send queue can take. How the backends keep it: docs/topics/backends.md.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 NEW_MESSAGE_PREFIX = b'{"type":"new_message","payload":'
@@ -32,8 +33,15 @@ def payload_of(event: bytes) -> bytes:
     return event[len(NEW_MESSAGE_PREFIX) : -1]
 
 
+HistoryFor = Callable[[str], tuple[int, float]]
+"""A room's `(history_size, history_ttl)`, when they differ by room (the namespaces' `Namespaces.history`)."""
+
+
 class History(abc.ABC):
     """Read access to a room's recent messages."""
+
+    history_for: HistoryFor | None = None
+    """Set by the hub when namespaces give rooms their own history size and TTL; None: the broker's own."""
 
     @abc.abstractmethod
     async def since(self, room: str, offset: int, limit: int) -> Page:

@@ -30,10 +30,14 @@ _FLOOR_MASK = _FLOOR_SLOTS - 1
 class _Room:
     """One room's state: its offset counter, held messages, and whether this node is subscribed."""
 
-    __slots__ = ("base", "entries", "name", "offset", "queued", "reclaimed", "subscribed")
+    __slots__ = ("base", "entries", "name", "offset", "queued", "reclaimed", "size", "subscribed", "ttl")
 
-    def __init__(self, name: str, offset: int) -> None:
+    def __init__(self, name: str, offset: int, size: int, ttl: float) -> None:
         self.name = name
+        self.size = size
+        """Messages this room keeps (`history_size`, its namespace's or the broker's)."""
+        self.ttl = ttl
+        """Seconds a message of this room is kept (`history_ttl`, its namespace's or the broker's)."""
         self.base = offset
         """Where this life of the room started numbering (its floor)."""
         self.offset = offset
@@ -61,7 +65,8 @@ class MemoryBroker(Broker, History):
         self._max_bytes = history_max_bytes
         self._held = 0
         self._oldest: list[tuple[float, int, _Room]] = []
-        """A heap of rooms by the time of their oldest held message (never later than it), for eviction."""
+        """A heap of rooms by when their oldest held message expires (never later than it), for expiry and
+        eviction: with one TTL for every room, the order of their oldest messages."""
         self._tickets = itertools.count()
         self._floors = [0] * _FLOOR_SLOTS
         self._sweeper: asyncio.Task[None] | None = None
@@ -78,7 +83,7 @@ class MemoryBroker(Broker, History):
 
     async def start(self, sink: Sink) -> None:
         self._sink = sink
-        if self._history_size and self._sweeper is None:
+        if (self._history_size or self.history_for is not None) and self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def close(self) -> None:
@@ -102,16 +107,16 @@ class MemoryBroker(Broker, History):
             state = self._open(room)
         offset = state.offset = state.offset + 1
         event = splice_offset(head, offset, tail)
-        if self._history_size:
+        if state.size:
             entries = state.entries
             now = time.monotonic()
             if not entries:
                 self._held += ROOM_OVERHEAD
                 if not state.queued:
-                    self._queue(state, now)
+                    self._queue(state, now + state.ttl)
             entries.append((now, offset, event))
             self._held += len(event) + ENTRY_OVERHEAD
-            if len(entries) > self._history_size:
+            if len(entries) > state.size:
                 self._held -= len(entries.popleft()[2]) + ENTRY_OVERHEAD
             if self._held > self._max_bytes:
                 self._evict()
@@ -153,7 +158,7 @@ class MemoryBroker(Broker, History):
         state = self._rooms.get(room)
         if state is None or not state.entries:
             return []
-        entries, oldest = state.entries, time.monotonic() - self._history_ttl
+        entries, oldest = state.entries, time.monotonic() - state.ttl
         while entries and entries[0][0] < oldest:  # the sweep may not have come by yet
             self._drop_oldest(state)
         return [(offset, event) for _, offset, event in entries]
@@ -161,7 +166,8 @@ class MemoryBroker(Broker, History):
     # ---- rooms' lives -------------------------------------------------------
 
     def _open(self, room: str) -> _Room:
-        state = self._rooms[room] = _Room(room, self._floor(room))
+        size, ttl = (self._history_size, self._history_ttl) if self.history_for is None else self.history_for(room)
+        state = self._rooms[room] = _Room(room, self._floor(room), size, ttl)
         return state
 
     def _slots(self, room: str) -> tuple[int, int]:
@@ -212,8 +218,8 @@ class MemoryBroker(Broker, History):
         if not state.entries:
             self._settle(state)
             return None
-        if state.entries[0][0] > queued_at:
-            self._queue(state, state.entries[0][0])
+        if state.entries[0][0] + state.ttl > queued_at:
+            self._queue(state, state.entries[0][0] + state.ttl)
             return None
         return state
 
@@ -221,7 +227,7 @@ class MemoryBroker(Broker, History):
         """After messages left a room: queue it by its new oldest one, or reclaim it if nothing holds it."""
         if state.entries:
             if not state.queued:
-                self._queue(state, state.entries[0][0])
+                self._queue(state, state.entries[0][0] + state.ttl)
         elif not state.subscribed and not state.reclaimed:
             self._reclaim(state)
 
@@ -234,12 +240,12 @@ class MemoryBroker(Broker, History):
                 self._settle(state)
 
     def expire(self, now: float | None = None) -> None:
-        """Drop every message older than `history_ttl` and reclaim the rooms this leaves empty."""
-        cutoff = (time.monotonic() if now is None else now) - self._history_ttl
-        while self._oldest and self._oldest[0][0] < cutoff:
+        """Drop every message older than its room's `history_ttl` and reclaim the rooms this leaves empty."""
+        now = time.monotonic() if now is None else now
+        while self._oldest and self._oldest[0][0] < now:
             state = self._next_due()
             if state is not None:
-                entries = state.entries
+                entries, cutoff = state.entries, now - state.ttl
                 while entries and entries[0][0] < cutoff:
                     self._drop_oldest(state)
                 self._settle(state)
@@ -247,6 +253,8 @@ class MemoryBroker(Broker, History):
     async def _sweep_forever(self) -> None:
         """Enforce the TTL without waiting for a read: a few times per TTL, at least once a second."""
         period = max(0.01, min(1.0, self._history_ttl / 4))
+        if self.history_for is not None:
+            period = 0.25  # rooms' TTLs differ: a quarter second late at most, whatever the shortest
         while True:
             await asyncio.sleep(period)
             self.expire()

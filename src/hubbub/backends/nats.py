@@ -22,7 +22,7 @@ from hubbub.backends.broker import Broker, BrokerUnavailable, Sink
 from hubbub.backends.history import History, Page
 from hubbub.backends.ordering import OrderedDelivery
 from hubbub.backends.redis_pool import Health, close_quickly, one_line, reach
-from hubbub.backends.redis_store import RedisStore
+from hubbub.backends.redis_store import RedisStore, StoredHistory
 
 log = logging.getLogger("hubbub.nats")
 
@@ -30,7 +30,7 @@ CONTROL_SUBJECT = "hubbub.core.control"
 """Where control messages (`Broker.send_control`) travel: every node subscribes to it."""
 
 
-class NatsBroker(Broker, History):
+class NatsBroker(StoredHistory, Broker, History):
     """Fan-out over NATS core subjects; offsets and history in Redis."""
 
     def __init__(

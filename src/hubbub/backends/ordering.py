@@ -55,7 +55,9 @@ class OrderedDelivery:
         last = self.last.get(room)
         if last is None or self.sink is None:
             return
-        page = await self._history.since(room, last, self._history_size or 1)
+        kept = self._history.history_for  # a namespace's own history size, when rooms differ
+        size = self._history_size if kept is None else kept(room)[0]
+        page = await self._history.since(room, last, size or 1)
         for offset, event in page.messages:
             if until is not None and offset > until:
                 break

@@ -25,12 +25,12 @@ from hubbub.backends.ordering import OrderedDelivery
 from hubbub.backends.presence import Presence
 from hubbub.backends.redis_pool import Health, close_quickly, reach
 from hubbub.backends.redis_presence import RedisPresence
-from hubbub.backends.redis_store import RedisStore
+from hubbub.backends.redis_store import RedisStore, StoredHistory
 
 log = logging.getLogger("hubbub.redis")
 
 
-class RedisBroker(Broker, History):
+class RedisBroker(StoredHistory, Broker, History):
     """Cross-node pub/sub, offsets and history on one Redis server."""
 
     def __init__(

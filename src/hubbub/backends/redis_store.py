@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hubbub.backends.broker import BrokerUnavailable
-from hubbub.backends.history import History, Page, page_from
+from hubbub.backends.history import History, HistoryFor, Page, page_from
 from hubbub.backends.redis_pool import Health, connect_redis, one_line
 
 _SEEN_BITS = 1 << 22
@@ -102,8 +102,9 @@ class RedisStore(History):
             self.channel(room),
             f"{self.prefix}rooms-seen",
         ]
-        ttl_ms, now_ms = int(self._history_ttl * 1000), int(time.time() * 1000)
-        args: list[bytes | int] = [head, tail, self.history_size, ttl_ms, now_ms, self._fanout]
+        size, ttl = (self.history_size, self._history_ttl) if self.history_for is None else self.history_for(room)
+        ttl_ms, now_ms = int(ttl * 1000), int(time.time() * 1000)
+        args: list[bytes | int] = [head, tail, size, ttl_ms, now_ms, self._fanout]
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((keys, args, future))
         if self._sender is None or self._sender.done():
@@ -143,7 +144,8 @@ class RedisStore(History):
                 pipe.lrange(f"{self.prefix}history:{room}", 0, -1)
                 pipe.get(f"{self.prefix}offset:{room}")
                 raw, latest = await pipe.execute()
-        oldest = time.time() * 1000 - self._history_ttl * 1000
+        ttl = self._history_ttl if self.history_for is None else self.history_for(room)[1]
+        oldest = time.time() * 1000 - ttl * 1000
         entries = []
         for item in raw:
             sent, offset, event = item.split(b":", 2)
@@ -176,3 +178,18 @@ def _seen_bits(offset_key: str) -> tuple[int, int]:
     """The two bits of the filter of names that the publish script sets for a room (the same arithmetic)."""
     digest = hashlib.sha1(offset_key.encode()).hexdigest()
     return int(digest[0:6], 16) % _SEEN_BITS, int(digest[6:12], 16) % _SEEN_BITS
+
+
+class StoredHistory:
+    """What a broker whose history its `RedisStore` keeps (Redis, NATS) says of rooms' own history."""
+
+    _store: RedisStore
+
+    @property
+    def history_for(self) -> HistoryFor | None:
+        """Rooms' own history size and TTL (namespaces): the store's, which keeps the history."""
+        return self._store.history_for
+
+    @history_for.setter
+    def history_for(self, value: HistoryFor | None) -> None:
+        self._store.history_for = value

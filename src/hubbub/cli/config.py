@@ -20,6 +20,26 @@ WIDTH = 100
 """Where the comments wrap."""
 
 
+NAMESPACES_EXAMPLE = """\
+# ---- Namespaces: rules per group of rooms ----
+
+# Each [[namespaces]] table gives the rooms its pattern matches (a glob on the room name, * for any
+# text) their own rules; the first that matches a room wins, and a room outside every namespace keeps
+# the rules above. A key left out keeps today's behaviour. Which to choose: docs/topics/channels.md.
+#
+# [[namespaces]]
+# pattern = "news:*"      # the rooms: news:sport, news:weather, ...
+# publish = "server"      # "members" (any member), "server" (clients get forbidden; the API and apps
+#                         # publish), "proxy" (--publish-proxy judges each message)
+# join = "open"           # "open" (anyone), "token" (the token's rooms claim decides), "proxy"
+#                         # (--join-proxy decides)
+# history_size = 100      # messages kept per room for resume and get_history (0: none)
+# history_ttl = 600       # seconds a message stays in history
+# presence = false        # no member list (get_presence: forbidden), no member_joined/member_left
+"""
+"""The commented `[[namespaces]]` example at the end of the file (a table cannot come before the keys)."""
+
+
 def add_parser(sub: Any) -> None:
     sub.add_parser(
         NAME,
@@ -61,6 +81,7 @@ def template() -> str:
             topic = option.topic
             out += ["", "", f"# ---- {topic.value} ----"]
         out += ["", *_entry(option)]
+    out += ["", "", *NAMESPACES_EXAMPLE.splitlines()]
     return "\n".join(out) + "\n"
 
 

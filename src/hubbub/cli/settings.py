@@ -23,6 +23,7 @@ from typing import Any
 from hubbub.core.options import LIST, SWITCH, TEXT, Option, Topic, named, toml_value
 from hubbub.core.settings import OPTIONS, Settings
 from hubbub.errors import ConfigError
+from hubbub.protocol.namespaces import from_tables
 
 APP = Option(
     key="app",
@@ -70,6 +71,8 @@ SERVE_OPTIONS = _serve_options()
 """Every setting of `hubbub serve`: its flags, its variables and its config file's keys."""
 SECRET_OPTIONS = tuple(o for o in SERVE_OPTIONS if o.key in ("auth_secret", "auth_secret_file"))
 """`--auth-secret` and `--auth-secret-file`, which `hubbub token` shares."""
+NAMESPACES = "namespaces"
+"""The config file's `[[namespaces]]` tables: not a setting of one value (no flag, no variable)."""
 CONFIG_VARIABLE = "HUBBUB_CONFIG"
 """The config file when `--config` is not given."""
 TOOL_VARIABLES = frozenset({"HUBBUB_REQUIRE_BROWSER", "HUBBUB_REQUIRE_NODE", "HUBBUB_PYTHON", "HUBBUB_SCREENSHOTS"})
@@ -124,7 +127,8 @@ def _shown(value: object) -> str:
 
 def read_config(path: str, options: Sequence[Option]) -> dict[str, tuple[Any, str]]:
     """The settings a TOML file sets: key -> (value, `FILE: key`); `ConfigError` for a file that cannot
-    be read, an unknown key (tables included: none is a setting yet) or a value of the wrong type."""
+    be read, an unknown key or a value of the wrong type. Its `[[namespaces]]` tables are under
+    `namespaces`, as a tuple of `Namespace` (`hubbub.protocol.namespaces`)."""
     import difflib
     import tomllib
 
@@ -138,9 +142,12 @@ def read_config(path: str, options: Sequence[Option]) -> dict[str, tuple[Any, st
         raise ConfigError(f"{path}: not a TOML file: {exc}") from None
     found: dict[str, tuple[Any, str]] = {}
     for key, value in data.items():
+        if key == NAMESPACES:
+            found[key] = (from_tables(value, f"{path}: namespaces"), f"{path}: namespaces")
+            continue
         option = by_key.get(key)
         if option is None:
-            close = difflib.get_close_matches(key, by_key, n=1)
+            close = difflib.get_close_matches(key, [*by_key, NAMESPACES], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{path}: unknown key {key!r}{hint}")
         if not option.kind.accepts(value):
@@ -176,6 +183,8 @@ def resolve(
     given = vars(args)
     in_file = read_config(config, options) if config else {}
     found: dict[str, tuple[Any, str]] = {}
+    if NAMESPACES in in_file:
+        found[NAMESPACES] = in_file[NAMESPACES]
     for option in options:
         env = _from_env(option, environ)
         if option.kind is LIST:
@@ -234,6 +243,8 @@ def to_settings(values: Mapping[str, Any]) -> Settings:
         kwargs[option.attr] = not value if option.invert else value
     if values.get("auth_secret_file"):
         kwargs["auth_secret"] = read_secret(values)
+    if values.get(NAMESPACES):
+        kwargs[NAMESPACES] = values[NAMESPACES]
     return Settings(**kwargs)
 
 

@@ -30,6 +30,7 @@ from hubbub.protocol.events import (
     invalid_room_message,
     valid_room,
 )
+from hubbub.protocol.namespaces import JoinRule, PublishRule
 
 if TYPE_CHECKING:
     from hubbub.core.connection import Connection
@@ -39,14 +40,28 @@ if TYPE_CHECKING:
 async def join_room(payload: JoinRoom, client: Connection) -> None:
     """Subscribe the client to a room; the ack (sent by the hub, before any replay) carries its offset.
 
-    Over the join budget (`join_rate`): `rate_limited`, nothing done. With an `authorize_join`
-    hook, the hook judges the request first (`forbidden`: nothing done).
+    Over the join budget (`join_rate`): `rate_limited`, nothing done. The room's namespace's `join`
+    rule first (`token`: credentials naming rooms; `proxy`: the join proxy decides, as it does for
+    rooms outside every namespace when `--join-proxy` is set); then an `authorize_join` hook
+    judges the request (`forbidden`: nothing done); then the credentials' own `rooms`.
     """
     client.change_rooms()
-    guard = client.hub.join_guard
+    hub = client.hub
+    room = payload.room
+    info: bytes | None = None
+    if hub.namespaces.active or hub.join_proxy is not None:
+        rule = hub.namespaces.rules(room)
+        if rule.join is JoinRule.TOKEN:
+            if client.grant is None or client.grant.rooms is None:
+                raise EventError(ErrorCode.FORBIDDEN, f"room {room!r} needs credentials that name it")
+        elif hub.join_proxy is not None and (rule.join is JoinRule.PROXY or rule.outside):
+            if not valid_room(room):  # never asked about
+                raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
+            info = await hub.join_proxy(client, room, payload.since)
+    guard = hub.join_guard
     if guard is not None:
-        await guard(client, payload.room)
-    await client.join(payload.room, payload.since)
+        await guard(client, room)
+    await client.join(room, payload.since, info)
 
 
 def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
@@ -59,12 +74,16 @@ def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:
 
 def sendable(payload: SendMessage, client: Connection) -> tuple[str, str]:
     """The room and sender of a `send_message` the client may send: `bad_payload` for a room name that
-    cannot be, `not_in_room` for a room it is not in (the publish proxy asks the app only after this)."""
+    cannot be, `not_in_room` for a room it is not in, `forbidden` for a room whose namespace says
+    `publish = "server"` (the publish proxy asks the app only after this)."""
     room = payload.room
     if room not in client.rooms:
         if not valid_room(room):
             raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {room!r} before sending to it")
+    namespaces = client.hub.namespaces
+    if namespaces.active and namespaces.rules(room).publish is PublishRule.SERVER:
+        raise EventError(ErrorCode.FORBIDDEN, f"only the server publishes to room {room!r}")
     return room, client.identity or payload.sender or "anonymous"
 
 
@@ -126,7 +145,8 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
     """Every identity with a connection in a room the client is in, on every node.
 
     Membership is required, as for `get_history`: who is in a room is the
-    room's business (a private room's member list is not for passers-by).
+    room's business (a private room's member list is not for passers-by). A
+    room whose namespace says `presence = false` has none: `forbidden`.
     Like `get_history`, the answer is bounded in bytes (half the send-queue
     bound) so that asking cannot get the asker dropped: a list cut short
     carries `"truncated": true` (a hubbub extension).
@@ -134,9 +154,10 @@ async def get_presence(payload: GetPresence, client: Connection) -> dict[str, An
     if payload.room not in client.rooms:
         raise EventError(ErrorCode.NOT_IN_ROOM, f"join room {payload.room!r} before asking who is in it")
     hub = client.hub
-    return await presence_answer(
-        hub.presence, payload.room, hub.settings.send_queue_bytes // 2, with_info=bool(hub.settings.connect_proxy)
-    )
+    if not hub.namespaces.rules(payload.room).presence:
+        raise EventError(ErrorCode.FORBIDDEN, f"room {payload.room!r} has no member list")
+    with_info = bool(hub.settings.connect_proxy or hub.settings.join_proxy)
+    return await presence_answer(hub.presence, payload.room, hub.settings.send_queue_bytes // 2, with_info=with_info)
 
 
 async def presence_answer(presence: Presence, room: str, budget: int, *, with_info: bool = False) -> dict[str, Any]:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hubbub.core.replays import Replays
     from hubbub.core.rpc import Methods
     from hubbub.core.settings import Settings
+    from hubbub.protocol.namespaces import Namespaces
     from hubbub.protocol.ratelimit import ByteBucket
     from hubbub.protocol.session import Limits
 
@@ -76,6 +77,8 @@ class HubPort(Protocol):
     replays: Replays
     rpc_methods: Methods
     join_guard: Callable[[Connection, str], Coroutine[Any, Any, None]] | None
+    join_proxy: Callable[[Connection, str, int | None], Coroutine[Any, Any, bytes | None]] | None
+    namespaces: Namespaces
 
     def _register(self, conn: Connection) -> None: ...
     def _unregister(self, conn: Connection) -> None: ...
@@ -84,7 +87,7 @@ class HubPort(Protocol):
     def _answer_error(self, conn: Connection, code: ErrorCode, message: str, event_id: EventId | None) -> None: ...
     def _answer_failure(self, conn: Connection, exc: Exception, event_id: EventId | None) -> None: ...
     def _slow_consumer(self, conn: Connection) -> None: ...
-    async def join(self, conn: Connection, room: str, since: int | None = None) -> None: ...
+    async def join(self, conn: Connection, room: str, since: int | None = None, info: bytes | None = None) -> None: ...
     def leave(self, conn: Connection, room: str) -> bool: ...
     def publish_nowait(
         self, room: str, message: Any, sender: str, origin: Connection | None = None
@@ -438,14 +441,15 @@ class Connection:
 
         future.add_done_callback(done)
 
-    async def join(self, room: str, since: int | None = None) -> None:
+    async def join(self, room: str, since: int | None = None, info: bytes | None = None) -> None:
         """Join `room` (acked; with `since`, replaying what was missed first), as `join_room` does.
 
         A token's `rooms` are checked here: a room outside them is `forbidden`, nothing done.
+        `info`: this connection's public info in the room's presence (the join proxy's), if not its own.
         """
         if self.grant is not None and not self.grant.may_join(room):
             raise EventError(ErrorCode.FORBIDDEN, f"your credentials do not allow room {room!r}")
-        await self.hub.join(self, room, since)
+        await self.hub.join(self, room, since, info)
 
     def leave(self, room: str) -> bool:
         """Leave `room`; False when this connection was not in it."""

@@ -70,6 +70,9 @@ class Hub:
         """`Hooks.authorize` once an `authorize_join` hook is registered: `join_room` tests this one attribute."""
         self.rpc_methods = Methods()
         """The `rpc` methods: the app's own (`rpc`), then the RPC proxy the server plugs in (hubbub.core.rpc)."""
+        self.join_proxy: Callable[[Connection, str, int | None], Coroutine[Any, Any, bytes | None]] | None = None
+        """The join proxy's call (`AppProxy.join`, set by the server with `--join-proxy`): the member's
+        info in the room, or `EventError` (`forbidden`, `unavailable`)."""
         self._builtins = set(handlers.install(self.router))
         """Built-in event types an application has not replaced yet (`on` replaces each once)."""
         self._started = False
@@ -84,10 +87,14 @@ class Hub:
     def _build(self, settings: Settings, broker: Broker | None, presence: Presence | None) -> None:
         """Everything made from the settings; the router, hooks and task owner stay (see `configure`)."""
         self.settings = settings
+        self.namespaces = settings.namespace_rules()
+        """Each room's rules (`[[namespaces]]`), matched with a cache: a join or publish asks `rules(room)`."""
         self.broker = broker or MemoryBroker(settings.history_size, settings.history_ttl, settings.history_max_bytes)
         if not isinstance(self.broker, History):
             raise TypeError("the broker must also implement the History contract")
         self.history: History = self.broker
+        if self.namespaces.varied_history:
+            self.history.history_for = self.namespaces.history
         self.presence = presence or MemoryPresence()
         self.node_id = settings.node_id
         self.limits = settings.limits()
@@ -120,6 +127,7 @@ class Hub:
             self.metrics,
             self.tasks,
             self.replays,
+            self.namespaces,
             history_size=settings.history_size,
             max_rooms=settings.max_rooms_per_connection,
             replay_bytes=settings.send_queue_bytes // 2,
@@ -322,9 +330,9 @@ class Hub:
 
     # ---- membership -----------------------------------------------------------
 
-    async def join(self, conn: Connection, room: str, since: int | None = None) -> None:
-        """Add `conn` to `room` (see `Rooms.join`)."""
-        await self.room_table.join(conn, room, since)
+    async def join(self, conn: Connection, room: str, since: int | None = None, info: bytes | None = None) -> None:
+        """Add `conn` to `room` (see `Rooms.join`); `info`: its public info in this room's presence."""
+        await self.room_table.join(conn, room, since, info=info)
 
     def leave(self, conn: Connection, room: str) -> bool:
         """Remove `conn` from `room`; False if it was not a member."""

@@ -73,21 +73,24 @@ class Roster:
         """The presence entry of `conn`: unique across nodes."""
         return f"{self._node}:{conn.id}"
 
-    async def change(self, room: str, conn: Connection, joined: bool) -> None:
-        """Record a membership change; announce an identity's first or last connection."""
+    async def change(self, room: str, conn: Connection, joined: bool, info: bytes | None = None) -> None:
+        """Record a membership change; announce an identity's first or last connection.
+
+        `info`: the member's public info in this room (the join proxy's), in place of the connection's."""
         name = conn.identity or ANONYMOUS
+        info = conn.info if info is None else info
         try:
             if joined:
-                changed = await self.presence.add(room, name, self.key(conn), conn.info)
+                changed = await self.presence.add(room, name, self.key(conn), info)
             else:
                 changed = await self.presence.remove(room, name, self.key(conn))
             if changed and self.observer is not None:
                 self.observer.membership(room, name, joined, changed is Change.ROOM)
             if changed and self._announce_changes:
                 if self._interval > 0:
-                    self._gather(room, name, joined, conn.info if joined else None)
+                    self._gather(room, name, joined, info if joined else None)
                 else:
-                    await self._publish([(room, [Announcement(name, joined, conn.info if joined else None)])])
+                    await self._publish([(room, [Announcement(name, joined, info if joined else None)])])
         except (BrokerUnavailable, ConnectionError, OSError) as exc:
             log.warning("presence.failed", extra={"room": room, "user": name, "error": str(exc)})
 

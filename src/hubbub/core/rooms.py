@@ -26,6 +26,7 @@ from hubbub.core.tasks import TaskOwner
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.frames import text_frame
+from hubbub.protocol.namespaces import Namespaces
 from hubbub.protocol.session import State
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class Rooms:
         metrics: Metrics,
         tasks: TaskOwner,
         replays: Replays,
+        namespaces: Namespaces,
         *,
         history_size: int,
         max_rooms: int,
@@ -56,6 +58,8 @@ class Rooms:
         self._metrics = metrics
         self._tasks = tasks
         self._replays = replays
+        self._namespaces = namespaces
+        """Each room's rules: its history size for a replay, and whether it has presence."""
         self._history_size = history_size
         self._max_rooms = max_rooms
         self._replay_bytes = replay_bytes
@@ -81,6 +85,7 @@ class Rooms:
         since: int | None = None,
         *,
         ack: Callable[[dict[str, Any]], None] | None = None,
+        info: bytes | None = None,
     ) -> None:
         """Add `conn` to `room` and ack; with `since`, first replay what it missed.
 
@@ -94,7 +99,9 @@ class Rooms:
         join is not made (`hubbub.core.replays`).
 
         `ack` sends the ack in place of `conn.ack`: a join the server API asked
-        for answers no request of the client's (`hubbub.core.control`).
+        for answers no request of the client's (`hubbub.core.control`). `info`: the
+        member's public info in this room's presence (the join proxy's), in place of
+        the connection's. A room whose namespace says `presence = false` records none.
         """
         answer = conn.ack if ack is None else ack
         if room in conn.rooms:
@@ -106,10 +113,12 @@ class Rooms:
         kept: list[tuple[int, bytes]] = []
         waiting[conn] = kept
         recorded = False
+        rules = self._namespaces.rules(room)
+        present = rules.presence
         try:
             await self._subscribed(room)
             latest = await self._broker.last_offset(room)
-            page = await self._history.since(room, since, self._history_size) if since is not None else None
+            page = await self._history.since(room, since, rules.history_size) if since is not None else None
             if page is not None:
                 # The replay goes into the joiner's outbox at once: it must fit well within the
                 # outbox bound, or the joiner would be dropped by its own join. Past the budget
@@ -119,8 +128,9 @@ class Rooms:
                 self._replays.charge(conn, replay_cost(page.messages))
             # Presence first, so that once the ack arrives `get_presence` lists the joiner
             # (its own member_joined comes at the next presence flush, as a live room message).
-            recorded = True
-            await self._roster.change(room, conn, joined=True)
+            if present:
+                recorded = True
+                await self._roster.change(room, conn, joined=True, info=info)
         except BaseException as exc:
             # Failed, or cancelled because the client went away: undo everything this join started.
             self._stop_waiting(room, conn)
@@ -133,12 +143,14 @@ class Rooms:
         self._stop_waiting(room, conn)
         if conn.state is not State.OPEN:  # it went away while joining
             self._forget_if_empty(room)
-            self._roster.left(room, conn)
+            if present:
+                self._roster.left(room, conn)
             return
         if len(conn.rooms) >= self._max_rooms and room not in conn.rooms:
             # joins that overlapped (the server API's, an app's own) filled the connection meanwhile
             self._forget_if_empty(room)
-            self._roster.left(room, conn)
+            if present:
+                self._roster.left(room, conn)
             raise EventError(ErrorCode.LIMIT_EXCEEDED, f"a connection may be in at most {self._max_rooms} rooms")
         if page is not None:
             latest = max(latest, page.offset)
@@ -207,7 +219,8 @@ class Rooms:
             if not members:
                 del self.members[room]
                 self._forget_if_empty(room)
-        self._roster.left(room, conn)
+        if self._namespaces.rules(room).presence:
+            self._roster.left(room, conn)
 
     def _forget_if_empty(self, room: str) -> None:
         """Unsubscribe from a room with no members and nobody joining."""

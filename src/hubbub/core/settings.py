@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from hubbub.core import checks
 from hubbub.core.options import SPEC, Option, Topic, from_field, named, setting
 from hubbub.errors import ConfigError
+from hubbub.protocol.namespaces import JoinRule, Namespace, Namespaces, PublishRule
 from hubbub.protocol.session import Limits
 
 MAX_SHUTDOWN_TIMEOUT = 300.0
@@ -437,7 +438,8 @@ class Settings:
         metavar="S",
         secret=True,
         help="the secret shared with the application: webhooks and proxy requests carry the HMAC-SHA256 of their"
-        " body under it in X-Hubbub-Signature; required by --webhook, --connect-proxy and --publish-proxy"
+        " body under it in X-Hubbub-Signature; required by --webhook and the proxies (--connect-proxy,"
+        " --publish-proxy, --join-proxy)"
         " (prefer HUBBUB_WEBHOOK_SECRET: a flag shows in ps)",
     )
     webhooks: tuple[str, ...] = setting(
@@ -507,6 +509,17 @@ class Settings:
         check=checks.proxy_url,
         help="POST each client send_message to the application at URL first: it publishes, rewrites or refuses",
     )
+    join_proxy: str = setting(
+        "",
+        topic=Topic.PROXY,
+        metavar="URL",
+        check=checks.proxy_url,
+        help="POST each client join_room (resumes too) to the application at URL first: 200 admits, 403 is"
+        " forbidden, no answer unavailable; asked for the rooms of namespaces whose join rule is proxy, and"
+        " for rooms outside every namespace",
+        doc="A room of a namespace with another `join` rule is never asked about. The request and its answer:"
+        " docs/integration.md.",
+    )
     rpc_proxy: str = setting(
         "",
         topic=Topic.PROXY,
@@ -539,8 +552,8 @@ class Settings:
         positive=True,
         metavar="N",
         check=checks.at_least(1),
-        help="handshakes waiting on --connect-proxy at once (past it: 503), and as many rpc calls waiting on"
-        " --rpc-proxy (past it: unavailable)",
+        help="handshakes waiting on --connect-proxy at once (past it: 503), and as many joins waiting on"
+        " --join-proxy and rpc calls waiting on --rpc-proxy (past it: unavailable)",
     )
 
     # ---- logging ----
@@ -565,6 +578,12 @@ class Settings:
     inbox_high_water: int = 64
     """Received messages queued per connection before the server stops reading from it."""
     extra: dict[str, str] = field(default_factory=dict)
+    namespaces: tuple[Namespace, ...] = ()
+    """Rules per group of rooms, first match wins (the config file's `[[namespaces]]`; docs/topics/channels.md)."""
+
+    def namespace_rules(self) -> Namespaces:
+        """The namespaces, matched with a cache, the server's history settings for what they leave out."""
+        return Namespaces(self.namespaces, self.history_size, self.history_ttl)
 
     @property
     def tokens(self) -> bool:
@@ -615,15 +634,32 @@ class Settings:
             raise ConfigError("--webhook-messages needs --webhook URL")
         if self.webhook_queue_bytes < self.max_message_size + 1024:
             raise ConfigError("--webhook-queue-bytes must be at least --max-message-size + 1024 (one message event)")
-        for url, flag in (
+        proxies = (
             (self.connect_proxy, "--connect-proxy"),
             (self.publish_proxy, "--publish-proxy"),
+            (self.join_proxy, "--join-proxy"),
             (self.rpc_proxy, "--rpc-proxy"),
-        ):
+        )
+        for url, flag in proxies:
             if url and not self.webhook_secret:  # as --webhook: an unsigned request is one the app cannot trust
                 raise ConfigError(
                     f"{flag} needs --webhook-secret (or HUBBUB_WEBHOOK_SECRET): the app must verify hubbub's requests"
                 )
+
+        self._check_namespaces()
+
+    def _check_namespaces(self) -> None:
+        """Every namespace is a `Namespace` (a list is taken as a tuple), and the proxies their rules name
+        are configured."""
+        if isinstance(self.namespaces, list):
+            object.__setattr__(self, "namespaces", tuple(self.namespaces))
+        if not isinstance(self.namespaces, tuple) or not all(isinstance(n, Namespace) for n in self.namespaces):
+            raise ConfigError("namespaces must be a tuple of Namespace")
+        for ns in self.namespaces:
+            if ns.publish is PublishRule.PROXY and not self.publish_proxy:
+                raise ConfigError(f'namespace {ns.pattern!r}: publish = "proxy" needs --publish-proxy')
+            if ns.join is JoinRule.PROXY and not self.join_proxy:
+                raise ConfigError(f'namespace {ns.pattern!r}: join = "proxy" needs --join-proxy')
 
 
 OPTIONS: tuple[Option, ...] = tuple(from_field(f) for f in fields(Settings) if SPEC in f.metadata)

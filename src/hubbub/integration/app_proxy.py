@@ -1,22 +1,26 @@
-"""The proxies to the application (`--connect-proxy`, `--publish-proxy`, `--rpc-proxy`): hubbub asks the app over HTTP.
+"""The proxies to the application (`--connect-proxy`, `--publish-proxy`, `--join-proxy`, `--rpc-proxy`).
 
-`AppProxy.connect` asks about a handshake without a credential of hubbub's own (200 admits,
-401/403 refuse, anything else 503); its publish handler asks about each `send_message` (publish,
-rewrite, `forbidden`, or `unavailable`); `AppProxy.rpc` makes each `rpc` call no `--app` method
-answers (the answer's data, `forbidden`, or `unavailable`). A call without a usable answer raises
-`ProxyFailed` inside. The contract: docs/integration.md; how and why: docs/topics/integration.md.
+hubbub asks the app over HTTP. `AppProxy.connect` asks about a handshake without a credential of
+hubbub's own (200 admits, 401/403 refuse, anything else 503); its publish handler asks about each
+`send_message` (publish, rewrite, `forbidden`, or `unavailable`); `AppProxy.join` about each
+`join_room` the room's namespace sends to it (200 admits, 403 `forbidden`, anything else
+`unavailable`); `AppProxy.rpc` makes each `rpc` call no `--app` method answers (the answer's data,
+`forbidden`, or `unavailable`). A call without a usable answer raises `ProxyFailed` inside.
+Handshakes and joins waiting on the app are bounded alike (`WaitingPlaces`). The contract:
+docs/integration.md; how and why: docs/topics/integration.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import math
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
 import msgspec
@@ -25,16 +29,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hubbub.auth import signing
 from hubbub.auth.tokens import MAX_ROOM_PATTERNS, Grant
 from hubbub.core import builtins as handlers
+from hubbub.core.membership import ANONYMOUS
 from hubbub.errors import EventError, HubbubError
 from hubbub.protocol.codes import ErrorCode
 from hubbub.protocol.envelope import TOO_DEEP, nesting_exceeds
 from hubbub.protocol.events import SendMessage, valid_name
+from hubbub.protocol.namespaces import PublishRule
 
 if TYPE_CHECKING:
     from hubbub.core.connection import Connection
     from hubbub.core.settings import Settings
 
 log = logging.getLogger("hubbub.proxy")
+T = TypeVar("T")
 
 POOL = 64
 """Connections to the app at once, both proxies together; more calls wait for one (within the timeout)."""
@@ -104,10 +111,27 @@ class RpcAnswer(msgspec.Struct, forbid_unknown_fields=False):
     data: msgspec.Raw
 
 
+class JoinAnswer(msgspec.Struct, forbid_unknown_fields=False):
+    """The body of the app's 200 to a join (may be empty: admitted, no info)."""
+
+    info: dict[str, Any] | None = None
+
+
 _CONNECT = msgspec.json.Decoder(ConnectAnswer)
 _RPC = msgspec.json.Decoder(RpcAnswer)
+_JOIN = msgspec.json.Decoder(JoinAnswer)
 _PUBLISH = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
+
+
+def _decoded(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """An answer's body decoded; `ProxyFailed` (malformed) for one too deep or not of the decoder's type."""
+    if nesting_exceeds(body):
+        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
 
 
 def connect_request(client: str, query: dict[str, str], headers: dict[str, str]) -> bytes:
@@ -124,24 +148,59 @@ def admission(status: int, body: bytes) -> Admission | HTTPStatus:
         return HTTPStatus(status)
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
-    if nesting_exceeds(body):
-        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
-    try:
-        answer = _CONNECT.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
+    answer = _decoded(_CONNECT, body)
     if not valid_name(answer.user):
         raise ProxyFailed(Failure.MALFORMED, "user is not a valid name")
-    info: bytes | None = None
-    if answer.info is not None:
-        try:
-            info = _ENCODER.encode(answer.info)
-        except (msgspec.EncodeError, RecursionError):  # pragma: no cover - what was decoded encodes
-            raise ProxyFailed(Failure.MALFORMED, "info does not encode") from None
-        if len(info) > MAX_INFO_BYTES:
-            raise ProxyFailed(Failure.MALFORMED, f"info longer than {MAX_INFO_BYTES} bytes")
     grant = Grant(answer.user, math.inf, tuple(answer.rooms)) if answer.rooms is not None else None
-    return Admission(answer.user, grant, info)
+    return Admission(answer.user, grant, _info(answer.info))
+
+
+def _info(value: dict[str, Any] | None) -> bytes | None:
+    """An answer's `info` as the compact JSON presence keeps; `ProxyFailed` past `MAX_INFO_BYTES`."""
+    if value is None:
+        return None
+    try:
+        info = _ENCODER.encode(value)
+    except (msgspec.EncodeError, RecursionError):  # pragma: no cover - what was decoded encodes
+        raise ProxyFailed(Failure.MALFORMED, "info does not encode") from None
+    if len(info) > MAX_INFO_BYTES:
+        raise ProxyFailed(Failure.MALFORMED, f"info longer than {MAX_INFO_BYTES} bytes")
+    return info
+
+
+def join_request(user: str, room: str, info: bytes | None, since: int | None) -> bytes:
+    """The body POSTed to the join proxy: who, which room, the connection's info, and `since` of a resume."""
+    return _ENCODER.encode(
+        {"user": user, "room": room, "info": msgspec.Raw(info) if info is not None else None, "since": since}
+    )
+
+
+def join_verdict(status: int, body: bytes) -> bytes | None:
+    """The member's info in the room after the app's answer to a join (None: the connection's own).
+
+    403 is `forbidden`; `ProxyFailed` for any other status and for a 200 whose body is neither empty
+    nor a JSON object (its `info` an object of at most `MAX_INFO_BYTES`).
+    """
+    if status == HTTPStatus.FORBIDDEN:
+        raise EventError(ErrorCode.FORBIDDEN, "the application refused this join")
+    if status != HTTPStatus.OK:
+        raise ProxyFailed(Failure.STATUS, str(status))
+    if not body.strip():
+        return None
+    return _info(_decoded(_JOIN, body).info)
+
+
+def address_of(remote: str) -> str:
+    """The per-address key of a connection's `host:port`: the IPv4 address, or the IPv6 /64 (as the
+    listener counts sockets)."""
+    host = remote.rsplit(":", 1)[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if ip.version == 6:
+        return f"{ipaddress.IPv6Network((ip, 64), strict=False).network_address}/64"
+    return host
 
 
 def publish_request(user: str, room: str, message: msgspec.Raw) -> bytes:
@@ -158,13 +217,7 @@ def verdict(status: int, body: bytes, message: msgspec.Raw) -> msgspec.Raw:
         raise EventError(ErrorCode.FORBIDDEN, "the application refused this message")
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
-    if nesting_exceeds(body):
-        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
-    try:
-        answer = _PUBLISH.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
-    return answer.get("message", message)
+    return _decoded(_PUBLISH, body).get("message", message)
 
 
 def rpc_request(user: str, method: str, data: msgspec.Raw, client: str, info: bytes | None) -> bytes:
@@ -185,12 +238,7 @@ def rpc_answer(status: int, body: bytes, limit: int) -> msgspec.Raw:
         raise EventError(ErrorCode.FORBIDDEN, "the application refused this call")
     if status != HTTPStatus.OK:
         raise ProxyFailed(Failure.STATUS, str(status))
-    if nesting_exceeds(body):
-        raise ProxyFailed(Failure.MALFORMED, TOO_DEEP)
-    try:
-        data = _RPC.decode(body).data
-    except msgspec.DecodeError as exc:
-        raise ProxyFailed(Failure.MALFORMED, str(exc)[:200]) from None
+    data = _decoded(_RPC, body).data
     if len(data) > limit:  # a client's message is held to this; so is what it is sent back
         raise ProxyFailed(Failure.MALFORMED, f"data over --max-message-size ({limit} bytes)")
     return data
@@ -217,14 +265,55 @@ class _LogLimiter:
         )
 
 
+class WaitingPlaces:
+    """The calls of one kind (handshakes, joins) that may wait on the app at once, in all and per address.
+
+    Without a bound, a slow app makes every waiting call hold its memory and a connection to the
+    app; with one bound only, one address could hold every place and get everyone else refused.
+    """
+
+    def __init__(self, max_waiting: int) -> None:
+        self.max_waiting = max_waiting
+        self.waiting = 0
+        """Calls waiting now (`reserve` / `release`)."""
+        self.per_address = max_waiting
+        """How many of those places one client address may hold (`share_per_address`)."""
+        self._waiting_from: dict[str, int] = {}
+
+    def share_per_address(self, per_ip: int, connections: int) -> None:
+        """Let one address hold the share of the places it may hold of the connections (`per_ip` of
+        `connections`), but never fewer than `MIN_PER_ADDRESS`."""
+        share = -(-self.max_waiting * per_ip // max(1, connections))  # rounded up
+        self.per_address = min(self.max_waiting, max(share, MIN_PER_ADDRESS))
+
+    def reserve(self, address: str) -> ProxyFailed | None:
+        """Take a place for a call of `address`; the failure (`too_many_waiting`) when none is left to it."""
+        if self.waiting >= self.max_waiting:
+            return ProxyFailed(Failure.BUSY, f"{self.waiting} waiting")
+        held = self._waiting_from.get(address, 0)
+        if held >= self.per_address:
+            return ProxyFailed(Failure.BUSY, f"{held} waiting from one address")
+        self._waiting_from[address] = held + 1
+        self.waiting += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """Give a place taken by `reserve` back (the call has its answer, or is gone)."""
+        self.waiting -= 1
+        held = self._waiting_from.pop(address, 1) - 1
+        if held:
+            self._waiting_from[address] = held
+
+
 class AppProxy:
-    """The server's calls to the application (connect and publish proxies), on one bounded HTTP pool."""
+    """The server's calls to the application (connect, publish, join and RPC proxies), on one bounded HTTP pool."""
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         """`registry`: where `hubbub_proxy_calls_total` and `hubbub_proxy_waiting` go (the hub's, for /metrics)."""
         self.connect_url = settings.connect_proxy
         self.publish_url = settings.publish_proxy
         self.rpc_url = settings.rpc_proxy
+        self.join_url = settings.join_proxy
         self.timeout = settings.proxy_timeout
         self.headers = settings.proxy_headers
         """The handshake headers passed on, as configured (their case is kept in the request)."""
@@ -238,27 +327,28 @@ class AppProxy:
             trust_env=False,  # the app is called directly, whatever HTTP_PROXY says
             follow_redirects=False,
         )
-        self.waiting = 0
-        """Handshakes waiting on the connect proxy now (`reserve` / `release`)."""
-        self.per_address = self.max_waiting
-        """How many of those places one client address may hold (`share_per_address`, set at the server's start)."""
-        self._waiting_from: dict[str, int] = {}
+        self.handshakes = WaitingPlaces(self.max_waiting)
+        """Handshakes waiting on the connect proxy (`reserve` / `release`)."""
+        self.joins = WaitingPlaces(self.max_waiting)
+        """Joins waiting on the join proxy (taken and given back by `join`)."""
         self.rpc_waiting = 0
         """rpc calls waiting on the RPC proxy now; at most `max_waiting`, past it `unavailable` at once."""
         self._log = _LogLimiter()
         registry = registry if registry is not None else CollectorRegistry()
         self.calls = Counter(
             "hubbub_proxy_calls",
-            "Calls to the application's connect, publish and RPC proxies, by how they ended.",
+            "Calls to the application's connect, publish, join and RPC proxies, by how they ended.",
             ["proxy", "outcome"],
             registry=registry,
         )
-        for kind in ("connect", "publish", "rpc"):
+        for kind in ("connect", "publish", "join", "rpc"):
             for outcome in (*ProxyOutcome, *Failure):
                 if kind != "publish" or outcome is not Failure.BUSY:
                     self.calls.labels(kind, outcome.value)
         waiting = Gauge("hubbub_proxy_waiting", "Handshakes waiting on the connect proxy now.", registry=registry)
-        waiting.set_function(lambda: float(self.waiting))
+        waiting.set_function(lambda: float(self.handshakes.waiting))
+        joins = Gauge("hubbub_proxy_join_waiting", "Joins waiting on the join proxy now.", registry=registry)
+        joins.set_function(lambda: float(self.joins.waiting))
 
     def _failed(self, kind: str, exc: ProxyFailed) -> None:
         """Count a failed call and log it (rate-limited)."""
@@ -271,38 +361,41 @@ class AppProxy:
 
     # ---- connect ---------------------------------------------------------------
 
+    @property
+    def waiting(self) -> int:
+        """Handshakes waiting on the connect proxy now."""
+        return self.handshakes.waiting
+
+    @property
+    def per_address(self) -> int:
+        """How many waiting handshakes (and joins) one client address may hold."""
+        return self.handshakes.per_address
+
     def share_per_address(self, per_ip: int, connections: int) -> None:
         """Let one address hold the share of the waiting places it may hold of the connections
-        (`--max-connections-per-ip` of `--max-connections`), but never fewer than `MIN_PER_ADDRESS`.
+        (`--max-connections-per-ip` of `--max-connections`), but never fewer than `MIN_PER_ADDRESS`,
+        among the handshakes and among the joins.
 
         Without it, one address that keeps `--proxy-max-waiting` handshakes waiting on a slow app (256
         a second at a 1 s answer) gets every other client 503. With the defaults it may hold 64 of 256;
         behind a reverse proxy, where the per-address cap is raised to the total, all of them.
         """
-        share = -(-self.max_waiting * per_ip // max(1, connections))  # rounded up
-        self.per_address = min(self.max_waiting, max(share, MIN_PER_ADDRESS))
+        self.handshakes.share_per_address(per_ip, connections)
+        self.joins.share_per_address(per_ip, connections)
 
     def reserve(self, address: str = "") -> bool:
         """Take a place among the handshakes waiting on the app for a client of `address` (the
         listener's key: an IPv4 address or an IPv6 /64); False (answer 503) when all are taken, or
         all that address may hold."""
-        if self.waiting >= self.max_waiting:
-            self._failed("connect", ProxyFailed(Failure.BUSY, f"{self.waiting} handshakes waiting"))
+        busy = self.handshakes.reserve(address)
+        if busy is not None:
+            self._failed("connect", busy)
             return False
-        held = self._waiting_from.get(address, 0)
-        if held >= self.per_address:
-            self._failed("connect", ProxyFailed(Failure.BUSY, f"{held} handshakes waiting from one address"))
-            return False
-        self._waiting_from[address] = held + 1
-        self.waiting += 1
         return True
 
     def release(self, address: str = "") -> None:
         """Give a place taken by `reserve` back (the handshake has its answer, or is gone)."""
-        self.waiting -= 1
-        held = self._waiting_from.pop(address, 1) - 1
-        if held:
-            self._waiting_from[address] = held
+        self.handshakes.release(address)
 
     async def connect(self, client: str, query: dict[str, str], headers: dict[str, str]) -> Admission | HTTPStatus:
         """Ask the app about a handshake: an admission, or the status to answer (401, 403 or 503)."""
@@ -317,6 +410,33 @@ class AppProxy:
         self.calls.labels("connect", outcome.value).inc()
         return result
 
+    # ---- join ------------------------------------------------------------------
+
+    async def join(self, client: Connection, room: str, since: int | None) -> bytes | None:
+        """Ask the app about a `join_room` (the hub's `join_proxy`): the member's info in the room
+        (None: the connection's own), or `EventError`: `forbidden` (403), `unavailable` (no usable
+        answer in time, or no waiting place left to the client's address)."""
+        address = address_of(client.remote)
+        busy = self.joins.reserve(address)
+        if busy is not None:
+            self._failed("join", busy)
+            raise EventError(ErrorCode.UNAVAILABLE, "too many joins wait on the application")
+        try:
+            user = client.identity or ANONYMOUS
+            request = join_request(user, room, client.info, since)
+            status, body = await self._post(self.join_url, request, MAX_CONNECT_ANSWER)
+            info = join_verdict(status, body)
+        except ProxyFailed as exc:
+            self._failed("join", exc)
+            raise EventError(ErrorCode.UNAVAILABLE, "the application did not judge this join") from None
+        except EventError:
+            self.calls.labels("join", ProxyOutcome.REFUSED.value).inc()
+            raise
+        finally:
+            self.joins.release(address)
+        self.calls.labels("join", ProxyOutcome.ACCEPTED.value).inc()
+        return info
+
     # ---- publish ---------------------------------------------------------------
 
     async def send_message(self, payload: SendMessage, client: Connection) -> dict[str, Any] | None:
@@ -325,9 +445,14 @@ class AppProxy:
         Checked first as the built-in handler does (a room the client is not in
         is not asked about); then the built-in handler publishes what the app
         allowed, so the ack, the sender and the order are the same as without
-        the proxy.
+        the proxy. A room whose namespace says `publish = "members"` is not
+        asked about (nor, by `sendable`, one that says "server").
         """
         room, sender = handlers.sendable(payload, client)
+        namespaces = client.hub.namespaces
+        rules = namespaces.rules(room) if namespaces.active else None
+        if rules is not None and rules.publish is PublishRule.MEMBERS and not rules.outside:
+            return handlers.send_message(payload, client)
         try:
             status, body = await self._post(
                 self.publish_url, publish_request(sender, room, payload.message), self._max_publish_answer

@@ -121,13 +121,18 @@ class Server:
             self.webhooks = Webhooks.from_settings(self.settings, hub.node_id, hub.metrics.registry)
             hub.observe(self.webhooks)
         self.proxy: AppProxy | None = None
-        """The calls to the application, with `--connect-proxy`, `--publish-proxy` or `--rpc-proxy`."""
-        if self.settings.connect_proxy or self.settings.publish_proxy or self.settings.rpc_proxy:
+        """The calls to the application, with `--connect-proxy`, `--publish-proxy`, `--join-proxy` or `--rpc-proxy`."""
+        s = self.settings
+        if s.connect_proxy or s.publish_proxy or s.join_proxy or s.rpc_proxy:
             self.proxy = AppProxy(self.settings, hub.metrics.registry)
         if self.proxy is not None and self.settings.rpc_proxy:
             hub.rpc_methods.proxy = self.proxy.rpc  # after the app's own methods (hubbub.core.rpc)
             if not hub.uses_builtin("rpc"):  # an app that took the rpc event over answers it as it decides
                 log.warning("proxy.rpc_not_applied", extra={"reason": "the app handles rpc itself"})
+        if self.proxy is not None and self.settings.join_proxy:
+            hub.join_proxy = self.proxy.join
+            if not hub.uses_builtin("join_room"):  # an app's own join_room decides as it likes
+                log.warning("proxy.join_not_applied", extra={"reason": "the app handles join_room itself"})
         if self.proxy is not None and self.settings.publish_proxy:
             if hub.uses_builtin("send_message"):  # an app that took send_message over publishes as it decides
                 hub.router.replace("send_message", self.proxy.send_message, SendMessage)

@@ -9,6 +9,7 @@ in the file names the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from hubbub.cli.parser import commands
 from hubbub.cli.settings import SERVE_OPTIONS, read_config, settings_from, unknown_variables
 from hubbub.core.settings import OPTIONS, Settings
 from hubbub.errors import ConfigError
+from hubbub.protocol.namespaces import JoinRule, Namespace, PublishRule
 
 
 def _settings(*argv: str, env: dict[str, str] | None = None) -> Settings:
@@ -40,6 +42,7 @@ def test_every_setting_is_a_flag_a_variable_and_a_key_of_one_name() -> None:
         assert option.env == "HUBBUB_" + option.key.upper()
     declared = {f.name for f in dataclasses.fields(Settings)} - {"max_fragments", "close_timeout"}
     declared -= {"slow_close_grace", "inbox_high_water", "extra"}  # for Python callers only
+    declared -= {"namespaces"}  # the config file's [[namespaces]] tables, and Python callers
     assert {o.attr for o in OPTIONS} == declared
 
 
@@ -88,8 +91,49 @@ def test_the_secret_file_and_the_app_are_keys_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        ("publish = 'proxy'", "namespace 'a*': publish = \"proxy\" needs --publish-proxy"),
+        ("join = 'proxy'", "namespace 'a*': join = \"proxy\" needs --join-proxy"),
+    ],
+)
+def test_a_namespace_that_names_a_proxy_needs_it(tmp_path: Path, text: str, message: str) -> None:
+    path = _file(tmp_path, f"[[namespaces]]\npattern = 'a*'\n{text}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _settings("--config", path)
+
+
+def test_namespaces_are_read_in_order_with_their_defaults(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        "[[namespaces]]\npattern = 'news:*'\npublish = 'server'\nhistory_size = 5\npresence = false\n"
+        "[[namespaces]]\npattern = 'dm:*'\njoin = 'token'\n",
+    )
+    settings = _settings("--config", path, "--history-ttl", "60")
+    assert settings.namespaces == (
+        Namespace("news:*", PublishRule.SERVER, history_size=5, presence=False),
+        Namespace("dm:*", join=JoinRule.TOKEN),
+    )
+    rules = settings.namespace_rules()
+    assert (rules.rules("news:a").history_size, rules.rules("news:a").history_ttl) == (5, 60.0)
+    assert rules.rules("dm:x").history_size == 1000 and rules.rules("dm:x").presence
+    assert rules.rules("lobby").outside and not rules.rules("news:a").outside
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
         ("prot = 8000", "hubbub.toml: unknown key 'prot' (did you mean 'port'?)"),
-        ("[[namespaces]]\nname = 'chat'", "hubbub.toml: unknown key 'namespaces'"),
+        ("[[namespaces]]\nname = 'chat'", "hubbub.toml: namespaces[1]: unknown key name"),
+        ("[[namespaces]]\npattern = 'a*'\nsize = 1\nlook = 2", "hubbub.toml: namespaces[1]: unknown keys look, size"),
+        ("[[namespaces]]\npublish = 'server'", "hubbub.toml: namespaces[1]: pattern is required"),
+        ("namespaces = 1", "hubbub.toml: namespaces must be [[namespaces]] tables"),
+        (
+            "[[namespaces]]\npattern = 'a*'\npublish = 'anyone'\njoin = 'never'",
+            'namespaces[1]: publish must be one of "members", "server", "proxy", not \'anyone\';'
+            ' join must be one of "open", "token", "proxy", not \'never\'',
+        ),
+        ("[[namespaces]]\npattern = 'a*'\nhistory_size = -1", "history_size must be an integer of at least 0"),
+        ("[[namespaces]]\npattern = 'a*'\nhistory_ttl = 0", "history_ttl must be a number of seconds above 0"),
+        ("[[namespaces]]\npattern = 'a*'\npresence = 'no'", "presence must be true or false"),
         ("config = 'other.toml'", "hubbub.toml: unknown key 'config'"),
         ("port = '8000'", 'hubbub.toml: port must be an integer, not "8000"'),
         ("port = true", "hubbub.toml: port must be an integer, not true"),
@@ -159,6 +203,12 @@ def test_the_printed_config_file_reads_back_as_the_defaults(tmp_path: Path) -> N
             tomllib.loads(line[2:])  # uncommented, a line is good TOML
     read = _settings("--config", _file(tmp_path, text))
     assert dataclasses.replace(read, node_id="n") == Settings(node_id="n")
+    example = text[text.index("# [[namespaces]]") :]
+    uncommented = "\n".join(line[2:] for line in example.splitlines() if not line.startswith("#    "))
+    read = _settings("--config", _file(tmp_path, uncommented))
+    assert read.namespaces == (
+        Namespace("news:*", PublishRule.SERVER, history_size=100, history_ttl=600, presence=False),
+    )
 
 
 def test_settings_keep_their_python_keywords_and_messages() -> None:

@@ -16,9 +16,13 @@ from hubbub.integration.app_proxy import (
     Admission,
     Failure,
     ProxyFailed,
+    WaitingPlaces,
     _LogLimiter,
+    address_of,
     admission,
     connect_request,
+    join_request,
+    join_verdict,
     publish_request,
     rpc_answer,
     rpc_request,
@@ -166,3 +170,49 @@ def test_failures_are_logged_at_most_once_per_period(caplog: pytest.LogCaptureFi
 def test_cookies_are_redacted_from_request_text() -> None:
     head = "GET /ws HTTP/1.1\r\nCookie: session=s3cret; theme=dark\r\nHost: x\r\n\r\n"
     assert redact_secrets(head) == "GET /ws HTTP/1.1\r\nCookie: ***\r\nHost: x\r\n\r\n"
+
+
+def test_join_verdicts() -> None:
+    assert join_verdict(200, b"") is None and join_verdict(200, b"{}") is None
+    assert join_verdict(200, b'{"info": {"badge": "gold"}, "other": 1}') == b'{"badge":"gold"}'
+    with pytest.raises(EventError) as refused:
+        join_verdict(403, b"{}")
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    for status, body in ((500, b"{}"), (302, b""), (200, b"[]"), (200, b"<html>"), (200, b'{"info": 1}')):
+        with pytest.raises(ProxyFailed):
+            join_verdict(status, body)
+    big = json.dumps({"info": {"bio": "x" * MAX_INFO_BYTES}}).encode()
+    with pytest.raises(ProxyFailed, match="info longer than"):
+        join_verdict(200, big)
+    deep = b'{"info": {"a": ' + b"[" * (MAX_DEPTH + 5) + b"]" * (MAX_DEPTH + 5) + b"}}"
+    with pytest.raises(ProxyFailed, match=TOO_DEEP):
+        join_verdict(200, deep)
+
+
+def test_join_request_body() -> None:
+    assert json.loads(join_request("alice", "r", b'{"role":"admin"}', 4)) == {
+        "user": "alice",
+        "room": "r",
+        "info": {"role": "admin"},
+        "since": 4,
+    }
+    assert json.loads(join_request("bob", "r", None, None)) == {"user": "bob", "room": "r", "info": None, "since": None}
+
+
+def test_a_joins_address_is_its_ipv4_or_its_ipv6_64() -> None:
+    assert address_of("203.0.113.7:51234") == "203.0.113.7"
+    assert address_of("[2001:db8:1:2:3:4:5:6]:443") == "2001:db8:1:2::/64"
+    assert address_of("") == ""
+
+
+def test_waiting_places_are_bounded_in_all_and_per_address() -> None:
+    places = WaitingPlaces(40)
+    places.share_per_address(per_ip=1, connections=10)  # a share of 4, raised to the floor of 16
+    assert places.per_address == 16
+    assert all(places.reserve("a") is None for _ in range(16))
+    busy = places.reserve("a")
+    assert busy is not None and busy.failure is Failure.BUSY
+    assert all(places.reserve(f"b{n}") is None for n in range(24))
+    assert places.reserve("c") is not None  # 40 in all
+    places.release("a")
+    assert places.reserve("c") is None and places.waiting == 40

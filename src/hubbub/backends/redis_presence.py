@@ -222,13 +222,19 @@ class RedisPresence(Presence):
         return found[:limit]
 
     async def report_stats(self, node: str, stats: bytes, ttl: float) -> None:
+        """A key per node expiring after `ttl`, and the node in a sorted set scored by that expiry (as
+        `report_node`)."""
+        now = time.time()
         with self._health.command():
-            await self._redis.set(f"{self._prefix}stats:{node}", stats, px=int(ttl * 1000))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self._prefix}stats:{node}", stats, px=int(ttl * 1000))
+                pipe.zadd(f"{self._prefix}stats", {node: now + ttl})
+                pipe.zremrangebyscore(f"{self._prefix}stats", "-inf", now)
+                await pipe.execute()
 
     async def node_stats(self) -> dict[str, bytes]:
-        """The records of the nodes `nodes` lists (the report and the record live side by side)."""
         with self._health.command():
-            live = [_text(raw) for raw in await self._redis.zrangebyscore(f"{self._prefix}nodes", time.time(), "+inf")]
+            live = [_text(raw) for raw in await self._redis.zrangebyscore(f"{self._prefix}stats", time.time(), "+inf")]
             values = await self._redis.mget([f"{self._prefix}stats:{name}" for name in live]) if live else []
         return {
             name: value.encode() if isinstance(value, str) else bytes(value)

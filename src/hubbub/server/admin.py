@@ -80,6 +80,7 @@ _FILES = {
     "/admin/": ("admin.html", "text/html; charset=utf-8"),
     "/admin/admin.js": ("admin.js", "application/javascript; charset=utf-8"),
     "/admin/admin.css": ("admin.css", "text/css; charset=utf-8"),
+    "/admin/admin.svg": ("admin.svg", "image/svg+xml"),
 }
 
 

@@ -117,7 +117,8 @@ function draw(chart) {
   const bottom = height - 4;
   const top = 6;
   const now = points.length ? points[points.length - 1][0] : Date.now() / 1000;
-  const span = KEEP;
+  // the window grows with what the page has, from one minute up to KEEP seconds
+  const span = Math.min(KEEP, Math.max(60, points.length ? now - points[0][0] : 0));
   const max = niceMax(Math.max(0, ...points.map((p) => p[1])));
   g.font = "11px system-ui, sans-serif";
   g.fillStyle = "#4d5864";

@@ -83,6 +83,11 @@ async def _shot(page: Any, what: str, viewport: dict[str, int]) -> None:
     await page.screenshot(path=str(SHOTS / f"{what}-{viewport['width']}x{viewport['height']}.png"), full_page=True)
 
 
+async def _read_until_closed(client: EventClient) -> None:
+    while True:
+        await client.recv(timeout=10)
+
+
 async def _confirm(page: Any) -> None:
     await page.locator("#confirm[open]").wait_for()
     await page.click("#confirm-yes")
@@ -193,8 +198,7 @@ async def test_actions_reach_the_users_socket(
     await page.locator("#members li", has_text="bob").get_by_role("button", name="Disconnect").click()
     await _confirm(page)
     with pytest.raises(ConnectionClosed) as closed:
-        while True:  # noqa: ASYNC110 - reading until the close
-            await bob.recv(timeout=10)
+        await _read_until_closed(bob)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
     await page.locator("#status", has_text="bob disconnected").wait_for()
     assert await page.evaluate(NO_SIDEWAYS_SCROLL)
@@ -229,8 +233,7 @@ async def test_find_a_user_by_keyboard_alone(
     await page.keyboard.press("Shift+Tab")  # from Cancel (the default) to Confirm
     await page.keyboard.press("Enter")
     with pytest.raises(ConnectionClosed):
-        while True:  # noqa: ASYNC110 - reading until the close
-            await dave.recv(timeout=10)
+        await _read_until_closed(dave)
     assert await page.evaluate(NO_SIDEWAYS_SCROLL)
     dashboard.assert_same_origin()
     dashboard.assert_clean("401")

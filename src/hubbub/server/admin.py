@@ -49,6 +49,10 @@ RATED_ROOMS = 50
 """Rooms whose latest offset is read for their message rate: the first of the list."""
 ROOMS_CACHE = 2.0
 """Seconds one rooms answer serves every dashboard."""
+ROOM_CACHE = 1.0
+"""Seconds one room's answer serves every dashboard that has it open."""
+ROOMS_CACHED = 32
+"""Rooms whose answer is kept at once; past it the oldest is dropped."""
 MEMBERS_LISTED = 500
 LAST_MESSAGES = 20
 FOUND_MAX = 50
@@ -147,6 +151,7 @@ class AdminRoutes:
         self._files = {path: (_file(name), kind) for path, (name, kind) in _FILES.items()}
         self._rooms_cache: tuple[float, bytes] = (0.0, b"")
         self._rooms_lock = asyncio.Lock()
+        self._room_cache: dict[str, tuple[float, bytes]] = {}
         self.route = Route(self.handle, self._refuse, MAX_BODY, BODY_TIMEOUT, admit=self._admit)
 
     def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
@@ -277,11 +282,13 @@ class AdminRoutes:
             if call == "disconnect":
                 user = _decode(request.body, UserBody).user
                 await disconnect(self.hub, _user(user), 4000, "disconnected by an administrator")
+                self._room_cache.clear()  # the page shows the change at its next look
                 log.info("admin.disconnect", extra={"peer": request.peer, "user": user})
                 return b"{}"
             if call == "remove":
                 member = _decode(request.body, MembershipBody)
                 await unsubscribe(self.hub, _user(member.user), _room(member.room))
+                self._room_cache.pop(member.room, None)
                 log.info("admin.remove", extra={"peer": request.peer, "user": member.user, "room": member.room})
                 return b"{}"
             if call == "notice":
@@ -290,6 +297,7 @@ class AdminRoutes:
                     raise _Refused(HTTPStatus.BAD_REQUEST, f"text must be 1 to {NOTICE_MAX} characters")
                 message = msgspec.Raw(msgspec.json.encode({"text": notice.text, "notice": True}))
                 offset = await publish(self.hub, _room(notice.room), message, NOTICE_FROM)
+                self._room_cache.pop(notice.room, None)
                 log.info("admin.notice", extra={"peer": request.peer, "room": notice.room})
                 return msgspec.json.encode({"offset": offset})
         raise _Refused(HTTPStatus.NOT_FOUND, f"no such call: {head.method} {head.path[:100]}")
@@ -328,7 +336,21 @@ class AdminRoutes:
             return encoded
 
     async def _room(self, room: str) -> bytes:
-        """A room's members (name, node, since where this node knows it) and its last messages."""
+        """A room's members (name, node, since where this node knows it) and its last messages; one
+        answer serves every dashboard with the room open for `ROOM_CACHE` seconds."""
+        now = time.monotonic()
+        cached = self._room_cache.get(room)
+        if cached is not None and now - cached[0] < ROOM_CACHE:
+            return cached[1]
+        encoded = await self._room_now(room)
+        cache = self._room_cache
+        cache.pop(room, None)
+        cache[room] = (now, encoded)
+        while len(cache) > ROOMS_CACHED:
+            del cache[next(iter(cache))]
+        return encoded
+
+    async def _room_now(self, room: str) -> bytes:
         hub = self.hub
         entries = await hub.presence.entries(room, MEMBERS_LISTED)
         page = await hub.history.latest(room, LAST_MESSAGES)

@@ -59,7 +59,8 @@ async def main() -> None:
     started = time.monotonic()
     until = started + args.seconds
     if args.dashboards:
-        await asyncio.gather(*(dashboard(base, args.password, args.room, until, counts) for _ in range(args.dashboards)))
+        boards = [dashboard(base, args.password, args.room, until, counts) for _ in range(args.dashboards)]
+        await asyncio.gather(*boards)
     else:
         await asyncio.sleep(args.seconds)
     span = time.monotonic() - started

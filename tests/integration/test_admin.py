@@ -5,6 +5,7 @@ token, live numbers, and the actions reaching real WebSocket clients, on one nod
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from hubbub.server.run import start_line
 from hubbub.server.server import Server
 from tests.cluster import Node, RedisProcess
 from tests.conftest import ServerFactory
@@ -96,6 +98,11 @@ def test_a_short_password_is_one_line_and_exit_2(how: str) -> None:
     assert secret not in out.stderr  # the password is never shown
 
 
+async def test_the_start_line_says_where_the_dashboard_is(admin_server: Server, server: Server) -> None:
+    assert start_line(admin_server).endswith(f", admin at http://127.0.0.1:{admin_server.port}/admin")
+    assert "admin" not in start_line(server)
+
+
 async def test_the_page_is_served_with_a_strict_policy(admin_server: Server) -> None:
     async with _client(admin_server.port) as client:
         page = await client.get("/admin")
@@ -134,6 +141,19 @@ async def test_login_refused_then_accepted_with_the_cookie_flags(admin_server: S
         assert out.status_code == 200 and "Max-Age=0" in out.headers["set-cookie"]
         replay = await client.get("/admin/api/stats", headers={"Cookie": f"hubbub_admin={old}"})
         assert replay.status_code == 401
+
+
+async def test_no_password_reaches_the_log(make_server: ServerFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await make_server(admin_password=PASSWORD)
+    async with _client(server.port) as client:
+        assert (await _login(client, server.port, "a-wrong-guess-here")).status_code == 401
+        assert (await _login(client, server.port)).status_code == 200
+        cookie = client.cookies["hubbub_admin"]
+    ours = [record for record in caplog.records if record.name.startswith(("hubbub", "picows"))]  # not httpx's
+    logged = "".join(f"{record.getMessage()} {record.__dict__}" for record in ours)
+    assert "admin.login" in logged
+    assert PASSWORD not in logged and "a-wrong-guess-here" not in logged and cookie not in logged
 
 
 async def test_a_login_needs_an_origin_of_this_server(admin_server: Server) -> None:

@@ -20,3 +20,25 @@ def test_the_cookie_is_secure_under_tls() -> None:
             parts = [part.strip() for part in cookie.split(";")]
             assert ("Secure" in parts) is secure
             assert {"HttpOnly", "SameSite=Strict", "Path=/admin"} <= set(parts)
+
+
+async def test_the_sampler_reads_the_counters_the_node_keeps() -> None:
+    clock = [1000.0]
+    hub = Hub()
+    stats = AdminStats(hub, clock=lambda: clock[0])
+    await stats.tick()
+    metrics = hub.metrics
+    metrics.received.inc(10)
+    metrics.delivered.inc(40)
+    metrics.slow_dropped.inc(2)
+    metrics.errors.labels("rate_limited").inc(3)
+    metrics.errors.labels("bad_json").inc(5)  # not a rate limit
+    clock[0] += 2.0
+    await stats.tick()
+    local = stats.local
+    assert local is not None
+    assert (local.received, local.delivered, local.slow_dropped, local.rate_limited) == (10, 40, 2, 3)
+    assert (local.in_rate, local.out_rate, local.slow_rate, local.limited_rate) == (5.0, 20.0, 1.0, 1.5)
+    assert local.rss > 0 and local.node == hub.node_id
+    assert len(stats.series) == 2 and stats.series[-1][2:4] == (5.0, 20.0)
+    assert b'"in_rate":5.0' in stats.encoded  # what every dashboard is answered

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from hubbub.server import admin as admin_module
 from hubbub.server.run import start_line
 from hubbub.server.server import Server
 from tests.cluster import Node, RedisProcess
@@ -238,6 +239,20 @@ async def test_live_counts_change_when_clients_connect(admin_server: Server, adm
     assert len(series) >= 2 and series[-1][1] == 3.0
     for client in clients:
         await client.close()
+
+
+async def test_rooms_have_message_rates(admin_server: Server, admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(admin_module, "ROOMS_CACHE", 0.0)
+    bob = await EventClient.open(ws_url(admin_server, query="name=bob"))
+    await bob.join("lobby")
+    first = (await admin.get("rooms"))["rooms"][0]
+    assert first["room"] == "lobby" and first["rate"] is None  # nothing to compare with yet
+    for k in range(20):
+        await admin_server.hub.publish("lobby", k, "carol")
+    await asyncio.sleep(0.2)
+    rate = (await admin.get("rooms"))["rooms"][0]["rate"]
+    assert 20 / 1.0 < rate < 20 / 0.2 + 1  # 20 messages in a little over 0.2 s
+    await bob.close()
 
 
 async def test_a_room_its_members_and_last_messages(admin_server: Server, admin: Admin) -> None:

@@ -152,6 +152,8 @@ class AdminRoutes:
         self._rooms_cache: tuple[float, bytes] = (0.0, b"")
         self._rooms_lock = asyncio.Lock()
         self._room_cache: dict[str, tuple[float, bytes]] = {}
+        self._offsets: dict[str, tuple[float, int, float | None]] = {}
+        """The rated rooms' latest offsets at the last rooms answer: `(when, offset, rate)`."""
         self.route = Route(self.handle, self._refuse, MAX_BODY, BODY_TIMEOUT, admit=self._admit)
 
     def judge(self, door: FrontDoor, arrival: Arrival) -> bool:
@@ -303,8 +305,9 @@ class AdminRoutes:
         raise _Refused(HTTPStatus.NOT_FOUND, f"no such call: {head.method} {head.path[:100]}")
 
     async def _rooms(self) -> bytes:
-        """The rooms, most populated first, each with its members and latest offset (the page makes rates
-        of the offsets); one answer serves every dashboard for `ROOMS_CACHE` seconds."""
+        """The rooms, most populated first, each with its members and, for the first `RATED_ROOMS`, its
+        messages a second since the last answer (of its latest offsets); one answer serves every
+        dashboard for `ROOMS_CACHE` seconds."""
         async with self._rooms_lock:
             made, encoded = self._rooms_cache
             now = time.monotonic()
@@ -315,10 +318,18 @@ class AdminRoutes:
             rooms.sort(key=lambda pair: (-pair[1], pair[0]))
             listed = rooms[:ROOMS_LISTED]
             pages = await asyncio.gather(*(self.hub.history.latest(room, 0) for room, _ in listed[:RATED_ROOMS]))
-            offsets = [page.offset for page in pages]
+            at = time.time()
+            offsets: dict[str, tuple[float, int, float | None]] = {}
+            for (room, _), page in zip(listed, pages, strict=False):
+                before = self._offsets.get(room)
+                rate = None
+                if before is not None and at > before[0]:
+                    rate = max(0.0, (page.offset - before[1]) / (at - before[0]))
+                offsets[room] = (at, page.offset, rate)
+            self._offsets = offsets  # the rated rooms only: bounded by RATED_ROOMS
             local = self.hub.rooms
             answer = {
-                "at": time.time(),
+                "at": at,
                 "total": len(rooms),
                 "truncated": truncated or len(rooms) > ROOMS_LISTED,
                 "rooms": [
@@ -326,9 +337,9 @@ class AdminRoutes:
                         "room": room,
                         "members": members,
                         "here": len(local.get(room, ())),
-                        "offset": offsets[i] if i < len(offsets) else None,
+                        "rate": offsets[room][2] if room in offsets else None,
                     }
-                    for i, (room, members) in enumerate(listed)
+                    for room, members in listed
                 ],
             }
             encoded = msgspec.json.encode(answer)

@@ -10,7 +10,6 @@ const KEEP = 300; // points per chart: five minutes at one a second
 let csrf = null;
 let timers = [];
 let openRoom = null;
-let lastRooms = new Map(); // room -> [at, offset], for message rates
 
 class Unauthorized extends Error {}
 
@@ -211,16 +210,10 @@ async function pollStats() {
 async function pollRooms() {
   const answer = await call("/admin/api/rooms");
   $("rooms-count").textContent = `${answer.total}${answer.truncated ? "+" : ""}`;
-  const seen = new Map();
   const body = $("rooms").tBodies[0];
   body.replaceChildren(
     ...answer.rooms.map((r) => {
-      let rate = "";
-      if (r.offset !== null) {
-        seen.set(r.room, [answer.at, r.offset]);
-        const before = lastRooms.get(r.room);
-        if (before && answer.at > before[0]) rate = format(Math.max(0, (r.offset - before[1]) / (answer.at - before[0])));
-      }
+      const rate = r.rate === null ? "" : format(r.rate);
       const row = document.createElement("tr");
       const name = document.createElement("td");
       const open = document.createElement("button");
@@ -234,7 +227,6 @@ async function pollRooms() {
       return row;
     }),
   );
-  for (const [room, value] of seen) lastRooms.set(room, value);
 }
 
 // ---- a room -----------------------------------------------------------------

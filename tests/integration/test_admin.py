@@ -167,6 +167,20 @@ async def test_a_login_needs_an_origin_of_this_server(admin_server: Server) -> N
         assert bare.status_code == 403 and foreign.status_code == 403
 
 
+async def test_behind_a_tls_proxy_the_allowed_origin_logs_in_with_a_secure_cookie(make_server: ServerFactory) -> None:
+    """A TLS-terminating proxy forwards the page's `https://` origin: the rule of `/ws`
+    (`--allowed-origin`) admits it, and the session's cookies are `Secure` although hubbub speaks HTTP."""
+    public = "https://admin.example.com"
+    server = await make_server(admin_password=PASSWORD, allowed_origins=(public,))
+    async with _client(server.port) as client:
+        login = await client.post("/admin/login", json={"password": PASSWORD}, headers={"Origin": public})
+        assert login.status_code == 200, login.text
+        parts = [part.strip() for part in login.headers["set-cookie"].split(";")]
+        assert "Secure" in parts
+        own = await client.post("/admin/login", json={"password": PASSWORD}, headers=_origin(server.port))
+        assert own.status_code == 403  # not in the list: as for /ws
+
+
 async def test_logins_are_limited_per_address(admin_server: Server) -> None:
     port = admin_server.port
     async with _client(port) as client:

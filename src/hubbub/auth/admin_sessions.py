@@ -3,14 +3,16 @@
 `AdminGate.login` checks a password in constant time (the SHA-256 of each side, compared with
 `hmac.compare_digest`) behind the same per-address bucket as `POST /login`
 (`hubbub.auth.logins.AttemptLimiter`, `LOGIN_BURST` and `LOGIN_RATE_PER_MIN`), and answers a session
-cookie's value. The value is stateless and signed: `v1.<issued>.<seen>.<nonce>.<mac>`, the MAC an
+cookie's value. The value is stateless and signed: `v1.<issued>.<seen>.<nonce>.<flags>.<mac>`, the MAC an
 HMAC-SHA256 under a key derived from the password (PBKDF2, once at start), so every node started with
 the same password accepts every node's sessions (a load balancer may send each request anywhere),
-and the expiry is inside what is signed. `issued` bounds a session's life (`SESSION_TTL`), `seen`
-its idleness (`IDLE_TTL`): a request refreshes `seen` by a new cookie at most once a `REFRESH`.
+and the expiry is inside what is signed; `flags` is `s` for a session logged in over HTTPS (its
+cookie stays `Secure` behind a TLS-terminating proxy too), else `-`. `issued` bounds a session's
+life (`SESSION_TTL`), `seen` its idleness (`IDLE_TTL`): a request refreshes `seen` by a new cookie
+at most once a `REFRESH`.
 The CSRF token of the dashboard's actions is the HMAC of the session's nonce: a page of another
 origin can neither read it nor make it. A logout forgets its nonce on the node that saw it
-(`Revoked`, bounded); other nodes accept the cookie until it idles out, as it is gone from the
+(a bounded set); other nodes accept the cookie until it idles out, as it is gone from the
 browser. docs/howto/admin.md.
 """
 
@@ -51,6 +53,8 @@ class Session:
     nonce: str
     issued: int
     seen: int
+    secure: bool = False
+    """Logged in over HTTPS: every cookie of the session is `Secure`."""
 
     @property
     def expires(self) -> int:
@@ -73,8 +77,9 @@ class AdminGate:
         """Login attempts per address: the bucket `POST /login` has."""
         self._revoked: OrderedDict[str, int] = OrderedDict()
 
-    def login(self, address: str, password: str) -> str | Refusal:
-        """A new session's cookie value when `password` is right; else 401, or 429 past the address's attempts."""
+    def login(self, address: str, password: str, secure: bool = False) -> str | Refusal:
+        """A new session's cookie value when `password` is right; else 401, or 429 past the address's
+        attempts. `secure`: the login came over HTTPS (see the module docstring)."""
         if not self.logins.charge(address):
             return Refusal.after(Outcome.LIMITED, self.logins.wait(address))
         given = hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest()
@@ -82,23 +87,23 @@ class AdminGate:
             return Refusal(Outcome.DENIED)
         self.logins.refund(address)
         now = int(self._clock())
-        return self._cookie(_b64(secrets.token_bytes(16)), now, now)
+        return self._cookie(Session(_b64(secrets.token_bytes(16)), now, now, secure))
 
     def session(self, value: str | None) -> Session | None:
         """The session a cookie value carries when it is signed here and neither expired nor logged out."""
         if not value or len(value) > 200:
             return None
         parts = value.split(".")
-        if len(parts) != 5 or parts[0] != "v1":
+        if len(parts) != 6 or parts[0] != "v1" or parts[4] not in ("s", "-"):
             return None
-        body = ".".join(parts[:4])
-        if not hmac.compare_digest(self._mac(body), parts[4]):
+        body = ".".join(parts[:5])
+        if not hmac.compare_digest(self._mac(body), parts[5]):
             return None
         try:
             issued, seen = int(parts[1]), int(parts[2])
         except ValueError:
             return None
-        found = Session(parts[3], issued, seen)
+        found = Session(parts[3], issued, seen, parts[4] == "s")
         now = self._clock()
         if now >= found.expires or seen < issued or seen > now + 60 or found.nonce in self._revoked:
             return None
@@ -109,7 +114,7 @@ class AdminGate:
         now = int(self._clock())
         if now - found.seen < REFRESH:
             return None
-        return self._cookie(found.nonce, found.issued, now)
+        return self._cookie(Session(found.nonce, found.issued, now, found.secure))
 
     def csrf(self, found: Session) -> str:
         """The CSRF token of a session: what the page sends back in `X-CSRF-Token` with each action."""
@@ -126,8 +131,8 @@ class AdminGate:
         while self._revoked and (len(self._revoked) > MAX_REVOKED or next(iter(self._revoked.values())) < now):
             self._revoked.popitem(last=False)
 
-    def _cookie(self, nonce: str, issued: int, seen: int) -> str:
-        body = f"v1.{issued}.{seen}.{nonce}"
+    def _cookie(self, found: Session) -> str:
+        body = f"v1.{found.issued}.{found.seen}.{found.nonce}.{'s' if found.secure else '-'}"
         return f"{body}.{self._mac(body)}"
 
     def _mac(self, text: str) -> str:

@@ -31,7 +31,6 @@ from hubbub.errors import EventError
 from hubbub.integration.server_api import disconnect, publish, unsubscribe
 from hubbub.protocol.events import valid_name, valid_room
 from hubbub.protocol.http import Head, Request, Response, Route
-from hubbub.protocol.origins import origin_allowed
 from hubbub.server.admin_stats import AdminStats
 from hubbub.server.frontdoor import Arrival, FrontDoor
 
@@ -184,16 +183,15 @@ class AdminRoutes:
         if path.startswith("/admin/api/") or path == "/admin/logout":
             found = self._session(head)
             if found is None:
-                return _error(HTTPStatus.UNAUTHORIZED, "log in first", (("Set-Cookie", self._clear()),))
+                return _error(HTTPStatus.UNAUTHORIZED, "log in first", (("Set-Cookie", self._clear(None)),))
             if head.method == "POST" and not self.gate.csrf_ok(found, head.one("x-csrf-token")):
                 return _error(HTTPStatus.FORBIDDEN, "missing or wrong X-CSRF-Token")
         return None
 
     def _same_origin(self, head: Head) -> bool:
-        """An `Origin` of this server's scheme, host and port (not merely an allowed one), and no
-        `Sec-Fetch-Site` other than `same-origin`."""
-        origin = head.one("origin")
-        if origin is None or not origin_allowed(origin, head.one("host"), (), self._scheme):
+        """An `Origin` (which `allowed`, the rule of `/ws`, has judged: this server's own, or one of
+        `--allowed-origin` behind a proxy), and no `Sec-Fetch-Site` other than `same-origin`."""
+        if head.one("origin") is None:
             return False
         site = head.one("sec-fetch-site")
         return site is None or site == "same-origin"
@@ -222,7 +220,7 @@ class AdminRoutes:
             if path == "/admin/logout" and head.method == "POST":
                 self.gate.logout(found)
                 log.info("admin.logout", extra={"peer": request.peer})
-                return _json(HTTPStatus.OK, b"{}", (("Set-Cookie", self._clear()),))
+                return _json(HTTPStatus.OK, b"{}", (("Set-Cookie", self._clear(found)),))
             answer = await self._api(request, found)
         except _Refused as exc:
             return _error(exc.status, exc.message, exc.headers)
@@ -231,14 +229,15 @@ class AdminRoutes:
         except EventError as exc:
             return _error(HTTPStatus.SERVICE_UNAVAILABLE, exc.message)
         refreshed = self.gate.refreshed(found)
-        extra = (("Set-Cookie", self._cookie(refreshed, found.issued)),) if refreshed is not None else ()
+        extra = (("Set-Cookie", self._cookie(refreshed, found)),) if refreshed is not None else ()
         return _json(HTTPStatus.OK, answer, extra)
 
     def _login(self, request: Request) -> Response:
         body = _decode(request.body, LoginBody)
         if len(body.password) > 1024:
             raise _Refused(HTTPStatus.BAD_REQUEST, "password too long")
-        result = self.gate.login(request.peer, body.password)
+        origin = request.head.one("origin") or ""
+        result = self.gate.login(request.peer, body.password, self._scheme == "https" or origin.startswith("https://"))
         if isinstance(result, Refusal):
             if result.retry_after:
                 log.info("admin.login_limited", extra={"peer": request.peer})
@@ -250,15 +249,17 @@ class AdminRoutes:
         assert found is not None
         log.info("admin.login", extra={"peer": request.peer})
         answer = msgspec.json.encode({"csrf": self.gate.csrf(found), "node": self.hub.node_id})
-        return _json(HTTPStatus.OK, answer, (("Set-Cookie", self._cookie(result, found.issued)),))
+        return _json(HTTPStatus.OK, answer, (("Set-Cookie", self._cookie(result, found)),))
 
-    def _cookie(self, value: str, issued: int) -> str:
-        life = max(0, issued + SESSION_TTL - int(time.time()))
-        secure = "; Secure" if self._scheme == "https" else ""
+    def _cookie(self, value: str, found: Session) -> str:
+        """The `Set-Cookie` of a session's value: `Secure` under TLS, or when it logged in over HTTPS
+        (a TLS-terminating proxy in front)."""
+        life = max(0, found.issued + SESSION_TTL - int(time.time()))
+        secure = "; Secure" if self._scheme == "https" or found.secure else ""
         return f"{COOKIE}={value}; Path=/admin; Max-Age={life}; HttpOnly; SameSite=Strict{secure}"
 
-    def _clear(self) -> str:
-        secure = "; Secure" if self._scheme == "https" else ""
+    def _clear(self, found: Session | None) -> str:
+        secure = "; Secure" if self._scheme == "https" or (found is not None and found.secure) else ""
         return f"{COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
 
     async def _api(self, request: Request, found: Session) -> bytes:

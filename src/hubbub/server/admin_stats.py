@@ -195,8 +195,15 @@ class AdminStats:
         return msgspec.json.encode({"series": list(self.series)})
 
     async def run(self) -> None:
-        """Sample every `SAMPLE_PERIOD` until cancelled."""
+        """Sample every `SAMPLE_PERIOD` until cancelled; a sample that fails is logged (once a minute at
+        most) and the next one tried: the dashboard must not freeze for one bad second."""
+        logged = -60.0
         while True:
             started = time.monotonic()
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # not CancelledError: that ends the loop
+                if started - logged >= 60.0:
+                    logged = started
+                    log.warning("admin.sample_failed", extra={"error": repr(exc)[:200]})
             await asyncio.sleep(max(0.05, SAMPLE_PERIOD - (time.monotonic() - started)))

@@ -74,9 +74,10 @@ def test_a_tampered_or_foreign_cookie_is_refused() -> None:
     gate, clock = _gate()
     cookie = gate.login("a", PASSWORD)
     assert isinstance(cookie, str)
-    version, issued, _seen, nonce, mac = cookie.split(".")
+    version, issued, _seen, nonce, flags, mac = cookie.split(".")
     later = str(int(issued) + 10_000)  # a longer life, not signed
-    assert gate.session(".".join([version, later, later, nonce, mac])) is None
+    assert gate.session(".".join([version, later, later, nonce, flags, mac])) is None
+    assert gate.session(".".join([version, issued, issued, nonce, "s", mac])) is None  # flags are signed too
     assert gate.session(cookie[:-2] + "AA") is None
     assert gate.session("") is None and gate.session(None) is None and gate.session("x" * 500) is None
     other = AdminGate("another-password-12", clock)
@@ -94,6 +95,19 @@ def test_the_csrf_token_belongs_to_its_session() -> None:
     assert gate.csrf_ok(first, gate.csrf(first))
     assert not gate.csrf_ok(first, gate.csrf(second))
     assert not gate.csrf_ok(first, None) and not gate.csrf_ok(first, "")
+
+
+def test_a_session_logged_in_over_https_stays_secure() -> None:
+    gate, clock = _gate()
+    cookie = gate.login("a", PASSWORD, secure=True)
+    assert isinstance(cookie, str)
+    found = gate.session(cookie)
+    assert found is not None and found.secure
+    clock.now += REFRESH
+    fresh = gate.refreshed(found)
+    assert fresh is not None
+    again = gate.session(fresh)
+    assert again is not None and again.secure
 
 
 def test_a_logout_refuses_the_session_here() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubbub.auth.admin_sessions import AdminGate
+from hubbub.auth.admin_sessions import AdminGate, Session
 from hubbub.core.hub import Hub
 from hubbub.server.admin import AdminRoutes
 from hubbub.server.admin_stats import AdminStats
@@ -13,10 +13,17 @@ def _routes(scheme: str) -> AdminRoutes:
     return AdminRoutes(hub, AdminGate("correct-horse-battery"), AdminStats(hub), scheme, lambda head: True)
 
 
-def test_the_cookie_is_secure_under_tls() -> None:
-    for scheme, secure in (("https", True), ("http", False)):
+def test_the_cookie_is_secure_under_tls_or_behind_a_tls_proxy() -> None:
+    """`Secure` when hubbub speaks TLS, or when the session logged in from an `https://` page (a
+    TLS-terminating proxy in front); never else."""
+    for scheme, over_https, secure in (
+        ("https", False, True),
+        ("http", True, True),
+        ("http", False, False),
+    ):
         routes = _routes(scheme)
-        for cookie in (routes._cookie("v1.x", 0), routes._clear()):
+        found = Session("n", 0, 0, over_https)
+        for cookie in (routes._cookie("v1.x", found), routes._clear(found)):
             parts = [part.strip() for part in cookie.split(";")]
             assert ("Secure" in parts) is secure
             assert {"HttpOnly", "SameSite=Strict", "Path=/admin"} <= set(parts)

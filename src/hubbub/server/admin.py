@@ -318,15 +318,16 @@ class AdminRoutes:
             truncated = len(rooms) >= ROOMS_SCANNED
             rooms.sort(key=lambda pair: (-pair[1], pair[0]))
             listed = rooms[:ROOMS_LISTED]
-            pages = await asyncio.gather(*(self.hub.history.latest(room, 0) for room, _ in listed[:RATED_ROOMS]))
+            # the broker's offset of each: one GET in Redis, the history itself is not read
+            latest = await asyncio.gather(*(self.hub.broker.last_offset(room) for room, _ in listed[:RATED_ROOMS]))
             at = time.time()
             offsets: dict[str, tuple[float, int, float | None]] = {}
-            for (room, _), page in zip(listed, pages, strict=False):
+            for (room, _), offset in zip(listed, latest, strict=False):
                 before = self._offsets.get(room)
                 rate = None
                 if before is not None and at > before[0]:
-                    rate = max(0.0, (page.offset - before[1]) / (at - before[0]))
-                offsets[room] = (at, page.offset, rate)
+                    rate = max(0.0, (offset - before[1]) / (at - before[0]))
+                offsets[room] = (at, offset, rate)
             self._offsets = offsets  # the rated rooms only: bounded by RATED_ROOMS
             local = self.hub.rooms
             answer = {

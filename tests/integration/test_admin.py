@@ -356,6 +356,8 @@ async def test_two_nodes_one_dashboard(nodes: list[Node]) -> None:
         assert stats["totals"]["connections"] == 1
         room = await admin.get("room?room=lobby")
         assert [(m["name"], m["node"]) for m in room["members"]] == [("bob", "node-b")]
+        rooms = await admin.get("rooms")
+        assert [(r["room"], r["members"], r["here"]) for r in rooms["rooms"]] == [("lobby", 1, 0)]
         assert (await admin.act("disconnect", {"user": "bob"})).status_code == 200
         with pytest.raises(ConnectionClosed):
             await _read_until_closed(bob)

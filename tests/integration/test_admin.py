@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -356,6 +357,7 @@ async def test_two_nodes_one_dashboard(nodes: list[Node]) -> None:
         assert stats["totals"]["connections"] == 1
         room = await admin.get("room?room=lobby")
         assert [(m["name"], m["node"]) for m in room["members"]] == [("bob", "node-b")]
+        assert abs(room["members"][0]["since"] - time.time()) < 60  # known on another node too
         rooms = await admin.get("rooms")
         assert [(r["room"], r["members"], r["here"]) for r in rooms["rooms"]] == [("lobby", 1, 0)]
         assert (await admin.act("disconnect", {"user": "bob"})).status_code == 200

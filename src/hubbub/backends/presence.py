@@ -97,7 +97,7 @@ class Presence(abc.ABC):
     @abc.abstractmethod
     async def entries(self, room: str, limit: int) -> list[tuple[str, str]]:
         """`(name, connection key)` of at most `limit` live connections in `room`, sorted: the key is
-        `node:id`, so the admin dashboard tells which node each member is on."""
+        `node:id:since`, so the admin dashboard tells where and since when each member is connected."""
 
     @abc.abstractmethod
     async def report_stats(self, node: str, stats: bytes, ttl: float) -> None:

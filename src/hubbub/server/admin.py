@@ -370,9 +370,10 @@ class AdminRoutes:
         here = {conn.id: conn for conn in hub.rooms.get(room, ())}
         members = []
         for name, key in entries:
-            node, _, conn_id = key.rpartition(":")
-            conn = here.get(int(conn_id)) if node == hub.node_id and conn_id.isdigit() else None
-            members.append({"name": name, "node": node, "since": conn.since if conn is not None else None})
+            node, conn_id, since = _entry(key)
+            if since is None and node == hub.node_id and conn_id in here:
+                since = here[conn_id].since
+            members.append({"name": name, "node": node, "since": since})
         messages = [msgspec.Raw(payload_of(event)) for _, event in page.messages]
         return msgspec.json.encode({"room": room, "members": members, "offset": page.offset, "messages": messages})
 
@@ -402,6 +403,16 @@ class AdminRoutes:
                 break
         found.sort(key=lambda c: (c["user"], c["id"]))
         return msgspec.json.encode({"node": self.hub.node_id, "connections": found})
+
+
+def _entry(key: str) -> tuple[str, int, float | None]:
+    """A presence key's node, connection id and since (`hubbub.core.membership.Roster.key`:
+    `node:id:since`; a node of an older version writes `node:id`, without since)."""
+    node, _, rest = key.rpartition(":")
+    head, _, conn_id = node.rpartition(":")
+    if head and conn_id.isdigit() and rest.isdigit():
+        return head, int(conn_id), float(rest)
+    return node, int(rest) if rest.isdigit() else 0, None
 
 
 def _decode(body: bytes, schema: type[Any]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hubbub.auth.admin_sessions import AdminGate, Session
 from hubbub.core.hub import Hub
-from hubbub.server.admin import AdminRoutes
+from hubbub.server.admin import AdminRoutes, _entry
 from hubbub.server.admin_stats import AdminStats
 
 
@@ -49,3 +49,9 @@ async def test_the_sampler_reads_the_counters_the_node_keeps() -> None:
     assert local.rss > 0 and local.node == hub.node_id
     assert len(stats.series) == 2 and stats.series[-1][2:4] == (5.0, 20.0)
     assert b'"in_rate":5.0' in stats.encoded  # what every dashboard is answered
+
+
+def test_a_presence_key_gives_node_connection_and_since() -> None:
+    assert _entry("node-a:17:1800000000") == ("node-a", 17, 1800000000.0)
+    assert _entry("a:b:17:1800000000") == ("a:b", 17, 1800000000.0)  # a node id with a colon
+    assert _entry("node-a:17") == ("node-a", 17, None)  # a node of an older version

@@ -120,3 +120,25 @@ async def test_info_travels_with_a_name_until_its_last_connection_leaves(
     assert await b.remove("r", "alice", "b:1") == Change.MEMBER
     assert await a.infos("r") == {}
     assert await a.infos("elsewhere") == {}
+
+
+async def test_node_stats_expire(presence_pair: Pair) -> None:
+    """The admin dashboard's records: each node's latest, gone `ttl` after it stopped."""
+    a, b, _ = presence_pair
+    await a.report_stats("node-a", b'{"n":1}', 0.5)
+    await b.report_stats("node-b", b'{"n":2}', 30.0)
+    await a.report_stats("node-a", b'{"n":3}', 0.5)
+    assert await b.node_stats() == {"node-a": b'{"n":3}', "node-b": b'{"n":2}'}
+    await asyncio.sleep(0.7)
+    assert await a.node_stats() == {"node-b": b'{"n":2}'}
+
+
+async def test_entries_say_which_connection_and_node(presence_pair: Pair) -> None:
+    a, b, _ = presence_pair
+    await a.add("r", "alice", "node-a:1")
+    await b.add("r", "alice", "node-b:7")
+    await b.add("r", "bob", "node-b:8")
+    expected = [("alice", "node-a:1"), ("alice", "node-b:7"), ("bob", "node-b:8")]
+    assert await a.entries("r", 10) == expected
+    assert await b.entries("r", 2) == expected[:2]
+    assert await a.entries("nowhere", 10) == []

@@ -268,6 +268,7 @@ class MemoryPresence(Presence):
         self._nodes: dict[str, tuple[float, int, int]] = {}
         self._info: dict[str, dict[str, bytes]] = {}
         """Each room's public info by name, for the names that have one."""
+        self._stats: dict[str, tuple[float, bytes]] = {}
 
     async def start(self, on_expired: Expired) -> None:
         return None
@@ -324,6 +325,17 @@ class MemoryPresence(Presence):
 
     async def report_node(self, node: str, connections: int, rooms: int, ttl: float) -> None:
         self._nodes[node] = (time.monotonic() + ttl, connections, rooms)
+
+    async def entries(self, room: str, limit: int) -> list[tuple[str, str]]:
+        found = sorted((name, key) for name, keys in self._rooms.get(room, {}).items() for key in keys)
+        return found[:limit]
+
+    async def report_stats(self, node: str, stats: bytes, ttl: float) -> None:
+        self._stats[node] = (time.monotonic() + ttl, stats)
+
+    async def node_stats(self) -> dict[str, bytes]:
+        now = time.monotonic()
+        return {node: stats for node, (until, stats) in self._stats.items() if until > now}
 
     async def nodes(self) -> list[NodeReport]:
         now = time.monotonic()

@@ -94,6 +94,19 @@ class Presence(abc.ABC):
     async def nodes(self) -> list[NodeReport]:
         """Every node whose report has not expired, sorted by id (memory: this node only)."""
 
+    @abc.abstractmethod
+    async def entries(self, room: str, limit: int) -> list[tuple[str, str]]:
+        """`(name, connection key)` of at most `limit` live connections in `room`, sorted: the key is
+        `node:id:since`, so the admin dashboard tells where and since when each member is connected."""
+
+    @abc.abstractmethod
+    async def report_stats(self, node: str, stats: bytes, ttl: float) -> None:
+        """Record this node's dashboard numbers (compact JSON, `hubbub.server.admin_stats`) for `ttl` seconds."""
+
+    @abc.abstractmethod
+    async def node_stats(self) -> dict[str, bytes]:
+        """The last dashboard numbers of every node whose record has not expired (memory: this node only)."""
+
     async def infos(self, room: str) -> dict[str, bytes]:
         """The public info of the names in `room` that have one (see `add`); names without one are absent.
 

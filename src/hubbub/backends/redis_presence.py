@@ -208,6 +208,40 @@ class RedisPresence(Presence):
                 pipe.zremrangebyscore(f"{self._prefix}nodes", "-inf", time.time())
                 await pipe.execute()
 
+    async def entries(self, room: str, limit: int) -> list[tuple[str, str]]:
+        """One round trip for the names, one pipelined for their live connections."""
+        now = time.time()
+        with self._health.command():
+            names = sorted(_text(raw) for raw in await self._redis.smembers(f"{self._prefix}names:{room}"))
+            names = names[:limit]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.zrangebyscore(self._conns(room, name), now, "+inf", start=0, num=limit)
+                keys = await pipe.execute() if names else []
+        found = sorted((name, _text(key)) for name, some in zip(names, keys, strict=True) for key in some)
+        return found[:limit]
+
+    async def report_stats(self, node: str, stats: bytes, ttl: float) -> None:
+        """A key per node expiring after `ttl`, and the node in a sorted set scored by that expiry (as
+        `report_node`)."""
+        now = time.time()
+        with self._health.command():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self._prefix}stats:{node}", stats, px=int(ttl * 1000))
+                pipe.zadd(f"{self._prefix}stats", {node: now + ttl})
+                pipe.zremrangebyscore(f"{self._prefix}stats", "-inf", now)
+                await pipe.execute()
+
+    async def node_stats(self) -> dict[str, bytes]:
+        with self._health.command():
+            live = [_text(raw) for raw in await self._redis.zrangebyscore(f"{self._prefix}stats", time.time(), "+inf")]
+            values = await self._redis.mget([f"{self._prefix}stats:{name}" for name in live]) if live else []
+        return {
+            name: value.encode() if isinstance(value, str) else bytes(value)
+            for name, value in zip(live, values, strict=True)
+            if value is not None
+        }
+
     async def nodes(self) -> list[NodeReport]:
         with self._health.command():
             live = await self._redis.zrangebyscore(f"{self._prefix}nodes", time.time(), "+inf")

@@ -101,6 +101,16 @@ def api_keys(values: tuple[str, ...]) -> str | None:
     return None
 
 
+ADMIN_PASSWORD_MIN = 12
+"""Shortest `--admin-password` accepted: the dashboard can disconnect anyone and publish anywhere."""
+
+
+def admin_password(v: str) -> str | None:
+    if v and len(v) < ADMIN_PASSWORD_MIN:  # the message never holds the password
+        return f"must be at least {ADMIN_PASSWORD_MIN} characters"
+    return None
+
+
 def api_from(v: str) -> str | None:
     return None if valid_name(v) else f": {invalid_name_message(v)}"
 

@@ -132,6 +132,7 @@ class Connection:
         "remote",
         "rooms",
         "session",
+        "since",
     )
     _ids = 0
 
@@ -151,6 +152,8 @@ class Connection:
         proxy); None: none."""
         self.rooms: set[str] = set()
         """The rooms this connection is in (read it; join and leave change it)."""
+        self.since = time.time()
+        """When the connection was made (Unix seconds), for the admin dashboard."""
         self.data: dict[str, Any] = {}
         """The application's own state for this session (hooks and handlers read and write it)."""
         self.session = Session(hub.limits, time.monotonic())

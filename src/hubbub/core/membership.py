@@ -70,8 +70,9 @@ class Roster:
         """The task publishing the last flush's announcements; the next flush waits for it (order)."""
 
     def key(self, conn: Connection) -> str:
-        """The presence entry of `conn`: unique across nodes."""
-        return f"{self._node}:{conn.id}"
+        """The presence entry of `conn`: unique across nodes; `node:id:since` (Unix seconds), so that
+        the admin dashboard tells where and since when each member is connected (`Presence.entries`)."""
+        return f"{self._node}:{conn.id}:{int(conn.since)}"
 
     async def change(self, room: str, conn: Connection, joined: bool, info: bytes | None = None) -> None:
         """Record a membership change; announce an identity's first or last connection.

@@ -430,6 +430,17 @@ class Settings:
         check=checks.api_from,
         help="the from of messages published through the API when the call gives none",
     )
+    admin_password: str = setting(
+        "",
+        topic=Topic.APPLICATION,
+        metavar="P",
+        secret=True,
+        check=checks.admin_password,
+        help="turn on the admin dashboard at /admin, behind this password (at least 12 characters; prefer"
+        " HUBBUB_ADMIN_PASSWORD: a flag shows in ps); without it /admin is 404",
+        doc="Every node given the same password accepts the same dashboard session (the cookie is signed with a"
+        " key derived from it), so the dashboard works behind a load balancer. docs/howto/admin.md.",
+    )
 
     # ---- webhooks ----
     webhook_secret: str = setting(

@@ -255,8 +255,7 @@ class ServerApi:
         body = _decode(request.body, PublishBody)
         _check_sender(body.sender)
         self._check_message(body.message)
-        offset = await self.hub.publish(body.room, body.message, body.sender or self.hub.settings.api_from)
-        return {"offset": offset}
+        return {"offset": await publish(self.hub, body.room, body.message, body.sender)}
 
     async def broadcast(self, request: Request) -> dict[str, Any]:
         body = _decode(request.body, BroadcastBody)
@@ -294,7 +293,7 @@ class ServerApi:
         _check_user(body.user)
         if len(body.reason.encode()) > 123:
             raise ApiRefusal(ApiCode.BAD_PAYLOAD, "reason must be at most 123 bytes of UTF-8 - at `$.reason`")
-        await self.hub.control.send(ControlMessage(Op.DISCONNECT, body.user, code=body.code, reason=body.reason))
+        await disconnect(self.hub, body.user, body.code, body.reason)
         return {}
 
     async def subscribe(self, request: Request) -> dict[str, Any]:
@@ -306,7 +305,7 @@ class ServerApi:
     async def unsubscribe(self, request: Request) -> dict[str, Any]:
         body = _decode(request.body, MembershipBody)
         _check_user(body.user)
-        await self.hub.control.send(ControlMessage(Op.UNSUBSCRIBE, body.user, room=body.room))
+        await unsubscribe(self.hub, body.user, body.room)
         return {}
 
     async def presence(self, request: Request) -> dict[str, Any]:
@@ -364,6 +363,24 @@ class ServerApi:
         limit = self.hub.settings.max_message_size
         if len(message) > limit:
             raise ApiRefusal(ApiCode.TOO_LARGE, f"message is over --max-message-size ({limit} bytes)")
+
+
+# ---- the actions, shared with the admin dashboard (hubbub.server.admin) ---------------------
+
+
+async def publish(hub: Hub, room: str, message: msgspec.Raw, sender: str | None) -> int:
+    """Publish `message` (JSON) to `room` as `sender` (default `--api-from`), on every node; its offset."""
+    return await hub.publish(room, message, sender or hub.settings.api_from)
+
+
+async def disconnect(hub: Hub, user: str, code: int = 4000, reason: str = "") -> None:
+    """Close every connection of `user`, on every node (a control message through the broker)."""
+    await hub.control.send(ControlMessage(Op.DISCONNECT, user, code=code, reason=reason))
+
+
+async def unsubscribe(hub: Hub, user: str, room: str) -> None:
+    """Take every connection of `user` out of `room`, on every node."""
+    await hub.control.send(ControlMessage(Op.UNSUBSCRIBE, user, room=room))
 
 
 _CALLS = {

@@ -52,7 +52,8 @@ def start_line(server: Server) -> str:
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     ws = "wss" if server.scheme == "https" else "ws"
     page = f"files of {s.static_dir}" if s.static_dir else "chat page"
-    return f"hubbub: serving {server.scheme}://{authority}/ ({page}), {ws}://{authority}/ws"
+    admin = f", admin at {server.scheme}://{authority}/admin" if s.admin_password else ""
+    return f"hubbub: serving {server.scheme}://{authority}/ ({page}), {ws}://{authority}/ws{admin}"
 
 
 def _print_start_line(server: Server) -> None:

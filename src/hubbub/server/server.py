@@ -17,6 +17,7 @@ from typing import Any
 from picows import WSAutoPingStrategy
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # constructor pinned by our version range
 
+from hubbub.auth.admin_sessions import AdminGate
 from hubbub.auth.jwks import Jwks
 from hubbub.auth.keys import PublicKey
 from hubbub.auth.logins import Authenticator
@@ -31,6 +32,8 @@ from hubbub.integration.webhooks import Webhooks
 from hubbub.protocol.events import SendMessage
 from hubbub.protocol.origins import HostPolicy
 from hubbub.protocol.origins import origin_allowed as origin_allowed  # re-exported: the rule is tested by this name
+from hubbub.server.admin import AdminOff, AdminRoutes
+from hubbub.server.admin_stats import AdminStats
 from hubbub.server.api_routes import ApiOff, ApiRoutes
 from hubbub.server.frontdoor import FrontDoor, GetOnly, Pipeline, Spawn, Stage
 from hubbub.server.handshake import Handshake
@@ -57,13 +60,14 @@ def front_door(
     api: ServerApi | None = None,
     connect_proxy: AppProxy | None = None,
     key_hold: KeyHold | None = None,
+    admin: AdminRoutes | None = None,
 ) -> Pipeline:
     """The front door's stages for what is configured, in order (docs/topics/front-door.md).
 
     `allowed`: the server's `Host` and `Origin` rules (`HostOrigin.allows`); `auth`: logins and
     tickets (`--users`); `api`: the server API (`--api-key`); `connect_proxy`: the application asked
     about credential-less handshakes (`--connect-proxy`); `key_hold`: handshakes waiting for the
-    identity provider's keys (`--auth-jwks-url`).
+    identity provider's keys (`--auth-jwks-url`); `admin`: the dashboard (`--admin-password`).
     """
     stages: list[Stage] = []
     if key_hold is not None:
@@ -75,6 +79,7 @@ def front_door(
     else:
         stages.append(LoginOff())
     stages.append(ApiRoutes(api) if api is not None else ApiOff())
+    stages.append(admin if admin is not None else AdminOff())
     stages.append(GetOnly())
     return Pipeline(tuple(stages), spawn)
 
@@ -140,6 +145,10 @@ class Server:
                 log.warning("proxy.publish_not_applied", extra={"reason": "the app handles send_message itself"})
         self.door: Pipeline | None = None
         """The front door's stages, built at `start` (`front_door`)."""
+        self.admin: AdminRoutes | None = None
+        """The admin dashboard (`/admin`), when `--admin-password` is set (made at `start`: deriving
+        its key takes a moment)."""
+        self._admin_tasks = TaskOwner("admin")
 
     @property
     def port(self) -> int:
@@ -157,6 +166,13 @@ class Server:
             tickets = self._tickets if self._tickets is not None else open_tickets(s)
             self.auth = Authenticator(users, tickets, s.ticket_ttl)
         await self.hub.start()
+        if s.admin_password and self.admin is None:
+            stats = AdminStats(self.hub)
+            rules = self.rules
+            self.admin = AdminRoutes(
+                self.hub, AdminGate(s.admin_password), stats, self.scheme, lambda head: rules.allows(head.headers)
+            )
+            self._admin_tasks.spawn(stats.run())
         connect_proxy = self.proxy if s.connect_proxy else None
         key_hold = None
         if self.jwks is not None:
@@ -169,6 +185,7 @@ class Server:
             api=self.api,
             connect_proxy=connect_proxy,
             key_hold=key_hold,
+            admin=self.admin,
         )
         fd_limit = raise_fd_limit()
         cap = connection_cap(s.max_connections, fd_limit)
@@ -214,6 +231,7 @@ class Server:
         if self.listener is not None:
             self.listener.close()
         await self._auth_tasks.close()
+        await self._admin_tasks.close()
         await self.hub.shutdown()
         if self.auth is not None:
             await self.auth.tickets.close()

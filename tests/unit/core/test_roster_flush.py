@@ -23,6 +23,7 @@ class FakeConn:
     id: int
     identity: str
     info: bytes | None = None
+    since: float = 0.0
 
 
 @dataclass

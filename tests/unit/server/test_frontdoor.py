@@ -8,6 +8,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
+from hubbub.auth.admin_sessions import AdminGate
 from hubbub.auth.logins import Authenticator
 from hubbub.auth.passwords import Users
 from hubbub.backends.tickets import MemoryTickets
@@ -15,6 +16,8 @@ from hubbub.core.hub import Hub
 from hubbub.core.settings import Settings
 from hubbub.integration.app_proxy import AppProxy
 from hubbub.integration.server_api import ServerApi
+from hubbub.server.admin import AdminRoutes
+from hubbub.server.admin_stats import AdminStats
 from hubbub.server.frontdoor import FrontDoor, Pipeline
 from hubbub.server.pacer import FramePacer
 from hubbub.server.server import front_door
@@ -67,19 +70,25 @@ def _api() -> ServerApi:
     return ServerApi(Hub(Settings(api_keys=("k" * 16,))), lambda head: True)
 
 
+def _admin() -> AdminRoutes:
+    hub = Hub()
+    return AdminRoutes(hub, AdminGate("correct-horse-battery"), AdminStats(hub), "http", lambda head: True)
+
+
 async def test_the_stages_are_those_the_settings_call_for_in_order() -> None:
     """Every stage not configured is absent; the ones that answer what is off stand in its place; the
     connect proxy judges first, the GET-only rule last."""
     proxy = AppProxy(Settings(connect_proxy="http://127.0.0.1:9/connect", webhook_secret="s" * 32))
     try:
         cases: list[tuple[dict[str, Any], tuple[str, ...], bool]] = [
-            ({}, ("LoginOff", "ApiOff", "GetOnly"), False),
-            ({"api": _api()}, ("LoginOff", "ApiRoutes", "GetOnly"), True),
-            ({"auth": _auth()}, ("Login", "TicketHold", "ApiOff", "GetOnly"), True),
-            ({"connect_proxy": proxy}, ("ConnectProxyHold", "LoginOff", "ApiOff", "GetOnly"), False),
+            ({}, ("LoginOff", "ApiOff", "AdminOff", "GetOnly"), False),
+            ({"api": _api()}, ("LoginOff", "ApiRoutes", "AdminOff", "GetOnly"), True),
+            ({"auth": _auth()}, ("Login", "TicketHold", "ApiOff", "AdminOff", "GetOnly"), True),
+            ({"connect_proxy": proxy}, ("ConnectProxyHold", "LoginOff", "ApiOff", "AdminOff", "GetOnly"), False),
+            ({"admin": _admin()}, ("LoginOff", "ApiOff", "AdminRoutes", "GetOnly"), True),
             (
-                {"auth": _auth(), "api": _api(), "connect_proxy": proxy},
-                ("ConnectProxyHold", "Login", "TicketHold", "ApiRoutes", "GetOnly"),
+                {"auth": _auth(), "api": _api(), "connect_proxy": proxy, "admin": _admin()},
+                ("ConnectProxyHold", "Login", "TicketHold", "ApiRoutes", "AdminRoutes", "GetOnly"),
                 True,
             ),
         ]

@@ -473,3 +473,53 @@ async def test_cross_origin_preflight_and_headers(make_server: ServerFactory) ->
     )
     assert status == 202
     sse.close()
+
+
+async def test_connect_proxy_cookie_admits_with_the_apps_rooms(make_server: ServerFactory) -> None:
+    from tests.app_server import AppServer
+    from tests.integration.test_proxy import SECRET, cookie, sessions
+
+    app = await AppServer(sessions).start()
+    try:
+        server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
+        assert (await SseReader.open(server.port, "/sse?rooms=team-a")).status == 401  # no cookie: the app's 401
+        outside = await SseReader.open(server.port, "/sse?rooms=lobby", cookie("s-alice"))
+        assert outside.status == 403 and b"'lobby'" in outside.body  # the app's rooms: team-*
+        sse = await SseReader.open(server.port, "/sse?rooms=team-a&name=mallory", cookie("s-alice"))
+        assert sse.status == 200
+        await sse.event_of("hello")
+        assert [c.identity for c in server.hub.connections] == ["alice"]
+        assert app.requests[-1].json()["headers"] == {"Cookie": "session=s-alice"}
+        sse.close()
+    finally:
+        await app.close()
+
+
+async def test_httpx_reads_a_room_without_an_sdk(server: Server) -> None:
+    """The snippet of docs/protocol.md ("Without an SDK"), in a thread while the server runs here."""
+    import httpx
+
+    url = f"http://127.0.0.1:{server.port}/sse?rooms=lobby"
+
+    def read_two() -> list[dict[str, str]]:
+        events = []
+        with httpx.stream("GET", url, timeout=10) as stream:
+            event: dict[str, str] = {}
+            for line in stream.iter_lines():
+                if line.startswith(("event: ", "id: ", "data: ")):
+                    field, _, value = line.partition(": ")
+                    event[field] = value
+                elif not line and event:
+                    events.append(event)
+                    event = {}
+                    if len(events) == 2:
+                        return events
+        return events
+
+    reading = asyncio.create_task(asyncio.to_thread(read_two))
+    await eventually(lambda: bool(server.hub.rooms.get("lobby")))
+    await server.hub.publish("lobby", {"text": "to curl and httpx alike"}, "ops")
+    hello, message = await asyncio.wait_for(reading, 10)
+    assert hello["event"] == "hello"
+    assert message["event"] == "new_message" and message["id"] == "lobby=1"
+    assert json.loads(message["data"])["message"] == {"text": "to curl and httpx alike"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -51,6 +52,8 @@ class Counter:
     def __init__(self) -> None:
         self.count = 0
         self.samples: list[int] = []
+        self.target = 0
+        self.done = asyncio.Event()
 
     def seen(self, data: bytes) -> None:
         """Count the messages in `data` (whole events or frames), sampling their latency."""
@@ -62,6 +65,8 @@ class Counter:
             if self.count % 7 == 0:  # a sample is enough: 1,000 members x thousands of messages
                 self.samples.append(now - int(data[at + 3 : end]))
             at = data.find(_TS, end)
+        if self.target and self.count >= self.target:
+            self.done.set()
 
 
 class SseReader(asyncio.Protocol):
@@ -146,6 +151,8 @@ async def run(transport: str, args: argparse.Namespace, room: str) -> Figures:
     await asyncio.sleep(0.5)  # let presence settle
     counter.count = 0
     counter.samples.clear()
+    expected = args.members * args.msgs
+    counter.target = expected
     cpu0 = _cpu_ns(args.server_pid) if args.server_pid else 0
     t0 = time.monotonic()
     pad = "x" * max(0, args.size - 40)
@@ -157,10 +164,8 @@ async def run(transport: str, args: argparse.Namespace, room: str) -> Figures:
         event = {"type": "send_message", "payload": {"room": room, "message": f"ts={time.time_ns()};seq={m};{pad}"}}
         publisher.send(WSMsgType.TEXT, json.dumps(event).encode())
         in_flight += 1
-    expected = args.members * args.msgs
-    deadline = time.monotonic() + args.timeout
-    while counter.count < expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(counter.done.wait(), args.timeout)
     seconds = time.monotonic() - t0
     cpu_us = (_cpu_ns(args.server_pid) - cpu0) / 1e3 / counter.count if args.server_pid and counter.count else None
     publisher.disconnect()

@@ -498,7 +498,9 @@ class SseDoor:
         if refused is None and writer.held_bytes > hub.settings.send_queue_bytes:
             hub._slow_consumer(conn)
             refused = _refuse_status(HTTPStatus.SERVICE_UNAVAILABLE, "the replay is too large: try again later")
-        if refused is not None or conn.state is not _OPEN or door.closed:
+        if refused is None and conn.state is not _OPEN:  # closed while joining (the server API, a hook)
+            refused = _refuse_status(HTTPStatus.SERVICE_UNAVAILABLE, "the connection was closed before it started")
+        if refused is not None or door.closed:
             conn.transport_lost(None)
             return refused
         wire.started = True
@@ -516,6 +518,9 @@ class SseDoor:
                 await conn.join(room, resume.get(room))
             except EventError as exc:
                 return _refuse_status(_STATUS.get(exc.code, HTTPStatus.FORBIDDEN), str(exc.message))
+            except Exception:  # an application's hook failed: logged, as a handler's failure is
+                log.exception("sse.join_failed", extra={"conn": conn.id, "room": room})
+                return _refuse_status(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
             if conn.state is not _OPEN:
                 return None
         return None
@@ -607,24 +612,24 @@ class SseDoor:
         if any(len(text) > self.hub.settings.max_message_size for text in texts):
             message = f"an envelope is over {self.hub.settings.max_message_size} bytes"
             return _with_cors(head, _refuse_status(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message, close=False))
-        if conn._reading_paused:  # events wait behind a slow handler: more would only queue
-            return _with_cors(head, _flooded())
         session = conn.session
-        limited = False
-        for text in texts:
+        # 429 refuses the whole request, unhandled, so that a client may send it again after a pause: over
+        # the frame budget (one a request), or while events wait behind a slow handler (more would queue)
+        verdict = session.request(time.monotonic())
+        if verdict is Verdict.CLOSE:
+            conn.carry_out_close()  # flooded again and again: the stream ends (the 1008 of /ws)
+        if verdict is not Verdict.ALLOW or conn._reading_paused:
+            return _with_cors(head, _flooded())
+        for text in texts:  # each event under the rate limits of /ws: `rate_limited` errors on the stream
             if conn.state is not _OPEN:
                 break
             verdict = session.text(time.monotonic())
             if verdict is Verdict.ALLOW:
                 conn.receive_text(text)
             elif verdict is Verdict.REFUSE:
-                limited = True
                 conn.refuse(text.encode())
             else:
                 conn.carry_out_close()
-                return _with_cors(head, _flooded())
-        if limited:
-            return _with_cors(head, _flooded())
         return _with_cors(head, Response(HTTPStatus.ACCEPTED, b"", _TEXT))
 
     def _preflight(self, head: Head) -> Response:

@@ -555,3 +555,48 @@ async def test_a_failing_join_hook_is_500_and_leaves_nothing(make_server: Server
     refused = await SseReader.open(server.port, "/sse?rooms=a")
     assert refused.status == 500 and refused.body == b"internal error\n"
     await eventually(lambda: not server.hub.connections and not server.hub.rooms and not server.sse.streams)
+
+
+async def test_a_stream_has_at_most_four_requests_in_flight(server: Server) -> None:
+    """Bodies that trickle in are held; a fifth request of the same stream is 429 unread, so that one stream's
+    up-channel holds at most POSTS_IN_FLIGHT bodies."""
+    from hubbub.server.sse import POSTS_IN_FLIGHT
+
+    sse = await SseReader.open(server.port, "/sse")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    body = b'{"type":"join_room","payload":{"room":"t"}}'
+    slow = []
+    for _ in range(POSTS_IN_FLIGHT):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            f"POST /sse/send HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Hubbub-Session: {session}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        slow.append((reader, writer))
+    await asyncio.sleep(0.2)
+    status, reason = await post(server.port, body, {"X-Hubbub-Session": session})
+    assert status == 429 and b"at a time" in reason
+    for reader, writer in slow:  # the bodies come: each accepted, and a place is free again
+        writer.write(body[5:])
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 202")
+        writer.close()
+    assert await send(server.port, session, {"type": "leave_room", "payload": {"room": "t"}, "id": "l"}) == 202
+    sse.close()
+
+
+async def test_the_session_secret_never_reaches_a_log(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await make_server(rate_limit=1, rate_burst=1)
+    sse = await SseReader.open(server.port, "/sse?rooms=a&name=ann")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    batch = [{"type": "send_message", "payload": {"room": "a", "message": session}, "id": i} for i in range(3)]
+    assert await send(server.port, session, batch) == 202
+    assert (await post(server.port, b"{", {"X-Hubbub-Session": session + "x"}))[0] == 404
+    sse.close()
+    await eventually(lambda: not server.hub.connections)
+    assert caplog.records
+    for record in caplog.records:
+        assert session not in record.getMessage() and session not in repr(record.__dict__)

@@ -600,3 +600,42 @@ async def test_the_session_secret_never_reaches_a_log(
     assert caplog.records
     for record in caplog.records:
         assert session not in record.getMessage() and session not in repr(record.__dict__)
+
+
+def _blocking_hub() -> tuple[Hub, asyncio.Event]:
+    """A hub whose `authorize_join` waits for an event that never comes: a stream stays in its joins."""
+    hub = Hub()
+    entered = asyncio.Event()
+
+    @hub.authorize_join
+    async def wait_forever(conn: Any, room: str) -> bool:
+        entered.set()
+        await asyncio.Event().wait()
+        return True
+
+    return hub, entered
+
+
+async def test_a_client_that_leaves_mid_join_leaves_nothing(make_server: ServerFactory) -> None:
+    hub, entered = _blocking_hub()
+    server = await make_server(hub=hub)
+    assert server.door is not None and server.door.names[0] == "SseDoor"  # the first stage, always there
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /sse?rooms=a HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    await asyncio.wait_for(entered.wait(), 5)
+    assert len(server.hub.connections) == 1 and len(server.sse.streams) == 1
+    writer.transport.abort()
+    await eventually(lambda: not server.hub.connections and not server.sse.streams)
+    await eventually(lambda: not server.hub.rooms and not server.hub.room_table.subscribed)
+
+
+async def test_shutdown_mid_join_answers_503(make_server: ServerFactory) -> None:
+    hub, entered = _blocking_hub()
+    server = await make_server(hub=hub)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /sse?rooms=a HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.wait_for(server.stop(), 10)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 503") and answer.endswith(b"the server is shutting down\n")
+    writer.close()

@@ -429,7 +429,7 @@ class SseDoor:
             head = arrival.head
             if head is None or head.path != "/sse":
                 return False
-            door.hold(self._open(door, head), cancel_if_lost=True)
+            door.hold(self._open(door, head), cancel_if_lost=True, last=True)
             return True
         if start[:8] not in (b"POST /ss", b"OPTIONS ") or arrival.line not in _SEND_LINES:
             return False

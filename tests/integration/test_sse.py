@@ -639,3 +639,25 @@ async def test_shutdown_mid_join_answers_503(make_server: ServerFactory) -> None
     answer = await asyncio.wait_for(reader.read(), 5)
     assert answer.startswith(b"HTTP/1.1 503") and answer.endswith(b"the server is shutting down\n")
     writer.close()
+
+
+async def test_single_and_multi_room_streams_share_one_publish(server: Server) -> None:
+    """One fan-out write, encoded once: the single-room stream gets the shared bytes, the two-room
+    stream its own `id:` line, a WebSocket member its frame."""
+    one = await SseReader.open(server.port, "/sse?rooms=a")
+    two = await SseReader.open(server.port, "/sse?rooms=a,b")
+    ws = await EventClient.open(ws_url(server))
+    await ws.join("a")
+    await one.event_of("hello")
+    await two.event_of("hello")
+    for i in range(3):
+        await server.hub.publish("a", i, "api")
+    await server.hub.publish("b", "b", "api")
+    assert [(await one.event_of("new_message"))["id"] for _ in range(3)] == ["a=1", "a=2", "a=3"]
+    got = [await two.event_of("new_message") for _ in range(4)]
+    assert [m["id"] for m in got] == ["a=1,b=0", "a=2,b=0", "a=3,b=0", "a=3,b=1"]
+    assert [m["data"]["message"] for m in got] == [0, 1, 2, "b"]
+    assert [(await ws.recv_type("new_message"))["payload"]["message"] for _ in range(3)] == [0, 1, 2]
+    one.close()
+    two.close()
+    await ws.close()

@@ -46,8 +46,18 @@ async def join_room(payload: JoinRoom, client: Connection) -> None:
     judges the request (`forbidden`: nothing done); then the credentials' own `rooms`.
     """
     client.change_rooms()
+    info = await admit(client, payload.room, payload.since)
+    await client.join(payload.room, payload.since, info)
+
+
+async def admit(client: Connection, room: str, since: int | None) -> bytes | None:
+    """Whether `client` may join `room` (`EventError` when not), and its info in that room's presence.
+
+    The room's namespace's `join` rule, the join proxy, then an `authorize_join` hook: what every
+    join of a client goes through, `join_room` over any transport and the rooms an `/sse` stream
+    opens with. The info is the join proxy's, else None (the connection's own).
+    """
     hub = client.hub
-    room = payload.room
     info: bytes | None = None
     if hub.namespaces.active or hub.join_proxy is not None:
         rule = hub.namespaces.rules(room)
@@ -57,11 +67,11 @@ async def join_room(payload: JoinRoom, client: Connection) -> None:
         elif hub.join_proxy is not None and (rule.join is JoinRule.PROXY or rule.outside):
             if not valid_room(room):  # never asked about
                 raise EventError(ErrorCode.BAD_PAYLOAD, invalid_room_message())
-            info = await hub.join_proxy(client, room, payload.since)
+            info = await hub.join_proxy(client, room, since)
     guard = hub.join_guard
     if guard is not None:
         await guard(client, room)
-    await client.join(room, payload.since, info)
+    return info
 
 
 def leave_room(payload: LeaveRoom, client: Connection) -> dict[str, Any]:

@@ -1,15 +1,17 @@
-"""The WebSocket upgrade at `/ws`: who the connection is, or the status that refuses it.
+"""The WebSocket upgrade at `/ws`, and who a `/ws` or `/sse` client is, or the status that refuses it.
 
-`Handshake.upgrade` checks the `Origin` (403), then takes the identity from a ticket's user, the
-connect proxy's admission, or a signed token (`?token=T` or the subprotocol `hubbub.token.T`:
-hubbub's own HS256, or an identity provider's, hubbub.auth.tokens.Verifier); a missing or bad
-credential where one is required is 401, a provider's token while its keys have never loaded 503,
-a bad `name` 400. With signed tokens it registers the `refresh` event. docs/topics/front-door.md.
+`Handshake.upgrade` checks the `Origin` (403), then (`Handshake.identify`, shared with `/sse`)
+takes the identity from a ticket's user, the connect proxy's admission, or a signed token
+(`?token=T` or the subprotocol `hubbub.token.T`: hubbub's own HS256, or an identity provider's,
+hubbub.auth.tokens.Verifier); a missing or bad credential where one is required is 401, a
+provider's token while its keys have never loaded 503, a bad `name` 400. With signed tokens it
+registers the `refresh` event. docs/topics/front-door.md.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ import msgspec
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
 from hubbub.auth.jwks import Jwks
-from hubbub.auth.tokens import SUBPROTOCOL, KeysUnavailable, TokenError, Verifier, token_from_subprotocols
+from hubbub.auth.tokens import SUBPROTOCOL, Grant, KeysUnavailable, TokenError, Verifier, token_from_subprotocols
 from hubbub.core.connection import Connection
 from hubbub.core.hub import Hub
 from hubbub.errors import EventError
@@ -71,64 +73,102 @@ class Handshake:
                 extra={"reason": "origin", "remote": remote, "origin": request.headers.get("Origin")},
             )
             return response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
-        if user is not None:  # the ticket's user: `name` and payload `from` are ignored
-            return WebSocketListener(Connection(self.hub, user, remote))
-        if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
-            conn = Connection(self.hub, admitted.user, remote)
-            conn.grant = admitted.grant
-            conn.info = admitted.info
-            return WebSocketListener(conn)
-        s = self.settings
-        if s.tokens:
-            with_token = self._token_upgrade(request, query, remote)
+        if user is None and admitted is None and self.settings.tokens:
+            with_token = self._token_upgrade(request, remote)
             if with_token is not None:
                 return with_token
+        identified = self.identify(query, user, admitted, remote)
+        if isinstance(identified, tuple):
+            return response(*identified)
+        return WebSocketListener(identified)
+
+    def identify(
+        self,
+        query: dict[str, list[str]],
+        user: str | None,
+        admitted: Admission | None,
+        remote: str,
+        make: Callable[[str | None], Connection] | None = None,
+        path: str = "/ws",
+    ) -> Connection | tuple[HTTPStatus, bytes]:
+        """The connection of a request that passed the Origin check (`/ws`, `/sse`), made by `make`, or the
+        status and reason refusing it: a ticket's `user`, the connect proxy's admission, a `?token=`, or
+        anonymous with `?name=` where that is allowed."""
+        new = make or (lambda name: Connection(self.hub, name, remote))
+        if user is not None:  # the ticket's user: `name` and payload `from` are ignored
+            return new(user)
+        if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
+            conn = new(admitted.user)
+            conn.grant = admitted.grant
+            conn.info = admitted.info
+            return conn
+        s = self.settings
+        token = query.get("token", [None])[0] if s.tokens else None
+        if token is not None:
+            verified = self._verify(token, remote)
+            if isinstance(verified, tuple):
+                return verified
+            conn = new(verified.sub)
+            conn.grant = verified
+            return conn
         if s.connect_proxy:  # a credential the front door let by, but not valid here: never anonymous
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
-            return response(HTTPStatus.UNAUTHORIZED, b"invalid credential\n")
+            return HTTPStatus.UNAUTHORIZED, b"invalid credential\n"
         if (self._logins or s.tokens) and not s.allow_anonymous:
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             if not self._logins:
-                return response(HTTPStatus.UNAUTHORIZED, b"a token is required: /ws?token=T\n")
-            return response(HTTPStatus.UNAUTHORIZED, b"log in first: POST /login, then /ws?ticket=T\n")
+                return HTTPStatus.UNAUTHORIZED, f"a token is required: {path}?token=T\n".encode()
+            return HTTPStatus.UNAUTHORIZED, f"log in first: POST /login, then {path}?ticket=T\n".encode()
         name = query.get("name", [None])[0]
         if name is not None and not valid_name(name):
-            return response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
-        return WebSocketListener(Connection(self.hub, name, remote))
+            return HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode()
+        return new(name)
 
-    def _token_upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]], remote: str) -> Routed | None:
-        """The connection of a signed token (`?token=T`, or the subprotocol `hubbub.token.T` next to
-        `hubbub`), a 401 for a bad one, or None when the request carries no token.
-
-        The identity is the token's user claim (`sub`); `name` and payload `from` are ignored. A token
-        offered as a subprotocol gets `hubbub` selected in the response, so the token is never echoed back.
-        """
-        token, offered_plain = token_from_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
-        via_subprotocol = token is not None
-        if token is None:
-            token = query.get("token", [None])[0]
-            if token is None:
-                return None
-        elif not offered_plain:
-            self.hub.metrics.handshakes_rejected.labels("auth").inc()
-            return response(HTTPStatus.BAD_REQUEST, b"offer the subprotocol hubbub next to hubbub.token.T\n")
+    def _verify(self, token: str, remote: str) -> Grant | tuple[HTTPStatus, bytes]:
+        """The grant of a signed token, or the status refusing it: 401 for a bad one, 503 while an identity
+        provider's keys have never loaded (logged once, not per handshake)."""
         try:
-            grant = self.verifier.verify(token)
+            return self.verifier.verify(token)
         except KeysUnavailable:  # the provider's keys never loaded: not the client's fault, nor a flood of logs
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             if self._jwks is not None and self._jwks.first_refusal():
                 log.warning("handshake.no_keys", extra={"remote": remote})
-            return response(HTTPStatus.SERVICE_UNAVAILABLE, b"the identity provider's keys are not loaded yet\n")
+            return HTTPStatus.SERVICE_UNAVAILABLE, b"the identity provider's keys are not loaded yet\n"
         except TokenError as exc:  # its message never holds the token
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             log.info("handshake.token_refused", extra={"remote": remote, "reason": str(exc)})
-            return response(HTTPStatus.UNAUTHORIZED, b"invalid or expired token\n")
-        conn = Connection(self.hub, grant.sub, remote)
-        conn.grant = grant
-        if not via_subprotocol:
-            return WebSocketListener(conn)
+            return HTTPStatus.UNAUTHORIZED, b"invalid or expired token\n"
+
+    def _token_upgrade(self, request: WSUpgradeRequest, remote: str) -> Routed | None:
+        """The connection of a token offered as the subprotocol `hubbub.token.T` next to `hubbub`, a 400,
+        401 or 503 refusing it, or None when no token is offered so (`identify` reads `?token=T`).
+
+        The identity is the token's user claim (`sub`); `name` and payload `from` are ignored. The
+        response selects `hubbub`, so the token is never echoed back.
+        """
+        token, offered_plain = token_from_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+        if token is None:
+            return None
+        if not offered_plain:
+            self.hub.metrics.handshakes_rejected.labels("auth").inc()
+            return response(HTTPStatus.BAD_REQUEST, b"offer the subprotocol hubbub next to hubbub.token.T\n")
+        verified = self._verify(token, remote)
+        if isinstance(verified, tuple):
+            return response(*verified)
+        conn = Connection(self.hub, verified.sub, remote)
+        conn.grant = verified
         answer = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": SUBPROTOCOL})
         return WSUpgradeResponseWithListener(answer, WebSocketListener(conn))
+
+    async def keys_for(self, token: str | None) -> None:
+        """Wait for the identity provider's keys when `token` names a key the cache lacks and a fetch may
+        bring it (one under way, or one the interval allows now); return at once otherwise. For the
+        paths that are not held by the front door's `KeyHold` (`/sse`, `refresh`)."""
+        if token is None or self._jwks is None:
+            return
+        kid = self.verifier.key_id(token)  # None for hubbub's own tokens and for what is no token at all
+        if kid is not None and self._jwks.worth_waiting(kid):
+            await self._jwks.refresh()
 
     async def refresh(self, payload: Refresh, client: Connection) -> dict[str, Any]:
         """`refresh`: a new token for the same user (the user claim) with a later `exp` replaces the
@@ -137,10 +177,8 @@ class Handshake:
         current = client.grant
         if current is None:
             raise EventError(ErrorCode.FORBIDDEN, "this connection did not authenticate with a token")
+        await self.keys_for(payload.token)
         try:
-            kid = self.verifier.key_id(payload.token)
-            if kid is not None and self._jwks is not None and self._jwks.worth_waiting(kid):
-                await self._jwks.refresh()
             grant = self.verifier.verify(payload.token)
         except TokenError as exc:
             log.info("conn.refresh_refused", extra={"conn": client.id, "user": client.identity, "reason": str(exc)})

@@ -44,6 +44,7 @@ from hubbub.server.login import Login, LoginOff, TicketHold
 from hubbub.server.logs import PicowsLog
 from hubbub.server.proxy_hold import ConnectProxyHold
 from hubbub.server.routes import Routes
+from hubbub.server.sse import SseDoor
 from hubbub.server.tls import HandshakeBounds, server_context
 
 __all__ = ["Server", "front_door", "serve"]
@@ -61,15 +62,17 @@ def front_door(
     connect_proxy: AppProxy | None = None,
     key_hold: KeyHold | None = None,
     admin: AdminRoutes | None = None,
+    sse: SseDoor | None = None,
 ) -> Pipeline:
     """The front door's stages for what is configured, in order (docs/topics/front-door.md).
 
     `allowed`: the server's `Host` and `Origin` rules (`HostOrigin.allows`); `auth`: logins and
     tickets (`--users`); `api`: the server API (`--api-key`); `connect_proxy`: the application asked
     about credential-less handshakes (`--connect-proxy`); `key_hold`: handshakes waiting for the
-    identity provider's keys (`--auth-jwks-url`); `admin`: the dashboard (`--admin-password`).
+    identity provider's keys (`--auth-jwks-url`); `admin`: the dashboard (`--admin-password`); `sse`:
+    `GET /sse` and `POST /sse/send`.
     """
-    stages: list[Stage] = []
+    stages: list[Stage] = [] if sse is None else [sse]
     if key_hold is not None:
         stages.append(key_hold)
     if connect_proxy is not None:
@@ -117,8 +120,9 @@ class Server:
             s.auth_secret, keys, s.auth_audience or None, s.auth_issuer or None, s.auth_user_claim, s.auth_rooms_claim
         )
         """How `/ws` and `refresh` check signed tokens."""
-        handshake = Handshake(hub, self.rules, logins, self.verifier, self.jwks)
-        self.routes = Routes(hub, self.rules, handshake, logins)
+        self.handshake = Handshake(hub, self.rules, logins, self.verifier, self.jwks)
+        """Who a `/ws` or `/sse` client is (credentials, `name`)."""
+        self.routes = Routes(hub, self.rules, self.handshake, logins)
         """picows' route callback: pages, `/healthz`, `/metrics`, static files and the `/ws` upgrade."""
         self.webhooks: Webhooks | None = None
         """The webhooks dispatcher (`--webhook`), the hub's observer; None without webhooks."""
@@ -143,6 +147,8 @@ class Server:
                 hub.router.replace("send_message", self.proxy.send_message, SendMessage)
             else:
                 log.warning("proxy.publish_not_applied", extra={"reason": "the app handles send_message itself"})
+        self.sse: SseDoor | None = None
+        """`GET /sse` and `POST /sse/send` (made at `start`)."""
         self.door: Pipeline | None = None
         """The front door's stages, built at `start` (`front_door`)."""
         self.admin: AdminRoutes | None = None
@@ -178,6 +184,7 @@ class Server:
         if self.jwks is not None:
             self.jwks.start()  # the first fetch runs while the port opens; early handshakes wait for it
             key_hold = KeyHold(self.jwks, self.verifier)
+        self.sse = SseDoor(self.hub, self.handshake, self.rules.allows, auth=self.auth, proxy=connect_proxy)
         self.door = front_door(
             self._auth_tasks.spawn,
             self.rules.allows,
@@ -186,6 +193,7 @@ class Server:
             connect_proxy=connect_proxy,
             key_hold=key_hold,
             admin=self.admin,
+            sse=self.sse,
         )
         fd_limit = raise_fd_limit()
         cap = connection_cap(s.max_connections, fd_limit)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from hubbub.auth.logins import LOGIN_BURST, LOGIN_RATE_PER_MIN, AttemptLimiter, Outcome, Refusal
 
-__all__ = ["COOKIE", "IDLE_TTL", "REFRESH", "SESSION_TTL", "AdminGate", "Session"]
+__all__ = ["COOKIE", "IDLE_TTL", "REFRESH", "SESSION_TTL", "AdminGate", "AdminSession"]
 
 COOKIE = "hubbub_admin"
 """The session cookie's name."""
@@ -47,7 +47,7 @@ MAX_REVOKED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
+class AdminSession:
     """A valid session: its nonce (what its CSRF token is made of), when it began and was last seen."""
 
     nonce: str
@@ -87,9 +87,9 @@ class AdminGate:
             return Refusal(Outcome.DENIED)
         self.logins.refund(address)
         now = int(self._clock())
-        return self._cookie(Session(_b64(secrets.token_bytes(16)), now, now, secure))
+        return self._cookie(AdminSession(_b64(secrets.token_bytes(16)), now, now, secure))
 
-    def session(self, value: str | None) -> Session | None:
+    def session(self, value: str | None) -> AdminSession | None:
         """The session a cookie value carries when it is signed here and neither expired nor logged out."""
         if not value or len(value) > 200:
             return None
@@ -103,35 +103,35 @@ class AdminGate:
             issued, seen = int(parts[1]), int(parts[2])
         except ValueError:
             return None
-        found = Session(parts[3], issued, seen, parts[4] == "s")
+        found = AdminSession(parts[3], issued, seen, parts[4] == "s")
         now = self._clock()
         if now >= found.expires or seen < issued or seen > now + 60 or found.nonce in self._revoked:
             return None
         return found
 
-    def refreshed(self, found: Session) -> str | None:
+    def refreshed(self, found: AdminSession) -> str | None:
         """A new cookie value with `seen` now, when the last refresh is `REFRESH` old; else None."""
         now = int(self._clock())
         if now - found.seen < REFRESH:
             return None
-        return self._cookie(Session(found.nonce, found.issued, now, found.secure))
+        return self._cookie(AdminSession(found.nonce, found.issued, now, found.secure))
 
-    def csrf(self, found: Session) -> str:
+    def csrf(self, found: AdminSession) -> str:
         """The CSRF token of a session: what the page sends back in `X-CSRF-Token` with each action."""
         return self._mac("csrf." + found.nonce)
 
-    def csrf_ok(self, found: Session, token: str | None) -> bool:
+    def csrf_ok(self, found: AdminSession, token: str | None) -> bool:
         """Whether `token` is the session's CSRF token (constant time)."""
         return token is not None and hmac.compare_digest(self.csrf(found).encode(), token.encode("utf-8", "replace"))
 
-    def logout(self, found: Session) -> None:
+    def logout(self, found: AdminSession) -> None:
         """Refuse this session on this node from now on."""
         self._revoked[found.nonce] = found.expires
         now = self._clock()
         while self._revoked and (len(self._revoked) > MAX_REVOKED or next(iter(self._revoked.values())) < now):
             self._revoked.popitem(last=False)
 
-    def _cookie(self, found: Session) -> str:
+    def _cookie(self, found: AdminSession) -> str:
         body = f"v1.{found.issued}.{found.seen}.{found.nonce}.{'s' if found.secure else '-'}"
         return f"{body}.{self._mac(body)}"
 

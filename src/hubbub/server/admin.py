@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from hubbub.auth.admin_sessions import COOKIE, SESSION_TTL, AdminGate, Session
+from hubbub.auth.admin_sessions import COOKIE, SESSION_TTL, AdminGate, AdminSession
 from hubbub.auth.logins import Refusal
 from hubbub.backends.broker import BrokerUnavailable
 from hubbub.backends.history import payload_of
@@ -95,7 +95,7 @@ class UserBody(msgspec.Struct, forbid_unknown_fields=True):
     user: str
 
 
-class MembershipBody(msgspec.Struct, forbid_unknown_fields=True):
+class RemoveBody(msgspec.Struct, forbid_unknown_fields=True):
     user: str
     room: str
 
@@ -196,7 +196,7 @@ class AdminRoutes:
         site = head.one("sec-fetch-site")
         return site is None or site == "same-origin"
 
-    def _session(self, head: Head) -> Session | None:
+    def _session(self, head: Head) -> AdminSession | None:
         return self.gate.session(_cookies(head).get(COOKIE))
 
     def _refuse(self, head: Head, status: HTTPStatus, message: str) -> Response:
@@ -251,18 +251,18 @@ class AdminRoutes:
         answer = msgspec.json.encode({"csrf": self.gate.csrf(found), "node": self.hub.node_id})
         return _json(HTTPStatus.OK, answer, (("Set-Cookie", self._cookie(result, found)),))
 
-    def _cookie(self, value: str, found: Session) -> str:
+    def _cookie(self, value: str, found: AdminSession) -> str:
         """The `Set-Cookie` of a session's value: `Secure` under TLS, or when it logged in over HTTPS
         (a TLS-terminating proxy in front)."""
         life = max(0, found.issued + SESSION_TTL - int(time.time()))
         secure = "; Secure" if self._scheme == "https" or found.secure else ""
         return f"{COOKIE}={value}; Path=/admin; Max-Age={life}; HttpOnly; SameSite=Strict{secure}"
 
-    def _clear(self, found: Session | None) -> str:
+    def _clear(self, found: AdminSession | None) -> str:
         secure = "; Secure" if self._scheme == "https" or (found is not None and found.secure) else ""
         return f"{COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
 
-    async def _api(self, request: Request, found: Session) -> bytes:
+    async def _api(self, request: Request, found: AdminSession) -> bytes:
         head = request.head
         call = head.path.removeprefix("/admin/api/")
         if head.method == "GET":
@@ -289,7 +289,7 @@ class AdminRoutes:
                 log.info("admin.disconnect", extra={"peer": request.peer, "user": user})
                 return b"{}"
             if call == "remove":
-                member = _decode(request.body, MembershipBody)
+                member = _decode(request.body, RemoveBody)
                 await unsubscribe(self.hub, _user(member.user), _room(member.room))
                 self._room_cache.pop(member.room, None)
                 log.info("admin.remove", extra={"peer": request.peer, "user": member.user, "room": member.room})

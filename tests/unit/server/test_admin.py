@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubbub.auth.admin_sessions import AdminGate, Session
+from hubbub.auth.admin_sessions import AdminGate, AdminSession
 from hubbub.core.hub import Hub
 from hubbub.server.admin import AdminRoutes, _entry
 from hubbub.server.admin_stats import AdminStats
@@ -22,7 +22,7 @@ def test_the_cookie_is_secure_under_tls_or_behind_a_tls_proxy() -> None:
         ("http", False, False),
     ):
         routes = _routes(scheme)
-        found = Session("n", 0, 0, over_https)
+        found = AdminSession("n", 0, 0, over_https)
         for cookie in (routes._cookie("v1.x", found), routes._clear(found)):
             parts = [part.strip() for part in cookie.split(";")]
             assert ("Secure" in parts) is secure

@@ -65,7 +65,7 @@ async def example(request: pytest.FixtureRequest) -> AsyncIterator[Example]:
     proxy: NoUpgradeProxy | None = None
     app_proc: subprocess.Popen[bytes] | None = None
     try:
-        await wait_port(hub_port, timeout=30)
+        await _started(hub, hub_port, logs[0])
         origin = f"http://127.0.0.1:{hub_port}"
         if request.param == "behind-proxy":
             proxy = await NoUpgradeProxy(hub_port).start()
@@ -73,7 +73,7 @@ async def example(request: pytest.FixtureRequest) -> AsyncIterator[Example]:
         command = [sys.executable, "-m", "uvicorn", "examples.ai_stream.app:app", "--port", str(app_port)]
         app_env = {**env, "EXAMPLE_HUBBUB": origin}
         app_proc = subprocess.Popen([*command, "--log-level", "warning"], cwd=ROOT, env=app_env, stderr=logs[1])
-        await wait_port(app_port, timeout=30)
+        await _started(app_proc, app_port, logs[1])
         yield Example(origin, app, logs)
     finally:
         if app_proc is not None:
@@ -85,6 +85,20 @@ async def example(request: pytest.FixtureRequest) -> AsyncIterator[Example]:
         hub.wait(10)
         for log in logs:
             log.close()
+
+
+async def _started(proc: subprocess.Popen[bytes], port: int, log: Any) -> None:
+    """Wait until `proc` listens on `port`; fail with its output if it exits first or takes 30 s."""
+    for _ in range(60):
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"exited with {proc.returncode}: {log.read().decode()}")
+        try:
+            await wait_port(port, timeout=0.5)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"nothing listens on {port} after 30 s")
 
 
 STATE = "JSON.parse(sessionStorage.getItem('ai_stream.answer'))"
@@ -101,7 +115,8 @@ async def _answer(browser: Any, example: Example, via: str, viewport: dict[str, 
     await page.click("#send")
     await page.wait_for_function(f"{STATE}?.next >= 8", timeout=WAIT)
     await context.set_offline(True)  # the network drops mid-answer
-    await asyncio.sleep(1.5)
+    await page.wait_for_function("window.answerState.drops >= 1", timeout=WAIT)
+    await asyncio.sleep(1)
     await context.set_offline(False)
     await page.wait_for_function(f"{STATE}?.next >= 16", timeout=WAIT)
     await page.reload()  # and the reader reloads, mid-answer still or after the end

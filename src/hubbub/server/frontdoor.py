@@ -43,6 +43,7 @@ __all__ = [
     "Pipeline",
     "Spawn",
     "Stage",
+    "Stream",
 ]
 
 log = logging.getLogger("hubbub.server.frontdoor")
@@ -94,6 +95,14 @@ class Arrival:
         if self._line is _UNSET:
             self._line = plain_request_line(self.raw)
         return self._line
+
+
+class Stream(Protocol):
+    """A response that stays open (`FrontDoor.stream`): told when the socket's writes pause and when it is gone."""
+
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def lost(self) -> None: ...
 
 
 class Stage(Protocol):
@@ -191,6 +200,8 @@ class FrontDoor(FramePacer):
         """Bytes that came after the request being answered (pipelining): a view of bytes this door owns."""
         self._walking: object = None
         """The bytes object `_next` is judging requests from: a view of it needs no copy to be kept."""
+        self._stream: Stream | None = None
+        """The response that has the connection for good (`stream`): an SSE stream."""
         self._writes_paused = False
         """The transport's write buffer is over its high-water mark: a client that does not read its
         answers gets no more of them (its next request is neither read nor judged) until it drains."""
@@ -254,6 +265,17 @@ class FrontDoor(FramePacer):
         if transport is not None and not transport.is_closing() and not self._held and not self._app_paused:
             transport.resume_reading()
 
+    def stream(self, stream: Stream) -> None:
+        """Give the connection to a held request's open-ended response (`GET /sse`): from now on it is
+        told of the transport's write pauses and loss; what the client sends is read and discarded (so
+        that its leaving is noticed at once), never judged as a request."""
+        self._stream = stream
+        self._cancel_timer()
+        self._holding = None
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
     def answer(self, response: Response) -> None:
         """Write `response` and close the connection after it."""
         self._write(encode_response(response, keep_alive=False))
@@ -290,6 +312,10 @@ class FrontDoor(FramePacer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                self._closed = True
+                stream.lost()
             holding, self._holding = self._holding, None
             if holding is not None:
                 holding.cancel()
@@ -308,13 +334,17 @@ class FrontDoor(FramePacer):
         return super().eof_received()
 
     def pause_writing(self) -> None:
-        if self._inner_started:
+        if self._stream is not None:
+            self._stream.pause_writing()
+        elif self._inner_started:
             super().pause_writing()
         else:
             self._writes_paused = True
 
     def resume_writing(self) -> None:
-        if self._inner_started:
+        if self._stream is not None:
+            self._stream.resume_writing()
+        elif self._inner_started:
             super().resume_writing()
         elif self._writes_paused:
             self._writes_paused = False
@@ -350,6 +380,8 @@ class FrontDoor(FramePacer):
     # ---- reading ------------------------------------------------------------
 
     def _through_handshake(self, data: memoryview) -> memoryview:
+        if self._stream is not None:  # a stream's client has nothing more to say: read (to see it leave), dropped
+            return memoryview(b"")
         if self._body is not None:  # the rest of a body
             self._add_body(data)
             return memoryview(b"")

@@ -9,6 +9,7 @@ it registers the `refresh` event. docs/topics/front-door.md.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -62,45 +63,71 @@ class Handshake:
                 extra={"reason": "origin", "remote": remote, "origin": request.headers.get("Origin")},
             )
             return response(HTTPStatus.FORBIDDEN, b"origin not allowed\n")
-        if user is not None:  # the ticket's user: `name` and payload `from` are ignored
-            return WebSocketListener(Connection(self.hub, user, remote))
-        if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
-            conn = Connection(self.hub, admitted.user, remote)
-            conn.grant = admitted.grant
-            conn.info = admitted.info
-            return WebSocketListener(conn)
-        s = self.settings
-        if s.auth_secret:
+        if user is None and admitted is None and self.settings.auth_secret:
             with_token = self._token_upgrade(request, query, remote)
             if with_token is not None:
                 return with_token
+        identified = self.identify(query, user, admitted, remote)
+        if isinstance(identified, tuple):
+            return response(*identified)
+        return WebSocketListener(identified)
+
+    def identify(
+        self,
+        query: dict[str, list[str]],
+        user: str | None,
+        admitted: Admission | None,
+        remote: str,
+        make: Callable[[str | None], Connection] | None = None,
+        path: str = "/ws",
+    ) -> Connection | tuple[HTTPStatus, bytes]:
+        """The connection of a request that passed the Origin check (`/ws`, `/sse`), made by `make`, or the
+        status and reason refusing it: a ticket's `user`, the connect proxy's admission, a `?token=`, or
+        anonymous with `?name=` where that is allowed."""
+        new = make or (lambda name: Connection(self.hub, name, remote))
+        if user is not None:  # the ticket's user: `name` and payload `from` are ignored
+            return new(user)
+        if admitted is not None:  # the connect proxy's: its user, rooms and info (`name` and `from` ignored)
+            conn = new(admitted.user)
+            conn.grant = admitted.grant
+            conn.info = admitted.info
+            return conn
+        s = self.settings
+        token = query.get("token", [None])[0] if s.auth_secret else None
+        if token is not None:
+            try:
+                grant = verify_token(s.auth_secret, token, s.auth_audience or None, s.auth_issuer or None)
+            except TokenError as exc:  # its message never holds the token
+                self.hub.metrics.handshakes_rejected.labels("auth").inc()
+                log.info("handshake.token_refused", extra={"remote": remote, "reason": str(exc)})
+                return HTTPStatus.UNAUTHORIZED, b"invalid or expired token\n"
+            conn = new(grant.sub)
+            conn.grant = grant
+            return conn
         if s.connect_proxy:  # a credential the front door let by, but not valid here: never anonymous
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
-            return response(HTTPStatus.UNAUTHORIZED, b"invalid credential\n")
+            return HTTPStatus.UNAUTHORIZED, b"invalid credential\n"
         if (self._logins or s.auth_secret) and not s.allow_anonymous:
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             if not self._logins:
-                return response(HTTPStatus.UNAUTHORIZED, b"a token is required: /ws?token=T\n")
-            return response(HTTPStatus.UNAUTHORIZED, b"log in first: POST /login, then /ws?ticket=T\n")
+                return HTTPStatus.UNAUTHORIZED, f"a token is required: {path}?token=T\n".encode()
+            return HTTPStatus.UNAUTHORIZED, f"log in first: POST /login, then {path}?ticket=T\n".encode()
         name = query.get("name", [None])[0]
         if name is not None and not valid_name(name):
-            return response(HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode())
-        return WebSocketListener(Connection(self.hub, name, remote))
+            return HTTPStatus.BAD_REQUEST, f"{invalid_name_message(name)}\n".encode()
+        return new(name)
 
     def _token_upgrade(self, request: WSUpgradeRequest, query: dict[str, list[str]], remote: str) -> Routed | None:
-        """The connection of a signed token (`?token=T`, or the subprotocol `hubbub.token.T` next to
-        `hubbub`), a 401 for a bad one, or None when the request carries no token.
+        """The connection of a token offered as the subprotocol `hubbub.token.T` next to `hubbub`, a 400 or
+        401 refusing it, or None when no token is offered so (`identify` reads `?token=T`).
 
         The identity is the token's `sub`; `name` and payload `from` are ignored. A token offered as a
         subprotocol gets `hubbub` selected in the response, so the token is never echoed back.
         """
         token, offered_plain = token_from_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
-        via_subprotocol = token is not None
         if token is None:
-            token = query.get("token", [None])[0]
-            if token is None:
-                return None
-        elif not offered_plain:
+            return None
+        if not offered_plain:
             self.hub.metrics.handshakes_rejected.labels("auth").inc()
             return response(HTTPStatus.BAD_REQUEST, b"offer the subprotocol hubbub next to hubbub.token.T\n")
         s = self.settings
@@ -112,8 +139,6 @@ class Handshake:
             return response(HTTPStatus.UNAUTHORIZED, b"invalid or expired token\n")
         conn = Connection(self.hub, grant.sub, remote)
         conn.grant = grant
-        if not via_subprotocol:
-            return WebSocketListener(conn)
         answer = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": SUBPROTOCOL})
         return WSUpgradeResponseWithListener(answer, WebSocketListener(conn))
 

@@ -37,6 +37,7 @@ from hubbub.server.login import Login, LoginOff, TicketHold
 from hubbub.server.logs import PicowsLog
 from hubbub.server.proxy_hold import ConnectProxyHold
 from hubbub.server.routes import Routes
+from hubbub.server.sse import SseDoor
 from hubbub.server.tls import HandshakeBounds, server_context
 
 __all__ = ["Server", "front_door", "serve"]
@@ -52,14 +53,15 @@ def front_door(
     auth: Authenticator | None = None,
     api: ServerApi | None = None,
     connect_proxy: AppProxy | None = None,
+    sse: SseDoor | None = None,
 ) -> Pipeline:
     """The front door's stages for what is configured, in order (docs/topics/front-door.md).
 
     `allowed`: the server's `Host` and `Origin` rules (`HostOrigin.allows`); `auth`: logins and
     tickets (`--users`); `api`: the server API (`--api-key`); `connect_proxy`: the application asked
-    about credential-less handshakes (`--connect-proxy`).
+    about credential-less handshakes (`--connect-proxy`); `sse`: `GET /sse` and `POST /sse/send`.
     """
-    stages: list[Stage] = []
+    stages: list[Stage] = [] if sse is None else [sse]
     if connect_proxy is not None:
         stages.append(ConnectProxyHold(connect_proxy, allowed))
     if auth is not None:
@@ -96,7 +98,9 @@ class Server:
         """The server API (`/api/...`), when `--api-key` is set."""
         self._stopped = False
         logins = bool(self.settings.users_file)
-        self.routes = Routes(hub, self.rules, Handshake(hub, self.rules, logins), logins)
+        self.handshake = Handshake(hub, self.rules, logins)
+        """Who a `/ws` or `/sse` client is (credentials, `name`)."""
+        self.routes = Routes(hub, self.rules, self.handshake, logins)
         """picows' route callback: pages, `/healthz`, `/metrics`, static files and the `/ws` upgrade."""
         self.webhooks: Webhooks | None = None
         """The webhooks dispatcher (`--webhook`), the hub's observer; None without webhooks."""
@@ -112,6 +116,8 @@ class Server:
                 hub.router.replace("send_message", self.proxy.send_message, SendMessage)
             else:
                 log.warning("proxy.publish_not_applied", extra={"reason": "the app handles send_message itself"})
+        self.sse: SseDoor | None = None
+        """`GET /sse` and `POST /sse/send` (made at `start`)."""
         self.door: Pipeline | None = None
         """The front door's stages, built at `start` (`front_door`)."""
 
@@ -132,8 +138,14 @@ class Server:
             self.auth = Authenticator(users, tickets, s.ticket_ttl)
         await self.hub.start()
         connect_proxy = self.proxy if s.connect_proxy else None
+        self.sse = SseDoor(self.hub, self.handshake, self.rules.allows, auth=self.auth, proxy=connect_proxy)
         self.door = front_door(
-            self._auth_tasks.spawn, self.rules.allows, auth=self.auth, api=self.api, connect_proxy=connect_proxy
+            self._auth_tasks.spawn,
+            self.rules.allows,
+            auth=self.auth,
+            api=self.api,
+            connect_proxy=connect_proxy,
+            sse=self.sse,
         )
         fd_limit = raise_fd_limit()
         cap = connection_cap(s.max_connections, fd_limit)

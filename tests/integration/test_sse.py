@@ -1,0 +1,475 @@
+"""`GET /sse` and `POST /sse/send`: protocol v1 over Server-Sent Events, read by a raw reader on real sockets.
+
+The reader (`SseReader`) speaks HTTP/1.1 by hand over an asyncio stream, as `curl -N` would, so the
+tests see exactly what is on the wire: the response head, `retry:`, comments, `event:`/`id:`/`data:`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from hubbub.auth.tokens import mint_token
+from hubbub.core.hub import Hub
+from hubbub.server.server import Server
+from hubbub.server.sse import BATCH_MAX, parse_resume_id
+from tests.conftest import ServerFactory
+from tests.helpers import EventClient, eventually, ws_url
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class SseReader:
+    """One `GET /sse` read from a raw socket: the head, then events as dicts (`event`, `id`, `data`)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.comments: list[str] = []
+        self.retry: int | None = None
+
+    @classmethod
+    async def open(cls, port: int, target: str, headers: dict[str, str] | None = None) -> SseReader:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        peer = cls(reader, writer)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        peer.status = int(status_line.split(" ")[1])
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                peer.headers[name.strip().lower()] = value.strip()
+        if peer.status != 200:
+            length = int(peer.headers.get("content-length", "0"))
+            peer.body = await asyncio.wait_for(reader.readexactly(length), 5)
+        return peer
+
+    async def event(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next event (comments and `retry:` recorded on the way)."""
+        found: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            line = await asyncio.wait_for(self.reader.readline(), max(0.01, deadline - time.monotonic()))
+            if not line:
+                raise EOFError("the stream ended")
+            text = line.decode().rstrip("\n")
+            if not text:
+                if "event" in found or "data" in found:
+                    if "data" in found:
+                        found["data"] = json.loads(found["data"])
+                    return found
+                continue
+            if text.startswith(":"):
+                self.comments.append(text)
+                continue
+            field, _, value = text.partition(": ")
+            if field == "retry":
+                self.retry = int(value)
+            else:
+                found[field] = value
+
+    async def event_of(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The next event of `kind` (others skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.event(max(0.01, deadline - time.monotonic()))
+            if found.get("event") == kind:
+                return found
+
+    async def ended(self, timeout: float = 5.0) -> bool:
+        """True once the server closed the stream, or reset it (what comes before is read and dropped)."""
+        try:
+            while await asyncio.wait_for(self.reader.read(65536), timeout):
+                pass
+        except ConnectionError:
+            return True
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def post(port: int, body: bytes, headers: dict[str, str], length: int | None = None) -> tuple[int, bytes]:
+    """One `POST /sse/send`; its status and body (`length`: a Content-Length other than the body's)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    size = len(body) if length is None else length
+    lines = ["POST /sse/send HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {size}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return int(answer.split(b" ")[1]), answer.partition(b"\r\n\r\n")[2]
+
+
+async def send(port: int, session: str, envelopes: Any) -> int:
+    status, _ = await post(port, json.dumps(envelopes).encode(), {"X-Hubbub-Session": session})
+    return status
+
+
+async def publish(server: Server, room: str, count: int, start: int = 0) -> None:
+    for i in range(count):
+        await server.hub.publish(room, {"n": start + i}, "api")
+
+
+async def test_stream_headers_hello_and_messages(server: Server) -> None:
+    sse = await SseReader.open(server.port, "/sse?rooms=a,b&name=ann")
+    assert sse.status == 200
+    assert sse.headers["content-type"] == "text/event-stream"
+    assert sse.headers["cache-control"] == "no-cache"
+    assert sse.headers["x-accel-buffering"] == "no"
+    hello = await sse.event()
+    assert sse.retry == 2000
+    assert hello["event"] == "hello"
+    assert len(hello["data"]["session"]) >= 22
+    assert hello["data"]["rooms"] == {"a": {"offset": 0, "recovered": True}, "b": {"offset": 0, "recovered": True}}
+    await server.hub.publish("a", {"text": "hi"}, "bob")
+    message = await sse.event_of("new_message")
+    assert message["id"] == "a=1,b=0"
+    assert message["data"]["room"] == "a" and message["data"]["message"] == {"text": "hi"}
+    assert message["data"]["offset"] == 1 and message["data"]["from"] == "bob"
+    sse.close()
+
+
+async def test_same_payload_as_websocket(server: Server) -> None:
+    ws = await EventClient.open(ws_url(server))
+    await ws.join("r")
+    sse = await SseReader.open(server.port, "/sse?rooms=r")
+    await sse.event_of("hello")
+    await ws.send("send_message", {"room": "r", "message": {"x": [1, 2]}}, "m1")
+    over_ws = await ws.recv_type("new_message")
+    over_sse = await sse.event_of("new_message")
+    assert over_sse["data"] == over_ws["payload"]
+    assert over_sse["id"] == f"r={over_ws['payload']['offset']}"
+    await ws.close()
+    sse.close()
+
+
+async def test_resume_across_two_rooms_with_last_event_id(server: Server) -> None:
+    sse = await SseReader.open(server.port, "/sse?rooms=a,b")
+    await sse.event_of("hello")
+    await publish(server, "a", 2)
+    await publish(server, "b", 1)
+    last = None
+    for _ in range(3):
+        last = await sse.event_of("new_message")
+    assert last is not None and parse_resume_id(last["id"]) == {"a": 2, "b": 1}
+    sse.close()
+    await publish(server, "a", 3, start=2)  # missed: a 3..5
+    await publish(server, "b", 2, start=1)  # missed: b 2..3
+    again = await SseReader.open(server.port, "/sse?rooms=a,b", {"Last-Event-ID": last["id"]})
+    hello = await again.event_of("hello")
+    assert hello["data"]["rooms"]["a"] == {"offset": 5, "recovered": True}
+    got = [await again.event_of("new_message") for _ in range(5)]
+    assert [(m["data"]["room"], m["data"]["offset"]) for m in got] == [("a", 3), ("a", 4), ("a", 5), ("b", 2), ("b", 3)]
+    assert got[-1]["id"] == "a=5,b=3"
+    await publish(server, "b", 1, start=3)  # then live
+    live = await again.event_of("new_message")
+    assert live["data"]["offset"] == 4 and live["id"] == "a=5,b=4"
+    again.close()
+
+
+async def test_resume_from_query_parameter_and_header_wins(server: Server) -> None:
+    await publish(server, "q", 4)
+    sse = await SseReader.open(server.port, "/sse?last_event_id=q=2")  # the room comes from the id alone
+    assert (await sse.event_of("hello"))["data"]["rooms"] == {"q": {"offset": 4, "recovered": True}}
+    assert [(await sse.event_of("new_message"))["data"]["offset"] for _ in range(2)] == [3, 4]
+    sse.close()
+    both = await SseReader.open(server.port, "/sse?last_event_id=q=0", {"Last-Event-ID": "q=3"})
+    assert (await both.event_of("new_message"))["data"]["offset"] == 4
+    both.close()
+
+
+async def test_unrecoverable_room_gets_room_reset(make_server: ServerFactory) -> None:
+    server = await make_server(history_size=2)
+    await publish(server, "h", 6)
+    sse = await SseReader.open(server.port, "/sse?rooms=h", {"Last-Event-ID": "h=1"})
+    hello = await sse.event_of("hello")
+    assert hello["data"]["rooms"]["h"]["recovered"] is False
+    reset = await sse.event()
+    assert reset["event"] == "room_reset"
+    assert reset["data"] == {"room": "h", "since": 1, "offset": 6}
+    sse.close()
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "reason"),
+    [
+        ("/sse?rooms=bad%20room", 400, b"bad room name"),
+        ("/sse?rooms=a&last_event_id=a=x", 400, b"Last-Event-ID"),
+        ("/sse?name=%E2%80%AEevil", 400, b""),
+    ],
+)
+async def test_bad_requests_refused_before_the_stream(server: Server, target: str, status: int, reason: bytes) -> None:
+    sse = await SseReader.open(server.port, target)
+    assert sse.status == status
+    assert reason in sse.body
+    assert sse.headers["content-type"].startswith("text/plain")
+
+
+async def test_too_many_rooms_is_422(make_server: ServerFactory) -> None:
+    server = await make_server(max_rooms_per_connection=2)
+    sse = await SseReader.open(server.port, "/sse?rooms=a,b,c")
+    assert sse.status == 422
+    assert b"at most 2 rooms" in sse.body
+
+
+async def test_bad_origin_is_403(server: Server) -> None:
+    sse = await SseReader.open(server.port, "/sse?rooms=a", {"Origin": "https://evil.example"})
+    assert sse.status == 403
+    status, _ = await post(server.port, b"{}", {"Origin": "https://evil.example", "X-Hubbub-Session": "x"})
+    assert status == 403
+
+
+async def test_token_and_its_rooms(make_server: ServerFactory) -> None:
+    server = await make_server(auth_secret="s" * 32)
+    refused = await SseReader.open(server.port, "/sse?rooms=a")
+    assert refused.status == 401 and b"/sse?token=T" in refused.body
+    bad = await SseReader.open(server.port, "/sse?rooms=a&token=nope")
+    assert bad.status == 401
+    token = mint_token("s" * 32, "carol", 60, rooms=["a", "team-*"])
+    forbidden = await SseReader.open(server.port, f"/sse?rooms=a,b&token={token}")
+    assert forbidden.status == 403 and b"'b'" in forbidden.body
+    sse = await SseReader.open(server.port, f"/sse?rooms=a,team-x&token={token}")
+    assert sse.status == 200
+    await sse.event_of("hello")
+    await server.hub.publish("team-x", "hi", "api")
+    assert (await sse.event_of("new_message"))["data"]["room"] == "team-x"
+    assert [c.identity for c in server.hub.connections] == ["carol"]
+    sse.close()
+
+
+async def test_authorize_join_hook_refuses_with_403(make_server: ServerFactory) -> None:
+    hub = Hub()
+
+    @hub.authorize_join
+    def only_public(conn: Any, room: str) -> bool:
+        return room.startswith("public")
+
+    server = await make_server(hub=hub)
+    refused = await SseReader.open(server.port, "/sse?rooms=public,secret")
+    assert refused.status == 403 and b"secret" in refused.body
+    await eventually(lambda: not server.hub.connections and not server.hub.rooms)
+    sse = await SseReader.open(server.port, "/sse?rooms=public")
+    assert sse.status == 200
+    sse.close()
+
+
+async def test_ticket(make_server: ServerFactory, tmp_path: Any) -> None:
+    from hubbub.auth.passwords import hash_password
+
+    users = tmp_path / "users"
+    users.write_text(f"dave:{hash_password('pw')}\n")
+    server = await make_server(users_file=str(users))
+    status, body = await post_login(server.port)
+    assert status == 200
+    ticket = json.loads(body)["ticket"]
+    anonymous = await SseReader.open(server.port, "/sse?rooms=a&name=eve")
+    assert anonymous.status == 401
+    sse = await SseReader.open(server.port, f"/sse?rooms=a&ticket={ticket}")
+    assert sse.status == 200
+    await sse.event_of("hello")
+    assert [c.identity for c in server.hub.connections] == ["dave"]
+    spent = await SseReader.open(server.port, f"/sse?rooms=a&ticket={ticket}")
+    assert spent.status == 401
+    sse.close()
+
+
+async def post_login(port: int) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"username": "dave", "password": "pw"}'
+    writer.write(
+        b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (port, len(body), body)
+    )
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return int(answer.split(b" ")[1]), answer.partition(b"\r\n\r\n")[2]
+
+
+async def test_heartbeat_comments(make_server: ServerFactory) -> None:
+    server = await make_server(ping_interval=0.3, ping_timeout=0.3)
+    sse = await SseReader.open(server.port, "/sse?rooms=a")
+    await sse.event_of("hello")
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:  # presence events may come; the comments are what counts
+        with contextlib.suppress(TimeoutError):
+            await sse.event(timeout=deadline - time.monotonic())
+    assert len(sse.comments) >= 3  # at least one every ping_interval (+ the sweep's granularity)
+    assert set(sse.comments) == {": ping"}
+    assert len(server.hub.connections) == 1  # never answered, never dropped: the TCP connection is its liveness
+    sse.close()
+
+
+async def test_stream_counts_as_a_connection_and_its_end_is_logged(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await make_server(max_connections=1)
+    sse = await SseReader.open(server.port, "/sse?rooms=a&name=ann")
+    await sse.event_of("hello")
+    assert len(server.hub.connections) == 1
+    second = await SseReader.open(server.port, "/sse?rooms=a")
+    assert second.status == 503
+    caplog.set_level(logging.DEBUG, logger="hubbub.core.hub")
+    sse.close()
+    await eventually(lambda: not server.hub.connections and not server.hub.rooms)
+    assert any(r.getMessage() == "conn.closed" and getattr(r, "user", None) == "ann" for r in caplog.records)
+
+
+async def test_stalled_reader_dropped_while_others_keep_getting_messages(make_server: ServerFactory) -> None:
+    server = await make_server(send_queue_bytes=64 * 1024, send_buffer=65536, rate_limit=0)
+    stalled = await SseReader.open(server.port, "/sse?rooms=s")
+    await stalled.event_of("hello")
+    stalled.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    reading = await SseReader.open(server.port, "/sse?rooms=s")
+    await reading.event_of("hello")
+    text = "x" * 1000
+    got = 0
+    for i in range(400):
+        await server.hub.publish("s", {"n": i, "text": text}, "api")
+        if i % 20 == 19:
+            while got < i + 1:
+                await reading.event_of("new_message")
+                got += 1
+    assert server.hub.metrics.slow_dropped._value.get() == 1
+    assert len(server.hub.connections) == 1  # the reader that reads
+    stalled.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    assert await stalled.ended()  # what it was sent, then the end: EventSource reconnects with Last-Event-ID
+    reading.close()
+
+
+async def test_up_channel_join_send_ack_error_order(server: Server) -> None:
+    sse = await SseReader.open(server.port, "/sse")
+    hello = await sse.event_of("hello")
+    assert hello["data"]["rooms"] == {}
+    session = hello["data"]["session"]
+    await publish(server, "u", 2)
+    batch = [
+        {"type": "join_room", "payload": {"room": "u", "since": 0}, "id": "c1"},
+        {"type": "send_message", "payload": {"room": "u", "message": "hello"}, "id": "c2"},
+        {"type": "send_message", "payload": {"room": "elsewhere", "message": "no"}, "id": "c3"},
+    ]
+    assert await send(server.port, session, batch) == 202
+    seen = [await sse.event() for _ in range(6)]
+    kinds = [(e["event"], e["data"]["id"] if e["event"] in ("ack", "error") else e["data"]["offset"]) for e in seen]
+    # the join's ack before its replay, the replay in order, then the send's ack; the error of c3 and the
+    # live copy of c2's message may pass each other (the error is written with the next flush)
+    assert kinds[:4] == [("ack", "c1"), ("new_message", 1), ("new_message", 2), ("ack", "c2")]
+    assert sorted(kinds[4:], key=str) == [("error", "c3"), ("new_message", 3)]
+    assert seen[0]["data"] == {"type": "ack", "payload": {"room": "u", "offset": 2, "recovered": True}, "id": "c1"}
+    error = next(e for e in seen if e["event"] == "error")
+    assert error["data"]["payload"]["code"] == "not_in_room"
+    live = next(e for e in seen if e["event"] == "new_message" and e["data"]["offset"] == 3)
+    assert live["id"] == "u=3"
+    # bad JSON and a bad envelope: coded errors on the stream, which lives on
+    assert (await post(server.port, b"{nope", {"X-Hubbub-Session": session}))[0] == 202
+    assert (await sse.event_of("error"))["data"]["payload"]["code"] == "bad_json"
+    assert await send(server.port, session, {"payload": {}, "id": "c4"}) == 202
+    assert (await sse.event_of("error"))["data"]["payload"]["code"] == "bad_envelope"
+    # leave_room takes the room out of the stream and of its resume id
+    assert await send(server.port, session, {"type": "join_room", "payload": {"room": "v"}, "id": "c5"}) == 202
+    assert (await sse.event_of("ack"))["data"]["id"] == "c5"
+    await publish(server, "v", 1)
+    assert (await sse.event_of("new_message"))["id"] == "u=3,v=1"
+    assert await send(server.port, session, {"type": "leave_room", "payload": {"room": "u"}, "id": "c6"}) == 202
+    assert (await sse.event_of("ack"))["data"]["id"] == "c6"
+    await publish(server, "v", 1, start=1)
+    assert (await sse.event_of("new_message"))["id"] == "v=2"
+    sse.close()
+
+
+async def test_up_channel_refusals(server: Server) -> None:
+    assert (await post(server.port, b"{}", {"X-Hubbub-Session": "nobody"}))[0] == 404
+    assert (await post(server.port, b"{}", {}))[0] == 404
+    sse = await SseReader.open(server.port, "/sse")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    too_many = [{"type": "ping_me", "payload": {}}] * (BATCH_MAX + 1)
+    assert await send(server.port, session, too_many) == 413
+    big = server.settings.max_message_size * BATCH_MAX + 1
+    assert (await post(server.port, b" ", {"X-Hubbub-Session": session}, length=big))[0] == 413
+    one_big = json.dumps({"type": "x", "payload": {"p": "y" * server.settings.max_message_size}}).encode()
+    assert (await post(server.port, one_big, {"X-Hubbub-Session": session}))[0] == 413
+    sse.close()
+    await eventually(lambda: not server.hub.connections)
+    assert await send(server.port, session, {"type": "join_room", "payload": {"room": "a"}}) == 404
+
+
+async def test_up_channel_flood_is_429_and_rate_limited(make_server: ServerFactory) -> None:
+    server = await make_server(frame_rate=20)
+    sse = await SseReader.open(server.port, "/sse")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    statuses = []
+    for _ in range(10):
+        batch = [{"type": "get_presence", "payload": {"room": "x"}, "id": i} for i in range(BATCH_MAX)]
+        statuses.append(await send(server.port, session, batch))
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429
+    assert statuses[0] == 202
+    codes = set()
+    while "rate_limited" not in codes:
+        codes.add((await sse.event_of("error"))["data"]["payload"]["code"])
+    # the node keeps serving others meanwhile
+    other = await SseReader.open(server.port, "/sse?rooms=calm")
+    await other.event_of("hello")
+    await server.hub.publish("calm", "still here", "api")
+    assert (await other.event_of("new_message"))["data"]["message"] == "still here"
+    other.close()
+    sse.close()
+
+
+async def test_shutdown_ends_the_stream(make_server: ServerFactory) -> None:
+    server = await make_server()
+    sse = await SseReader.open(server.port, "/sse?rooms=a")
+    await sse.event_of("hello")
+    await server.stop()
+    assert await sse.ended()
+
+
+async def test_api_disconnect_ends_the_stream(make_server: ServerFactory) -> None:
+    server = await make_server()
+    sse = await SseReader.open(server.port, "/sse?rooms=a&name=zed")
+    await sse.event_of("hello")
+    conn = next(iter(server.hub.connections))
+    conn.close(4001, "bye")
+    assert await sse.ended()
+    await eventually(lambda: not server.hub.connections)
+
+
+async def test_cross_origin_preflight_and_headers(make_server: ServerFactory) -> None:
+    server = await make_server(allowed_origins=("https://app.example",))
+    sse = await SseReader.open(server.port, "/sse?rooms=a", {"Origin": "https://app.example"})
+    assert sse.headers["access-control-allow-origin"] == "https://app.example"
+    session = (await sse.event_of("hello"))["data"]["session"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        f"OPTIONS /sse/send HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nOrigin: https://app.example\r\n"
+        "Access-Control-Request-Method: POST\r\n"
+        "Access-Control-Request-Headers: content-type,x-hubbub-session\r\n\r\n".encode()
+    )
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 204")
+    assert b"Access-Control-Allow-Headers: Content-Type, X-Hubbub-Session" in answer
+    status, _ = await post(
+        server.port,
+        b'{"type":"join_room","payload":{"room":"b"}}',
+        {"X-Hubbub-Session": session, "Origin": "https://app.example"},
+    )
+    assert status == 202
+    sse.close()

@@ -23,12 +23,16 @@ REFUSAL = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 24\r\nConnection: close\r\
 class NoUpgradeProxy:
     """Listens on 127.0.0.1:`port` and forwards to 127.0.0.1:`target`, refusing upgrades.
 
-    `refused` counts the upgrades refused; `forwarded` the connections passed on. Every task it
-    starts is tracked and cancelled (and awaited) by `stop()`.
+    With `upgrades=True` it forwards them too: a plain proxy, for a test that needs to `cut()` a
+    page's connections (Chromium's offline mode does not end a stream that is already open).
+
+    `refused` counts the upgrades refused; `forwarded` the connections passed on. Every connection's
+    task is tracked and awaited by `stop()`.
     """
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, *, upgrades: bool = False) -> None:
         self.target = target
+        self.upgrades = upgrades
         self.port = free_port()
         self.refused = 0
         self.forwarded = 0
@@ -41,12 +45,15 @@ class NoUpgradeProxy:
         return self
 
     async def stop(self) -> None:
+        """Stop listening and end every connection; their tasks end by themselves once the sockets
+        are aborted (cancelling a connection's task would make asyncio log it as an error)."""
         if self._server is not None:
             self._server.close()
         self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(list(self._tasks), timeout=5)
+            for task in stuck:
+                task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -73,7 +80,7 @@ class NoUpgradeProxy:
                 head = await reader.readuntil(b"\r\n\r\n")
             if len(head) > HEAD_LIMIT:
                 return
-            if UPGRADE.search(head):
+            if not self.upgrades and UPGRADE.search(head):
                 self.refused += 1
                 writer.write(REFUSAL)
                 await writer.drain()

@@ -23,7 +23,8 @@ The page (`static/index.html`) is served by hubbub (`--static examples/ai_stream
 `/sse` and `/hubbub.js` are on the page's own origin; it calls this app across origins (CORS, below).
 
 Configuration, from the environment: `HUBBUB_API_KEY` (the key `hubbub serve` is given),
-`EXAMPLE_HUBBUB` (the hubbub node; default `http://127.0.0.1:8001`, also the origin of the page),
+`EXAMPLE_HUBBUB` (the hubbub node; default `http://127.0.0.1:8001`), `EXAMPLE_PAGE_ORIGIN` (the
+page's origin, allowed to post questions; default `EXAMPLE_HUBBUB`, which serves it),
 `EXAMPLE_TOKEN_DELAY` (seconds between tokens; default 0.05).
 """
 
@@ -58,15 +59,20 @@ class Config:
 
     hubbub: str
     api_key: str
+    page_origin: str
+    """The origin the page is served from, allowed to post questions (CORS): hubbub's, unless a
+    proxy in front of hubbub serves it under another name."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
         """The configuration from the environment; a missing key ends the process with one line."""
         if not env.get("HUBBUB_API_KEY"):
             sys.exit("examples.ai_stream: set HUBBUB_API_KEY (the value hubbub serve is given)")
+        hubbub = env.get("EXAMPLE_HUBBUB", "http://127.0.0.1:8001").rstrip("/")
         return cls(
-            hubbub=env.get("EXAMPLE_HUBBUB", "http://127.0.0.1:8001").rstrip("/"),
+            hubbub=hubbub,
             api_key=env["HUBBUB_API_KEY"].split(",")[0],
+            page_origin=env.get("EXAMPLE_PAGE_ORIGIN", hubbub).rstrip("/"),
         )
 
 
@@ -144,7 +150,10 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPI(title="hubbub AI answer stream example", lifespan=lifespan)
     # the page comes from hubbub's origin (its /sse and /hubbub.js are then the page's own) and posts here
     app.add_middleware(
-        CORSMiddleware, allow_origins=[config.hubbub], allow_methods=["GET", "POST"], allow_headers=["Content-Type"]
+        CORSMiddleware,
+        allow_origins=[config.page_origin],
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
     )
 
     async def stream(answer_id: str, answer: Answer) -> None:

@@ -2,10 +2,12 @@
 
 hubbub is started as the example's README says (`--config examples/ai_stream/hubbub.toml`, from
 the repository root; only the ports differ), the app with `EXAMPLE_HUBBUB` pointing at it. The page
-asks a question; while the answer streams in, the browser goes offline, comes back, and the page is
-reloaded: the text the page ends with is exactly the answer the app generated, with no token missed
-or repeated (the page counts both). Three ways of reading: plain `EventSource`, hubbub.js over a
-WebSocket, and hubbub.js behind a proxy that refuses WebSockets (so over SSE).
+is loaded through a proxy (tests/noupgrade_proxy.py) that the test cuts while the browser is offline
+(Chromium's offline mode alone leaves an open event stream running). The page asks a question;
+while the answer streams in, the browser goes offline, comes back, and the page is reloaded: the
+text the page ends with is exactly the answer the app generated, with no token missed or repeated
+(the page counts both). Read with plain `EventSource` and with hubbub.js, each through a proxy that
+passes WebSockets and through one that refuses them (where hubbub.js falls back to SSE).
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ WAIT = 30_000
 
 @dataclass
 class Example:
-    """The running example: the page's origin (hubbub's, or the proxy's in front of it) and the app's URL."""
+    """The running example: the page's origin (the proxy's in front of hubbub), the app's URL, the proxy."""
 
     page: str
     app: str
+    proxy: NoUpgradeProxy
     logs: list[Any]
 
     def log(self) -> str:
@@ -51,7 +54,7 @@ class Example:
         return "\n".join(text)
 
 
-@pytest.fixture(params=["direct", "behind-proxy"])
+@pytest.fixture(params=["direct", "websockets-refused"])
 async def example(request: pytest.FixtureRequest) -> AsyncIterator[Example]:
     _require_fastapi()
     key, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
@@ -66,15 +69,15 @@ async def example(request: pytest.FixtureRequest) -> AsyncIterator[Example]:
     app_proc: subprocess.Popen[bytes] | None = None
     try:
         await _started(hub, hub_port, logs[0])
-        origin = f"http://127.0.0.1:{hub_port}"
-        if request.param == "behind-proxy":
-            proxy = await NoUpgradeProxy(hub_port).start()
-            origin = f"http://127.0.0.1:{proxy.port}"
+        # the page's network: a proxy the test cuts while offline (Chromium's offline mode ends new
+        # requests and WebSockets, but an open event stream goes on), refusing WebSockets or not
+        proxy = await NoUpgradeProxy(hub_port, upgrades=request.param == "direct").start()
+        origin = f"http://127.0.0.1:{proxy.port}"
         command = [sys.executable, "-m", "uvicorn", "examples.ai_stream.app:app", "--port", str(app_port)]
-        app_env = {**env, "EXAMPLE_HUBBUB": origin}
+        app_env = {**env, "EXAMPLE_HUBBUB": f"http://127.0.0.1:{hub_port}", "EXAMPLE_PAGE_ORIGIN": origin}
         app_proc = subprocess.Popen([*command, "--log-level", "warning"], cwd=ROOT, env=app_env, stderr=logs[1])
         await _started(app_proc, app_port, logs[1])
-        yield Example(origin, app, logs)
+        yield Example(origin, app, proxy, logs)
     finally:
         if app_proc is not None:
             app_proc.terminate()
@@ -115,6 +118,7 @@ async def _answer(browser: Any, example: Example, via: str, viewport: dict[str, 
     await page.click("#send")
     await page.wait_for_function(f"{STATE}?.next >= 8", timeout=WAIT)
     await context.set_offline(True)  # the network drops mid-answer
+    example.proxy.cut()
     await page.wait_for_function("window.answerState.drops >= 1", timeout=WAIT)
     await asyncio.sleep(1)
     await context.set_offline(False)

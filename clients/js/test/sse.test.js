@@ -85,8 +85,13 @@ describe("behind a proxy that refuses WebSockets", () => {
     assert.equal(toAda.filter((m) => m.message === "after ada left").length, 0, "a left room's messages stop");
   });
 
-  test("a cut stream is resumed: the room re-joined with since, missed messages once, no repeats", async () => {
-    const cy = client({ url: proxy.url, name: "cy" });
+  test("a cut stream is resumed by the stream's own URL: rooms and last_event_id, missed messages once", async () => {
+    const requests = [];
+    const recording = (url, init = {}) => {
+      requests.push({ method: init.method ?? "GET", url: String(url), body: init.body });
+      return fetch(url, init);
+    };
+    const cy = client({ url: proxy.url, name: "cy", fetch: recording });
     const dee = client({ url: server.url, name: "dee", transport: "websocket" });
     await Promise.all([cy.connect(), dee.connect()]);
     assert.equal(cy.transport, "sse");
@@ -108,6 +113,12 @@ describe("behind a proxy that refuses WebSockets", () => {
     );
     assert.ok(joined.some((j) => j.rejoin && j.recovered), "re-joined with since, recovered");
     assert.equal(cy.transport, "sse", "the transport that worked is kept");
+    const streams = requests.filter((r) => r.method === "GET");
+    const last = new URL(streams.at(-1).url);
+    assert.equal(last.searchParams.get("rooms"), "resume");
+    assert.equal(last.searchParams.get("last_event_id"), "resume=1");
+    const posts = requests.slice(requests.indexOf(streams.at(-1))).filter((r) => r.method === "POST");
+    assert.ok(!posts.some((r) => r.body.includes("join_room")), "no join_room posted: the stream resumed the room");
   });
 
   test("sends made while the stream is down are queued and published after the re-join", async () => {

@@ -54,18 +54,22 @@ export async function startProxy(port, { noUpgrade = false } = {}) {
   let refusing = false;
   let holding = false;
   let upgradesRefused = 0;
+  const waiting = new Set();
   const server = net.createServer((client) => {
     if (refusing) return client.destroy();
     if (noUpgrade) {
+      waiting.add(client); // until its first bytes say what it is, or until it closes if refused
       client.once("data", (head) => {
         if (/\r\nupgrade\s*:/i.test(head.toString("latin1"))) {
           upgradesRefused += 1;
-          return client.end(REFUSAL);
+          return client.end(REFUSAL, () => client.destroy());
         }
+        waiting.delete(client);
         client.unshift(head);
         forward(client);
       });
       client.on("error", () => client.destroy());
+      client.on("close", () => waiting.delete(client));
       return;
     }
     forward(client);
@@ -97,8 +101,11 @@ export async function startProxy(port, { noUpgrade = false } = {}) {
       return upgradesRefused;
     },
     cut() {
+      for (const client of waiting) client.destroy();
+      waiting.clear();
       for (const { client, upstream } of pairs) {
-        client.resetAndDestroy?.() ?? client.destroy();
+        if (client.writableEnded || !client.resetAndDestroy) client.destroy();
+        else client.resetAndDestroy(); // an RST: the client sees 1006, as after a network cut
         upstream.destroy();
       }
       pairs.clear();

@@ -128,11 +128,13 @@ const BATCH = 32;
  * one request at a time, with `X-Hubbub-Session`.
  */
 class SseSocket {
-  constructor(url, sendUrl, fetchImpl) {
+  constructor(url, sendUrl, fetchImpl, resumed = new Set()) {
     this.url = url;
     this._sendUrl = sendUrl;
     this._fetch = fetchImpl;
     this._abort = new AbortController();
+    this._resumed = resumed; // rooms the URL resumes (`last_event_id`): their re-joins are answered by `hello`
+    this._joined = new Map(); // room -> {offset, recovered}, from `hello`, until its re-join asks for it
     this._session = null;
     this._outbox = [];
     this._posting = false;
@@ -201,7 +203,11 @@ class SseSocket {
   _dispatch(event, data) {
     if (event === "hello") {
       try {
-        this._session = JSON.parse(data).session;
+        const hello = JSON.parse(data);
+        this._session = hello.session;
+        for (const [room, joined] of Object.entries(hello.rooms ?? {})) {
+          if (this._resumed.has(room)) this._joined.set(room, joined);
+        }
       } catch {
         return this._end(1006, "a hello that is not JSON");
       }
@@ -216,6 +222,7 @@ class SseSocket {
 
   send(text) {
     if (this._ended || this._session === null) throw new Error("the SSE stream is not open");
+    if (this._joined.size && this._answeredByHello(text)) return;
     this._outbox.push(text);
     if (!this._posting) this._post();
   }
@@ -240,6 +247,7 @@ class SseSocket {
         } catch (error) {
           return this._end(1006, `could not post to ${this._sendUrl}: ${error.message}`);
         }
+        response.body?.cancel().catch(() => {}); // 202 has none; a refusal's words are not needed
         if (response.status === 429) {
           await new Promise((resolve) => setTimeout(resolve, 1000));
           continue; // flooded: the same batch again, a second later
@@ -256,6 +264,25 @@ class SseSocket {
     } finally {
       this._posting = false;
     }
+  }
+
+  /** The re-join of a room the stream's URL already resumed (the server joined it, replayed what
+   * was missed after `hello`, and said the room's offset and `recovered` in `hello`): answered here
+   * with the ack the server would give, at once, so it is read before the replay, as on a WebSocket. */
+  _answeredByHello(text) {
+    let envelope;
+    try {
+      envelope = JSON.parse(text);
+    } catch {
+      return false;
+    }
+    const room = envelope?.payload?.room;
+    const joined = this._joined.get(room);
+    if (envelope?.type !== "join_room" || joined === undefined || envelope.payload.since === undefined) return false;
+    this._joined.delete(room);
+    const payload = { room, offset: joined.offset, recovered: joined.recovered !== false };
+    this.onmessage?.({ data: JSON.stringify({ type: "ack", payload, id: envelope.id }) });
+    return true;
   }
 
   /** Answer every request of a batch the server refused whole with an error, as the server would. */
@@ -537,14 +564,32 @@ export class Hubbub {
     }
     if (this._currentToken && this._token) url = withQuery(url, "token", this._currentToken);
     if (this._state !== "connecting") return; // closed meanwhile
-    const sse = new SseSocket(url, this._sendUrl, this._fetch);
+    // Rooms with an offset are resumed by the stream itself (`rooms` and `last_event_id`, one round
+    // trip less than re-joining over POST), unless that was refused last time (a room no longer
+    // allowed refuses the whole stream; re-joined over POST, it is forgotten alone). A URL is kept
+    // well below the server's 16 KiB request head; the rooms past that are re-joined over POST.
+    const resumed = new Set();
+    if (!this._sseRoomsRefused) {
+      const ids = [];
+      for (const [room, since] of this._rooms) {
+        if (since === null || url.length + 2 * (ids.join(",").length + room.length) > 4000) continue;
+        resumed.add(room);
+        ids.push(`${room}=${since}`);
+      }
+      if (ids.length) {
+        url = withQuery(url, "rooms", [...resumed].join(","));
+        url = withQuery(url, "last_event_id", ids.join(","));
+      }
+    }
+    const sse = new SseSocket(url, this._sendUrl, this._fetch, resumed);
     this._ws = sse;
     let opened = false;
-    const ended = (code, reason) => {
+    const ended = (code, reason, status) => {
       if (this._ws !== sse) return;
       clearTimeout(this._timers.handshake);
       if (!opened) sse.onopen = sse.onmessage = sse.onclose = null;
       if (!opened) sse.close();
+      if (!opened && resumed.size && [400, 403, 422].includes(status)) this._sseRoomsRefused = true;
       this._onClose(code, reason, opened);
     };
     clearTimeout(this._timers.handshake);
@@ -553,14 +598,19 @@ export class Hubbub {
       if (this._ws !== sse) return;
       opened = true;
       clearTimeout(this._timers.handshake);
+      this._sseRoomsRefused = false;
       this._using = "sse";
       if (this._transport === "auto") WORKED.set(this._url, "sse");
       this._onOpen(sse);
+      for (const room of resumed) {
+        // left while the stream was opening: leave on the server too, or its messages would keep coming
+        if (!this._rooms.has(room)) this._write(sse, "leave_room", { room }, this._timeout).catch(() => {});
+      }
     };
     sse.onmessage = (event) => {
       if (this._ws === sse) this._onText(event.data);
     };
-    sse.onclose = (event) => ended(event.code, event.reason);
+    sse.onclose = (event) => ended(event.code, event.reason, event.status);
   }
 
   /** A ticket or token callback threw. An HTTP answer of 4xx (not 429) stops the client: a wrong
@@ -689,6 +739,7 @@ export class Hubbub {
     try {
       const response = await fetch(healthUrl(this._url), { cache: "no-store" });
       up = response.status === 200;
+      response.body?.cancel().catch(() => {}); // not read: let the connection go (Node keeps it otherwise)
     } catch {
       up = false; // down, or another origin that does not allow us to read it: unknown, retried
     }

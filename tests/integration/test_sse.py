@@ -409,21 +409,21 @@ async def test_up_channel_refusals(server: Server) -> None:
     assert await send(server.port, session, {"type": "join_room", "payload": {"room": "a"}}) == 404
 
 
-async def test_up_channel_flood_is_429_and_rate_limited(make_server: ServerFactory) -> None:
-    server = await make_server(frame_rate=20)
+async def test_up_channel_flood_is_429_with_nothing_handled(make_server: ServerFactory) -> None:
+    server = await make_server(frame_rate=10, rate_limit=0)
     sse = await SseReader.open(server.port, "/sse")
     session = (await sse.event_of("hello"))["data"]["session"]
     statuses = []
-    for _ in range(10):
-        batch = [{"type": "get_presence", "payload": {"room": "x"}, "id": i} for i in range(BATCH_MAX)]
-        statuses.append(await send(server.port, session, batch))
+    for i in range(100):  # the frame budget: 10 requests/s, burst 20
+        statuses.append(await send(server.port, session, {"type": "get_presence", "payload": {"room": "x"}, "id": i}))
         if statuses[-1] == 429:
             break
-    assert statuses[-1] == 429
-    assert statuses[0] == 202
-    codes = set()
-    while "rate_limited" not in codes:
-        codes.add((await sse.event_of("error"))["data"]["payload"]["code"])
+    assert statuses[0] == 202 and statuses[-1] == 429
+    assert 15 <= len(statuses) <= 40
+    answered = [(await sse.event_of("error"))["data"]["id"] for _ in range(len(statuses) - 1)]
+    assert answered == list(range(len(statuses) - 1))  # not_in_room for each accepted one, none for the 429
+    with pytest.raises(TimeoutError):
+        await sse.event_of("error", timeout=0.5)
     # the node keeps serving others meanwhile
     other = await SseReader.open(server.port, "/sse?rooms=calm")
     await other.event_of("hello")
@@ -431,6 +431,25 @@ async def test_up_channel_flood_is_429_and_rate_limited(make_server: ServerFacto
     assert (await other.event_of("new_message"))["data"]["message"] == "still here"
     other.close()
     sse.close()
+
+
+async def test_up_channel_events_over_the_rate_limit_are_rate_limited_then_the_stream_ends(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(rate_limit=5, rate_burst=10)
+    sse = await SseReader.open(server.port, "/sse")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    batch = [{"type": "get_presence", "payload": {"room": "x"}, "id": i} for i in range(BATCH_MAX)]
+    assert await send(server.port, session, batch) == 202  # accepted: each event judged as on /ws
+    errors = [(await sse.event_of("error"))["data"] for _ in range(BATCH_MAX)]
+    codes = {error["id"]: error["payload"]["code"] for error in errors}  # matched by id, as on /ws
+    assert sorted(codes) == list(range(BATCH_MAX))
+    assert codes[0] == "not_in_room" and codes[BATCH_MAX - 1] == "rate_limited"
+    assert list(codes.values()).count("rate_limited") >= BATCH_MAX - 12  # burst 10, and what 5/s refilled
+    statuses = [await send(server.port, session, batch) for _ in range(6)]
+    assert statuses[-1] == 404  # refused again and again: the stream ended (the 1008 of /ws)
+    assert await sse.ended()
+    await eventually(lambda: not server.hub.connections)
 
 
 async def test_shutdown_ends_the_stream(make_server: ServerFactory) -> None:
@@ -473,3 +492,66 @@ async def test_cross_origin_preflight_and_headers(make_server: ServerFactory) ->
     )
     assert status == 202
     sse.close()
+
+
+async def test_connect_proxy_cookie_admits_with_the_apps_rooms(make_server: ServerFactory) -> None:
+    from tests.app_server import AppServer
+    from tests.integration.test_proxy import SECRET, cookie, sessions
+
+    app = await AppServer(sessions).start()
+    try:
+        server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
+        assert (await SseReader.open(server.port, "/sse?rooms=team-a")).status == 401  # no cookie: the app's 401
+        outside = await SseReader.open(server.port, "/sse?rooms=lobby", cookie("s-alice"))
+        assert outside.status == 403 and b"'lobby'" in outside.body  # the app's rooms: team-*
+        sse = await SseReader.open(server.port, "/sse?rooms=team-a&name=mallory", cookie("s-alice"))
+        assert sse.status == 200
+        await sse.event_of("hello")
+        assert [c.identity for c in server.hub.connections] == ["alice"]
+        assert app.requests[-1].json()["headers"] == {"Cookie": "session=s-alice"}
+        sse.close()
+    finally:
+        await app.close()
+
+
+async def test_httpx_reads_a_room_without_an_sdk(server: Server) -> None:
+    """The snippet of docs/protocol.md ("Without an SDK"), in a thread while the server runs here."""
+    import httpx
+
+    url = f"http://127.0.0.1:{server.port}/sse?rooms=lobby"
+
+    def read_two() -> list[dict[str, str]]:
+        events = []
+        with httpx.stream("GET", url, timeout=10) as stream:
+            event: dict[str, str] = {}
+            for line in stream.iter_lines():
+                if line.startswith(("event: ", "id: ", "data: ")):
+                    field, _, value = line.partition(": ")
+                    event[field] = value
+                elif not line and event:
+                    events.append(event)
+                    event = {}
+                    if len(events) == 2:
+                        return events
+        return events
+
+    reading = asyncio.create_task(asyncio.to_thread(read_two))
+    await eventually(lambda: bool(server.hub.rooms.get("lobby")))
+    await server.hub.publish("lobby", {"text": "to curl and httpx alike"}, "ops")
+    hello, message = await asyncio.wait_for(reading, 10)
+    assert hello["event"] == "hello"
+    assert message["event"] == "new_message" and message["id"] == "lobby=1"
+    assert json.loads(message["data"])["message"] == {"text": "to curl and httpx alike"}
+
+
+async def test_a_failing_join_hook_is_500_and_leaves_nothing(make_server: ServerFactory) -> None:
+    hub = Hub()
+
+    @hub.authorize_join
+    def broken(conn: Any, room: str) -> bool:
+        raise RuntimeError("the app's bug")
+
+    server = await make_server(hub=hub)
+    refused = await SseReader.open(server.port, "/sse?rooms=a")
+    assert refused.status == 500 and refused.body == b"internal error\n"
+    await eventually(lambda: not server.hub.connections and not server.hub.rooms and not server.sse.streams)

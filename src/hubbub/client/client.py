@@ -39,6 +39,14 @@ the wire, like `room_reset`): `{"type": "disconnected", "payload": {"reason":
 R}}` when a connection drops, and `{"type": "reconnected", "payload":
 {"reconnects": N}}` once its rooms are joined again. `connected` says
 whether it is up now.
+
+This client speaks WebSocket only; it has no fallback to the server's SSE
+transport (`GET /sse`), on purpose: it runs in services, scripts and
+terminals, on networks where the WebSocket is not refused, and behind a
+proxy that refuses `Upgrade` it would need HTTP proxy support (`CONNECT`),
+which it does not have, to reach the server at all. A program that only
+listens can read `/sse` with httpx; docs/protocol.md, "SSE transport of
+protocol v1", shows how and says why in full.
 """
 
 from __future__ import annotations

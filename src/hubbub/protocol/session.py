@@ -240,6 +240,16 @@ class Session:
         self.pong_owed.append(payload)
         return first
 
+    def request(self, now: float) -> Verdict:
+        """A request of the SSE up-channel arrived (`POST /sse/send`, before its envelopes are judged):
+        it spends the frame budget, as a control frame does. `REFUSE`: nothing of it is handled (429).
+        `CLOSE`: refused again and again; the session has decided to close (1008)."""
+        self.last_seen = now
+        self.ping_sent = None
+        if self.state is not State.OPEN:
+            return Verdict.CLOSE
+        return self._spend_frame(now)
+
     def pong(self, now: float) -> Verdict:
         """A pong arrived (an answer to the heartbeat, or unsolicited)."""
         self.last_seen = now

@@ -175,9 +175,28 @@ def _translate(data: bytes) -> tuple[_Item, ...]:
     return tuple(items)
 
 
-_cache: list[Any] = [None, ()]
-"""[the last write translated, its events]: every SSE member of a room gets the same bytes object from
-one fan-out flush, so its events are encoded once per publish, for the first SSE reader only."""
+class _Translated:
+    """One write of frames as SSE: its events, and when they are all one room's messages (as a fan-out
+    write is), the whole write as a single-room stream gets it, with the room and its last offset."""
+
+    __slots__ = ("items", "last", "room", "single")
+
+    def __init__(self, items: tuple[_Item, ...]) -> None:
+        self.items = items
+        self.room: str | None = None
+        self.last = 0
+        self.single = b""
+        messages = [item for item in items if not isinstance(item, bytes)]
+        rooms = {room for room, _, _, _ in messages}
+        if len(rooms) == 1:
+            self.room = rooms.pop()
+            self.last = max(offset for _, offset, _, _ in messages)
+            self.single = b"".join(item if isinstance(item, bytes) else item[3] for item in items)
+
+
+_cache: list[Any] = [None, _Translated(())]
+"""[the last write translated, its `_Translated`]: every SSE member of a room gets the same bytes object
+from one fan-out flush, so its events are encoded once per publish, for the first SSE reader only."""
 
 
 # ---- the stream -----------------------------------------------------------------
@@ -203,15 +222,32 @@ class SseWriter:
         if conn is None:
             return
         if data is _cache[0]:
-            items = _cache[1]
+            translated: _Translated = _cache[1]
         else:
-            items = _translate(data)
+            translated = _Translated(_translate(data))
             _cache[0] = data
-            _cache[1] = items
+            _cache[1] = translated
+        offsets = conn.offsets
+        room = translated.room
+        if room is not None and len(offsets) == 1 and room in offsets:  # a single-room stream: shared bytes
+            offsets[room] = translated.last
+            chunk = translated.single
+        else:
+            chunk = self._own(translated.items, conn)
+        held = self._held
+        if held is None:
+            self._transport.write(chunk)
+            return
+        held.append(chunk)
+        self._held_bytes += len(chunk)
+
+    @staticmethod
+    def _own(items: tuple[_Item, ...], conn: SseConnection) -> bytes:
+        """The events of a write as this stream gets them: each `new_message` with the stream's resume id."""
         offsets = conn.offsets
         out: list[bytes] = []
         for item in items:
-            if type(item) is bytes:
+            if isinstance(item, bytes):
                 out.append(item)
                 continue
             room, offset, part, single = item
@@ -220,13 +256,7 @@ class SseWriter:
                 out.append(single)
             else:
                 out.append(b"event: new_message\nid: " + conn.resume_id().encode() + b"\n" + part)
-        chunk = out[0] if len(out) == 1 else b"".join(out)
-        held = self._held
-        if held is None:
-            self._transport.write(chunk)
-            return
-        held.append(chunk)
-        self._held_bytes += len(chunk)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def start(self, head: bytes) -> None:
         """Write `head` (the response head, `retry:`, `hello`, ...), then what was held; write through from now."""
@@ -408,7 +438,12 @@ class SseDoor:
 
     async def _open(self, door: FrontDoor, head: Head) -> None:
         """Check, identify, join, then start the stream; or answer the refusal (nothing left behind)."""
-        refused = await self._refusal(door, head)
+        try:
+            refused = await self._refusal(door, head)
+        except asyncio.CancelledError:  # the server stops: a client still waiting gets an answer, not silence
+            if not door.closed:
+                door.answer(_refuse_status(HTTPStatus.SERVICE_UNAVAILABLE, "the server is shutting down"))
+            raise
         if refused is not None and not door.closed:
             door.answer(refused)
 
@@ -463,7 +498,9 @@ class SseDoor:
         if refused is None and writer.held_bytes > hub.settings.send_queue_bytes:
             hub._slow_consumer(conn)
             refused = _refuse_status(HTTPStatus.SERVICE_UNAVAILABLE, "the replay is too large: try again later")
-        if refused is not None or conn.state is not _OPEN or door.closed:
+        if refused is None and conn.state is not _OPEN:  # closed while joining (the server API, a hook)
+            refused = _refuse_status(HTTPStatus.SERVICE_UNAVAILABLE, "the connection was closed before it started")
+        if refused is not None or door.closed:
             conn.transport_lost(None)
             return refused
         wire.started = True
@@ -481,6 +518,9 @@ class SseDoor:
                 await conn.join(room, resume.get(room))
             except EventError as exc:
                 return _refuse_status(_STATUS.get(exc.code, HTTPStatus.FORBIDDEN), str(exc.message))
+            except Exception:  # an application's hook failed: logged, as a handler's failure is
+                log.exception("sse.join_failed", extra={"conn": conn.id, "room": room})
+                return _refuse_status(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
             if conn.state is not _OPEN:
                 return None
         return None
@@ -572,24 +612,24 @@ class SseDoor:
         if any(len(text) > self.hub.settings.max_message_size for text in texts):
             message = f"an envelope is over {self.hub.settings.max_message_size} bytes"
             return _with_cors(head, _refuse_status(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message, close=False))
-        if conn._reading_paused:  # events wait behind a slow handler: more would only queue
-            return _with_cors(head, _flooded())
         session = conn.session
-        limited = False
-        for text in texts:
+        # 429 refuses the whole request, unhandled, so that a client may send it again after a pause: over
+        # the frame budget (one a request), or while events wait behind a slow handler (more would queue)
+        verdict = session.request(time.monotonic())
+        if verdict is Verdict.CLOSE:
+            conn.carry_out_close()  # flooded again and again: the stream ends (the 1008 of /ws)
+        if verdict is not Verdict.ALLOW or conn._reading_paused:
+            return _with_cors(head, _flooded())
+        for text in texts:  # each event under the rate limits of /ws: `rate_limited` errors on the stream
             if conn.state is not _OPEN:
                 break
             verdict = session.text(time.monotonic())
             if verdict is Verdict.ALLOW:
                 conn.receive_text(text)
             elif verdict is Verdict.REFUSE:
-                limited = True
                 conn.refuse(text.encode())
             else:
                 conn.carry_out_close()
-                return _with_cors(head, _flooded())
-        if limited:
-            return _with_cors(head, _flooded())
         return _with_cors(head, Response(HTTPStatus.ACCEPTED, b"", _TEXT))
 
     def _preflight(self, head: Head) -> Response:

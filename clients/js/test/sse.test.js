@@ -190,3 +190,106 @@ test('transport: "sse" needs no WebSocket class; a token goes as ?token=, a bad 
     await server.stop();
   }
 });
+
+/** A scripted SSE server: each `GET` is a stream the test writes to (`push`), each `POST` is
+ * recorded and answered `status(body)` (202 by default). */
+function scriptedSse() {
+  const streams = [];
+  const posts = [];
+  const fake = {
+    streams,
+    posts,
+    status: () => 202,
+    async fetch(url, init = {}) {
+      if ((init.method ?? "GET") === "GET") {
+        let controller;
+        const body = new ReadableStream({ start: (c) => (controller = c) });
+        init.signal?.addEventListener("abort", () => {
+          try {
+            controller.error(new Error("aborted"));
+          } catch {
+            // already closed
+          }
+        });
+        const encoder = new TextEncoder();
+        streams.push({ url: new URL(url), push: (text) => controller.enqueue(encoder.encode(text)), end: () => controller.close() });
+        return new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } });
+      }
+      posts.push(JSON.parse(init.body));
+      return new Response(null, { status: fake.status(init.body) });
+    },
+  };
+  return fake;
+}
+
+const ack = (id, payload) => `event: ack\ndata: ${JSON.stringify({ type: "ack", payload, id })}\n\n`;
+
+test("the stream's parser: CRLF and CR line ends, events split anywhere between chunks, data on two lines, comments", async () => {
+  const sse = scriptedSse();
+  const hub = client({ url: "ws://scripted/ws", transport: "sse", fetch: sse.fetch, name: "kim" });
+  const connected = hub.connect();
+  await until(() => sse.streams.length === 1, "the stream's GET");
+  const stream = sse.streams[0];
+  assert.equal(stream.url.pathname, "/sse");
+  assert.equal(stream.url.searchParams.get("name"), "kim");
+  stream.push("retry: 2000\r\n\r\nevent: hel");
+  stream.push('lo\r\ndata: {"session":"S1","rooms":{}}\r');
+  stream.push("\n\r\n: ping\r\r");
+  await connected;
+  const joined = hub.join("a");
+  await until(() => sse.posts.length === 1, "the join's POST");
+  assert.deepEqual(sse.posts[0], { type: "join_room", payload: { room: "a" }, id: sse.posts[0].id });
+  const answer = ack(sse.posts[0].id, { room: "a", offset: 4 });
+  stream.push(answer.slice(0, 9));
+  stream.push(answer.slice(9).replace(/\n/g, "\r\n"));
+  assert.deepEqual(await joined, { room: "a", offset: 4 });
+  const got = collect(hub, "message");
+  stream.push('event: new_message\nid: a=5\ndata: {"room":"a","message":"two",\ndata: "from":"x","sent":"t","offset":5}\n\n');
+  stream.push('event: new_message\nid: a=5\ndata: {"room":"a","message":"again","from":"x","sent":"t","offset":5}\n\n');
+  await until(() => got.length === 1, "the message written on two data lines");
+  assert.equal(got[0].message, "two");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(got.length, 1, "a repeated offset is dropped");
+  closeClients();
+});
+
+test("up-channel answers: 413 posts the batch one by one and rejects the one too large; 404 reconnects and resumes in the URL", async () => {
+  const sse = scriptedSse();
+  sse.status = (body) => (body.startsWith("[") || body.includes("huge") ? 413 : 202);
+  const hub = client({ url: "ws://scripted/ws", transport: "sse", fetch: sse.fetch, name: "lou" });
+  const connected = hub.connect();
+  await until(() => sse.streams.length === 1, "the stream's GET");
+  sse.streams[0].push('event: hello\ndata: {"session":"S1","rooms":{}}\n\n');
+  await connected;
+  const joined = hub.join("a");
+  await until(() => sse.posts.length === 1, "the join's POST");
+  sse.streams[0].push(ack(sse.posts[0].id, { room: "a", offset: 7 }));
+  await joined;
+  const sends = Promise.allSettled([hub.send("a", "x"), hub.send("a", "huge"), hub.send("a", "y")]);
+  await until(() => sse.posts.length === 5, "the batch (refused), then one a request");
+  assert.ok(Array.isArray(sse.posts[1]) && sse.posts[1].length === 3, "the three sends went in one POST first");
+  for (const [k, post] of sse.posts.slice(2).entries()) {
+    if (post.payload.message !== "huge") sse.streams[0].push(ack(post.id, { room: "a", offset: 8 + k }));
+  }
+  const [x, huge, y] = await sends;
+  assert.equal(x.value, 8);
+  assert.equal(huge.reason.code, "limit_exceeded");
+  assert.equal(y.value, 10);
+  // the server no longer knows the stream: a dropped connection, resumed by the new stream's URL
+  sse.streams[0].push('event: new_message\ndata: {"room":"a","message":"m","from":"x","sent":"t","offset":9}\n\n');
+  sse.status = () => 404;
+  const lost = hub.send("a", "z").then(
+    () => null,
+    (e) => e,
+  );
+  await until(() => sse.streams.length === 2, "a new stream after the 404", 5000);
+  const url = sse.streams[1].url;
+  assert.equal(url.searchParams.get("rooms"), "a");
+  assert.equal(url.searchParams.get("last_event_id"), "a=9");
+  sse.status = () => 202;
+  sse.streams[1].push('event: hello\ndata: {"session":"S2","rooms":{"a":{"offset":9,"recovered":true}}}\n\n');
+  await until(() => hub.state === "open", "open again");
+  assert.equal((await lost).code, "disconnected", "the send in flight is not resent");
+  assert.ok(!sse.posts.slice(5).some((p) => p.type === "join_room"), "the room was resumed by the URL, not re-joined");
+  closeClients();
+});

@@ -227,13 +227,16 @@ class SseSocket {
     if (!this._posting) this._post();
   }
 
-  /** Post what waits, in order, one request at a time; a batch answered 429 is posted again. */
+  /** Post what waits, in order, one request at a time. A batch answered 429 (refused whole,
+   * nothing done) is posted again a second later; one answered 413 is posted again one envelope a
+   * request, and an envelope refused alone fails with `limit_exceeded` (a WebSocket would close). */
   async _post() {
     this._posting = true;
+    let singles = 0; // envelopes to post one by one, after a batch was too large
     try {
       await Promise.resolve(); // what is sent in the same tick goes in one request
       while (this._outbox.length && !this._ended) {
-        const batch = this._outbox.slice(0, BATCH);
+        const batch = this._outbox.slice(0, singles > 0 ? 1 : BATCH);
         const body = batch.length === 1 ? batch[0] : `[${batch.join(",")}]`;
         let response;
         try {
@@ -252,9 +255,14 @@ class SseSocket {
           await new Promise((resolve) => setTimeout(resolve, 1000));
           continue; // flooded: the same batch again, a second later
         }
+        if (response.status === 413 && batch.length > 1) {
+          singles = batch.length;
+          continue;
+        }
         this._outbox.splice(0, batch.length);
+        singles = Math.max(0, singles - 1);
         if (response.status === 413) {
-          this._refuse(batch, "message_too_large", "the request is larger than the server accepts");
+          this._refuse(batch, "limit_exceeded", "the message is larger than the server accepts (--max-message-size)");
         } else if (response.status === 404) {
           return this._end(1006, "the server no longer knows this stream");
         } else if (response.status < 200 || response.status >= 300) {

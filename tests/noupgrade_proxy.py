@@ -30,9 +30,11 @@ class NoUpgradeProxy:
     task is tracked and awaited by `stop()`.
     """
 
-    def __init__(self, target: int, *, upgrades: bool = False) -> None:
+    def __init__(self, target: int, *, upgrades: bool = False, delay: float = 0.0) -> None:
         self.target = target
         self.upgrades = upgrades
+        self.delay = delay
+        """Seconds each chunk waits before it is passed on, either way: a network's latency, roughly."""
         self.port = free_port()
         self.refused = 0
         self.forwarded = 0
@@ -82,14 +84,16 @@ class NoUpgradeProxy:
                 return
             if not self.upgrades and UPGRADE.search(head):
                 self.refused += 1
+                await asyncio.sleep(self.delay * 2)  # there and back
                 writer.write(REFUSAL)
                 await writer.drain()
                 return
             self.forwarded += 1
             up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target)
             self._writers.add(upstream)
+            await asyncio.sleep(self.delay)
             upstream.write(head)
-            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, upstream, self.delay), _pipe(up_reader, writer, self.delay))
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # a client or the target went away: this connection ends, the proxy lives on
         finally:
@@ -100,11 +104,13 @@ class NoUpgradeProxy:
             self._tasks.discard(task)
 
 
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float) -> None:
     """Copy until `source` ends or either side fails, then close `sink` for writing; bounded by
-    the sink's drain."""
+    the sink's drain. Each chunk waits `delay` seconds first."""
     with contextlib.suppress(OSError):
         while data := await source.read(65536):
+            if delay:
+                await asyncio.sleep(delay)
             sink.write(data)
             await sink.drain()
         if sink.can_write_eof():

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from hubbub.server.server import Server
+from tests.conftest import ServerFactory
 from tests.e2e.test_chat_page import OPEN, SIZES, Watched, _members, _say, _shot
 from tests.e2e.test_chat_page import browser as browser  # Debian's chromium, with ARGS
 from tests.noupgrade_proxy import NoUpgradeProxy
@@ -118,3 +119,30 @@ async def test_the_fallbacks_cost_measured(browser: Any, server: Server) -> None
     for what, ms in medians.items():
         print(f"  {what}: {ms:.1f} ms")
     assert medians["sse after a refused websocket, 40 ms round trip"] < 2000
+
+
+CROSS_ORIGIN = """async (base) => {
+  const { Hubbub } = await import(base + "/hubbub.js");
+  const hub = new Hubbub({ url: base.replace("http:", "ws:") + "/ws", name: "visitor" });
+  await hub.connect();
+  const joined = await hub.join("lobby");
+  const offset = await hub.send("lobby", "from another origin");
+  const transport = hub.transport;
+  hub.close();
+  return { transport, joined, offset };
+}"""
+
+
+async def test_a_page_of_another_allowed_origin_falls_back_too(browser: Any, make_server: ServerFactory) -> None:
+    """An app's page beside hubbub (another origin, in `--allowed-origin`) behind a proxy that refuses
+    WebSockets: the stream is read and the up-channel posted in CORS mode (the POST's custom header
+    is preflighted), without cookies (`credentials: "same-origin"`: the server does not send
+    `Access-Control-Allow-Credentials`), so a name, ticket or token identifies it."""
+    app = await make_server()  # only an origin for the page
+    origin = f"http://127.0.0.1:{app.port}"
+    hub = await make_server(allowed_origins=(origin,))
+    async with NoUpgradeProxy(hub.port) as proxy:
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{origin}/healthz")
+        outcome = await page.evaluate(CROSS_ORIGIN, f"http://127.0.0.1:{proxy.port}")
+    assert outcome == {"transport": "sse", "joined": {"room": "lobby", "offset": 0}, "offset": 1}

@@ -150,7 +150,7 @@ class SseSocket {
       response = await this._fetch(this.url, {
         headers: { Accept: "text/event-stream" },
         cache: "no-store",
-        credentials: "include",
+        credentials: "same-origin",
         signal: this._abort.signal,
       });
     } catch (error) {
@@ -244,7 +244,7 @@ class SseSocket {
             method: "POST",
             headers: { "Content-Type": "application/json", "X-Hubbub-Session": this._session },
             body,
-            credentials: "include",
+            credentials: "same-origin",
             signal: this._abort.signal,
           });
         } catch (error) {

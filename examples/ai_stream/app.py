@@ -86,6 +86,8 @@ TEXT = (
     " last_event_id. The same works over WebSockets with hubbub.js, which re-joins with since."
 )
 WORDS = TEXT.split()
+STARTS = [0] + [n + 1 for n, word in enumerate(WORDS[:-1]) if word.endswith(".")]
+"""Where the stand-in's sentences start: an answer starts with one."""
 
 
 TOKEN_DELAY = float(os.environ.get("EXAMPLE_TOKEN_DELAY", "0.05"))
@@ -103,8 +105,9 @@ async def model_tokens(question: str) -> AsyncIterator[str]:
     """
     seed = int.from_bytes(hashlib.sha256(question.encode()).digest()[:4], "big")
     count = 40 + seed % 21
+    start = STARTS[seed % len(STARTS)]
     for n in range(count):
-        word = WORDS[(seed + n) % len(WORDS)]
+        word = WORDS[(start + n) % len(WORDS)]
         yield word if n == 0 else " " + word
         await asyncio.sleep(TOKEN_DELAY)
 

@@ -555,3 +555,109 @@ async def test_a_failing_join_hook_is_500_and_leaves_nothing(make_server: Server
     refused = await SseReader.open(server.port, "/sse?rooms=a")
     assert refused.status == 500 and refused.body == b"internal error\n"
     await eventually(lambda: not server.hub.connections and not server.hub.rooms and not server.sse.streams)
+
+
+async def test_a_stream_has_at_most_four_requests_in_flight(server: Server) -> None:
+    """Bodies that trickle in are held; a fifth request of the same stream is 429 unread, so that one stream's
+    up-channel holds at most POSTS_IN_FLIGHT bodies."""
+    from hubbub.server.sse import POSTS_IN_FLIGHT
+
+    sse = await SseReader.open(server.port, "/sse")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    body = b'{"type":"join_room","payload":{"room":"t"}}'
+    slow = []
+    for _ in range(POSTS_IN_FLIGHT):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            f"POST /sse/send HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Hubbub-Session: {session}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        slow.append((reader, writer))
+    await asyncio.sleep(0.2)
+    status, reason = await post(server.port, body, {"X-Hubbub-Session": session})
+    assert status == 429 and b"at a time" in reason
+    for reader, writer in slow:  # the bodies come: each accepted, and a place is free again
+        writer.write(body[5:])
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 202")
+        writer.close()
+    assert await send(server.port, session, {"type": "leave_room", "payload": {"room": "t"}, "id": "l"}) == 202
+    sse.close()
+
+
+async def test_the_session_secret_never_reaches_a_log(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await make_server(rate_limit=1, rate_burst=1)
+    sse = await SseReader.open(server.port, "/sse?rooms=a&name=ann")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    batch = [{"type": "send_message", "payload": {"room": "a", "message": session}, "id": i} for i in range(3)]
+    assert await send(server.port, session, batch) == 202
+    assert (await post(server.port, b"{", {"X-Hubbub-Session": session + "x"}))[0] == 404
+    sse.close()
+    await eventually(lambda: not server.hub.connections)
+    assert caplog.records
+    for record in caplog.records:
+        assert session not in record.getMessage() and session not in repr(record.__dict__)
+
+
+def _blocking_hub() -> tuple[Hub, asyncio.Event]:
+    """A hub whose `authorize_join` waits for an event that never comes: a stream stays in its joins."""
+    hub = Hub()
+    entered = asyncio.Event()
+
+    @hub.authorize_join
+    async def wait_forever(conn: Any, room: str) -> bool:
+        entered.set()
+        await asyncio.Event().wait()
+        return True
+
+    return hub, entered
+
+
+async def test_a_client_that_leaves_mid_join_leaves_nothing(make_server: ServerFactory) -> None:
+    hub, entered = _blocking_hub()
+    server = await make_server(hub=hub)
+    assert server.door is not None and server.door.names[0] == "SseDoor"  # the first stage, always there
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /sse?rooms=a HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    await asyncio.wait_for(entered.wait(), 5)
+    assert len(server.hub.connections) == 1 and len(server.sse.streams) == 1
+    writer.transport.abort()
+    await eventually(lambda: not server.hub.connections and not server.sse.streams)
+    await eventually(lambda: not server.hub.rooms and not server.hub.room_table.subscribed)
+
+
+async def test_shutdown_mid_join_answers_503(make_server: ServerFactory) -> None:
+    hub, entered = _blocking_hub()
+    server = await make_server(hub=hub)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /sse?rooms=a HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.wait_for(server.stop(), 10)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 503") and answer.endswith(b"the server is shutting down\n")
+    writer.close()
+
+
+async def test_single_and_multi_room_streams_share_one_publish(server: Server) -> None:
+    """One fan-out write, encoded once: the single-room stream gets the shared bytes, the two-room
+    stream its own `id:` line, a WebSocket member its frame."""
+    one = await SseReader.open(server.port, "/sse?rooms=a")
+    two = await SseReader.open(server.port, "/sse?rooms=a,b")
+    ws = await EventClient.open(ws_url(server))
+    await ws.join("a")
+    await one.event_of("hello")
+    await two.event_of("hello")
+    for i in range(3):
+        await server.hub.publish("a", i, "api")
+    await server.hub.publish("b", "b", "api")
+    assert [(await one.event_of("new_message"))["id"] for _ in range(3)] == ["a=1", "a=2", "a=3"]
+    got = [await two.event_of("new_message") for _ in range(4)]
+    assert [m["id"] for m in got] == ["a=1,b=0", "a=2,b=0", "a=3,b=0", "a=3,b=1"]
+    assert [m["data"]["message"] for m in got] == [0, 1, 2, "b"]
+    assert [(await ws.recv_type("new_message"))["payload"]["message"] for _ in range(3)] == [0, 1, 2]
+    one.close()
+    two.close()
+    await ws.close()

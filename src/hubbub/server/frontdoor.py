@@ -202,6 +202,8 @@ class FrontDoor(FramePacer):
         """The bytes object `_next` is judging requests from: a view of it needs no copy to be kept."""
         self._stream: Stream | None = None
         """The response that has the connection for good (`stream`): an SSE stream."""
+        self._dropping = False
+        """What the client sends is read and dropped: its last request is held (`hold(last=True)`) or streamed."""
         self._writes_paused = False
         """The transport's write buffer is over its high-water mark: a client that does not read its
         answers gets no more of them (its next request is neither read nor judged) until it drains."""
@@ -230,13 +232,19 @@ class FrontDoor(FramePacer):
         self._cancel_timer()
         self._read(route, head, rest)
 
-    def hold(self, work: Coroutine[Any, Any, None], *, cancel_if_lost: bool = False) -> asyncio.Task[None]:
+    def hold(
+        self, work: Coroutine[Any, Any, None], *, cancel_if_lost: bool = False, last: bool = False
+    ) -> asyncio.Task[None]:
         """Stop reading while `work` runs (it ends with `pass_on` or `answer`); the head timer stops.
 
-        `cancel_if_lost`: the client's leaving cancels `work` (else `work` sees `closed`).
+        `cancel_if_lost`: the client's leaving cancels `work` (else `work` sees `closed`). `last`: this is
+        the connection's last request (`work` ends with `answer` or `stream`, never `pass_on`): reading
+        goes on, so that a client that leaves is noticed at once, and what it sends is dropped.
         """
         self._cancel_timer()
-        if self._transport is not None:
+        if last:
+            self._dropping = True
+        elif self._transport is not None:
             self._transport.pause_reading()
         task = self._spawn(work)
         if cancel_if_lost:
@@ -270,6 +278,7 @@ class FrontDoor(FramePacer):
         told of the transport's write pauses and loss; what the client sends is read and discarded (so
         that its leaving is noticed at once), never judged as a request."""
         self._stream = stream
+        self._dropping = True
         self._cancel_timer()
         self._holding = None
         transport = self._transport
@@ -380,7 +389,7 @@ class FrontDoor(FramePacer):
     # ---- reading ------------------------------------------------------------
 
     def _through_handshake(self, data: memoryview) -> memoryview:
-        if self._stream is not None:  # a stream's client has nothing more to say: read (to see it leave), dropped
+        if self._dropping:  # the last request's client has nothing more to say: read (to see it leave), dropped
             return memoryview(b"")
         if self._body is not None:  # the rest of a body
             self._add_body(data)

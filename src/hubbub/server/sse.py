@@ -21,6 +21,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_MAX",
+    "POSTS_IN_FLIGHT",
     "RETRY_MS",
     "SseConnection",
     "SseDoor",
@@ -66,6 +68,10 @@ SESSION_HEADER = "x-hubbub-session"
 """The header of `POST /sse/send` naming the stream (the `session` of its `hello`)."""
 BODY_TIMEOUT = 10.0
 """Seconds a `POST /sse/send` body has to arrive in full (else 408)."""
+POSTS_IN_FLIGHT = 4
+"""`POST /sse/send` requests of one stream being read or handled at once; more are 429, unread. What
+one stream's up-channel may make the server hold is so bounded: 4 bodies of at most 32 x
+`--max-message-size` (a client that wants its events in order sends one request at a time anyway)."""
 _PING = b": ping\n\n"
 _TEXT = "text/plain; charset=utf-8"
 _OPEN = State.OPEN
@@ -347,7 +353,7 @@ class SseWire:
 class SseConnection(Connection):
     """A client reading over SSE: the core connection, with the stream's resume id and its session secret."""
 
-    __slots__ = ("_streams", "joined", "offsets", "secret")
+    __slots__ = ("_streams", "joined", "offsets", "posting", "secret")
 
     def __init__(self, hub: Hub, identity: str | None, remote: str, streams: dict[str, SseConnection]) -> None:
         super().__init__(hub, identity, remote)
@@ -355,6 +361,8 @@ class SseConnection(Connection):
         """Each room's last offset delivered (or joined at): what the resume id lists."""
         self.joined: dict[str, dict[str, Any]] = {}
         """The ack payload of each join (offset, recovered), for the `hello` of the rooms of `GET /sse`."""
+        self.posting: deque[float] = deque()
+        """The read deadlines of this stream's `POST /sse/send` requests in progress (`POSTS_IN_FLIGHT`)."""
         self.secret = secrets.token_urlsafe(24)
         """Names this stream to `POST /sse/send` (192 random bits); never logged."""
         self._streams = streams
@@ -421,7 +429,7 @@ class SseDoor:
             head = arrival.head
             if head is None or head.path != "/sse":
                 return False
-            door.hold(self._open(door, head), cancel_if_lost=True)
+            door.hold(self._open(door, head), cancel_if_lost=True, last=True)
             return True
         if start[:8] not in (b"POST /ss", b"OPTIONS ") or arrival.line not in _SEND_LINES:
             return False
@@ -592,13 +600,24 @@ class SseDoor:
     def _admit_send(self, head: Head, peer: str) -> Response | None:
         if not self._allowed(head.headers):
             return _refuse_status(HTTPStatus.FORBIDDEN, "host or origin not allowed")
-        if self.streams.get(head.one(SESSION_HEADER) or "") is None:
+        conn = self.streams.get(head.one(SESSION_HEADER) or "")
+        if conn is None:
             return _with_cors(head, _refuse_status(HTTPStatus.NOT_FOUND, "no such stream: open /sse again"))
+        now = time.monotonic()
+        posting = conn.posting
+        while posting and posting[0] <= now:
+            posting.popleft()  # a body that never came: past its read deadline, it holds nothing
+        if len(posting) >= POSTS_IN_FLIGHT:
+            message = f"at most {POSTS_IN_FLIGHT} requests of one stream at a time"
+            return _with_cors(head, _refuse_status(HTTPStatus.TOO_MANY_REQUESTS, message))
+        posting.append(now + BODY_TIMEOUT + 1.0)
         return None
 
     async def _send(self, request: Request) -> Response:
         head = request.head
         conn = self.streams.get(head.one(SESSION_HEADER) or "")
+        if conn is not None and conn.posting:
+            conn.posting.popleft()  # this request's place (the oldest: they are alike)
         if conn is None or conn.state is not _OPEN:
             return _with_cors(
                 head, _refuse_status(HTTPStatus.NOT_FOUND, "no such stream: open /sse again", close=False)

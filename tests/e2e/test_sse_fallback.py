@@ -146,3 +146,24 @@ async def test_a_page_of_another_allowed_origin_falls_back_too(browser: Any, mak
         await page.goto(f"{origin}/healthz")
         outcome = await page.evaluate(CROSS_ORIGIN, f"http://127.0.0.1:{proxy.port}")
     assert outcome == {"transport": "sse", "joined": {"room": "lobby", "offset": 0}, "offset": 1}
+
+
+async def test_a_cut_stream_resumes_the_chat_without_losing_messages(
+    browser: Any, server: Server, proxy: NoUpgradeProxy
+) -> None:
+    """The network drops the page's stream (cut at the proxy); what was published meanwhile shows
+    once the page is back, once, and what it sent before is not repeated."""
+    ivan = await _chat_page(browser, proxy.port, "ivan", {"width": 1280, "height": 800})
+    page = ivan.page
+    await _say(page, "before the drop")
+    await page.locator("#log-lobby li.message", has_text="before the drop").wait_for()
+    proxy.cut()
+    for k in range(3):  # published while the page is away
+        await server.hub.publish("lobby", f"missed {k}", "other")
+    await page.wait_for_function(OPEN, timeout=30000)
+    for k in range(3):
+        await page.locator("#log-lobby li.message", has_text=f"missed {k}").wait_for()
+        assert await page.locator("#log-lobby li.message", has_text=f"missed {k}").count() == 1
+    assert await page.locator("#log-lobby li.message", has_text="before the drop").count() == 1
+    assert await page.get_attribute("#status", "data-transport") == "sse"
+    ivan.assert_clean("WebSocket connection")

@@ -154,7 +154,8 @@ class SseSocket {
         signal: this._abort.signal,
       });
     } catch (error) {
-      return this._end(1006, `could not reach ${this.url}: ${error.message}`);
+      // the URL without its query: a ticket or token is never put in a reason (shown, logged)
+      return this._end(1006, `could not reach ${this.url.split("?")[0]}: ${error.message}`);
     }
     if (response.status !== 200 || !response.body) {
       let text = "";
@@ -212,6 +213,7 @@ class SseSocket {
         return this._end(1006, "a hello that is not JSON");
       }
       this.onopen?.({});
+      this._joined.clear(); // the re-joins were sent as it opened; a room not asked for was left meanwhile
       return;
     }
     if (this._session === null) return;

@@ -161,6 +161,23 @@ describe("behind a proxy that refuses WebSockets", () => {
   });
 });
 
+test("an upgrade held unanswered falls back to SSE after connectTimeout", async () => {
+  const server = await startServer([]);
+  const proxy = await startProxy(server.port, { noUpgrade: "hold" });
+  try {
+    const mia = client({ url: proxy.url, name: "mia", connectTimeout: 400 });
+    const started = Date.now();
+    await mia.connect();
+    assert.equal(mia.transport, "sse");
+    assert.ok(Date.now() - started >= 400, "after the handshake's timeout");
+    assert.equal((await mia.join("held")).room, "held");
+  } finally {
+    closeClients();
+    await proxy.close();
+    await server.stop();
+  }
+});
+
 test('transport: "sse" needs no WebSocket class; a token goes as ?token=, a bad one is refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), "hubbubjs-"));
   const secretFile = join(dir, "secret");

@@ -48,7 +48,8 @@ const REFUSAL = "HTTP/1.1 403 Forbidden\r\nContent-Length: 24\r\nConnection: clo
 /** A TCP proxy to `port`: `cut()` drops every connection (no close frame: the client sees 1006),
  * `refuse(true)` drops new ones at once, `hold(true)` stops passing the server's bytes to clients.
  * With `{ noUpgrade: true }` it answers a request with an `Upgrade` header 403 (as a corporate proxy
- * that blocks WebSockets) and forwards everything else; `upgradesRefused` counts them. */
+ * that blocks WebSockets) and forwards everything else; `upgradesRefused` counts them. With
+ * `{ noUpgrade: "hold" }` it never answers them (a proxy that swallows the upgrade). */
 export async function startProxy(port, { noUpgrade = false } = {}) {
   const pairs = new Set();
   let refusing = false;
@@ -62,6 +63,7 @@ export async function startProxy(port, { noUpgrade = false } = {}) {
       client.once("data", (head) => {
         if (/\r\nupgrade\s*:/i.test(head.toString("latin1"))) {
           upgradesRefused += 1;
+          if (noUpgrade === "hold") return; // never answered (until cut)
           return client.end(REFUSAL, () => client.destroy());
         }
         waiting.delete(client);

@@ -43,14 +43,40 @@ export async function startServer(args = [], { port = 0, env = {} } = {}) {
   };
 }
 
+const REFUSAL = "HTTP/1.1 403 Forbidden\r\nContent-Length: 24\r\nConnection: close\r\n\r\nWebSockets are blocked.\n";
+
 /** A TCP proxy to `port`: `cut()` drops every connection (no close frame: the client sees 1006),
- * `refuse(true)` drops new ones at once, `hold(true)` stops passing the server's bytes to clients. */
-export async function startProxy(port) {
+ * `refuse(true)` drops new ones at once, `hold(true)` stops passing the server's bytes to clients.
+ * With `{ noUpgrade: true }` it answers a request with an `Upgrade` header 403 (as a corporate proxy
+ * that blocks WebSockets) and forwards everything else; `upgradesRefused` counts them. With
+ * `{ noUpgrade: "hold" }` it never answers them (a proxy that swallows the upgrade). */
+export async function startProxy(port, { noUpgrade = false } = {}) {
   const pairs = new Set();
   let refusing = false;
   let holding = false;
+  let upgradesRefused = 0;
+  const waiting = new Set();
   const server = net.createServer((client) => {
     if (refusing) return client.destroy();
+    if (noUpgrade) {
+      waiting.add(client); // until its first bytes say what it is, or until it closes if refused
+      client.once("data", (head) => {
+        if (/\r\nupgrade\s*:/i.test(head.toString("latin1"))) {
+          upgradesRefused += 1;
+          if (noUpgrade === "hold") return; // never answered (until cut)
+          return client.end(REFUSAL, () => client.destroy());
+        }
+        waiting.delete(client);
+        client.unshift(head);
+        forward(client);
+      });
+      client.on("error", () => client.destroy());
+      client.on("close", () => waiting.delete(client));
+      return;
+    }
+    forward(client);
+  });
+  const forward = (client) => {
     const upstream = net.connect(port, "127.0.0.1");
     const pair = { client, upstream };
     pairs.add(pair);
@@ -65,7 +91,7 @@ export async function startProxy(port) {
       s.on("error", end);
       s.on("close", end);
     }
-  });
+  };
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   const proxyPort = server.address().port;
   return {
@@ -73,9 +99,15 @@ export async function startProxy(port) {
     get connections() {
       return pairs.size;
     },
+    get upgradesRefused() {
+      return upgradesRefused;
+    },
     cut() {
+      for (const client of waiting) client.destroy();
+      waiting.clear();
       for (const { client, upstream } of pairs) {
-        client.resetAndDestroy?.() ?? client.destroy();
+        if (client.writableEnded || !client.resetAndDestroy) client.destroy();
+        else client.resetAndDestroy(); // an RST: the client sees 1006, as after a network cut
         upstream.destroy();
       }
       pairs.clear();

@@ -70,8 +70,24 @@ export interface HubbubOptions {
   /** Seconds before a token's `exp` to refresh it (at most half its remaining life). Default 30. */
   refreshBefore?: number;
   /** The WebSocket class. Default: `globalThis.WebSocket` (browsers, Node 22, Node 20 with
-   * `--experimental-websocket`). */
+   * `--experimental-websocket`). Without one, `transport: "auto"` uses SSE. */
   WebSocket?: typeof WebSocket;
+  /**
+   * How to reach the server. Default `"auto"`: a WebSocket, and where one cannot be opened (its
+   * dial fails before `open`, as behind a proxy or antivirus that refuses the `Upgrade`) the same
+   * dial tries the SSE transport at once: `GET /sse` down (read with `fetch`), `POST /sse/send` up,
+   * with the same API, re-joins with `since`, acks, offline queue, backoff and credentials (a
+   * ticket or `name` as in the WebSocket URL, a token as `?token=`, cookies by themselves). The
+   * transport that worked is remembered for the page's life (per `url`): a reconnect or a second
+   * client does not try the other. `"websocket"` never falls back (as before); `"sse"` never tries
+   * a WebSocket. See docs/protocol.md, "The SSE transport".
+   */
+  transport?: "auto" | "websocket" | "sse";
+  /** The SSE stream's URL. Default: `url` with `ws:`/`wss:` made `http:`/`https:` and `/ws` made `/sse`;
+   * the up-channel is this URL's path + `/send`. */
+  sseUrl?: string;
+  /** The `fetch` the SSE transport uses. Default `globalThis.fetch`. */
+  fetch?: typeof fetch;
   /** Reconnect backoff; see {@link BackoffOptions}. */
   backoff?: BackoffOptions;
   /** Milliseconds a request waits for its `ack` or `error` once sent. Default 10000. */
@@ -239,6 +255,9 @@ export class Hubbub {
   readonly state: State;
   /** The URL connected to (without credentials). */
   readonly url: string;
+  /** The transport of the connection open now, or of the last one: `"websocket"` or `"sse"`; null
+   * before any connection opened. */
+  readonly transport: "websocket" | "sse" | null;
   /** The rooms this client is in, or will join when connected, and the last offset delivered in each
    * (null before the first join's ack). */
   readonly rooms: ReadonlyMap<string, number | null>;
@@ -308,5 +327,8 @@ export function login(username: string, password: string, options?: { url?: stri
 
 /** The `exp` claim of a JWT (seconds since 1970), read without verifying it; null if unreadable. */
 export function tokenExpiry(token: string): number | null;
+
+/** The SSE stream's URL beside a WebSocket URL: `ws://h/ws` gives `http://h/sse` (`wss:` gives `https:`). */
+export function sseUrl(url: string): string;
 
 export default Hubbub;

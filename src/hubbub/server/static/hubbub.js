@@ -4,6 +4,9 @@
 // backoff and full jitter, re-joins its rooms with `since` = the last offset it delivered, drops
 // repeats by offset, says when a room could not be recovered (`room_reset`), turns requests into
 // promises (ack resolves, error rejects, with a timeout), and queues sends while disconnected.
+// Where a WebSocket cannot be opened (a proxy or antivirus refusing the `Upgrade`) while the server
+// answers HTTP, it falls back by itself to the SSE transport: `GET /sse` down, `POST /sse/send` up,
+// with the same API, resume, reconnect and queue (`transport: "auto"`, the default).
 // The API, with its doc comments, is hubbub.d.ts; the rules are in clients/js/README.md; the wire
 // protocol is docs/protocol.md.
 
@@ -95,6 +98,229 @@ function withQuery(url, key, value) {
   return u.href;
 }
 
+/** The SSE stream's URL on the same server as the WebSocket URL: `ws://h/ws` gives `http://h/sse`. */
+export function sseUrl(url) {
+  const u = new URL(url);
+  u.protocol = u.protocol === "wss:" ? "https:" : u.protocol === "ws:" ? "http:" : u.protocol;
+  u.pathname = u.pathname.replace(/\/ws$/, "") + "/sse";
+  return u.href;
+}
+
+/** The transports that worked, by WebSocket URL, for the page's life: a second client (or a
+ * reconnect) on a network that refuses WebSockets does not try one again. */
+const WORKED = new Map();
+
+const TRANSPORTS = new Set(["auto", "websocket", "sse"]);
+
+/** The most envelopes in one `POST /sse/send` (the server's batch cap). */
+const BATCH = 32;
+
+/**
+ * The SSE transport, shaped like the part of a WebSocket that Hubbub uses (`onopen`, `onmessage`,
+ * `onclose`, `send`, `close`), so that everything above it (re-joins with `since`, acks, the queue,
+ * backoff) is the same code for both transports.
+ *
+ * Down: `GET /sse` read with `fetch` as a stream (not `EventSource`: Hubbub reconnects by itself,
+ * with its own backoff and re-joins, sees the HTTP status of a refusal, and runs in Node 20 too).
+ * The `hello` event names the session and opens the socket; `ack`/`error` events carry whole
+ * envelopes; every other event is turned into the envelope `{type, payload}` a WebSocket would
+ * carry. Up: what `send()` is given is posted in order, batched (at most 32 envelopes a request),
+ * one request at a time, with `X-Hubbub-Session`.
+ */
+class SseSocket {
+  constructor(url, sendUrl, fetchImpl, resumed = new Set()) {
+    this.url = url;
+    this._sendUrl = sendUrl;
+    this._fetch = fetchImpl;
+    this._abort = new AbortController();
+    this._resumed = resumed; // rooms the URL resumes (`last_event_id`): their re-joins are answered by `hello`
+    this._joined = new Map(); // room -> {offset, recovered}, from `hello`, until its re-join asks for it
+    this._session = null;
+    this._outbox = [];
+    this._posting = false;
+    this._ended = false;
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    this._read();
+  }
+
+  /** Open the stream and read it until it ends; any ending is one `onclose` (code 1006). */
+  async _read() {
+    let response;
+    try {
+      response = await this._fetch(this.url, {
+        headers: { Accept: "text/event-stream" },
+        cache: "no-store",
+        credentials: "same-origin",
+        signal: this._abort.signal,
+      });
+    } catch (error) {
+      // the URL without its query: a ticket or token is never put in a reason (shown, logged)
+      return this._end(1006, `could not reach ${this.url.split("?")[0]}: ${error.message}`);
+    }
+    if (response.status !== 200 || !response.body) {
+      let text = "";
+      try {
+        text = (await response.text()).trim().slice(0, 200);
+      } catch {
+        // the reason is a courtesy
+      }
+      return this._end(1006, `HTTP ${response.status}${text ? `: ${text}` : ""}`, response.status);
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let fields = { event: "", data: [] };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut;
+        while ((cut = buffer.search(/\r\n|\r|\n/)) >= 0) {
+          if (buffer[cut] === "\r" && cut === buffer.length - 1) break; // a \r\n split between chunks
+          const line = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + (buffer.startsWith("\r\n", cut) ? 2 : 1));
+          if (line === "") {
+            if (fields.data.length) this._dispatch(fields.event || "message", fields.data.join("\n"));
+            fields = { event: "", data: [] };
+            if (this._ended) return;
+            continue;
+          }
+          if (line.startsWith(":")) continue; // a ping
+          const colon = line.indexOf(":");
+          const name = colon < 0 ? line : line.slice(0, colon);
+          let value = colon < 0 ? "" : line.slice(colon + 1);
+          if (value.startsWith(" ")) value = value.slice(1);
+          if (name === "event") fields.event = value;
+          else if (name === "data") fields.data.push(value);
+          // `id:` and `retry:` are for EventSource; Hubbub resumes by the offsets it delivered
+        }
+      }
+      this._end(1006, "the server ended the stream");
+    } catch (error) {
+      this._end(1006, `the stream broke: ${error.message}`);
+    }
+  }
+
+  _dispatch(event, data) {
+    if (event === "hello") {
+      try {
+        const hello = JSON.parse(data);
+        this._session = hello.session;
+        for (const [room, joined] of Object.entries(hello.rooms ?? {})) {
+          if (this._resumed.has(room)) this._joined.set(room, joined);
+        }
+      } catch {
+        return this._end(1006, "a hello that is not JSON");
+      }
+      this.onopen?.({});
+      this._joined.clear(); // the re-joins were sent as it opened; a room not asked for was left meanwhile
+      return;
+    }
+    if (this._session === null) return;
+    // ack and error carry their whole envelope (the id matches the request); the rest, the payload
+    const text = event === "ack" || event === "error" ? data : `{"type":${JSON.stringify(event)},"payload":${data}}`;
+    this.onmessage?.({ data: text });
+  }
+
+  send(text) {
+    if (this._ended || this._session === null) throw new Error("the SSE stream is not open");
+    if (this._joined.size && this._answeredByHello(text)) return;
+    this._outbox.push(text);
+    if (!this._posting) this._post();
+  }
+
+  /** Post what waits, in order, one request at a time. A batch answered 429 (refused whole,
+   * nothing done) is posted again a second later; one answered 413 is posted again one envelope a
+   * request, and an envelope refused alone fails with `limit_exceeded` (a WebSocket would close). */
+  async _post() {
+    this._posting = true;
+    let singles = 0; // envelopes to post one by one, after a batch was too large
+    try {
+      await Promise.resolve(); // what is sent in the same tick goes in one request
+      while (this._outbox.length && !this._ended) {
+        const batch = this._outbox.slice(0, singles > 0 ? 1 : BATCH);
+        const body = batch.length === 1 ? batch[0] : `[${batch.join(",")}]`;
+        let response;
+        try {
+          response = await this._fetch(this._sendUrl, {
+            method: "POST",
+            headers: { "Content-Type": "application/json", "X-Hubbub-Session": this._session },
+            body,
+            credentials: "same-origin",
+            signal: this._abort.signal,
+          });
+        } catch (error) {
+          return this._end(1006, `could not post to ${this._sendUrl}: ${error.message}`);
+        }
+        response.body?.cancel().catch(() => {}); // 202 has none; a refusal's words are not needed
+        if (response.status === 429) {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          continue; // flooded: the same batch again, a second later
+        }
+        if (response.status === 413 && batch.length > 1) {
+          singles = batch.length;
+          continue;
+        }
+        this._outbox.splice(0, batch.length);
+        singles = Math.max(0, singles - 1);
+        if (response.status === 413) {
+          this._refuse(batch, "limit_exceeded", "the message is larger than the server accepts (--max-message-size)");
+        } else if (response.status === 404) {
+          return this._end(1006, "the server no longer knows this stream");
+        } else if (response.status < 200 || response.status >= 300) {
+          return this._end(1006, `POST ${this._sendUrl}: HTTP ${response.status}`);
+        }
+      }
+    } finally {
+      this._posting = false;
+    }
+  }
+
+  /** The re-join of a room the stream's URL already resumed (the server joined it, replayed what
+   * was missed after `hello`, and said the room's offset and `recovered` in `hello`): answered here
+   * with the ack the server would give, at once, so it is read before the replay, as on a WebSocket. */
+  _answeredByHello(text) {
+    let envelope;
+    try {
+      envelope = JSON.parse(text);
+    } catch {
+      return false;
+    }
+    const room = envelope?.payload?.room;
+    const joined = this._joined.get(room);
+    if (envelope?.type !== "join_room" || joined === undefined || envelope.payload.since === undefined) return false;
+    this._joined.delete(room);
+    const payload = { room, offset: joined.offset, recovered: joined.recovered !== false };
+    this.onmessage?.({ data: JSON.stringify({ type: "ack", payload, id: envelope.id }) });
+    return true;
+  }
+
+  /** Answer every request of a batch the server refused whole with an error, as the server would. */
+  _refuse(batch, code, message) {
+    for (const text of batch) {
+      let id;
+      try {
+        id = JSON.parse(text).id;
+      } catch {
+        continue;
+      }
+      if (id !== undefined) this.onmessage?.({ data: JSON.stringify({ type: "error", payload: { code, message }, id }) });
+    }
+  }
+
+  close(code = 1000, reason = "") {
+    this._end(code, reason);
+  }
+
+  _end(code, reason, status = 0) {
+    if (this._ended) return;
+    this._ended = true;
+    this._abort.abort();
+    const onclose = this.onclose;
+    setTimeout(() => onclose?.({ code, reason, status }), 0); // after the caller, as a WebSocket's close
+  }
+}
+
 function healthUrl(url) {
   const u = new URL(url);
   u.protocol = u.protocol === "wss:" ? "https:" : "http:";
@@ -120,8 +346,19 @@ export class Hubbub {
     this._ticket = options.ticket ?? null;
     this._token = options.token ?? null;
     this._refreshBefore = (options.refreshBefore ?? 30) * 1000;
+    this._transport = options.transport ?? "auto";
+    if (!TRANSPORTS.has(this._transport)) {
+      throw new HubbubError("config", `transport is "auto", "websocket" or "sse", not ${JSON.stringify(this._transport)}`);
+    }
+    this._sseUrl = options.sseUrl ?? sseUrl(this._url);
+    this._sendUrl = new URL(new URL(this._sseUrl).pathname.replace(/\/?$/, "/send"), this._sseUrl).href;
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this._WebSocket !== "function") {
+    if (this._transport === "auto" && typeof this._WebSocket !== "function") this._transport = "sse"; // Node 20 without the flag
+    if (this._transport !== "websocket" && typeof this._fetch !== "function") {
+      throw new HubbubError("config", "no fetch: pass options.fetch, or transport: \"websocket\"");
+    }
+    if (this._transport !== "sse" && typeof this._WebSocket !== "function") {
       throw new HubbubError("config", "no WebSocket class: pass options.WebSocket (Node 20: --experimental-websocket)");
     }
     const backoff = options.backoff ?? {};
@@ -135,6 +372,7 @@ export class Hubbub {
 
     this._state = "idle";
     this._ws = null;
+    this._using = null;
     this._rooms = new Map(); // room -> last offset delivered (null before the first ack)
     this._joinWaiters = new Map(); // room -> [{resolve, reject}] for joins made while not open
     this._pending = new Map(); // id -> {resolve, reject, timer, onAck}
@@ -154,6 +392,10 @@ export class Hubbub {
   }
   get url() {
     return this._url;
+  }
+  /** The transport of the connection open now ("websocket" or "sse"), or the last one; null before. */
+  get transport() {
+    return this._using ?? null;
   }
   get rooms() {
     return new Map(this._rooms);
@@ -275,6 +517,10 @@ export class Hubbub {
     }
     if (this._name !== null) url = withQuery(url, "name", this._name);
     if (this._state !== "connecting") return; // closed while the callbacks ran
+    const remembered = WORKED.get(this._url);
+    if (this._transport === "sse" || (this._transport === "auto" && remembered === "sse")) {
+      return this._dialSse(url, false);
+    }
     let ws;
     try {
       ws = protocols ? new this._WebSocket(url, protocols) : new this._WebSocket(url);
@@ -289,6 +535,11 @@ export class Hubbub {
       if (this._ws !== ws) return; // already ended
       clearTimeout(this._timers.handshake);
       if (code === 1006 && !opened) this._abandon(ws);
+      // never opened, on a network not yet known to take WebSockets: try SSE before judging
+      if (!opened && code === 1006 && this._transport === "auto" && remembered !== "websocket") {
+        this._ws = null;
+        return this._dialSse(url, true);
+      }
       this._onClose(code, reason, opened);
     };
     this._timers.handshake = setTimeout(() => ended(1006, "no handshake in time"), this._connectTimeout);
@@ -296,6 +547,8 @@ export class Hubbub {
       if (this._ws !== ws) return;
       opened = true;
       clearTimeout(this._timers.handshake);
+      this._using = "websocket";
+      if (this._transport === "auto") WORKED.set(this._url, "websocket");
       this._onOpen(ws);
     };
     ws.onmessage = (event) => {
@@ -305,6 +558,69 @@ export class Hubbub {
     ws.onerror = () => {
       if (!opened) setTimeout(() => ended(1006, ""), 0); // after a close event, if one comes at once
     };
+  }
+
+  /** Open the SSE transport with the credentials as query parameters (the WebSocket's `url` has
+   * the ticket and name; a token goes as `?token=`, cookies go by themselves). A ticket is good for
+   * one connection, so a fallback after a WebSocket that may have used it asks for a new one. */
+  async _dialSse(wsUrl, fallback) {
+    let url = this._sseUrl;
+    const query = new URL(wsUrl).searchParams;
+    for (const key of ["name", "ticket"]) if (query.has(key)) url = withQuery(url, key, query.get(key));
+    try {
+      if (fallback && this._ticket) url = withQuery(url, "ticket", await this._ticket());
+    } catch (error) {
+      return this._credentialFailed(error, "login", "ticket");
+    }
+    if (this._currentToken && this._token) url = withQuery(url, "token", this._currentToken);
+    if (this._state !== "connecting") return; // closed meanwhile
+    // Rooms with an offset are resumed by the stream itself (`rooms` and `last_event_id`, one round
+    // trip less than re-joining over POST), unless that was refused last time (a room no longer
+    // allowed refuses the whole stream; re-joined over POST, it is forgotten alone). A URL is kept
+    // well below the server's 16 KiB request head; the rooms past that are re-joined over POST.
+    const resumed = new Set();
+    if (!this._sseRoomsRefused) {
+      const ids = [];
+      for (const [room, since] of this._rooms) {
+        if (since === null || url.length + 2 * (ids.join(",").length + room.length) > 4000) continue;
+        resumed.add(room);
+        ids.push(`${room}=${since}`);
+      }
+      if (ids.length) {
+        url = withQuery(url, "rooms", [...resumed].join(","));
+        url = withQuery(url, "last_event_id", ids.join(","));
+      }
+    }
+    const sse = new SseSocket(url, this._sendUrl, this._fetch, resumed);
+    this._ws = sse;
+    let opened = false;
+    const ended = (code, reason, status) => {
+      if (this._ws !== sse) return;
+      clearTimeout(this._timers.handshake);
+      if (!opened) sse.onopen = sse.onmessage = sse.onclose = null;
+      if (!opened) sse.close();
+      if (!opened && resumed.size && [400, 403, 422].includes(status)) this._sseRoomsRefused = true;
+      this._onClose(code, reason, opened);
+    };
+    clearTimeout(this._timers.handshake);
+    this._timers.handshake = setTimeout(() => ended(1006, "no SSE hello in time"), this._connectTimeout);
+    sse.onopen = () => {
+      if (this._ws !== sse) return;
+      opened = true;
+      clearTimeout(this._timers.handshake);
+      this._sseRoomsRefused = false;
+      this._using = "sse";
+      if (this._transport === "auto") WORKED.set(this._url, "sse");
+      this._onOpen(sse);
+      for (const room of resumed) {
+        // left while the stream was opening: leave on the server too, or its messages would keep coming
+        if (!this._rooms.has(room)) this._write(sse, "leave_room", { room }, this._timeout).catch(() => {});
+      }
+    };
+    sse.onmessage = (event) => {
+      if (this._ws === sse) this._onText(event.data);
+    };
+    sse.onclose = (event) => ended(event.code, event.reason, event.status);
   }
 
   /** A ticket or token callback threw. An HTTP answer of 4xx (not 429) stops the client: a wrong
@@ -433,6 +749,7 @@ export class Hubbub {
     try {
       const response = await fetch(healthUrl(this._url), { cache: "no-store" });
       up = response.status === 200;
+      response.body?.cancel().catch(() => {}); // not read: let the connection go (Node keeps it otherwise)
     } catch {
       up = false; // down, or another origin that does not allow us to read it: unknown, retried
     }

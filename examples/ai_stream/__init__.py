@@ -1,0 +1,1 @@
+"""An AI answer streamed token by token through hubbub (see README.md beside this file)."""

@@ -276,7 +276,7 @@ async def test_namespace_rules_hold_for_streams_and_their_up_channel(make_server
     from hubbub.protocol.namespaces import JoinRule, Namespace, PublishRule
 
     namespaces = (Namespace("dm:*", join=JoinRule.TOKEN), Namespace("news:*", publish=PublishRule.SERVER))
-    server = await make_server(namespaces=namespaces)
+    server = await make_server(namespaces=namespaces, auth_secret="s" * 32, allow_anonymous=True)
     refused = await SseReader.open(server.port, "/sse?rooms=dm:alice&name=eve")
     assert refused.status == 403 and b"dm:alice" in refused.body
     await eventually(lambda: not server.hub.connections and not server.hub.rooms)
@@ -418,7 +418,8 @@ async def test_up_channel_join_send_ack_error_order(server: Server) -> None:
 
 async def test_up_channel_refusals(server: Server) -> None:
     assert (await post(server.port, b"{}", {"X-Hubbub-Session": "nobody"}))[0] == 404
-    assert (await post(server.port, b"{}", {}))[0] == 404
+    status, body = await post(server.port, b"{}", {})
+    assert status == 400 and b"X-Hubbub-Session" in body
     sse = await SseReader.open(server.port, "/sse")
     session = (await sse.event_of("hello"))["data"]["session"]
     too_many = [{"type": "ping_me", "payload": {}}] * (BATCH_MAX + 1)

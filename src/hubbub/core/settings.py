@@ -671,6 +671,12 @@ class Settings:
                 raise ConfigError(f'namespace {ns.pattern!r}: publish = "proxy" needs --publish-proxy')
             if ns.join is JoinRule.PROXY and not self.join_proxy:
                 raise ConfigError(f'namespace {ns.pattern!r}: join = "proxy" needs --join-proxy')
+            if ns.join is JoinRule.TOKEN and not (self.tokens or self.connect_proxy):
+                # only signed tokens and the connect proxy's answers carry rooms: nobody could ever join
+                raise ConfigError(
+                    f'namespace {ns.pattern!r}: join = "token" needs credentials that name rooms:'
+                    " --auth-secret, --auth-jwks-url, --auth-public-key or --connect-proxy"
+                )
 
 
 OPTIONS: tuple[Option, ...] = tuple(from_field(f) for f in fields(Settings) if SPEC in f.metadata)

@@ -603,7 +603,11 @@ class SseDoor:
     def _admit_send(self, head: Head, peer: str) -> Response | None:
         if not self._allowed(head.headers):
             return _refuse_status(HTTPStatus.FORBIDDEN, "host or origin not allowed")
-        conn = self.streams.get(head.one(SESSION_HEADER) or "")
+        session = head.one(SESSION_HEADER)
+        if not session:  # not a stream that ended: a client that never said which
+            reason = "no X-Hubbub-Session header: send the session of your stream's hello event"
+            return _with_cors(head, _refuse_status(HTTPStatus.BAD_REQUEST, reason))
+        conn = self.streams.get(session)
         if conn is None:
             return _with_cors(head, _refuse_status(HTTPStatus.NOT_FOUND, "no such stream: open /sse again"))
         now = time.monotonic()

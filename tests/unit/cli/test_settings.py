@@ -93,6 +93,7 @@ def test_the_secret_file_and_the_app_are_keys_too(tmp_path: Path) -> None:
     [
         ("publish = 'proxy'", "namespace 'a*': publish = \"proxy\" needs --publish-proxy"),
         ("join = 'proxy'", "namespace 'a*': join = \"proxy\" needs --join-proxy"),
+        ("join = 'token'", "namespace 'a*': join = \"token\" needs credentials that name rooms"),
     ],
 )
 def test_a_namespace_that_names_a_proxy_needs_it(tmp_path: Path, text: str, message: str) -> None:
@@ -107,7 +108,7 @@ def test_namespaces_are_read_in_order_with_their_defaults(tmp_path: Path) -> Non
         "[[namespaces]]\npattern = 'news:*'\npublish = 'server'\nhistory_size = 5\npresence = false\n"
         "[[namespaces]]\npattern = 'dm:*'\njoin = 'token'\n",
     )
-    settings = _settings("--config", path, "--history-ttl", "60")
+    settings = _settings("--config", path, "--history-ttl", "60", "--auth-secret", "s" * 32)
     assert settings.namespaces == (
         Namespace("news:*", PublishRule.SERVER, history_size=5, presence=False),
         Namespace("dm:*", join=JoinRule.TOKEN),

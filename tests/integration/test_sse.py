@@ -684,3 +684,26 @@ async def test_single_and_multi_room_streams_share_one_publish(server: Server) -
     one.close()
     two.close()
     await ws.close()
+
+
+async def test_joining_and_leaving_many_rooms_holds_nothing_per_room_left(make_server: ServerFactory) -> None:
+    """A stream that joins and leaves room after room over the up-channel: what it keeps per room (the
+    join's ack for the `hello`, the resume offsets) goes with the room, so its memory is bounded by the
+    rooms it is in, not by the rooms it ever joined."""
+    server = await make_server(rate_limit=0)
+    sse = await SseReader.open(server.port, "/sse?name=ann")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    assert server.sse is not None
+    conn = server.sse.streams[session]
+    for batch in range(2):  # under the joins' rate limit
+        envelopes = []
+        for i in range(BATCH_MAX // 2):
+            room = f"r{batch}-{i}"
+            envelopes.append({"type": "join_room", "payload": {"room": room}, "id": f"j{room}"})
+            envelopes.append({"type": "leave_room", "payload": {"room": room}, "id": f"l{room}"})
+        assert await send(server.port, session, envelopes) == 202
+        for _ in range(len(envelopes)):
+            assert (await sse.event())["data"]["type"] == "ack"
+    assert not conn.rooms
+    assert conn.offsets == {} and conn.joined == {}
+    sse.close()

@@ -387,6 +387,7 @@ class SseConnection(Connection):
     def leave(self, room: str) -> bool:
         left = super().leave(room)
         self.offsets.pop(room, None)
+        self.joined.pop(room, None)  # a join over the up-channel, never read by a `hello`: not kept past the room
         return left
 
     def _detach(self) -> None:

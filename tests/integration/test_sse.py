@@ -18,6 +18,7 @@ import pytest
 
 from hubbub.auth.tokens import mint_token
 from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
 from hubbub.server.server import Server
 from hubbub.server.sse import BATCH_MAX, parse_resume_id
 from tests.conftest import ServerFactory
@@ -707,3 +708,40 @@ async def test_joining_and_leaving_many_rooms_holds_nothing_per_room_left(make_s
     assert not conn.rooms
     assert conn.offsets == {} and conn.joined == {}
     sse.close()
+
+
+async def test_live_messages_held_during_a_slow_join_are_bounded(make_server: ServerFactory) -> None:
+    """`GET /sse?rooms=busy,slow`: while the join of `slow` waits (a slow `authorize_join`, a join
+    proxy), what `busy` publishes is held until the stream starts. That hold is bounded by
+    `--send-queue-bytes` (the stream is then refused 503, as a replay too large is), not by how long
+    the join takes."""
+    limit = 64 * 1024
+    hub = Hub(Settings(port=0, send_queue_bytes=limit, rate_limit=0))
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    @hub.authorize_join
+    async def slow(conn: Any, room: str) -> bool:
+        if room == "slow":
+            entered.set()
+            await release.wait()
+        return True
+
+    server = await make_server(hub=hub)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /sse?rooms=busy,slow HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    await asyncio.wait_for(entered.wait(), 5)
+    assert server.sse is not None
+    (conn,) = server.sse.streams.values()
+    text = "x" * 1000
+    for i in range(400):  # ~400 kB into the held stream, six times its bound
+        await server.hub.publish("busy", {"n": i, "text": text}, "api")
+    writer_of = conn._raw
+    await eventually(lambda: writer_of.held_bytes > 4 * limit)  # the fan-out reached the stream
+    held = writer_of._held
+    assert held is not None and sum(len(chunk) for chunk in held) <= limit + 4096
+    release.set()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
+    writer.close()
+    await eventually(lambda: not server.hub.connections and not server.sse.streams)

@@ -245,8 +245,9 @@ class SseWriter:
         if held is None:
             self._transport.write(chunk)
             return
-        held.append(chunk)
         self._held_bytes += len(chunk)
+        if self._held_bytes <= conn.hub.settings.send_queue_bytes:
+            held.append(chunk)  # past the bound, counted only: the stage refuses the stream 503 once the joins end
 
     @staticmethod
     def _own(items: tuple[_Item, ...], conn: SseConnection) -> bytes:
@@ -273,7 +274,8 @@ class SseWriter:
 
     @property
     def held_bytes(self) -> int:
-        """Bytes held before the start (bounded by the stage: the joins' replays are bounded each)."""
+        """Bytes written before the start; at most `--send-queue-bytes` of them are held (live messages of
+        a room joined first come in while a later join waits, for as long as it waits)."""
         return self._held_bytes
 
     # the rest of the transport, as the core uses it

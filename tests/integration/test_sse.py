@@ -745,3 +745,23 @@ async def test_live_messages_held_during_a_slow_join_are_bounded(make_server: Se
     assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
     writer.close()
     await eventually(lambda: not server.hub.connections and not server.sse.streams)
+
+
+async def test_a_deeply_nested_body_is_a_coded_error_not_a_traceback(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`[[[[...]]]]` thousands deep: decoding it as a batch would recurse past Python's limit (a 500 and a
+    traceback in the log per request); it is judged as /ws judges a frame that deep, `bad_json` on the
+    stream, and the stream lives on."""
+    caplog.set_level(logging.INFO)
+    sse = await SseReader.open(server.port, "/sse?rooms=a")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    for depth in (5000, 20000):
+        status, _ = await post(server.port, b"[" * depth + b"]" * depth, {"X-Hubbub-Session": session})
+        assert status == 202
+        error = await sse.event_of("error")
+        assert error["data"]["payload"]["code"] == "bad_json"
+    assert await send(server.port, session, {"type": "send_message", "payload": {"room": "a", "message": 1}}) == 202
+    assert (await sse.event_of("new_message"))["data"]["message"] == 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    sse.close()

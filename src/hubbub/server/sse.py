@@ -35,6 +35,7 @@ from hubbub.core import builtins
 from hubbub.core.connection import Connection
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import MAX_DEPTH, nesting_exceeds
 from hubbub.protocol.events import ROOM_RULE, valid_room
 from hubbub.protocol.http import Head, Request, Response, Route
 from hubbub.protocol.session import State, Verdict
@@ -690,7 +691,9 @@ def _envelopes(body: bytes) -> list[str] | None:
     """The envelopes of a `POST /sse/send` body, as the texts a WebSocket frame would carry; None:
     more than `BATCH_MAX`. A body that is not a JSON array is one envelope (bad JSON is the
     session's to answer, `bad_json`, as on `/ws`)."""
-    if body.lstrip()[:1] == b"[":
+    # too deep for a batch (the array one level more than an envelope): one text, the session's to refuse
+    # as /ws refuses such a frame; decoding it here would recurse past Python's limit (RecursionError)
+    if body.lstrip()[:1] == b"[" and not nesting_exceeds(body, MAX_DEPTH + 1):
         try:
             items = _ARRAY.decode(body)
         except msgspec.DecodeError:

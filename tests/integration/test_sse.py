@@ -765,3 +765,32 @@ async def test_a_deeply_nested_body_is_a_coded_error_not_a_traceback(
     assert (await sse.event_of("new_message"))["data"]["message"] == 1
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     sse.close()
+
+
+async def test_a_cross_site_request_without_origin_is_refused_before_the_cookie_is_used(
+    make_server: ServerFactory,
+) -> None:
+    """A page of another site can make the browser `GET /sse` with no `Origin` (an `<img>`, a `<script>`:
+    no-cors requests carry none) and with the user's cookies: the connect proxy would admit the stream
+    as that user (presence, joins, hooks) on another site's behalf. The browser says so in
+    `Sec-Fetch-Site`; such a request is 403 before the app is asked. A same-origin page's EventSource
+    (no `Origin` either) and non-browser clients (no `Sec-Fetch-Site`) are unchanged."""
+    from tests.app_server import AppServer
+    from tests.integration.test_proxy import SECRET, cookie, sessions
+
+    app = await AppServer(sessions).start()
+    try:
+        server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
+        for site in ("cross-site", "same-site"):
+            asked = len(app.requests)
+            headers = {**cookie("s-alice"), "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors"}
+            refused = await SseReader.open(server.port, "/sse?rooms=team-a", headers)
+            assert refused.status == 403, site
+            assert len(app.requests) == asked and not server.hub.connections
+        for headers in ({"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}, {}):
+            sse = await SseReader.open(server.port, "/sse?rooms=team-a", {**cookie("s-alice"), **headers})
+            assert sse.status == 200
+            await sse.event_of("hello")
+            sse.close()
+    finally:
+        await app.close()

@@ -463,7 +463,7 @@ class SseDoor:
     async def _refusal(self, door: FrontDoor, head: Head) -> Response | None:
         """The refusal of a `GET /sse`, or None once the stream has started (or the client left)."""
         hub = self.hub
-        if not self._allowed(head.headers):
+        if not self._allowed(head.headers) or _cross_site_without_origin(head):
             hub.metrics.handshakes_rejected.labels("origin").inc()
             log.info("handshake.rejected", extra={"reason": "host_or_origin", "remote": door.remote, "path": "/sse"})
             return _refuse_status(HTTPStatus.FORBIDDEN, "host or origin not allowed")
@@ -702,6 +702,16 @@ def _envelopes(body: bytes) -> list[str] | None:
             return None
         return [bytes(item).decode("utf-8", "replace") for item in items]
     return [body.decode("utf-8", "replace")]
+
+
+def _cross_site_without_origin(head: Head) -> bool:
+    """A browser's request made by a page of another site with no `Origin` to judge (an `<img>` or a
+    `<script>` pointing at `/sse`: no-cors requests carry none, but do carry the user's cookies, which
+    the connect proxy would admit as that user). Browsers say so in `Sec-Fetch-Site`; a same-origin
+    `EventSource` sends no `Origin` either but `same-origin`, and a client that is no browser sends neither."""
+    if head.one("origin") is not None:
+        return False  # the Origin rule of /ws judges it
+    return head.one("sec-fetch-site") not in (None, "same-origin", "none")
 
 
 def _flooded() -> Response:

@@ -19,6 +19,7 @@ import pytest
 from hubbub.auth.tokens import mint_token
 from hubbub.core.hub import Hub
 from hubbub.core.settings import Settings
+from hubbub.protocol.session import State
 from hubbub.server.server import Server
 from hubbub.server.sse import BATCH_MAX, parse_resume_id
 from tests.conftest import ServerFactory
@@ -794,3 +795,32 @@ async def test_a_cross_site_request_without_origin_is_refused_before_the_cookie_
             sse.close()
     finally:
         await app.close()
+
+
+async def test_a_long_resume_id_does_not_multiply_what_a_stalled_stream_holds(make_server: ServerFactory) -> None:
+    """A stream in 128 rooms of 128-character names: each `new_message` carries a 17 kB resume id for a
+    ~200-byte frame. The outbox is bounded in frames, before they become events; the events the
+    transport holds for a reader that reads nothing must be bounded too (--send-queue-bytes), not
+    64 times that: the stream is dropped as a slow consumer instead."""
+    limit = 256 * 1024
+    hub = Hub(Settings(port=0, send_queue_bytes=limit, rate_limit=0, send_buffer=65536))
+    server = await make_server(hub=hub)
+    rooms = [f"{i:03d}" + "r" * 125 for i in range(128)]
+    sse = await SseReader.open(server.port, "/sse?rooms=" + ",".join(rooms))
+    assert sse.status == 200, sse.body
+    await sse.event_of("hello")
+    sse.writer.transport.pause_reading()  # reads nothing more
+    assert server.sse is not None
+    (conn,) = server.sse.streams.values()
+    peak = 0
+    for _ in range(10):
+        for i in range(1000):  # ~250 kB of frames: under the outbox's bound
+            await server.hub.publish(rooms[0], i, "api")
+        await asyncio.sleep(0.01)
+        peak = max(peak, conn._raw.get_write_buffer_size())
+        if conn.state is not State.OPEN:
+            break
+    assert conn.state is not State.OPEN  # dropped as a slow consumer
+    assert peak <= limit, peak
+    sse.close()
+    await eventually(lambda: not server.hub.connections and not server.sse.streams)

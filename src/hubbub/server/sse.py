@@ -244,7 +244,13 @@ class SseWriter:
             chunk = self._own(translated.items, conn)
         held = self._held
         if held is None:
-            self._transport.write(chunk)
+            # The outbox bounds frames; an event may be far larger than its frame (a multi-room resume id:
+            # up to 17 kB for a 200-byte message), so what the transport holds is bounded here, in events.
+            transport = self._transport
+            if transport.get_write_buffer_size() + len(chunk) > conn.hub.settings.send_queue_bytes:
+                conn._overflow()  # a slow consumer, as an outbox that overflows: dropped, this write not made
+                return
+            transport.write(chunk)
             return
         self._held_bytes += len(chunk)
         if self._held_bytes <= conn.hub.settings.send_queue_bytes:

@@ -809,7 +809,7 @@ async def test_a_long_resume_id_does_not_multiply_what_a_stalled_stream_holds(ma
     sse = await SseReader.open(server.port, "/sse?rooms=" + ",".join(rooms))
     assert sse.status == 200, sse.body
     await sse.event_of("hello")
-    sse.writer.transport.pause_reading()  # reads nothing more
+    sse.writer.transport.pause_reading()  # type: ignore[attr-defined]  # reads nothing more
     assert server.sse is not None
     (conn,) = server.sse.streams.values()
     peak = 0

@@ -368,3 +368,30 @@ async def test_two_nodes_one_dashboard(nodes: list[Node]) -> None:
 async def _read_until_closed(client: EventClient) -> None:
     while True:
         await client.recv(timeout=10)
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """One raw request (bytes as given, not as an HTTP library would clean them) and the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_cookie_with_non_ascii_bytes_is_401_not_a_traceback(
+    admin_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A forged cookie whose MAC part holds bytes past ASCII: `hmac.compare_digest` refuses to compare
+    such a str (TypeError); the answer must be the 401 of any bad cookie, with nothing in the log."""
+    port = admin_server.port
+    caplog.set_level(logging.DEBUG)
+    for cookie in (b"v1.1.1.x.-.\xe9\xe9", b"v1.\xe9.1.x.-.AAAA"):
+        answer = await _raw(
+            port,
+            b"GET /admin/api/stats HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nCookie: hubbub_admin=%s\r\n"
+            b"Connection: close\r\n\r\n" % (port, cookie),
+        )
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -571,3 +571,40 @@ async def test_at_most_max_waiting_handshakes_wait_for_a_fetch(
     assert not any(task.done() for task in held)
     await server.stop()
     assert await asyncio.gather(*held) == [503, 503, 503]
+
+
+def _odd_alg_token(alg: object) -> str:
+    """A token whose header's `alg` is no string (a list, an object): nothing verifies it."""
+    header = msgspec.json.encode({"alg": alg, "kid": "k1", "typ": "JWT"})
+    part = jwt.utils.base64url_encode(header).decode()
+    return f"{part}.{jwt.utils.base64url_encode(b'{}').decode()}.AAAA"
+
+
+async def _sse_status(port: int, token: str) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /sse?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    try:
+        line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    return int(line.split(b" ")[1]) if line else 0
+
+
+@pytest.mark.parametrize("kind", ["jwks", "secret"])
+async def test_a_header_alg_that_is_not_a_string_is_401_not_a_traceback(
+    make_server: ServerFactory, provider: JwksServer, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """`{"alg": [1]}`: `alg in ASYMMETRIC` raised TypeError (a list is unhashable) in the front door's
+    key hold and in the handshake, before any signature was checked, for any client."""
+    caplog.set_level(logging.INFO)
+    if kind == "jwks":
+        server = await jwks_server(make_server, provider)
+    else:
+        server = await make_server(auth_secret=SECRET)
+    for alg in ([1], {"a": 1}):
+        token = _odd_alg_token(alg)
+        assert await status_of(ws_url(server, query=f"token={token}")) == 401
+        offer = [Subprotocol("hubbub"), Subprotocol(f"hubbub.token.{token}")]
+        assert await status_of(ws_url(server), subprotocols=offer) == 401
+        assert await _sse_status(server.port, token) == 401
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -18,6 +18,8 @@ import pytest
 
 from hubbub.auth.tokens import mint_token
 from hubbub.core.hub import Hub
+from hubbub.core.settings import Settings
+from hubbub.protocol.session import State
 from hubbub.server.server import Server
 from hubbub.server.sse import BATCH_MAX, parse_resume_id
 from tests.conftest import ServerFactory
@@ -685,3 +687,141 @@ async def test_single_and_multi_room_streams_share_one_publish(server: Server) -
     one.close()
     two.close()
     await ws.close()
+
+
+async def test_joining_and_leaving_many_rooms_holds_nothing_per_room_left(make_server: ServerFactory) -> None:
+    """A stream that joins and leaves room after room over the up-channel: what it keeps per room (the
+    join's ack for the `hello`, the resume offsets) goes with the room, so its memory is bounded by the
+    rooms it is in, not by the rooms it ever joined."""
+    server = await make_server(rate_limit=0)
+    sse = await SseReader.open(server.port, "/sse?name=ann")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    assert server.sse is not None
+    conn = server.sse.streams[session]
+    for batch in range(2):  # under the joins' rate limit
+        envelopes = []
+        for i in range(BATCH_MAX // 2):
+            room = f"r{batch}-{i}"
+            envelopes.append({"type": "join_room", "payload": {"room": room}, "id": f"j{room}"})
+            envelopes.append({"type": "leave_room", "payload": {"room": room}, "id": f"l{room}"})
+        assert await send(server.port, session, envelopes) == 202
+        for _ in range(len(envelopes)):
+            assert (await sse.event())["data"]["type"] == "ack"
+    assert not conn.rooms
+    assert conn.offsets == {} and conn.joined == {}
+    sse.close()
+
+
+async def test_live_messages_held_during_a_slow_join_are_bounded(make_server: ServerFactory) -> None:
+    """`GET /sse?rooms=busy,slow`: while the join of `slow` waits (a slow `authorize_join`, a join
+    proxy), what `busy` publishes is held until the stream starts. That hold is bounded by
+    `--send-queue-bytes` (the stream is then refused 503, as a replay too large is), not by how long
+    the join takes."""
+    limit = 64 * 1024
+    hub = Hub(Settings(port=0, send_queue_bytes=limit, rate_limit=0))
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    @hub.authorize_join
+    async def slow(conn: Any, room: str) -> bool:
+        if room == "slow":
+            entered.set()
+            await release.wait()
+        return True
+
+    server = await make_server(hub=hub)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /sse?rooms=busy,slow HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    await asyncio.wait_for(entered.wait(), 5)
+    assert server.sse is not None
+    (conn,) = server.sse.streams.values()
+    text = "x" * 1000
+    for i in range(400):  # ~400 kB into the held stream, six times its bound
+        await server.hub.publish("busy", {"n": i, "text": text}, "api")
+    writer_of = conn._raw
+    await eventually(lambda: writer_of.held_bytes > 4 * limit)  # the fan-out reached the stream
+    held = writer_of._held
+    assert held is not None and sum(len(chunk) for chunk in held) <= limit + 4096
+    release.set()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
+    writer.close()
+    await eventually(lambda: not server.hub.connections and not server.sse.streams)
+
+
+async def test_a_deeply_nested_body_is_a_coded_error_not_a_traceback(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`[[[[...]]]]` thousands deep: decoding it as a batch would recurse past Python's limit (a 500 and a
+    traceback in the log per request); it is judged as /ws judges a frame that deep, `bad_json` on the
+    stream, and the stream lives on."""
+    caplog.set_level(logging.INFO)
+    sse = await SseReader.open(server.port, "/sse?rooms=a")
+    session = (await sse.event_of("hello"))["data"]["session"]
+    for depth in (5000, 20000):
+        status, _ = await post(server.port, b"[" * depth + b"]" * depth, {"X-Hubbub-Session": session})
+        assert status == 202
+        error = await sse.event_of("error")
+        assert error["data"]["payload"]["code"] == "bad_json"
+    assert await send(server.port, session, {"type": "send_message", "payload": {"room": "a", "message": 1}}) == 202
+    assert (await sse.event_of("new_message"))["data"]["message"] == 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    sse.close()
+
+
+async def test_a_cross_site_request_without_origin_is_refused_before_the_cookie_is_used(
+    make_server: ServerFactory,
+) -> None:
+    """A page of another site can make the browser `GET /sse` with no `Origin` (an `<img>`, a `<script>`:
+    no-cors requests carry none) and with the user's cookies: the connect proxy would admit the stream
+    as that user (presence, joins, hooks) on another site's behalf. The browser says so in
+    `Sec-Fetch-Site`; such a request is 403 before the app is asked. A same-origin page's EventSource
+    (no `Origin` either) and non-browser clients (no `Sec-Fetch-Site`) are unchanged."""
+    from tests.app_server import AppServer
+    from tests.integration.test_proxy import SECRET, cookie, sessions
+
+    app = await AppServer(sessions).start()
+    try:
+        server = await make_server(webhook_secret=SECRET, connect_proxy=app.url())
+        for site in ("cross-site", "same-site"):
+            asked = len(app.requests)
+            headers = {**cookie("s-alice"), "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors"}
+            refused = await SseReader.open(server.port, "/sse?rooms=team-a", headers)
+            assert refused.status == 403, site
+            assert len(app.requests) == asked and not server.hub.connections
+        for headers in ({"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}, {}):
+            sse = await SseReader.open(server.port, "/sse?rooms=team-a", {**cookie("s-alice"), **headers})
+            assert sse.status == 200
+            await sse.event_of("hello")
+            sse.close()
+    finally:
+        await app.close()
+
+
+async def test_a_long_resume_id_does_not_multiply_what_a_stalled_stream_holds(make_server: ServerFactory) -> None:
+    """A stream in 128 rooms of 128-character names: each `new_message` carries a 17 kB resume id for a
+    ~200-byte frame. The outbox is bounded in frames, before they become events; the events the
+    transport holds for a reader that reads nothing must be bounded too (--send-queue-bytes), not
+    64 times that: the stream is dropped as a slow consumer instead."""
+    limit = 256 * 1024
+    hub = Hub(Settings(port=0, send_queue_bytes=limit, rate_limit=0, send_buffer=65536))
+    server = await make_server(hub=hub)
+    rooms = [f"{i:03d}" + "r" * 125 for i in range(128)]
+    sse = await SseReader.open(server.port, "/sse?rooms=" + ",".join(rooms))
+    assert sse.status == 200, sse.body
+    await sse.event_of("hello")
+    sse.writer.transport.pause_reading()  # type: ignore[attr-defined]  # reads nothing more
+    assert server.sse is not None
+    (conn,) = server.sse.streams.values()
+    peak = 0
+    for _ in range(10):
+        for i in range(1000):  # ~250 kB of frames: under the outbox's bound
+            await server.hub.publish(rooms[0], i, "api")
+        await asyncio.sleep(0.01)
+        peak = max(peak, conn._raw.get_write_buffer_size())
+        if conn.state is not State.OPEN:
+            break
+    assert conn.state is not State.OPEN  # dropped as a slow consumer
+    assert peak <= limit, peak
+    sse.close()
+    await eventually(lambda: not server.hub.connections and not server.sse.streams)

@@ -97,7 +97,8 @@ class AdminGate:
         if len(parts) != 6 or parts[0] != "v1" or parts[4] not in ("s", "-"):
             return None
         body = ".".join(parts[:5])
-        if not hmac.compare_digest(self._mac(body), parts[5]):
+        # as bytes: `compare_digest` raises on a str past ASCII, and a cookie may hold any byte
+        if not hmac.compare_digest(self._mac(body).encode(), parts[5].encode("utf-8", "surrogatepass")):
             return None
         try:
             issued, seen = int(parts[1]), int(parts[2])

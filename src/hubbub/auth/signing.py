@@ -30,4 +30,5 @@ def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
     """Whether `header` is the signature of `body` under `secret`, compared in constant time."""
     if header is None or not header.startswith(_SCHEME):
         return False
-    return hmac.compare_digest(sign(secret, body), header.strip())
+    # as bytes: `compare_digest` raises TypeError on a str past ASCII, and the header is anyone's text
+    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode("utf-8", "surrogatepass"))

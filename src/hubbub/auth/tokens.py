@@ -114,8 +114,9 @@ class Verifier:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             return None
-        kid = header.get("kid")
-        return kid if header.get("alg") in ASYMMETRIC and isinstance(kid, str) else None
+        kid, alg = header.get("kid"), header.get("alg")
+        # `alg` is checked a str first: the header is the client's JSON, and a list is unhashable (TypeError)
+        return kid if isinstance(alg, str) and alg in ASYMMETRIC and isinstance(kid, str) else None
 
     def verify(self, token: str) -> Grant:
         """The grant of a valid `token`; `TokenError` for anything else (`KeysUnavailable` when the
@@ -129,6 +130,8 @@ class Verifier:
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"invalid token: {type(exc).__name__}") from None
         alg = header.get("alg")
+        if not isinstance(alg, str):  # the client's JSON: `alg in ASYMMETRIC` would raise for a list
+            raise TokenError(f"token algorithm must be {self._accepted}")
         key: Any
         if alg == ALGORITHM and self.secret:
             key = self.secret

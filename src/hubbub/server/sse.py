@@ -35,6 +35,7 @@ from hubbub.core import builtins
 from hubbub.core.connection import Connection
 from hubbub.errors import EventError
 from hubbub.protocol.codes import ErrorCode
+from hubbub.protocol.envelope import MAX_DEPTH, nesting_exceeds
 from hubbub.protocol.events import ROOM_RULE, valid_room
 from hubbub.protocol.http import Head, Request, Response, Route
 from hubbub.protocol.session import State, Verdict
@@ -243,10 +244,17 @@ class SseWriter:
             chunk = self._own(translated.items, conn)
         held = self._held
         if held is None:
-            self._transport.write(chunk)
+            # The outbox bounds frames; an event may be far larger than its frame (a multi-room resume id:
+            # up to 17 kB for a 200-byte message), so what the transport holds is bounded here, in events.
+            transport = self._transport
+            if transport.get_write_buffer_size() + len(chunk) > conn.hub.settings.send_queue_bytes:
+                conn._overflow()  # a slow consumer, as an outbox that overflows: dropped, this write not made
+                return
+            transport.write(chunk)
             return
-        held.append(chunk)
         self._held_bytes += len(chunk)
+        if self._held_bytes <= conn.hub.settings.send_queue_bytes:
+            held.append(chunk)  # past the bound, counted only: the stage refuses the stream 503 once the joins end
 
     @staticmethod
     def _own(items: tuple[_Item, ...], conn: SseConnection) -> bytes:
@@ -273,7 +281,8 @@ class SseWriter:
 
     @property
     def held_bytes(self) -> int:
-        """Bytes held before the start (bounded by the stage: the joins' replays are bounded each)."""
+        """Bytes written before the start; at most `--send-queue-bytes` of them are held (live messages of
+        a room joined first come in while a later join waits, for as long as it waits)."""
         return self._held_bytes
 
     # the rest of the transport, as the core uses it
@@ -387,6 +396,7 @@ class SseConnection(Connection):
     def leave(self, room: str) -> bool:
         left = super().leave(room)
         self.offsets.pop(room, None)
+        self.joined.pop(room, None)  # a join over the up-channel, never read by a `hello`: not kept past the room
         return left
 
     def _detach(self) -> None:
@@ -459,7 +469,7 @@ class SseDoor:
     async def _refusal(self, door: FrontDoor, head: Head) -> Response | None:
         """The refusal of a `GET /sse`, or None once the stream has started (or the client left)."""
         hub = self.hub
-        if not self._allowed(head.headers):
+        if not self._allowed(head.headers) or _cross_site_without_origin(head):
             hub.metrics.handshakes_rejected.labels("origin").inc()
             log.info("handshake.rejected", extra={"reason": "host_or_origin", "remote": door.remote, "path": "/sse"})
             return _refuse_status(HTTPStatus.FORBIDDEN, "host or origin not allowed")
@@ -691,7 +701,9 @@ def _envelopes(body: bytes) -> list[str] | None:
     """The envelopes of a `POST /sse/send` body, as the texts a WebSocket frame would carry; None:
     more than `BATCH_MAX`. A body that is not a JSON array is one envelope (bad JSON is the
     session's to answer, `bad_json`, as on `/ws`)."""
-    if body.lstrip()[:1] == b"[":
+    # too deep for a batch (the array one level more than an envelope): one text, the session's to refuse
+    # as /ws refuses such a frame; decoding it here would recurse past Python's limit (RecursionError)
+    if body.lstrip()[:1] == b"[" and not nesting_exceeds(body, MAX_DEPTH + 1):
         try:
             items = _ARRAY.decode(body)
         except msgspec.DecodeError:
@@ -700,6 +712,16 @@ def _envelopes(body: bytes) -> list[str] | None:
             return None
         return [bytes(item).decode("utf-8", "replace") for item in items]
     return [body.decode("utf-8", "replace")]
+
+
+def _cross_site_without_origin(head: Head) -> bool:
+    """A browser's request made by a page of another site with no `Origin` to judge (an `<img>` or a
+    `<script>` pointing at `/sse`: no-cors requests carry none, but do carry the user's cookies, which
+    the connect proxy would admit as that user). Browsers say so in `Sec-Fetch-Site`; a same-origin
+    `EventSource` sends no `Origin` either but `same-origin`, and a client that is no browser sends neither."""
+    if head.one("origin") is not None:
+        return False  # the Origin rule of /ws judges it
+    return head.one("sec-fetch-site") not in (None, "same-origin", "none")
 
 
 def _flooded() -> Response:

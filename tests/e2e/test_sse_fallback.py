@@ -136,8 +136,8 @@ CROSS_ORIGIN = """async (base) => {
 async def test_a_page_of_another_allowed_origin_falls_back_too(browser: Any, make_server: ServerFactory) -> None:
     """An app's page beside hubbub (another origin, in `--allowed-origin`) behind a proxy that refuses
     WebSockets: the stream is read and the up-channel posted in CORS mode (the POST's custom header
-    is preflighted), without cookies (`credentials: "same-origin"`: the server does not send
-    `Access-Control-Allow-Credentials`), so a name, ticket or token identifies it."""
+    is preflighted), with its cookies (`credentials: "include"`, answered by
+    `Access-Control-Allow-Credentials`), here a name identifying it."""
     app = await make_server()  # only an origin for the page
     origin = f"http://127.0.0.1:{app.port}"
     hub = await make_server(allowed_origins=(origin,))

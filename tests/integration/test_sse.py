@@ -500,6 +500,8 @@ async def test_cross_origin_preflight_and_headers(make_server: ServerFactory) ->
     server = await make_server(allowed_origins=("https://app.example",))
     sse = await SseReader.open(server.port, "/sse?rooms=a", {"Origin": "https://app.example"})
     assert sse.headers["access-control-allow-origin"] == "https://app.example"
+    # its cookies (the connect proxy's) may go along, as they do with a WebSocket of that origin
+    assert sse.headers["access-control-allow-credentials"] == "true"
     session = (await sse.event_of("hello"))["data"]["session"]
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
@@ -511,6 +513,7 @@ async def test_cross_origin_preflight_and_headers(make_server: ServerFactory) ->
     writer.close()
     assert answer.startswith(b"HTTP/1.1 204")
     assert b"Access-Control-Allow-Headers: Content-Type, X-Hubbub-Session" in answer
+    assert b"Access-Control-Allow-Credentials: true" in answer
     status, _ = await post(
         server.port,
         b'{"type":"join_room","payload":{"room":"b"}}',

@@ -588,7 +588,7 @@ class SseDoor:
         extra = ""
         origin = head.one("origin")
         if origin is not None:  # allowed (checked): a page of another origin may read the stream
-            extra = f"Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n"
+            extra = f"Access-Control-Allow-Origin: {origin}\r\n{_CREDENTIALS}Vary: Origin\r\n"
         response = (
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             f"X-Accel-Buffering: no\r\n{extra}Connection: close\r\n\r\n"
@@ -675,6 +675,7 @@ class SseDoor:
             return _refuse_status(HTTPStatus.FORBIDDEN, "host or origin not allowed")
         headers = (
             ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Credentials", "true"),  # its cookies go, as they do with a WebSocket
             ("Access-Control-Allow-Methods", "POST"),
             ("Access-Control-Allow-Headers", "Content-Type, X-Hubbub-Session"),
             ("Access-Control-Max-Age", "600"),
@@ -728,12 +729,17 @@ def _flooded() -> Response:
     return _refuse_status(HTTPStatus.TOO_MANY_REQUESTS, "slow down: too many events", close=False)
 
 
+_CREDENTIALS = "Access-Control-Allow-Credentials: true\r\n"
+"""An allowed page of another origin sends its cookies (the connect proxy's), as a WebSocket would."""
+
+
 def _with_cors(head: Head, response: Response) -> Response:
     """`response`, readable by the (allowed: checked before) page of another origin that sent `head`."""
     origin = head.one("origin")
     if origin is None:
         return response
-    headers = (*response.headers, ("Access-Control-Allow-Origin", origin), ("Vary", "Origin"))
+    allow = (("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin"))
+    headers = (*response.headers, *allow)
     return Response(response.status, response.body, response.content_type, response.close, headers)
 
 

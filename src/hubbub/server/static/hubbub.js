@@ -150,7 +150,7 @@ class SseSocket {
       response = await this._fetch(this.url, {
         headers: { Accept: "text/event-stream" },
         cache: "no-store",
-        credentials: "same-origin",
+        credentials: "include", // cookies to an allowed origin too, as a WebSocket sends them
         signal: this._abort.signal,
       });
     } catch (error) {
@@ -246,7 +246,7 @@ class SseSocket {
             method: "POST",
             headers: { "Content-Type": "application/json", "X-Hubbub-Session": this._session },
             body,
-            credentials: "same-origin",
+            credentials: "include", // cookies to an allowed origin too, as a WebSocket sends them
             signal: this._abort.signal,
           });
         } catch (error) {

@@ -9,10 +9,8 @@ Run from the repository root (the README beside this file has the whole recipe):
   `{"i": n, "token": "..."}` per token, published with **`hubbub.client.api`** (the server API,
   `--api-key`), then `{"i": n, "done": true}`. Browsers only read the room: it is server-only.
 * `GET /answers/{id}`: the app's own record of the answer so far (`{"question", "text", "done"}`).
-* `POST /hubbub/publish`: hubbub's **publish proxy**, refusing every message a client tries to
-  send, so that only the app (through the API, which the proxy does not see) writes answers. With
-  hubbub's namespaces (`[[namespaces]] pattern = "answer:*"`, `publish = "server"` in the config
-  file) hubbub refuses them itself and this route is not needed.
+* Browsers cannot write into an answer: the config file's namespace (`[[namespaces]] pattern =
+  "answer:*"`, `publish = "server"`) makes hubbub refuse a client's message there (`forbidden`).
 
 **The tokens come from a stand-in for a model**: `model_tokens` below makes a deterministic answer
 from the question and yields it word by word, with a pause between tokens. It is the ONE function a
@@ -41,7 +39,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -196,11 +194,6 @@ def create_app(config: Config) -> FastAPI:
         if answer.failed:
             body["failed"] = answer.failed
         return JSONResponse(body)
-
-    @app.post("/hubbub/publish")
-    async def hubbub_publish() -> Response:
-        # a refusal needs no signature check: whoever asks, no client writes into an answer
-        return Response(status_code=403)
 
     return app
 

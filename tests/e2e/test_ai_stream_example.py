@@ -13,7 +13,6 @@ passes WebSockets and through one that refuses them (where hubbub.js falls back 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import secrets
 import subprocess
@@ -58,13 +57,13 @@ class Example:
 @pytest.fixture(params=["direct", "websockets-refused"])
 async def example(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Example]:
     _require_fastapi()
-    key, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    key = secrets.token_urlsafe(24)
     hub_port, app_port = free_port(), free_port()
     app = f"http://127.0.0.1:{app_port}"
-    env = {**os.environ, "HUBBUB_API_KEY": key, "HUBBUB_WEBHOOK_SECRET": secret, "EXAMPLE_TOKEN_DELAY": "0.1"}
+    env = {**os.environ, "HUBBUB_API_KEY": key, "EXAMPLE_TOKEN_DELAY": "0.1"}
     logs = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]  # noqa: SIM115 - closed below
-    serve = [sys.executable, "-m", "hubbub", "serve", "--config", str(_config(tmp_path))]
-    serve += ["--port", str(hub_port), "--publish-proxy", f"{app}/hubbub/publish", "--log-level", "warning"]
+    serve = [sys.executable, "-m", "hubbub", "serve", "--config", str(ROOT / "examples" / "ai_stream" / "hubbub.toml")]
+    serve += ["--port", str(hub_port), "--log-level", "warning"]
     hub = subprocess.Popen(serve, cwd=ROOT, env=env, stderr=logs[0])
     proxy: NoUpgradeProxy | None = None
     app_proc: subprocess.Popen[bytes] | None = None
@@ -89,20 +88,6 @@ async def example(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         hub.wait(10)
         for log in logs:
             log.close()
-
-
-def _config(tmp_path: Path) -> Path:
-    """The example's config file; with its `[[namespaces]]` table uncommented where this hubbub
-    has namespaces (issue 19), so the table as the file gives it is tested the day it can be used."""
-    config = ROOT / "examples" / "ai_stream" / "hubbub.toml"
-    if importlib.util.find_spec("hubbub.protocol.namespaces") is None:
-        return config
-    text = config.read_text()
-    table = text[text.index("# [[namespaces]]") :]
-    uncommented = "\n".join(line.removeprefix("# ") for line in table.splitlines())
-    copy = tmp_path / "hubbub.toml"
-    copy.write_text(text + "\n" + uncommented + "\n")
-    return copy
 
 
 async def _started(proc: subprocess.Popen[bytes], port: int, log: Any) -> None:

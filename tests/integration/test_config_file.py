@@ -94,7 +94,7 @@ async def test_a_variable_that_names_no_setting_is_warned_about_and_ignored() ->
     ("text", "line"),
     [
         ("prot = 8000", "{file}: unknown key 'prot' (did you mean 'port'?)"),
-        ("[[namespaces]]\nname = 'chat'", "{file}: namespaces[1]: unknown key name"),
+        ("[[namespaces]]\nname = 'chat'", "{file}: namespaces[1]: unknown key 'name'"),
         ("port = '8000'", '{file}: port must be an integer, not "8000"'),
         ("allowed_origin = 'https://a.example'", '{file}: allowed_origin must be a list of strings, not "https:'),
         ("max_message_size = 100", "{file}: max_message_size must be at least 125 bytes"),

@@ -210,7 +210,7 @@ async def test_history_is_kept_per_namespace_in_redis() -> None:
 @pytest.mark.parametrize(
     ("toml", "args", "message"),
     [
-        ("[[namespaces]]\npattern = 'a*'\nsize = 1\ncolour = 2\n", [], "namespaces[1]: unknown keys colour, size"),
+        ("[[namespaces]]\npattern = 'a*'\nsize = 1\ncolour = 2\n", [], "namespaces[1]: unknown keys 'colour', 'size'"),
         ("[[namespaces]]\npattern = 'a*'\npublish = 'all'\n", [], "publish must be one of"),
         ("[[namespaces]]\npattern = 'a*'\njoin = 'proxy'\n", [], 'join = "proxy" needs --join-proxy'),
         ("", ["--join-proxy", "http://127.0.0.1:9/join"], "--join-proxy needs --webhook-secret"),

@@ -251,7 +251,15 @@ def to_settings(values: Mapping[str, Any]) -> Settings:
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     """The `Settings` of a parsed `hubbub serve` command line, with its variables and config file."""
     environ = os.environ if environ is None else environ
-    return to_settings(resolve(args, SERVE_OPTIONS, environ, config_path(args, environ)))
+    config = config_path(args, environ)
+    values = resolve(args, SERVE_OPTIONS, environ, config)
+    try:
+        return to_settings(values)
+    except ConfigError as exc:
+        if config and values.get(NAMESPACES) and str(exc).startswith("namespace "):
+            # namespaces come only from the file: its cross checks name it, as its other mistakes do
+            raise ConfigError(f"{config}: {exc}") from None
+        raise
 
 
 def unknown_variables(environ: Mapping[str, str]) -> Iterator[str]:

@@ -81,7 +81,7 @@ def _problems(ns: Namespace) -> list[str]:
     for key, enum_type in (("publish", PublishRule), ("join", JoinRule)):
         value = getattr(ns, key)
         if not isinstance(value, enum_type) and value not in {r.value for r in enum_type}:
-            choices = ", ".join(f'"{r.value}"' for r in enum_type)
+            choices = ", ".join(repr(r.value) for r in enum_type)
             out.append(f"{key} must be one of {choices}, not {value!r}")
     size = ns.history_size
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
@@ -98,6 +98,15 @@ KEYS = ("pattern", "publish", "join", "history_size", "history_ttl", "presence")
 """The keys of a `[[namespaces]]` table, and no others."""
 
 
+def _with_hint(key: str) -> str:
+    """An unknown key, quoted, with the known key it is closest to (a typo: `presense`), as the config
+    file's top-level keys are said."""
+    import difflib
+
+    close = difflib.get_close_matches(key, KEYS, n=1)
+    return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+
+
 def from_tables(tables: object, where: str = "namespaces") -> tuple[Namespace, ...]:
     """The namespaces of the config file's `[[namespaces]]` tables; `ConfigError` (one line naming every
     unknown key or bad value) for anything else."""
@@ -108,7 +117,8 @@ def from_tables(tables: object, where: str = "namespaces") -> tuple[Namespace, .
         place = f"{where}[{index}]"
         unknown = sorted(set(table) - set(KEYS))
         if unknown:
-            raise ConfigError(f"{place}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+            said = ", ".join(_with_hint(key) for key in unknown)
+            raise ConfigError(f"{place}: unknown key{'s' if len(unknown) > 1 else ''} {said}")
         if "pattern" not in table:
             raise ConfigError(f"{place}: pattern is required")
         try:

@@ -98,7 +98,7 @@ def test_the_secret_file_and_the_app_are_keys_too(tmp_path: Path) -> None:
 )
 def test_a_namespace_that_names_a_proxy_needs_it(tmp_path: Path, text: str, message: str) -> None:
     path = _file(tmp_path, f"[[namespaces]]\npattern = 'a*'\n{text}\n")
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=f"^{re.escape(path)}: {re.escape(message)}"):  # names the file
         _settings("--config", path)
 
 
@@ -123,14 +123,22 @@ def test_namespaces_are_read_in_order_with_their_defaults(tmp_path: Path) -> Non
     ("text", "message"),
     [
         ("prot = 8000", "hubbub.toml: unknown key 'prot' (did you mean 'port'?)"),
-        ("[[namespaces]]\nname = 'chat'", "hubbub.toml: namespaces[1]: unknown key name"),
-        ("[[namespaces]]\npattern = 'a*'\nsize = 1\nlook = 2", "hubbub.toml: namespaces[1]: unknown keys look, size"),
+        ("[[namespaces]]\nname = 'chat'", "hubbub.toml: namespaces[1]: unknown key 'name'"),
+        (
+            "[[namespaces]]\npattern = 'a*'\nsize = 1\nlook = 2",
+            "hubbub.toml: namespaces[1]: unknown keys 'look', 'size'",
+        ),
         ("[[namespaces]]\npublish = 'server'", "hubbub.toml: namespaces[1]: pattern is required"),
+        (
+            "[[namespaces]]\npattern = 'a*'\npresense = false\nhistroy_ttl = 5",
+            "hubbub.toml: namespaces[1]: unknown keys 'histroy_ttl' (did you mean 'history_ttl'?),"
+            " 'presense' (did you mean 'presence'?)",
+        ),
         ("namespaces = 1", "hubbub.toml: namespaces must be [[namespaces]] tables"),
         (
             "[[namespaces]]\npattern = 'a*'\npublish = 'anyone'\njoin = 'never'",
-            'namespaces[1]: publish must be one of "members", "server", "proxy", not \'anyone\';'
-            ' join must be one of "open", "token", "proxy", not \'never\'',
+            "namespaces[1]: publish must be one of 'members', 'server', 'proxy', not 'anyone';"
+            " join must be one of 'open', 'token', 'proxy', not 'never'",
         ),
         ("[[namespaces]]\npattern = 'a*'\nhistory_size = -1", "history_size must be an integer of at least 0"),
         ("[[namespaces]]\npattern = 'a*'\nhistory_ttl = 0", "history_ttl must be a number of seconds above 0"),

@@ -47,7 +47,7 @@ def test_the_cache_answers_repeats_and_is_bounded(monkeypatch: pytest.MonkeyPatc
 
 def test_tables_name_every_unknown_key_and_bad_value_on_one_line() -> None:
     assert from_tables([{"pattern": "a*", "publish": "server"}]) == (Namespace("a*", PublishRule.SERVER),)
-    with pytest.raises(ConfigError, match=r"^namespaces\[2\]: unknown keys colour, size$"):
+    with pytest.raises(ConfigError, match=r"^namespaces\[2\]: unknown keys 'colour', 'size'$"):
         from_tables([{"pattern": "a*"}, {"pattern": "b*", "size": 1, "colour": "red"}])
     with pytest.raises(ConfigError) as caught:
         from_tables([{"pattern": "a*", "join": "maybe", "history_ttl": -1, "presence": 1}])

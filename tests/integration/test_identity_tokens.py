@@ -537,6 +537,54 @@ def test_bad_token_flags_are_one_line_and_exit_2(args: list[str], message: str) 
     )
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("hubbub serve: "), out.stderr  # as every other bad flag says it
+
+
+def _pem_files(tmp_path: Path) -> dict[str, Path]:
+    """Files a user might give `--auth-public-key` by mistake: a short RSA key and private keys."""
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    texts = {
+        "short": short.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "pkcs8": private_key("p256").private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        "rsa-private": short.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ),
+        "encrypted": private_key("ed25519").private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pass"),
+        ),
+    }
+    for name, text in texts.items():
+        (tmp_path / f"{name}.pem").write_bytes(text)
+    return {name: tmp_path / f"{name}.pem" for name in texts}
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("short", "an RSA key of 1024 bits is too short (at least 2048 bits)"),
+        ("pkcs8", "this is a private key: give its public key"),
+        ("rsa-private", "this is a private key: give its public key"),
+        ("encrypted", "this is a private key: give its public key"),
+    ],
+)
+def test_a_short_or_private_public_key_says_so_in_one_line_and_exit_2(tmp_path: Path, name: str, message: str) -> None:
+    path = _pem_files(tmp_path)[name]
+    out = subprocess.run(
+        [sys.executable, "-m", "hubbub", "serve", "--port", "0", "--auth-public-key", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == f"hubbub serve: --auth-public-key {path}: {message}" + (
+        " (openssl pkey -pubout)\n" if "private" in message else "\n"
+    )
 
 
 async def test_a_loopback_http_jwks_and_audience_without_a_secret_are_accepted(

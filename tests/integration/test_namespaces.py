@@ -229,3 +229,5 @@ def test_bad_namespaces_get_one_line_and_exit_2(tmp_path: Path, toml: str, args:
     )
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    if toml:  # the file's mistakes, its namespace cross checks too, name it
+        assert out.stderr.startswith(f"hubbub serve: {config}: "), out.stderr

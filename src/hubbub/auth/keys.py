@@ -131,13 +131,18 @@ class PublicKey:
     def __init__(self, pem: bytes, name: str = "--auth-public-key") -> None:
         """`ConfigError` for anything but a PEM public key of a type `algorithms_for` accepts."""
         from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.asymmetric import rsa
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+        if b"PRIVATE KEY-----" in pem:  # PKCS#8, PKCS#1, SEC1, OpenSSH, encrypted or not: said before parsing
+            raise ConfigError(f"{name}: this is a private key: give its public key (openssl pkey -pubout)")
         key: Any
         try:
             key = load_pem_public_key(pem)
-        except (ValueError, TypeError, UnsupportedAlgorithm):  # a private key, a certificate, not PEM...
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # a certificate, not PEM...
             key = None
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise ConfigError(f"{name}: an RSA key of {key.key_size} bits is too short (at least {MIN_RSA_BITS} bits)")
         algorithms = algorithms_for(key) if key is not None else frozenset()
         if not algorithms:
             raise ConfigError(

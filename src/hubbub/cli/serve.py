@@ -11,9 +11,9 @@ from hubbub.cli.settings import (
     CONFIG_VARIABLE,
     SERVE_OPTIONS,
     add_options,
+    checked_settings,
     config_path,
     resolve,
-    to_settings,
     unknown_variables,
 )
 from hubbub.errors import ConfigError
@@ -50,11 +50,16 @@ def run(args: argparse.Namespace) -> int:
     for warning in unknown_variables(os.environ):
         print(f"hubbub serve: {warning}", file=sys.stderr)
     try:
-        values = resolve(args, SERVE_OPTIONS, os.environ, config_path(args, os.environ))
-        settings = to_settings(values)
+        config = config_path(args, os.environ)
+        values = resolve(args, SERVE_OPTIONS, os.environ, config)
+        settings = checked_settings(values, config)
         backends.check(settings)
         if settings.tls_cert:
             tls.server_context(settings.tls_cert, settings.tls_key)  # a bad file: one line, exit 2
+        if settings.auth_public_key:
+            from hubbub.auth.keys import PublicKey
+
+            PublicKey.load(settings.auth_public_key)  # a bad file: one line and exit 2, as the other flags
         if settings.users_file:
             from hubbub.auth.passwords import Users
 

@@ -252,12 +252,16 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     """The `Settings` of a parsed `hubbub serve` command line, with its variables and config file."""
     environ = os.environ if environ is None else environ
     config = config_path(args, environ)
-    values = resolve(args, SERVE_OPTIONS, environ, config)
+    return checked_settings(resolve(args, SERVE_OPTIONS, environ, config), config)
+
+
+def checked_settings(values: Mapping[str, Any], config: str | None) -> Settings:
+    """`to_settings`, its namespace cross checks naming the `config` file: namespaces come only from it,
+    and its other mistakes name it too."""
     try:
         return to_settings(values)
     except ConfigError as exc:
         if config and values.get(NAMESPACES) and str(exc).startswith("namespace "):
-            # namespaces come only from the file: its cross checks name it, as its other mistakes do
             raise ConfigError(f"{config}: {exc}") from None
         raise
 

@@ -95,9 +95,11 @@ def test_a_pem_key_is_public_and_of_a_usable_type() -> None:
     private = RSA.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    for bad in (b"", b"not a key", private, _pem(ec.generate_private_key(ec.SECP521R1()).public_key())):
+    for bad in (b"", b"not a key", _pem(ec.generate_private_key(ec.SECP521R1()).public_key())):
         with pytest.raises(ConfigError, match="not a PEM public key"):
             PublicKey(bad)
+    with pytest.raises(ConfigError, match=r"^--auth-public-key: this is a private key: give its public key"):
+        PublicKey(private)
     with pytest.raises(ConfigError, match="--auth-public-key /nonexistent"):
         PublicKey.load("/nonexistent")
 

@@ -327,13 +327,21 @@ EXAMPLE_WEBHOOK = "https://app.example/hubbub-events"
 
 def metrics_reference() -> str:
     """docs/reference/metrics.md: every collector a fresh hub registers, with its labels."""
+    from hubbub.auth.jwks import Jwks
     from hubbub.core.hub import Hub
     from hubbub.core.settings import Settings
+    from hubbub.integration.app_proxy import AppProxy
+    from hubbub.integration.server_api import ServerApi
     from hubbub.integration.webhooks import Webhooks
 
     hub = Hub(Settings(node_id="node-1"))  # a fixed name: hubbub_node_info's label, else random
-    # with --webhook only: registered here for one example URL (nothing starts: no task, no socket)
-    Webhooks([EXAMPLE_WEBHOOK], "example-secret", node="n", registry=hub.metrics.registry)
+    # the metrics of features that are off by default, registered here as the server registers them when
+    # on (nothing starts: no task, no socket, no request)
+    registry = hub.metrics.registry
+    Webhooks([EXAMPLE_WEBHOOK], "example-secret", node="n", registry=registry)  # --webhook, one example URL
+    Jwks("https://idp.example/jwks", registry=registry)  # --auth-jwks-url
+    AppProxy(Settings(), registry)  # --connect-proxy, --publish-proxy, --join-proxy, --rpc-proxy
+    ServerApi(hub, lambda head: True)  # --api-key
     out = [HEADER, "# Metrics reference\n\n"]
     out.append(
         "`GET /metrics` answers in Prometheus' text format. Gauges are read from the hub's own sets at"
@@ -341,8 +349,10 @@ def metrics_reference() -> str:
         " with the recipient count, never once per recipient (`hubbub/metrics.py`). Label values listed"
         " are those present (at 0) from the start; others appear when first counted, such as"
         ' `reason="auth"` (401: a handshake without a valid ticket or token) and close codes other than'
-        " these. The `hubbub_webhooks_*` metrics exist with `--webhook`, their `url` label one value per"
-        f" URL (shown for `--webhook {EXAMPLE_WEBHOOK}`)."
+        " these. Some metrics exist only with their feature on: `hubbub_webhooks_*` with `--webhook`,"
+        f" their `url` label one value per URL (shown for `--webhook {EXAMPLE_WEBHOOK}`);"
+        " `hubbub_jwks_*` with `--auth-jwks-url`; `hubbub_proxy_*` with `--connect-proxy`,"
+        " `--publish-proxy`, `--join-proxy` or `--rpc-proxy`; `hubbub_api_requests_total` with `--api-key`."
         " The `process_*` metrics are read from `/proc` at scrape time (Linux only)."
         " Which limit each counter watches: [security.md](../security.md); what to alert on and what to"
         " do: [monitor.md](../howto/monitor.md).\n\n"

@@ -9,6 +9,7 @@ leaves a page that lies, and this fails.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,19 @@ def test_the_pages_name_what_a_reader_looks_for() -> None:
     assert "`NOT_IN_ROOM` | `'not_in_room'`" in python
     assert "on_ws_frame" not in python  # picows' callbacks are not the app's API
     assert "`hubbub_slow_consumers_dropped_total` | counter" in metrics
+
+
+def test_the_metrics_page_lists_the_metrics_of_features_that_are_off_by_default() -> None:
+    """A metric registered only with its feature on (`--auth-jwks-url`, the proxies, `--webhook`,
+    `--api-key`) is listed too: every `Counter("hubbub_...")` and `Gauge("hubbub_...")` in the source."""
+    metrics = docgen.metrics_reference()
+    declared = {
+        match[2] + ("_total" if match[1] == "Counter" else "")
+        for path in (ROOT / "src" / "hubbub").rglob("*.py")
+        for match in re.finditer(r'\b(Counter|Gauge|Histogram)\(\s*"(hubbub_\w+)"', path.read_text())
+    }
+    assert {"hubbub_jwks_fetches_total", "hubbub_proxy_join_waiting", "hubbub_webhooks_queued"} <= declared
+    assert not [name for name in sorted(declared) if f"| `{name}` |" not in metrics]
 
 
 def test_the_config_page_has_every_key_its_type_default_and_variable() -> None:

@@ -33,6 +33,7 @@ from websockets.typing import Subprotocol
 
 from hubbub.auth import jwks as jwks_module
 from hubbub.auth.logins import mint_token
+from hubbub.server.key_hold import KeyHold
 from hubbub.server.server import Server
 from tests.conftest import ServerFactory
 from tests.helpers import EventClient, eventually, ws_url
@@ -619,6 +620,48 @@ async def test_at_most_max_waiting_handshakes_wait_for_a_fetch(
     assert not any(task.done() for task in held)
     await server.stop()
     assert await asyncio.gather(*held) == [503, 503, 503]
+
+
+async def test_one_address_cannot_take_every_place_waiting_for_a_fetch(
+    make_server: ServerFactory, provider: JwksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handshakes waiting for a key set fetch are bounded per address as those waiting on the connect
+    proxy are: one address holds its share (16 of 64 here); past it its handshakes are checked at once
+    (401), while a client of another address is still held for the fetch that brings its key."""
+    from hubbub.server import key_hold
+
+    monkeypatch.setattr(key_hold, "MAX_WAITING", 64)
+    monkeypatch.setattr(jwks_module, "FETCH_TIMEOUT", 30.0)
+    monkeypatch.setattr(jwks_module, "MIN_INTERVAL", 0.1)
+    server = await jwks_server(make_server, provider, max_connections_per_ip=100, max_connections=400)
+    assert await identity(server, sign("RS256")) == "alice"
+    provider.answer = silence
+    await asyncio.sleep(0.2)
+    attacker = {"local_addr": ("127.0.0.2", 0)}
+    held = [
+        asyncio.ensure_future(status_of(ws_url(server, query=f"token={sign('RS256', kid=f'k{n}')}"), **attacker))
+        for n in range(16)
+    ]
+    await eventually(lambda: server.door is not None and provider.requests == 2)
+    hold = key_hold_of(server)
+    await eventually(lambda: hold.waiting == 16)
+    start = time.monotonic()
+    for n in range(16, 20):  # its share is taken: checked with the keys at hand, not held
+        token = sign("RS256", kid=f"k{n}")
+        assert await status_of(ws_url(server, query=f"token={token}"), **attacker) == 401
+    assert time.monotonic() - start < 3.0  # the fetch hangs for 30 s
+    honest = asyncio.ensure_future(status_of(ws_url(server, query=f"token={sign('RS256', kid='new')}")))
+    await eventually(lambda: hold.waiting == 17)  # held, not refused
+    assert not honest.done() and not any(task.done() for task in held)
+    await server.stop()
+    assert await asyncio.gather(*held, honest) == [503] * 17
+    assert hold.waiting == 0 and hold.places.per_address == 16
+
+
+def key_hold_of(server: Server) -> KeyHold:
+    """The server's `KeyHold` stage (`--auth-jwks-url`), from its front door's stages."""
+    assert server.door is not None
+    return next(stage for stage in server.door.stages if isinstance(stage, KeyHold))
 
 
 def _odd_alg_token(alg: object) -> str:

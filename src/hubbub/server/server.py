@@ -199,6 +199,8 @@ class Server:
         cap = connection_cap(s.max_connections, fd_limit)
         if self.proxy is not None:  # one address's share of the handshakes waiting on the app, as of the sockets
             self.proxy.share_per_address(s.max_connections_per_ip, cap)
+        if key_hold is not None:  # and of those waiting for a key set fetch
+            key_hold.places.share_per_address(s.max_connections_per_ip, cap)
         listener = Listener(
             self._protocol,
             self.hub.metrics,
